@@ -1,0 +1,98 @@
+"""The built-in offline corpus: >= 10M tokens, >= 1.5M of them chat transcripts in the model's format.
+
+Steps (each resumable): 1) user prompts from real sources -> assistant replies by the model itself
+(``chat.jsonl``); 2) plain documents from Debian docs and Python's stdlib (``text.jsonl``). The
+harvester then tokenizes both (chat through the model's own chat template).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from tqdm import tqdm
+
+from steerlab.activations.corpus import CorpusSource, CorpusSpec
+from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
+from steerlab.activations.offline_sources import default_chat_prompts, plain_documents
+from steerlab.models.loader import LoadedModel
+from steerlab.settings import get_settings
+
+
+def default_corpus_dir() -> Path:
+    return get_settings().home / "corpora" / "default"
+
+
+def build_chat_transcripts(lm: LoadedModel, out_dir: Path | None = None, limit: int | None = None,
+                           cfg: ChatGenerationConfig = ChatGenerationConfig(batch_size=96)) -> Path:
+    """Write the chat part of the corpus; prompts go in length order so batches carry little padding."""
+    out_dir = out_dir or default_corpus_dir()
+    prompts = default_chat_prompts(seed=cfg.seed)[:limit]
+    lengths = {p["id"]: len(lm.tokenizer(p["prompt"], add_special_tokens=False)["input_ids"]) for p in prompts}
+    prompts.sort(key=lambda p: (min(lengths[p["id"]], cfg.max_prompt_tokens), p["id"]))
+    path = out_dir / "chat.jsonl"
+    generate_replies(lm, prompts, path, cfg)
+    return path
+
+
+# Tokens taken from each plain-text source (None = all); with the chat part this passes 10M.
+TEXT_BUDGETS: dict[str, int | None] = {
+    "debian-handbook": 2_700_000,  # 12 languages: multilingual features
+    "manpages": 1_600_000,
+    "python-stdlib": 1_500_000,  # code
+    "gcide": 1_200_000,  # dictionary definitions
+    "wordnet": 800_000,
+    "fortunes": None,
+    "abs-guide": None,  # shell scripting
+    "gnu-standards": None,
+}
+HELDOUT_EVERY = 50  # every 50th document / conversation is held out of training for evaluation
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def build_text_documents(out_dir: Path | None = None, seed: int = 0) -> dict[str, Path]:
+    """Write ``text/<source>.jsonl`` (shuffled) and ``heldout/text.jsonl``; no model involved."""
+    out_dir = out_dir or default_corpus_dir()
+    by_source: dict[str, list[dict]] = {}
+    for doc in tqdm(plain_documents(), desc="plain documents", unit="doc"):
+        if len(doc["text"].strip()) > 200:
+            by_source.setdefault(doc["source"].split("/")[0], []).append(doc)
+    (out_dir / "text").mkdir(parents=True, exist_ok=True)
+    (out_dir / "heldout").mkdir(parents=True, exist_ok=True)
+    paths, heldout = {}, []
+    for source, docs in sorted(by_source.items()):
+        random.Random(seed).shuffle(docs)
+        heldout += docs[::HELDOUT_EVERY]
+        paths[source] = out_dir / "text" / f"{source}.jsonl"
+        _write_jsonl(paths[source], [d for i, d in enumerate(docs) if i % HELDOUT_EVERY])
+    _write_jsonl(out_dir / "heldout" / "text.jsonl", heldout)
+    return paths
+
+
+def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Split ``chat.jsonl`` into training and held-out transcripts by id."""
+    out_dir = out_dir or default_corpus_dir()
+    rows = [json.loads(line) for line in (out_dir / "chat.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    train, held = out_dir / "chat_train.jsonl", out_dir / "heldout" / "chat.jsonl"
+    held.parent.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(train, [r for r in rows if r["id"] % HELDOUT_EVERY])
+    _write_jsonl(held, [r for r in rows if not r["id"] % HELDOUT_EVERY])
+    return train, held
+
+
+def default_corpus_spec(out_dir: Path | None = None, context_length: int = 256, seed: int = 0) -> CorpusSpec:
+    out_dir = out_dir or default_corpus_dir()
+    sources = [CorpusSource(path=str(out_dir / "chat_train.jsonl"))]
+    sources += [CorpusSource(path=str(out_dir / "text" / f"{name}.jsonl"), max_tokens=budget)
+                for name, budget in TEXT_BUDGETS.items()]
+    return CorpusSpec(sources=sources, context_length=context_length, seed=seed)

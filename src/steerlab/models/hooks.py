@@ -1,0 +1,128 @@
+"""Hookpoints: read and write the residual stream after any block, by the HF module's own name.
+
+The model is never rewritten: we attach plain forward hooks to the module named e.g.
+``model.layers.18`` (the residual stream after block 18) and remove them afterwards, which
+restores the original computation bit for bit.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+Editor = Callable[[torch.Tensor], torch.Tensor]  # hidden [batch, seq, d_model] -> same shape
+
+
+class HookpointError(ValueError):
+    """A layer index or module name that the model does not have."""
+
+
+def block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Find the transformer's list of blocks (``model.layers`` for Llama, ``transformer.h`` for GPT-2, ...)."""
+    best: tuple[str, nn.ModuleList] | None = None
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            if best is None or name.count(".") < best[0].count("."):
+                best = (name, module)
+    if best is None:
+        raise HookpointError("cannot find the list of transformer blocks in this model")
+    return best
+
+
+def resolve_hookpoint(model: nn.Module, layer: int | str) -> str:
+    """Turn a block index (negative counts from the end) or a module name/glob into a module name."""
+    prefix, blocks = block_list(model)
+    if isinstance(layer, int) or (isinstance(layer, str) and layer.lstrip("-").isdigit()):
+        idx = int(layer)
+        if not -len(blocks) <= idx < len(blocks):
+            raise HookpointError(f"layer must be in 0..{len(blocks) - 1} (or -{len(blocks)}..-1), got {idx}")
+        return f"{prefix}.{idx % len(blocks)}"
+    names = [n for n, _ in model.named_modules() if n]
+    matches = [n for n in names if fnmatch.fnmatchcase(n, layer)]
+    if len(matches) != 1:
+        raise HookpointError(
+            f"hookpoint {layer!r} matches {len(matches)} modules; give a block index 0..{len(blocks) - 1} "
+            f"or one module name such as '{prefix}.0'"
+        )
+    return matches[0]
+
+
+def layer_index(model: nn.Module, hookpoint: str) -> int | None:
+    prefix, _ = block_list(model)
+    head, _, tail = hookpoint.rpartition(".")
+    return int(tail) if head == prefix and tail.isdigit() else None
+
+
+def _hidden(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _replace_hidden(output, hidden):
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+@contextmanager
+def edit_residual(model: nn.Module, hookpoint: str, editor: Editor) -> Iterator[None]:
+    """Replace the module's output hidden state with ``editor(hidden)`` for the duration of the block."""
+    module = model.get_submodule(hookpoint)
+
+    def hook(_module, _inputs, output):
+        return _replace_hidden(output, editor(_hidden(output)))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record each hookpoint's output hidden state of the last forward into the yielded dict."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in hookpoints:
+        def hook(_module, _inputs, output, name=name):
+            captured[name] = _hidden(output).detach()
+
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _StopForward(Exception):
+    """Raised inside a hook to skip the rest of the network once we have what we need."""
+
+
+@torch.inference_mode()
+def forward_to_hookpoint(model: nn.Module, input_ids: torch.Tensor, hookpoint: str,
+                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the model only up to ``hookpoint`` and return its hidden state [batch, seq, d_model].
+
+    Later blocks and the LM head never run, which is what makes harvesting cheap.
+    """
+    module = model.get_submodule(hookpoint)
+    result: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        result.append(_hidden(output))
+        raise _StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not result:
+        raise HookpointError(f"hookpoint {hookpoint!r} was not reached during the forward pass")
+    return result[0]

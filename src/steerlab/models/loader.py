@@ -1,0 +1,142 @@
+"""Load any HF causal LM by name or local path, or the bundled default from its GGUF file.
+
+The GGUF is de-quantized once and cached as a safetensors checkpoint under ``settings.models_dir``,
+so later loads skip the slow conversion (see ``benchmarks/model_load.py`` for the two timings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from steerlab.models.registry import BUNDLED, ModelNotFoundError, canonical_name
+from steerlab.settings import get_settings
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM with its tokenizer, ready for hooks and generation."""
+
+    name: str
+    model: torch.nn.Module  # transformers PreTrainedModel
+    tokenizer: object  # transformers PreTrainedTokenizerBase
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.model.config.hidden_size
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must look like 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+    return dev
+
+
+def cache_dir_for(name: str) -> Path:
+    return get_settings().models_dir / name.replace("/", "--")
+
+
+def _convert_gguf(name: str, cache: Path) -> None:
+    """De-quantize the bundled GGUF into a plain safetensors checkpoint, written atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = BUNDLED[name].locate()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    # transformers refuses to save a model it marked as GGUF-quantized; the weights are plain floats
+    # already, so rebuild an ordinary model from the same config and copy them over.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = name
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
+    try:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "steerlab_source.json").write_text(json.dumps({"name": name, "gguf": str(gguf)}))
+        if cache.exists():
+            shutil.rmtree(cache)
+        os.replace(tmp, cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_checkpoint(name_or_path: str) -> str:
+    """Return what ``from_pretrained`` should load: a local folder, a converted cache, or a hub name."""
+    name = canonical_name(name_or_path)
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(f"model path {local} exists but has no config.json (not an HF model folder)")
+        return str(local)
+    if name in BUNDLED:
+        cache = cache_dir_for(name)
+        if not (cache / "config.json").is_file():
+            _convert_gguf(name, cache)
+        return str(cache)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_like_path:
+        raise ModelNotFoundError(f"model path {name_or_path!r} does not exist")
+    return name  # an HF hub name: transformers fetches it (or finds it in the HF cache)
+
+
+def load_model(name_or_path: str = "default", dtype: str | torch.dtype = "float32",
+               device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype, dev = parse_dtype(dtype), parse_device(device)
+    checkpoint = resolve_checkpoint(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch_dtype)
+    except OSError as err:
+        raise ModelNotFoundError(
+            f"cannot load model {name_or_path!r}: not a local HF folder, not bundled "
+            f"(bundled: {', '.join(BUNDLED)}), and not in the HF cache or reachable hub ({str(err).splitlines()[0]})"
+        ) from err
+    model.to(dev).eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=canonical_name(name_or_path), model=model, tokenizer=tokenizer)

@@ -1,0 +1,38 @@
+"""SAEs shipped inside the package, and loading an SAE checked against the model it will read."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from steerlab.models.hooks import resolve_hookpoint
+from steerlab.models.registry import DEFAULT_MODEL, canonical_name
+from steerlab.sae.storage import SAEFormatError
+
+BUNDLED_SAES = {DEFAULT_MODEL: "smollm2-135m-instruct"}
+
+
+def bundled_sae_path(model_name: str) -> Path | None:
+    folder = BUNDLED_SAES.get(canonical_name(model_name))
+    if folder is None:
+        return None
+    path = Path(str(resources.files("steerlab") / "assets" / "saes" / folder))
+    return path if (path / "cfg.json").is_file() else None
+
+
+def load_sae_for(lm, sae_path: str | Path | None = None, device=None):
+    """Load ``sae_path`` (or the model's bundled SAE) and check it fits the model."""
+    from steerlab.sae.base import SAE
+
+    if sae_path is None:
+        sae_path = bundled_sae_path(lm.name)
+        if sae_path is None:
+            raise SAEFormatError(f"no SAE is bundled for model {lm.name!r}; pass --sae PATH "
+                                 f"(train one with 'steerlab sae train')")
+    sae = SAE.load(sae_path, device=device or lm.device)
+    if sae.cfg.d_in != lm.d_model:
+        raise SAEFormatError(f"SAE {sae_path} reads d_in={sae.cfg.d_in} but model {lm.name} has "
+                             f"d_model={lm.d_model}; use an SAE trained on this model")
+    sae.cfg.hookpoint = resolve_hookpoint(lm.model, sae.cfg.hookpoint or sae.cfg.layer)
+    sae.requires_grad_(False)
+    return sae

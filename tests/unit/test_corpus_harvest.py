@@ -1,0 +1,116 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from steerlab.activations.corpus import CorpusError, CorpusSource, CorpusSpec, build_sequences
+from steerlab.activations.harvest import HarvestConfig, HarvestError, harvest, shard_path
+from steerlab.activations.shard_source import ShardActivationSource
+from steerlab.models.hooks import forward_to_hookpoint
+from tests.conftest import TINY_TEXT
+
+
+@pytest.fixture()
+def corpus_files(tmp_path):
+    text = tmp_path / "text.jsonl"
+    text.write_text("".join(json.dumps({"text": " ".join(TINY_TEXT * 3)}) + "\n" for _ in range(12)))
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": t},
+                                                     {"role": "assistant", "content": t[::-1]}]}) + "\n"
+                            for t in TINY_TEXT))
+    return text, chat
+
+
+def _spec(text, chat, **kw):
+    return CorpusSpec(sources=[CorpusSource(str(text)), CorpusSource(str(chat))], context_length=48, **kw)
+
+
+def test_chat_records_use_the_chat_template(tiny_lm, corpus_files):
+    text, chat = corpus_files
+    seqs = build_sequences(CorpusSpec([CorpusSource(str(chat))], context_length=256), tiny_lm.tokenizer, progress=False)
+    start = tiny_lm.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert len(seqs) == len(TINY_TEXT) and all(s[0] == start for s in seqs)
+
+
+def test_budget_and_parquet(tiny_lm, tmp_path, corpus_files):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": [" ".join(TINY_TEXT * 4)] * 10}), path)
+    seqs = build_sequences(CorpusSpec([CorpusSource(str(path), max_tokens=100)], context_length=48),
+                           tiny_lm.tokenizer, progress=False)
+    assert 100 <= sum(map(len, seqs)) < 100 + 48
+
+
+@pytest.mark.parametrize("content,match", [("{not json\n", "not valid JSON"), ('{"x": 1}\n', "needs a string field")])
+def test_bad_corpus_records_name_the_problem(tiny_lm, tmp_path, content, match):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    with pytest.raises(CorpusError, match=match):
+        build_sequences(CorpusSpec([CorpusSource(str(bad))]), tiny_lm.tokenizer, progress=False)
+
+
+def test_missing_corpus_file(tiny_lm, tmp_path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        build_sequences(CorpusSpec([CorpusSource(str(tmp_path / "nope.jsonl"))]), tiny_lm.tokenizer, progress=False)
+
+
+def test_harvest_matches_forward_and_skips_position_zero(tiny_lm, corpus_files, tmp_path):
+    text, chat = corpus_files
+    cfg = HarvestConfig(layer=2, batch_size=4, sequences_per_shard=8, store_dtype="float32")
+    manifest = harvest(tiny_lm, _spec(text, chat), tmp_path / "h", cfg, progress=False)
+    assert manifest["complete"]
+    shard = load_file(str(shard_path(tmp_path / "h", 0)))
+    seq0 = shard["seq_index"] == shard["seq_index"][0]
+    ids = torch.cat([torch.tensor([0]), shard["token_ids"][seq0].long()])  # placeholder for position 0
+    from steerlab.activations.harvest import load_sequences
+
+    sequences = load_sequences(tmp_path / "h" / "sequences.safetensors")
+    true_ids = torch.tensor([sequences[int(shard["seq_index"][0])]])
+    assert torch.equal(true_ids[0, 1:], ids[1:])
+    expected = forward_to_hookpoint(tiny_lm.model, true_ids, "model.layers.2")[0, 1:]
+    torch.testing.assert_close(shard["acts"][seq0], expected, rtol=1e-4, atol=1e-5)
+    assert int(shard["position"].min()) == 1
+
+
+def test_killed_harvest_resumes_to_identical_shards(tiny_lm, corpus_files, tmp_path):
+    text, chat = corpus_files
+    cfg = HarvestConfig(layer=1, batch_size=3, sequences_per_shard=5, store_dtype="bfloat16")
+    full = harvest(tiny_lm, _spec(text, chat), tmp_path / "full", cfg, progress=False)
+    part = harvest(tiny_lm, _spec(text, chat), tmp_path / "part", cfg, progress=False, max_shards=1)
+    assert not part["complete"]
+    # a crash mid-write leaves only a hidden temp file, which is ignored and overwritten
+    (tmp_path / "part" / ".shard_00001.safetensors.tmp").write_bytes(b"garbage")
+    resumed = harvest(tiny_lm, _spec(text, chat), tmp_path / "part", cfg, progress=False)
+    assert resumed["complete"] and resumed["num_shards"] == full["num_shards"] > 1
+    for i in range(full["num_shards"]):
+        a, b = load_file(str(shard_path(tmp_path / "full", i))), load_file(str(shard_path(tmp_path / "part", i)))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert a["acts"].dtype == torch.bfloat16
+
+
+def test_harvest_refuses_a_folder_from_another_run(tiny_lm, corpus_files, tmp_path):
+    text, chat = corpus_files
+    harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=1, sequences_per_shard=50),
+            progress=False)
+    with pytest.raises(HarvestError, match="hookpoint"):
+        harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=2, sequences_per_shard=50),
+                progress=False)
+
+
+def test_shard_source_is_deterministic_and_resumable(tiny_lm, corpus_files, tmp_path):
+    text, chat = corpus_files
+    harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=1, sequences_per_shard=4,
+                                                                      store_dtype="float32"), progress=False)
+    src = ShardActivationSource(tmp_path / "h", shards_in_memory=2)
+    batches = list(src.iter_batches(16, seed=3))
+    again = list(src.iter_batches(16, seed=3))
+    later = list(src.iter_batches(16, start_token=16 * 5, seed=3))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert len(later) == len(batches) - 5 and all(torch.equal(a, b) for a, b in zip(batches[5:], later))
+    everything = torch.cat([load_file(str(p))["acts"] for p in sorted((tmp_path / "h").glob("shard_*"))])
+    seen = torch.cat(batches)
+    assert seen.shape[0] == everything.shape[0] // 16 * 16
+    assert not torch.equal(seen, everything[: seen.shape[0]])  # shuffled
