@@ -114,3 +114,16 @@ def test_shard_source_is_deterministic_and_resumable(tiny_lm, corpus_files, tmp_
     seen = torch.cat(batches)
     assert seen.shape[0] == everything.shape[0] // 16 * 16
     assert not torch.equal(seen, everything[: seen.shape[0]])  # shuffled
+
+
+def test_two_harvests_stream_as_one_and_must_match(tiny_lm, corpus_files, tmp_path):
+    text, chat = corpus_files
+    cfg = HarvestConfig(layer=1, sequences_per_shard=4, store_dtype="float32")
+    harvest(tiny_lm, CorpusSpec([CorpusSource(str(text))], context_length=48), tmp_path / "a", cfg, progress=False)
+    harvest(tiny_lm, CorpusSpec([CorpusSource(str(chat))], context_length=48), tmp_path / "b", cfg, progress=False)
+    both = ShardActivationSource([tmp_path / "a", tmp_path / "b"])
+    assert both.num_tokens == ShardActivationSource(tmp_path / "a").num_tokens + ShardActivationSource(tmp_path / "b").num_tokens
+    harvest(tiny_lm, CorpusSpec([CorpusSource(str(chat))], context_length=48), tmp_path / "c",
+            HarvestConfig(layer=2, sequences_per_shard=4), progress=False)
+    with pytest.raises(HarvestError, match="hookpoint"):
+        ShardActivationSource([tmp_path / "a", tmp_path / "c"])

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from steerlab.models.hooks import (HookpointError, capture_residual, edit_residual, forward_to_hookpoint,
-                                   layer_index, resolve_hookpoint)
+from steerlab.models.hooks import (
+    HookpointError,
+    capture_residual,
+    edit_residual,
+    forward_to_hookpoint,
+    layer_index,
+    resolve_hookpoint,
+)
 
 
 def _ids(lm, text="the cat sat on the mat"):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from steerlab.activations.corpus import CorpusSource, CorpusSpec
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
+from steerlab.activations.corpus import CorpusSource, CorpusSpec
 from steerlab.activations.offline_sources import default_chat_prompts, plain_documents
 from steerlab.models.loader import LoadedModel
 from steerlab.settings import get_settings
@@ -90,9 +90,19 @@ def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
     return train, held
 
 
-def default_corpus_spec(out_dir: Path | None = None, context_length: int = 256, seed: int = 0) -> CorpusSpec:
+PARTS = ("text", "chat")
+
+
+def default_corpus_spec(part: str, out_dir: Path | None = None, context_length: int = 256,
+                        seed: int = 0) -> CorpusSpec:
+    """The recipe is harvested in two parts so the large text part need not wait for chat generation;
+    the trainer reads both harvests as one stream."""
     out_dir = out_dir or default_corpus_dir()
-    sources = [CorpusSource(path=str(out_dir / "chat_train.jsonl"))]
-    sources += [CorpusSource(path=str(out_dir / "text" / f"{name}.jsonl"), max_tokens=budget)
-                for name, budget in TEXT_BUDGETS.items()]
+    if part == "chat":
+        sources = [CorpusSource(path=str(out_dir / "chat_train.jsonl"))]
+    elif part == "text":
+        sources = [CorpusSource(path=str(out_dir / "text" / f"{name}.jsonl"), max_tokens=budget)
+                   for name, budget in TEXT_BUDGETS.items()]
+    else:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     return CorpusSpec(sources=sources, context_length=context_length, seed=seed)

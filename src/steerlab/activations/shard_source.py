@@ -17,37 +17,50 @@ from safetensors import safe_open
 from steerlab.activations.harvest import HarvestError, shard_path
 
 
+def _manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.exists():
+        raise HarvestError(f"{folder} is not a harvest folder (no manifest.json)")
+    return json.loads(path.read_text())
+
+
 class ShardActivationSource:
-    def __init__(self, harvest_dir: str | Path, shards: list[int] | None = None, shards_in_memory: int = 8,
-                 epochs: int = 1):
-        self.dir = Path(harvest_dir)
-        manifest_path = self.dir / "manifest.json"
-        if not manifest_path.exists():
-            raise HarvestError(f"{self.dir} is not a harvest folder (no manifest.json)")
-        self.manifest = json.loads(manifest_path.read_text())
-        available = [i for i in range(self.manifest["num_shards"]) if shard_path(self.dir, i).exists()]
-        self.shards = available if shards is None else [i for i in shards if i in set(available)]
+    """The finished shards of one or more harvest folders (same model and hookpoint) as one stream."""
+
+    def __init__(self, harvest_dirs: str | Path | list[str | Path], shards_in_memory: int = 8, epochs: int = 1):
+        dirs = [Path(d) for d in (harvest_dirs if isinstance(harvest_dirs, list) else [harvest_dirs])]
+        manifests = [_manifest(d) for d in dirs]
+        self.manifest = manifests[0]
+        for d, m in zip(dirs[1:], manifests[1:]):
+            for key in ("model", "hookpoint", "d_model"):
+                if m.get(key) != self.manifest.get(key):
+                    raise HarvestError(f"{d} was harvested with {key}={m.get(key)!r}, but {dirs[0]} with "
+                                       f"{self.manifest.get(key)!r}; train on harvests of one model and hookpoint")
+        self.shards: list[Path] = [shard_path(d, i) for d, m in zip(dirs, manifests)
+                                   for i in range(m["num_shards"]) if shard_path(d, i).exists()]
         if not self.shards:
-            raise HarvestError(f"{self.dir} has no finished shards to read")
+            raise HarvestError(f"{', '.join(map(str, dirs))}: no finished shards to read")
         self.shards_in_memory = shards_in_memory
         self.epochs = epochs
-        self.sizes = {i: self._size(i) for i in self.shards}
+        self.sizes = {p: self._size(p) for p in self.shards}
         self.d_in = int(self.manifest["d_model"])
         self.hookpoint = self.manifest["hookpoint"]
 
-    def _size(self, i: int) -> int:
-        with safe_open(str(shard_path(self.dir, i)), framework="pt") as f:
+    @staticmethod
+    def _size(path: Path) -> int:
+        with safe_open(str(path), framework="pt") as f:
             return f.get_slice("acts").get_shape()[0]
 
     @property
     def num_tokens(self) -> int:
         return self.epochs * sum(self.sizes.values())
 
-    def load_shard(self, i: int) -> dict[str, torch.Tensor]:
-        with safe_open(str(shard_path(self.dir, i)), framework="pt") as f:
+    @staticmethod
+    def load_shard(path: Path) -> dict[str, torch.Tensor]:
+        with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
 
-    def _groups(self, seed: int) -> Iterator[list[int]]:
+    def _groups(self, seed: int) -> Iterator[list[Path]]:
         for epoch in range(self.epochs):
             g = torch.Generator().manual_seed(seed * 7919 + epoch)
             order = [self.shards[j] for j in torch.randperm(len(self.shards), generator=g).tolist()]

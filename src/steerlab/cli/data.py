@@ -29,8 +29,12 @@ def build_default(
     Safe to interrupt: rerun the same command to continue.
     """
     from steerlab.activations.chat_generation import ChatGenerationConfig
-    from steerlab.activations.default_recipe import (build_chat_transcripts, build_text_documents,
-                                                     default_corpus_dir, split_chat_heldout)
+    from steerlab.activations.default_recipe import (
+        build_chat_transcripts,
+        build_text_documents,
+        default_corpus_dir,
+        split_chat_heldout,
+    )
 
     out = out or default_corpus_dir()
     if text:
@@ -49,7 +53,8 @@ def harvest_cmd(
     out: Path = typer.Option(..., "--out", help="Harvest folder (created; rerun to resume)."),
     corpus: list[str] = typer.Option([], "--corpus", help="PATH[=MAX_TOKENS] of a .jsonl/.parquet file with 'text' or "
                                      "'messages', or hf:NAME[:CONFIG]; repeatable."),
-    default_corpus: bool = typer.Option(False, "--default-corpus", help="Use the built-in recipe (see 'corpus build-default')."),
+    default_corpus: str | None = typer.Option(None, "--default-corpus", help="text or chat: a part of the built-in "
+                                              "recipe (see 'corpus build-default'); harvest both, train on both."),
     layer: str = typer.Option("18", "--layer", help="Block index (0-based) or HF module name, e.g. model.layers.18."),
     context_length: int = typer.Option(256, "--context-length", help="Tokens per sequence."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass."),
@@ -67,7 +72,7 @@ def harvest_cmd(
 
     parse_dtype(store_dtype)
     if default_corpus:
-        spec = default_corpus_spec(context_length=context_length, seed=seed)
+        spec = default_corpus_spec(default_corpus, context_length=context_length, seed=seed)
     elif corpus:
         sources = []
         for item in corpus:

@@ -16,7 +16,8 @@ app = typer.Typer(help="Train, evaluate, inspect and convert sparse autoencoders
 @app.command("train")
 @one_line_errors
 def train(
-    acts: Path = typer.Option(..., "--acts", help="Harvest folder written by 'steerlab harvest'."),
+    acts: list[Path] = typer.Option(..., "--acts", help="Harvest folder written by 'steerlab harvest'; repeatable "
+                                    "(e.g. the text and chat parts of the default corpus)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.jsonl, training_curves.png, sae/."),
     architecture: str = typer.Option("topk", "--architecture", help="topk, batchtopk, jumprelu or relu."),
     expansion: int = typer.Option(16, "--expansion", help="Latents per model dimension (d_sae = expansion * d_model)."),
@@ -24,7 +25,8 @@ def train(
     tokens: int | None = typer.Option(None, "--tokens", help="Training tokens (default: all harvested, one epoch)."),
     batch_size: int = typer.Option(4096, "--batch-size", help="Tokens per optimizer step."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default scales with width)."),
-    heldout_shards: int = typer.Option(1, "--heldout-shards", help="Last shards kept out of training (for feature_scale)."),
+    holdout_tokens: int = typer.Option(131_072, "--holdout-tokens", help="Tail of the stream kept out of training, "
+                                       "used to measure feature_scale (steering units) and holdout FVU."),
     seed: int = typer.Option(0, "--seed"),
     save_dtype: str = typer.Option("float32", "--save-dtype", help="Dtype of the final sae/ weights (bfloat16 halves it)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Ignore existing checkpoints in OUT."),
@@ -34,21 +36,16 @@ def train(
     from steerlab.sae.config import SAEConfig
     from steerlab.sae.train import TrainConfig, train_sae
 
-    probe = ShardActivationSource(acts)
-    shards = probe.shards
-    if heldout_shards >= len(shards):
-        raise ValueError(f"--heldout-shards must be < the {len(shards)} finished shards in {acts}")
-    source = ShardActivationSource(acts, shards=shards[: len(shards) - heldout_shards])
-    heldout = ShardActivationSource(acts, shards=shards[len(shards) - heldout_shards:]) if heldout_shards else None
+    probe = source = ShardActivationSource(list(acts))
     manifest = probe.manifest
     hookpoint = manifest["hookpoint"]
     layer = int(hookpoint.rsplit(".", 1)[1]) if hookpoint.rsplit(".", 1)[-1].isdigit() else None
     cfg = SAEConfig(d_in=probe.d_in, d_sae=expansion * probe.d_in, architecture=architecture, k=k,
                     model_name=manifest["model"], hookpoint=hookpoint, layer=layer)
-    train_kwargs = {"total_tokens": tokens or source.num_tokens, "batch_size": batch_size, "seed": seed}
+    train_kwargs = {"total_tokens": tokens, "batch_size": batch_size, "seed": seed, "holdout_tokens": holdout_tokens}
     if lr is not None:
         train_kwargs["lr"] = lr
-    sae = train_sae(cfg, TrainConfig(**train_kwargs), source, out, resume=not no_resume, heldout=heldout)
+    sae = train_sae(cfg, TrainConfig(**train_kwargs), source, out, resume=not no_resume)
     if save_dtype != "float32":
         sae.save(out / "sae", dtype=save_dtype)
     print(f"SAE saved to {out / 'sae'}")

@@ -8,7 +8,12 @@
 
 from steerlab.sae.base import SAE, SAEOutput
 from steerlab.sae.config import SAEConfig
-from steerlab.sae.registry import create_sae, get_sae_class, list_architectures, register
+from steerlab.sae.registry import (
+    create_sae,
+    get_sae_class,
+    list_architectures,
+    register,
+)
 from steerlab.sae.saelens_format import load_saelens, save_saelens
 from steerlab.sae.sources import ActivationSource, TensorActivationSource
 from steerlab.sae.storage import SAEFormatError

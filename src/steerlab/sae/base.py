@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from steerlab.sae.config import SAEConfig
-from steerlab.sae.kernels import SparseCodes, sparse_decode
+from steerlab.sae.kernels import SparseCodes
 from steerlab.sae.quantiles import FeatureQuantiles
 from steerlab.sae.storage import to_dtype
 
@@ -80,9 +80,31 @@ class SAE(nn.Module):
         self.feature_scale.fill_(1.0)
 
     # ----------------------------------------------------------------- maps
-    def pre_acts(self, x: Tensor) -> Tensor:
-        """[..., d_sae] encoder pre-activations ``(x - b_dec) @ W_enc + b_enc``."""
-        return (x.to(self.W_enc.dtype) - self.b_dec) @ self.W_enc + self.b_enc
+    def pre_acts(self, x: Tensor, workspace: bool = False) -> Tensor:
+        """[..., d_sae] encoder pre-activations ``(x - b_dec) @ W_enc + b_enc``.
+
+        ``workspace=True`` (training only; not thread-safe) writes into a buffer reused
+        across calls: the matrix is [tokens, d_sae] and re-allocating it every step costs
+        as much in page faults as the bias add itself.
+        """
+        x2 = x.reshape(-1, self.cfg.d_in).to(self.W_enc.dtype) - self.b_dec
+        out = None
+        if workspace:
+            n = x2.shape[0] * self.cfg.d_sae
+            buf = self.__dict__.get("_workspace")
+            if buf is None or buf.numel() < n or buf.device != x2.device or buf.dtype != x2.dtype:
+                buf = torch.empty(n, device=x2.device, dtype=x2.dtype)
+                self.__dict__["_workspace"] = buf
+            out = buf[:n].view(x2.shape[0], self.cfg.d_sae)
+        pre = torch.addmm(self.b_enc, x2, self.W_enc, out=out) if out is not None else torch.addmm(
+            self.b_enc, x2, self.W_enc
+        )
+        return pre.reshape(*x.shape[:-1], self.cfg.d_sae)
+
+    def train(self, mode: bool = True) -> SAE:
+        if not mode:
+            self.__dict__.pop("_workspace", None)  # give the training buffer back
+        return super().train(mode)
 
     def encode(self, x: Tensor) -> Tensor:
         """[..., d_in] -> [..., d_sae] dense, non-negative codes (inference rule)."""
@@ -98,7 +120,7 @@ class SAE(nn.Module):
         path that never builds the dense matrix."""
         f = self.encode(x.reshape(-1, self.cfg.d_in))
         rows, cols = f.nonzero(as_tuple=True)
-        return SparseCodes.from_rows(f[rows, cols], rows, cols, f.shape[0])
+        return SparseCodes.from_rows(f[rows, cols], rows, cols, f.shape[0], self.cfg.d_sae)
 
     def forward(self, x: Tensor, dead_mask: Tensor | None = None, *, dense_latents: bool = True) -> SAEOutput:
         """Encode, decode and compute the training losses for ``x: [..., d_in]``.
@@ -130,7 +152,7 @@ class SAE(nn.Module):
             fired[codes.cols[active]] = True
             l0 = active.sum().float() / max(codes.batch, 1)
             if dense is None and dense_latents:
-                dense = codes.to_dense(self.cfg.d_sae)
+                dense = codes.to_dense()
         else:
             assert dense is not None
             active = dense.detach() != 0
@@ -172,8 +194,9 @@ class SAE(nn.Module):
         ``set_decoder_norm_to_unit`` undoes, and it distorts Adam's moment estimates."""
         if self.W_dec.grad is None:
             return
-        parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
-        self.W_dec.grad.sub_(parallel * self.W_dec)
+        grad, w = self.W_dec.grad, self.W_dec
+        parallel = torch.linalg.vecdot(grad, w, dim=1).unsqueeze(1)
+        grad.addcmul_(parallel, w, value=-1.0)
 
     @torch.no_grad()
     def constrain_parameters(self) -> None:
@@ -190,6 +213,11 @@ class SAE(nn.Module):
         """
         self.b_enc.div_(scale)
         self.b_dec.div_(scale)
+
+    @torch.no_grad()
+    def calibrate(self, acts: Iterable[Tensor]) -> None:
+        """Set inference-time statistics from held-out [batch, d_in] activations (after
+        training). Most variants have none; BatchTopK estimates its threshold here."""
 
     # ---------------------------------------------------------- feature scale
     @torch.no_grad()
@@ -225,7 +253,8 @@ class SAE(nn.Module):
     def load(
         cls, path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
     ) -> SAE:
-        """Load an SAE folder in our format or SAELens's (detected from the file names)."""
+        """Load an SAE folder in our format or SAELens's (detected from the file names), in
+        eval mode."""
         from steerlab.sae.steerlab_format import load_any
 
         sae = load_any(path, device=device, dtype=dtype)

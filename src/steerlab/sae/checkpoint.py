@@ -1,7 +1,9 @@
 """Trainer checkpoints: everything needed to continue a run bit-for-bit, without pickle.
 
-A checkpoint is a folder ``checkpoints/step_XXXXXXX/`` holding the SAE in our normal format
-(so ``SAE.load`` opens any checkpoint directly), the Adam moments (``optimizer.safetensors``),
+A checkpoint is a folder ``checkpoints/step_XXXXXXX/`` holding the training-time SAE in our
+normal format (``SAE.load`` opens it; with ``normalize_input`` it reads activations multiplied
+by ``trainer.json``'s ``input_scale``, which only the final ``sae/`` has folded in), the Adam
+moments (``optimizer.safetensors``),
 the trainer's tensors (``trainer.safetensors``: dead-latent counters, RNG state) and its
 scalars (``trainer.json``: step, tokens seen, input scale, the TrainConfig). The learning rate
 is a pure function of the step, so there is no scheduler object to store. Folders are
@@ -20,7 +22,14 @@ import torch
 from torch import Tensor
 
 from steerlab.sae.steerlab_format import load_steerlab, write_sae_files
-from steerlab.sae.storage import SAEFormatError, atomic_dir, load_tensors, read_json, save_tensors, write_json
+from steerlab.sae.storage import (
+    SAEFormatError,
+    atomic_dir,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -84,7 +93,7 @@ def save_checkpoint(
                 "train_config": train_config,
             },
         )
-    for old in list_checkpoints(out_dir)[:-keep] if keep > 0 else []:
+    for old in list_checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path
 

@@ -89,7 +89,7 @@ class SAEConfig:
     def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
         """Build from a dict; unknown keys are an error (a typo should not be silently ignored)."""
         if not isinstance(data, dict):
-            raise ValueError(f"SAE config must be a JSON object, got {type(data).__name__}")
+            raise TypeError(f"SAE config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -74,7 +74,7 @@ def plot_training_curves(metrics_path: Path, png_path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("tokens")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.95, wspace=0.22, hspace=0.3)
     png_path = Path(png_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{png_path.stem}.", suffix=".png", dir=png_path.parent)
     os.close(fd)

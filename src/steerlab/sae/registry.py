@@ -16,7 +16,7 @@ _REGISTRY: dict[str, type[SAE]] = {}
 T = TypeVar("T", bound="type[SAE]")
 
 
-def register(name: str):  # noqa: ANN201
+def register(name: str):
     """Class decorator: make ``cls`` the SAE class for architecture ``name``."""
 
     def decorator(cls: T) -> T:
@@ -49,6 +49,6 @@ def get_sae_class(name: str) -> type[SAE]:
         ) from None
 
 
-def create_sae(cfg: SAEConfig, *, device: str | None = None, generator=None) -> SAE:  # noqa: ANN001
+def create_sae(cfg: SAEConfig, *, device: str | None = None, generator=None) -> SAE:
     """A freshly initialized SAE of ``cfg.architecture``."""
     return get_sae_class(cfg.architecture)(cfg, device=device, generator=generator)

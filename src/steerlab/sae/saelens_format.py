@@ -114,7 +114,7 @@ def _saelens_config(data: dict[str, Any], cfg_path: Path) -> tuple[str, dict[str
     return architecture, kwargs
 
 
-def load_saelens(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):  # noqa: ANN201
+def load_saelens(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
     """Load a SAELens SAE folder as the equivalent steerlab SAE."""
     path = Path(path)
     cfg_path, weights_path = path / CFG_FILENAME, path / WEIGHTS_FILENAME
@@ -151,7 +151,7 @@ def load_saelens(path: str | Path, device: str | torch.device | None = None, dty
     return build_from_tensors(cfg, t, weights_path, device=device, dtype=dtype)
 
 
-def save_saelens(sae, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:  # noqa: ANN001
+def save_saelens(sae, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:
     """Write ``sae`` as a SAELens folder (``SAE.load_from_disk`` in SAELens 6 reads it)."""
     path, cfg = Path(path), sae.cfg
     store = to_dtype(dtype) if dtype is not None else sae.W_enc.dtype

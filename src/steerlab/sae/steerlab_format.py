@@ -31,7 +31,7 @@ FLOAT32_TENSORS = frozenset({"feature_scale"})  # stored and kept in float32 wha
 SPARSIFY_KEYS = frozenset({"expansion_factor", "num_latents", "multi_topk", "skip_connection"})
 
 
-def save_steerlab(sae, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:  # noqa: ANN001
+def save_steerlab(sae, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:
     """Write ``sae`` to folder ``path`` (replacing it atomically); returns the path.
 
     ``dtype`` sets the storage dtype of the weights (e.g. "bfloat16" for a compact file);
@@ -43,7 +43,7 @@ def save_steerlab(sae, path: str | Path, dtype: str | torch.dtype | None = None)
     return path
 
 
-def write_sae_files(sae, folder: Path, dtype: str | torch.dtype | None = None) -> None:  # noqa: ANN001
+def write_sae_files(sae, folder: Path, dtype: str | torch.dtype | None = None) -> None:
     """Write ``cfg.json`` and ``sae.safetensors`` into an existing (temporary) folder."""
     store = to_dtype(dtype) if dtype is not None else None
     tensors = {}
@@ -77,7 +77,7 @@ def build_from_tensors(
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-):  # noqa: ANN201
+):
     """Instantiate ``cfg``'s class and fill it with ``tensors`` after checking names, shapes
     and finiteness (so a damaged file fails here, not as NaNs in a generation)."""
     from steerlab.sae.registry import get_sae_class
@@ -95,10 +95,10 @@ def build_from_tensors(
         want = torch.float32 if name in FLOAT32_TENSORS else target
         state[name] = tensor.to(device=device or "cpu", dtype=want)
     sae.load_state_dict(state, assign=True)
-    return sae
+    return sae.eval()  # inference rules (BatchTopK's threshold), no training workspace
 
 
-def load_steerlab(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):  # noqa: ANN201
+def load_steerlab(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
     """Load a folder written by ``save_steerlab``."""
     path = Path(path)
     cfg = read_config(path)
@@ -106,7 +106,7 @@ def load_steerlab(path: str | Path, device: str | torch.device | None = None, dt
     return build_from_tensors(cfg, tensors, path / WEIGHTS_FILENAME, device=device, dtype=dtype)
 
 
-def load_any(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):  # noqa: ANN201
+def load_any(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
     """Load an SAE folder in our format or SAELens's, whichever it is."""
     from steerlab.sae.saelens_format import WEIGHTS_FILENAME as SAELENS_WEIGHTS
     from steerlab.sae.saelens_format import load_saelens

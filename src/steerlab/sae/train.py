@@ -24,15 +24,22 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from steerlab.sae.base import SAE
-from steerlab.sae.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
+from steerlab.sae.checkpoint import (
+    TrainerState,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from steerlab.sae.config import SAEConfig
 from steerlab.sae.curves import append_metrics, plot_training_curves, truncate_metrics
 from steerlab.sae.metrics import RunningFVU
+from steerlab.sae.optim import adam, geometric_median, lr_at
 from steerlab.sae.registry import create_sae
 from steerlab.sae.sources import ActivationSource
 from steerlab.sae.storage import SAEFormatError
 
 log = logging.getLogger(__name__)
+PLOT_EVERY_S = 60.0  # refresh training_curves.png at checkpoints, at most this often (and at the end)
 
 # Fields that shape the trajectory: a resumed run must agree on all of them.
 TRAJECTORY_FIELDS = ("lr", "batch_size", "total_tokens", "warmup_steps", "decay", "decay_fraction",
@@ -83,46 +90,9 @@ class TrainConfig:
             raise ValueError(f"b_dec_init: unknown {self.b_dec_init!r}; allowed: geometric_median, mean, zeros")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise ValueError(f"decay_fraction: must be in [0, 1], got {self.decay_fraction}")
-        for name in ("batch_size", "checkpoint_every_steps", "log_every_steps"):
+        for name in ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-
-
-def lr_at(step: int, total_steps: int, lr: float, warmup_steps: int, decay: str, decay_fraction: float) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): warmup, constant, decay to 0."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    decay_steps = int(round(decay_fraction * total_steps)) if decay != "none" else 0
-    start = total_steps - decay_steps
-    if step < start or decay_steps == 0:
-        return lr
-    progress = (step - start + 1) / decay_steps
-    if decay == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return lr * (1.0 - progress)
-
-
-@torch.no_grad()
-def geometric_median(points: Tensor, iters: int = 50, tol: float = 1e-5) -> Tensor:
-    """Weiszfeld's algorithm: the point minimizing the summed distance to ``points``.
-    A robust center for b_dec (outlier tokens, like BOS, barely move it)."""
-    points = points.double()
-    guess = points.mean(dim=0)
-    for _ in range(iters):
-        weights = 1.0 / (points - guess).norm(dim=1).clamp_min(1e-8)
-        new = (weights[:, None] * points).sum(dim=0) / weights.sum()
-        done = (new - guess).norm() < tol * guess.norm().clamp_min(1.0)
-        guess = new
-        if done:
-            break
-    return guess.float()
-
-
-def _adam(sae: SAE, lr: float) -> torch.optim.Adam:
-    try:  # fused Adam is several times faster on CPU and GPU where available
-        return torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(sae.parameters(), lr=lr)
 
 
 class SAETrainer:
@@ -168,7 +138,7 @@ class SAETrainer:
         p = self.plan
         generator = torch.Generator().manual_seed(p["seed"])
         sae = create_sae(self.cfg, device=p["device"], generator=generator)
-        optimizer = _adam(sae, p["lr"])
+        optimizer = adam(sae, p["lr"])
         state = TrainerState(tokens_since_fired=torch.zeros(self.cfg.d_sae, dtype=torch.int64, device=p["device"]))
         checkpoints = list_checkpoints(self.out_dir)
         if not resume:
@@ -181,6 +151,10 @@ class SAETrainer:
                 state, saved_plan = load_checkpoint(path, sae, optimizer)
             except (SAEFormatError, KeyError) as exc:
                 log.warning("skipping unreadable checkpoint %s: %s", path, exc)
+                # the failed load may have written some tensors: start the next try clean
+                generator = torch.Generator().manual_seed(p["seed"])
+                sae = create_sae(self.cfg, device=p["device"], generator=generator)
+                optimizer = adam(sae, p["lr"])
                 continue
             diff = [k for k in TRAJECTORY_FIELDS if saved_plan.get(k) != p[k]]
             if diff:
@@ -222,6 +196,7 @@ class SAETrainer:
         schedule = (p["total_steps"], p["lr"], p["warmup_steps"], p["decay"], p["decay_fraction"])
         sums: dict[str, Tensor] = {}
         interval_steps, interval_start = 0, time.perf_counter()
+        last_plot = interval_start
         bar = tqdm(total=p["total_tokens"], initial=state.tokens, unit="tok", unit_scale=True,
                    desc=f"train {self.cfg.architecture} SAE", disable=not progress, dynamic_ncols=True)
         sae.train()
@@ -270,7 +245,9 @@ class SAETrainer:
             if checkpoint_now:
                 state.rng_state = generator.get_state()
                 save_checkpoint(self.out_dir, sae, optimizer, state, p, keep=p["keep_checkpoints"])
-                plot_training_curves(self.metrics_path, self.curves_path)
+                if time.perf_counter() - last_plot >= PLOT_EVERY_S:  # a plot costs ~0.5 s
+                    plot_training_curves(self.metrics_path, self.curves_path)
+                    last_plot = time.perf_counter()
             if state.step % p["log_every_steps"] == 0 or checkpoint_now:
                 interval_start = time.perf_counter()
         bar.close()
@@ -295,6 +272,7 @@ class SAETrainer:
                 yield x.to(p["device"], torch.float32)
 
         if p["holdout_tokens"] >= eval_batch > 0:
+            sae.calibrate(holdout())
             sae.compute_feature_scale(holdout(), quantile=p["feature_scale_quantile"])
             fvu = RunningFVU()
             l0_sum, seen = 0.0, 0

@@ -9,6 +9,8 @@ SAE is a JumpReLU with one shared threshold (and is exported to SAELens as exact
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -27,7 +29,7 @@ class BatchTopKSAE(TopKSAE):
 
     threshold: Tensor
 
-    def __init__(self, cfg: SAEConfig, *, device=None, generator=None) -> None:  # noqa: ANN001
+    def __init__(self, cfg: SAEConfig, *, device=None, generator=None) -> None:
         super().__init__(cfg, device=device, generator=generator)
         # float32 whatever the weights' dtype; a 0-d buffer so it travels with state_dict.
         # Negative means "not estimated yet".
@@ -51,13 +53,13 @@ class BatchTopKSAE(TopKSAE):
     def sparse_encode(self, x: Tensor) -> SparseCodes:
         pre = self.pre_acts(x.reshape(-1, self.cfg.d_in))
         rows, cols = (pre > self._inference_threshold()).nonzero(as_tuple=True)
-        return SparseCodes.from_rows(pre[rows, cols], rows, cols, pre.shape[0])
+        return SparseCodes.from_rows(pre[rows, cols], rows, cols, pre.shape[0], self.cfg.d_sae)
 
     def _select(self, x: Tensor, pre: Tensor) -> SparseCodes:
         if not self.training:
             with torch.no_grad():
                 rows, cols = (pre > self._inference_threshold()).nonzero(as_tuple=True)
-            codes = SparseCodes.from_rows(pre.new_empty(0), rows, cols, pre.shape[0])
+            codes = SparseCodes.from_rows(pre.new_empty(0), rows, cols, pre.shape[0], self.cfg.d_sae)
             return self._with_grad_values(x, pre, codes)
         tokens, d_sae = pre.shape
         with torch.no_grad():
@@ -66,8 +68,23 @@ class BatchTopKSAE(TopKSAE):
             flat, _ = flat.sort()  # row-major order for the sparse decode
             if flat.numel() > 0:
                 self._update_threshold(kept[kept > 0].min())
-        codes = SparseCodes.from_rows(pre.new_empty(0), flat // d_sae, flat % d_sae, tokens)
+        codes = SparseCodes.from_rows(pre.new_empty(0), flat // d_sae, flat % d_sae, tokens, d_sae)
         return self._with_grad_values(x, pre, codes)
+
+    @torch.no_grad()
+    def calibrate(self, acts: Iterable[Tensor]) -> None:
+        """Threshold = mean over batches of the smallest activation batch-top-k keeps, on the
+        final weights (the running estimate from training lags behind them)."""
+        total, count = 0.0, 0
+        for x in acts:
+            pre = self.pre_acts(x.reshape(-1, self.cfg.d_in).to(self.W_enc.device))
+            kept, _ = pre.reshape(-1).topk(min(self.cfg.k * pre.shape[0], pre.numel()), sorted=False)
+            kept = kept[kept > 0]
+            if kept.numel():
+                total += float(kept.min())
+                count += 1
+        if count:
+            self.threshold.fill_(total / count)
 
     @torch.no_grad()
     def _update_threshold(self, smallest_kept: Tensor) -> None:

@@ -65,7 +65,7 @@ class JumpReLUSAE(SAE):
 
     threshold: nn.Parameter
 
-    def __init__(self, cfg: SAEConfig, *, device=None, generator=None) -> None:  # noqa: ANN001
+    def __init__(self, cfg: SAEConfig, *, device=None, generator=None) -> None:
         super().__init__(cfg, device=device, generator=generator)
         self.threshold = nn.Parameter(
             torch.full((cfg.d_sae,), cfg.jumprelu_init_threshold, device=device, dtype=self.W_enc.dtype)

@@ -9,7 +9,6 @@ correct for imported SAEs. It is divided by the batch's RMS input norm so that
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from steerlab.sae.base import SAE, SAEOutput

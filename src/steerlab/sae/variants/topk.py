@@ -30,24 +30,24 @@ class TopKSAE(SAE):
     def sparse_encode(self, x: Tensor) -> SparseCodes:
         pre = self.pre_acts(x.reshape(-1, self.cfg.d_in))
         values, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        return SparseCodes.from_topk(values.relu(), idx)
+        return SparseCodes.from_topk(values.relu(), idx, self.cfg.d_sae)
 
     def _select(self, x: Tensor, pre: Tensor) -> SparseCodes:
         """Training-time codes: which latents fire (per this variant), as SparseCodes whose
         values carry gradients to the encoder."""
         _, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        codes = SparseCodes.from_topk(pre.new_empty(0), idx)
+        codes = SparseCodes.from_topk(pre.new_empty(0), idx, self.cfg.d_sae)
         return self._with_grad_values(x, pre, codes)
 
     def _with_grad_values(self, x: Tensor, pre: Tensor, codes: SparseCodes) -> SparseCodes:
-        values = select_preacts(x, self.W_enc, self.b_enc, self.b_dec, pre, codes.rows, codes.cols)
-        return codes._replace(values=F.relu(values))
+        values = select_preacts(x, self.W_enc, self.b_enc, self.b_dec, pre, codes)
+        return codes.with_values(F.relu(values))
 
     def forward(self, x: Tensor, dead_mask: Tensor | None = None, *, dense_latents: bool = True) -> SAEOutput:
         shape = x.shape
         x = x.reshape(-1, self.cfg.d_in).to(self.W_enc.dtype)
-        with torch.no_grad():
-            pre = self.pre_acts(x)  # [tokens, d_sae]; gradients go through select_preacts
+        with torch.no_grad():  # [tokens, d_sae]; gradients reach the encoder via select_preacts
+            pre = self.pre_acts(x, workspace=self.training)
         codes = self._select(x, pre)
         recon = sparse_decode(codes, self.W_dec) + self.b_dec
         aux = self.auxk_loss(x, recon, pre, dead_mask)
@@ -69,9 +69,9 @@ class TopKSAE(SAE):
         dead_pre = pre if num_dead == self.cfg.d_sae else pre.index_select(1, dead)
         _, local = dead_pre.topk(k_aux, dim=-1, sorted=False)
         idx = local if num_dead == self.cfg.d_sae else dead[local]
-        codes = SparseCodes.from_topk(pre.new_empty(0), idx)
+        codes = SparseCodes.from_topk(pre.new_empty(0), idx, self.cfg.d_sae)
         # No ReLU here: dead latents usually sit below zero, and the point is to move them.
-        values = select_preacts(x, self.W_enc, self.b_enc, self.b_dec, pre, codes.rows, codes.cols)
-        residual_hat = sparse_decode(codes._replace(values=values), self.W_dec)
+        values = select_preacts(x, self.W_enc, self.b_enc, self.b_dec, pre, codes)
+        residual_hat = sparse_decode(codes.with_values(values), self.W_dec)
         residual = (x - recon).detach()
         return scale * (residual_hat.float() - residual.float()).pow(2).sum() / self.total_variance(x)
