@@ -127,3 +127,19 @@ def test_two_harvests_stream_as_one_and_must_match(tiny_lm, corpus_files, tmp_pa
             HarvestConfig(layer=2, sequences_per_shard=4), progress=False)
     with pytest.raises(HarvestError, match="hookpoint"):
         ShardActivationSource([tmp_path / "a", tmp_path / "c"])
+
+
+def test_hf_datasets_source_reads_a_local_dataset_folder(tiny_lm, tmp_path):
+    """The hf: path is the real `datasets.load_dataset` code; hubs are unreachable here, a folder is not."""
+    folder = tmp_path / "my_dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": t * 3}) + "\n" for t in TINY_TEXT))
+    seqs = build_sequences(CorpusSpec([CorpusSource(f"hf:{folder}")], context_length=32), tiny_lm.tokenizer,
+                           progress=False)
+    assert len(seqs) >= len(TINY_TEXT)
+
+
+def test_hf_dataset_that_cannot_be_found(tiny_lm, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CorpusError, match="cannot load HF dataset"):
+        build_sequences(CorpusSpec([CorpusSource("hf:nobody/no-such-dataset")]), tiny_lm.tokenizer, progress=False)

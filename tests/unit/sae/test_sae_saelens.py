@@ -82,7 +82,7 @@ def _their_sae(kind: str):
         sae.cfg.metadata[key] = value
     with torch.no_grad():
         g = torch.Generator().manual_seed(2)
-        for name, p in sae.named_parameters():
+        for p in sae.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
         if kind == "jumprelu":
             sae.threshold.abs_()
@@ -113,7 +113,7 @@ def test_unsupported_saelens_layouts_are_clear(tmp_path):
     from sae_lens import GatedSAE, GatedSAEConfig
 
     GatedSAE(GatedSAEConfig(d_in=D_IN, d_sae=D_SAE)).save_model(str(tmp_path / "gated"))
-    with pytest.raises(SAEFormatError, match="architecture 'gated' is not supported; supported: standard, topk, jumprelu"):
+    with pytest.raises(SAEFormatError, match="'gated' is not supported; supported: standard, topk, jumprelu"):
         SAE.load(tmp_path / "gated")
     theirs = _their_sae("topk")
     theirs.save_model(str(tmp_path / "norm"))
