@@ -59,9 +59,8 @@ def load_acts(path: Path) -> torch.Tensor:
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    return (tensors["acts"] if "acts" in tensors else next(iter(tensors.values()))).float().reshape(
-        -1, next(iter(tensors.values())).shape[-1]
-    )
+    acts = tensors["acts"] if "acts" in tensors else next(iter(tensors.values()))
+    return acts.float().reshape(-1, acts.shape[-1])
 
 
 def holdout_fvu(encode_decode, acts: torch.Tensor, batch: int = 4096) -> float:

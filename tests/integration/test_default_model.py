@@ -98,3 +98,12 @@ def test_sae_mismatched_with_model_is_refused(default_lm, tmp_path):
     create_sae(SAEConfig(d_in=64, d_sae=128, hookpoint="model.layers.3")).save(tmp_path / "small")
     with pytest.raises(SAEFormatError, match="d_model=576"):
         load_sae_for(default_lm, tmp_path / "small")
+
+
+def test_readme_quickstart_feature_turns_the_reply_french(default_lm, default_sae):
+    """README's quickstart claims feature 5081 (+2) makes the reply French; keep the two in step."""
+    msgs = [{"role": "user", "content": "Tell me about your weekend."}]
+    params = SamplingParams(max_new_tokens=12, temperature=0)
+    steered = "".join(e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae,
+                                                  edits=[FeatureEdit(5081, 2.0)]))
+    assert "Bonjour" in steered, steered
