@@ -18,7 +18,7 @@ from steerlab.steering.edits import FeatureEdit
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent.parent / "data"
-CLI = [sys.executable, "-m", "steerlab.cli.app"]
+STEERLAB = str(Path(sys.executable).parent / "steerlab")  # the venv's script, activated or not
 
 
 def test_default_model_shape_and_chat_template(default_lm):
@@ -70,10 +70,10 @@ def test_steering_a_feature_changes_the_reply(default_lm, default_sae):
 
 def test_cli_chat_streams_and_rejects_bad_features():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ok = subprocess.run(["steerlab", "chat", "Say hello.", "--feature", "5=0.5", "--seed", "0", "--max-tokens", "8"],
+    ok = subprocess.run([STEERLAB, "chat", "Say hello.", "--feature", "5=0.5", "--seed", "0", "--max-tokens", "8"],
                         capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0 and ok.stdout.strip(), ok.stderr
-    bad = subprocess.run(["steerlab", "chat", "hi", "--feature", "999999=1"], capture_output=True, text=True,
+    bad = subprocess.run([STEERLAB, "chat", "hi", "--feature", "999999=1"], capture_output=True, text=True,
                          env=env, timeout=300)
     assert bad.returncode == 2 and "0.." in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
@@ -82,7 +82,7 @@ def test_cli_chat_streams_and_rejects_bad_features():
 def test_cli_sae_eval_json(tmp_path):
     import json
 
-    out = subprocess.run(["steerlab", "sae", "eval", "--text-file", str(DATA / "heldout_sample.txt"), "--json",
+    out = subprocess.run([STEERLAB, "sae", "eval", "--text-file", str(DATA / "heldout_sample.txt"), "--json",
                           "--max-tokens", "600"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -125,6 +125,9 @@ def load_model(name_or_path: str = "default", dtype: str | torch.dtype = "float3
     """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a sub-second weight copy needs no bar; our CLI output stays clean
     torch_dtype, dev = parse_dtype(dtype), parse_device(device)
     checkpoint = resolve_checkpoint(name_or_path)
     try:
