@@ -1,6 +1,6 @@
 """Turn user prompts into chat transcripts whose assistant turns the model writes itself.
 
-Batched (left-padded ``generate``), seeded per batch so a resumed run writes exactly what an
+Batched (``generate_batch``: one KV cache, finished rows leave the batch), seeded per batch so a resumed run writes exactly what an
 uninterrupted one would, and appended to JSONL after every batch so a kill loses one batch at most.
 """
 
@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from steerlab.generation.batch_generate import BatchSampling, generate_batch
 from steerlab.models.loader import LoadedModel
+from steerlab.steering.chat import stop_token_ids
 
 
 @dataclass
@@ -59,7 +61,10 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
     Returns the number of transcripts written by this call; already-written ids are skipped.
     """
     tok = lm.tokenizer
-    tok.padding_side = "left"
+    sampling = BatchSampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                             repetition_penalty=cfg.repetition_penalty)
+    stops = stop_token_ids(tok)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _truncate_torn_tail(out_path)
     finished = done_ids(out_path)
@@ -71,26 +76,20 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
     with out_path.open("a", encoding="utf-8") as out:
         for b, batch in todo:
             batch = [p for p in batch if p["id"] not in finished]
-            texts = []
+            texts, templated = [], []
             for p in batch:
                 ids = tok(p["prompt"], add_special_tokens=False)["input_ids"][: cfg.max_prompt_tokens]
                 user = tok.decode(ids)
-                texts.append(tok.apply_chat_template([{"role": "user", "content": user}],
-                                                     tokenize=False, add_generation_prompt=True))
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
-            torch.manual_seed(cfg.seed * 1_000_003 + b)
-            gen = lm.model.generate(
-                **enc, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
-                top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, pad_token_id=tok.pad_token_id,
-            )
-            new = gen[:, enc["input_ids"].shape[1]:]
-            for p, text, row in zip(batch, texts, new):
-                ended = bool((row == tok.eos_token_id).any() | (row == tok.convert_tokens_to_ids("<|im_end|>")).any())
-                reply = tok.decode(row, skip_special_tokens=True).strip()
-                user = text.split("<|im_start|>user\n", 1)[-1].split("<|im_end|>", 1)[0]
+                texts.append(user)
+                templated.append(tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                                          add_generation_prompt=True))
+            prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in templated]
+            results = generate_batch(lm.model, prompt_ids, sampling, stops, pad_id, seed=cfg.seed * 1_000_003 + b)
+            for p, user, result in zip(batch, texts, results):
+                reply = tok.decode(result.token_ids, skip_special_tokens=True).strip()
                 record = {"id": p["id"], "source": p["source"],
                           "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
-                          "finish_reason": "stop" if ended else "length", "generation": asdict(cfg)}
+                          "finish_reason": result.finish_reason, "generation": asdict(cfg)}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
