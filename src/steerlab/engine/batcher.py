@@ -1,0 +1,194 @@
+"""Continuous batching: many requests, each with its own steering, share every decode step.
+
+One background thread owns the model. Each loop it admits waiting requests (prefilled one by one,
+their KV caches joined to the batch), runs one decode step for every active sequence, and pushes
+each new token to its stream. A finished or cancelled sequence leaves the batch at once, so a
+slow request never holds back the others, and no sequence waits for the longest one to finish.
+
+Steering is per row: the hook at the SAE's hookpoint applies each sequence's own editor to its own
+row only, so two researchers in one batch never see each other's edits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+
+import torch
+from transformers import DynamicCache
+
+from steerlab.engine import kv_cache
+from steerlab.engine.sequence import RowEditor, SequenceState
+from steerlab.engine.stream import Stream, TokenEvent
+from steerlab.generation.sampler import SamplingParams
+from steerlab.models.hooks import _hidden, _replace_hidden
+
+log = logging.getLogger("steerlab.engine")
+
+
+class EngineBusy(Exception):
+    """The waiting queue is full; try again after ``retry_after`` seconds."""
+
+    def __init__(self, waiting: int, retry_after: int = 2):
+        super().__init__(f"server busy: {waiting} requests already waiting; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Engine:
+    def __init__(self, model, tokenizer, hookpoint: str | None, stop_token_ids: set[int],
+                 max_batch: int = 32, max_queue: int = 512):
+        self.model, self.tokenizer = model, tokenizer
+        self.stop_token_ids = set(stop_token_ids)
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+        self.device = next(model.parameters()).device
+        self._waiting: deque[SequenceState] = deque()
+        self._active: list[SequenceState] = []
+        self._cache: DynamicCache | None = None
+        self._mask: torch.Tensor | None = None
+        self._row_editors: list[RowEditor | None] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._hook = model.get_submodule(hookpoint).register_forward_hook(self._steer) if hookpoint else None
+        self.steps = 0
+
+    # ----- public API -------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, editor: RowEditor | None = None,
+               loop: asyncio.AbstractEventLoop | None = None) -> Stream:
+        """Queue a generation; events arrive on the returned stream (async when ``loop`` is given)."""
+        params.validate()
+        if not prompt_ids:
+            raise ValueError("messages: the prompt is empty")
+        if len(prompt_ids) + params.max_new_tokens > self.max_positions:
+            raise ValueError(f"messages: prompt ({len(prompt_ids)} tokens) + max_new_tokens "
+                             f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}")
+        stream = Stream(loop)
+        stream.prompt_tokens = len(prompt_ids)
+        seq = SequenceState(list(prompt_ids), params, stream, editor, self.stop_token_ids)
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("engine is closed")
+            if len(self._waiting) >= self.max_queue:
+                raise EngineBusy(len(self._waiting))
+            self._waiting.append(seq)
+            self._ensure_thread()
+            self._wake.notify()
+        return stream
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams, editor: RowEditor | None = None):
+        """Blocking convenience: (text, finish_reason, events)."""
+        return self.submit(prompt_ids, params, editor).text()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._hook is not None:
+            self._hook.remove()
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="steerlab-engine", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not self._waiting and not self._active:
+                    self._wake.wait()
+                if self._closed:
+                    self._fail_all("engine closed")
+                    return
+            try:
+                with torch.inference_mode():
+                    self._admit()
+                    if self._active:
+                        self._decode()
+            except Exception as err:  # never let one bad step kill the server's engine
+                log.exception("engine step failed")
+                self._fail_all(f"generation failed: {err}")
+
+    def _admit(self) -> None:
+        while len(self._active) < self.max_batch:
+            with self._wake:
+                if not self._waiting:
+                    return
+                seq = self._waiting.popleft()
+            if seq.stream.cancelled.is_set():
+                seq.stream.push(TokenEvent("", None, 0, "cancelled"))
+                continue
+            self._prefill(seq)
+
+    def _prefill(self, seq: SequenceState) -> None:
+        ids = torch.tensor([seq.prompt_ids], device=self.device)
+        cache = DynamicCache()
+        self._row_editors = [seq.editor]
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        if seq.step(out.logits[0, -1].float().cpu(), self.tokenizer):
+            return
+        mask = torch.ones((1, len(seq.prompt_ids)), dtype=torch.long, device=self.device)
+        self._cache, self._mask = kv_cache.join(self._cache, self._mask, cache, mask)
+        self._active.append(seq)
+
+    def _decode(self) -> None:
+        rows = self._active
+        ids = torch.tensor([[s.generated[-1]] for s in rows], device=self.device)
+        positions = torch.tensor([[s.length - 1] for s in rows], device=self.device)
+        mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
+        self._row_editors = [s.editor for s in rows]
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=self._cache, use_cache=True)
+        self._mask = mask
+        self.steps += 1
+        logits = out.logits[:, -1].float().cpu()
+        keep = [i for i, s in enumerate(rows) if not s.step(logits[i], self.tokenizer)]
+        if len(keep) < len(rows):
+            self._active = [rows[i] for i in keep]
+            if keep:
+                index = torch.tensor(keep, device=self.device)
+                self._cache, self._mask = kv_cache.select(self._cache, self._mask, index)
+            else:
+                self._cache, self._mask = None, None
+
+    def _steer(self, _module, _inputs, output):
+        """Forward hook: each row gets its own sequence's editor (rows without one are untouched)."""
+        editors = self._row_editors
+        if not any(e is not None for e in editors):
+            return None
+        hidden = _hidden(output)
+        edited = hidden.clone()
+        for row, editor in enumerate(editors):
+            if editor is not None:
+                edited[row:row + 1] = editor(hidden[row:row + 1])
+        return _replace_hidden(output, edited)
+
+    def _fail_all(self, message: str) -> None:
+        for seq in self._active:
+            seq.stream.push(TokenEvent("", None, len(seq.generated), "error", error=message))
+        self._active, self._cache, self._mask = [], None, None
+        with self._wake:
+            waiting, self._waiting = list(self._waiting), deque()
+        for seq in waiting:
+            seq.stream.push(TokenEvent("", None, 0, "error", error=message))
+
+
+def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
+    """Test helper semantics for callers that must know the batch drained (e.g. benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while (engine.active_count or engine.queue_depth) and time.monotonic() < deadline:
+        time.sleep(0.01)

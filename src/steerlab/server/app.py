@@ -1,0 +1,63 @@
+"""``create_app``: the FastAPI application (Ember routes, OpenAI routes, native routes, web UI).
+
+Thin by design: routes validate, authorise and translate; the lab (model + SAE + feature store +
+engine) does the work. Everything a route needs hangs off ``app.state``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from steerlab import __version__
+from steerlab.server.auth import Caller, require_caller
+from steerlab.server.config import ServerSettings
+from steerlab.server.errors import install_error_handlers
+from steerlab.server.keys import KeyStore
+from steerlab.server.observability import Metrics, ObservabilityMiddleware
+from steerlab.server.rate_limits import RateLimiter
+
+log = logging.getLogger("steerlab.server")
+
+
+def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
+    """Build the app. ``lab`` is injected by tests and ``steerlab serve``; routes that need a model
+    answer 503 until one is attached."""
+    settings = settings or ServerSettings()
+    app = FastAPI(title="steerlab", version=__version__,
+                  description="Self-hosted interpretability lab: SAE features, search, inspection and "
+                              "steering. Speaks the Ember (goodfire SDK) and OpenAI protocols.")
+    app.state.settings = settings
+    app.state.keys = KeyStore(settings.resolved_db_path())
+    app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+    app.state.metrics = Metrics()
+    app.state.lab = lab
+    if settings.open_mode:
+        log.warning("OPEN MODE: no API key is required; anyone who can reach %s:%s can use this server",
+                    settings.host, settings.port)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        """Liveness and what is loaded (no key needed)."""
+        lab = app.state.lab
+        return {"status": "ok", "version": __version__, "model": getattr(lab, "model_name", None)}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/whoami", tags=["native"])
+    def whoami(caller: Caller = Depends(require_caller)) -> dict:
+        """The key the request authenticated with (to check a key works)."""
+        return {"key_id": caller.key_id, "name": caller.name}
+
+    return app

@@ -1,0 +1,97 @@
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from steerlab.engine.batcher import Engine, EngineBusy, wait_idle
+from steerlab.generation.sampler import SamplingParams
+from steerlab.sae.config import SAEConfig
+from steerlab.sae.registry import create_sae
+from steerlab.steering.apply import make_editor
+from steerlab.steering.chat import chat_input_ids, stop_token_ids
+from steerlab.steering.edits import FeatureEdit
+
+HOOK = "model.layers.1"
+PROMPTS = ["the cat", "bonjour le monde, le chat est sur la table", "def add(a, b):", "pirates say arr",
+           "What is the capital of France?", "the dog ran in the park and"]
+
+
+@pytest.fixture()
+def setup(tiny_lm):
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=64, d_sae=128, architecture="topk", k=8, hookpoint=HOOK)).requires_grad_(False)
+    sae.feature_scale.fill_(3.0)
+    engine = Engine(tiny_lm.model, tiny_lm.tokenizer, HOOK, stop_token_ids(tiny_lm.tokenizer), max_batch=8)
+    yield tiny_lm, sae, engine
+    engine.close()
+
+
+def _prompt(lm, text):
+    return chat_input_ids(lm.tokenizer, [{"role": "user", "content": text}])
+
+
+def _editor(sae, i):
+    return None if i == 0 else make_editor(sae, [FeatureEdit(i * 7 % 128, 2.0 * (-1) ** i)])
+
+
+def test_concurrent_rows_with_different_steering_equal_each_run_alone(setup):
+    lm, sae, engine = setup
+    params = SamplingParams(max_new_tokens=12, temperature=0)
+    alone = [engine.generate(_prompt(lm, p), params, _editor(sae, i)) for i, p in enumerate(PROMPTS)]
+    streams = [engine.submit(_prompt(lm, p), params, _editor(sae, i)) for i, p in enumerate(PROMPTS)]
+    together = [s.text() for s in streams]
+    assert together == alone
+    assert len({text for text, _, _ in alone}) > 1  # the steering really changes outputs
+    wait_idle(engine)
+    assert engine.active_count == 0 and engine.steps > 0
+
+
+def test_engine_matches_the_single_sequence_sampler_with_seed(setup):
+    from steerlab.generation.sampler import stream_tokens
+    from steerlab.models.hooks import edit_residual
+
+    lm, sae, engine = setup
+    params = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=5)
+    ids = _prompt(lm, "the cat")
+    with edit_residual(lm.model, HOOK, _editor(sae, 3)):
+        ref = "".join(e.text for e in stream_tokens(lm.model, lm.tokenizer, ids, params, stop_token_ids(lm.tokenizer)))
+    # a neighbour in the batch with other steering must not matter
+    other = engine.submit(_prompt(lm, "pirates say arr"), SamplingParams(max_new_tokens=20, temperature=0),
+                          _editor(sae, 2))
+    assert engine.generate(ids, params, _editor(sae, 3))[0] == ref
+    other.text()
+
+
+def test_cancel_frees_the_row_and_queue_bound_applies(setup):
+    lm, _, engine = setup
+    long = engine.submit(_prompt(lm, "the cat"), SamplingParams(max_new_tokens=400, temperature=1.0, seed=1))
+    first = next(iter(long))
+    assert first.finish_reason is None
+    long.cancel()
+    reasons = [e.finish_reason for e in long]
+    assert reasons[-1] in ("cancelled", "stop", "length")
+    small = Engine(lm.model, lm.tokenizer, None, stop_token_ids(lm.tokenizer), max_queue=0)
+    with pytest.raises(EngineBusy):
+        small.submit(_prompt(lm, "x"), SamplingParams(max_new_tokens=2))
+    with pytest.raises(ValueError, match="context"):
+        engine.submit(_prompt(lm, "x"), SamplingParams(max_new_tokens=10_000))
+    small.close()
+
+
+def test_async_streams_from_an_event_loop(setup):
+    lm, _, engine = setup
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        streams = [engine.submit(_prompt(lm, p), SamplingParams(max_new_tokens=6, temperature=0), loop=loop)
+                   for p in PROMPTS[:3]]
+
+        async def collect(s):
+            return "".join([e.text async for e in s])
+        return await asyncio.gather(*(collect(s) for s in streams))
+
+    texts = asyncio.run(run())
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    assert texts == [engine.generate(_prompt(lm, p), params)[0] for p in PROMPTS[:3]]
+    assert threading.active_count() >= 1
