@@ -16,8 +16,10 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     open_mode: bool = Field(False, description="No API keys needed (local use only; logged loudly at start).")
-    db_path: Path | None = Field(None, description="Server database (keys, saved variants); default $STEERLAB_HOME/server.db.")
-    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty = same-origin only.")
+    db_path: Path | None = Field(None, description="Server database (keys, saved variants); "
+                                                   "default $STEERLAB_HOME/server.db.")
+    cors_origins: list[str] = Field(default_factory=list,
+                                    description="Origins allowed by CORS; empty = same-origin only.")
     requests_per_minute: int = Field(600, ge=1, description="Per API key.")
     tokens_per_minute: int = Field(200_000, ge=1, description="Per API key: prompt + completion tokens.")
     max_body_bytes: int = Field(2_000_000, ge=1024)
