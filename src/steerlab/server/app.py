@@ -20,6 +20,8 @@ from steerlab.server.errors import install_error_handlers
 from steerlab.server.keys import KeyStore
 from steerlab.server.observability import Metrics, ObservabilityMiddleware
 from steerlab.server.rate_limits import RateLimiter
+from steerlab.server.routes import chat, variants
+from steerlab.server.variants import VariantStore
 
 log = logging.getLogger("steerlab.server")
 
@@ -35,6 +37,7 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
     app.state.keys = KeyStore(settings.resolved_db_path())
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     app.state.metrics = Metrics()
+    app.state.variants = VariantStore(settings.resolved_db_path())
     app.state.lab = lab
     if settings.open_mode:
         log.warning("OPEN MODE: no API key is required; anyone who can reach %s:%s can use this server",
@@ -60,4 +63,6 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
         """The key the request authenticated with (to check a key works)."""
         return {"key_id": caller.key_id, "name": caller.name}
 
+    app.include_router(chat.router)
+    app.include_router(variants.router)
     return app

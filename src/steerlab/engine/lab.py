@@ -1,0 +1,80 @@
+"""The lab: one model, its SAE, its feature database and the batching engine, shared by every shell.
+
+The server, the in-process Python client, the CLI and the agent tools all call this object, so a
+variant means the same thing everywhere. Loading is explicit (``Lab.load``) so tests can build one
+from a tiny model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from steerlab.engine.batcher import Engine
+from steerlab.generation.sampler import SamplingParams
+from steerlab.models.loader import LoadedModel
+from steerlab.steering.chat import chat_input_ids, stop_token_ids
+
+
+class ConversationError(ValueError):
+    """A malformed conversation; ``field`` names the offending part."""
+
+    def __init__(self, message: str, field: str = "messages"):
+        super().__init__(message)
+        self.field = field
+
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Lab:
+    lm: LoadedModel
+    sae: object | None = None
+    store: object | None = None
+    """A ``steerlab.features.store.FeatureStore`` when a feature database is available."""
+    sae_id: str | None = None
+    max_batch: int = 32
+    max_queue: int = 512
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        hookpoint = self.sae.cfg.hookpoint if self.sae is not None else None
+        self.engine = Engine(self.lm.model, self.lm.tokenizer, hookpoint, stop_token_ids(self.lm.tokenizer),
+                             max_batch=self.max_batch, max_queue=self.max_queue)
+
+    @classmethod
+    def load(cls, model: str = "default", sae_path: str | Path | None = None, db_path: str | Path | None = None,
+             dtype: str = "float32", device: str = "cpu", **kw) -> Lab:
+        from steerlab.models.loader import load_model
+        from steerlab.sae.bundled import load_sae_for
+
+        lm = load_model(model, dtype=dtype, device=device)
+        sae = load_sae_for(lm, sae_path)
+        return cls(lm, sae, **kw)
+
+    @property
+    def model_name(self) -> str:
+        return self.lm.name
+
+    def prompt_ids(self, messages: list[dict], max_tokens: int | None = None) -> list[int]:
+        """Token ids of a conversation in the model's chat template, ready for the reply."""
+        if not messages:
+            raise ConversationError("messages must contain at least one message")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise ConversationError(f"messages[{i}] must be {{'role': one of {', '.join(ROLES)}, "
+                                        f"'content': string}}", f"messages[{i}]")
+        ids = chat_input_ids(self.lm.tokenizer, [{"role": m["role"], "content": m["content"]} for m in messages])
+        if max_tokens is not None and len(ids) > max_tokens:
+            raise ConversationError(f"messages are {len(ids)} tokens; the limit is {max_tokens}")
+        return ids
+
+    def chat(self, messages: list[dict], params: SamplingParams, editor=None, loop=None):
+        """Start a reply; returns the engine stream."""
+        return self.engine.submit(self.prompt_ids(messages), params, editor, loop=loop)
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.store is not None and hasattr(self.store, "close"):
+            self.store.close()

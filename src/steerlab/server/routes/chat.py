@@ -1,0 +1,106 @@
+"""Chat completions, one handler for both dialects: Ember (``/api/inference/v1/chat/completions``,
+what the goodfire SDK calls) and OpenAI (``/v1/chat/completions``, steering via ``extra_body``).
+
+Both get OpenAI's body and response; Ember's extra fields (``gf_token_index`` on stream chunks,
+``gf_event_names``) are always present — the openai client ignores them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from steerlab.engine.batcher import EngineBusy
+from steerlab.server.auth import Caller, require_caller
+from steerlab.server.deps import check_limit, check_model, get_lab
+from steerlab.server.errors import APIError
+from steerlab.server.protocol import ChatRequest
+
+router = APIRouter()
+FINISH = {"stop": "stop", "length": "length", "abort": "stop", "cancelled": "stop", "error": "error"}
+
+
+def _start(request: Request, body: ChatRequest, caller: Caller):
+    settings, lab = request.app.state.settings, get_lab(request)
+    check_model(lab, body.model)
+    check_limit(len(body.messages), settings.max_messages, "messages", "messages")
+    params = body.sampling(min(256, settings.max_completion_tokens))
+    check_limit(params.max_new_tokens, settings.max_completion_tokens, "max_completion_tokens", "tokens")
+    ids = lab.prompt_ids([m.model_dump() for m in body.messages])
+    check_limit(len(ids), settings.max_prompt_tokens, "messages", "prompt tokens")
+    editor = request.app.state.variants.editor_for(lab, body.controller, body.variant_id, caller)
+    try:
+        stream = lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())
+    except EngineBusy as err:
+        raise APIError(503, str(err), code="engine_busy", headers={"Retry-After": str(err.retry_after)}) from None
+    return lab, stream
+
+
+def _charge(request: Request, caller: Caller, stream) -> None:
+    request.app.state.rate_limiter.charge_tokens(caller.key_id, stream.prompt_tokens + stream.completion_tokens)
+    request.app.state.metrics.tokens.inc(stream.completion_tokens)
+
+
+async def _complete(request: Request, body: ChatRequest, caller: Caller):
+    lab, stream = _start(request, body, caller)
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        return StreamingResponse(_sse(request, caller, lab, stream, completion_id, created),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    parts, events, reason, error = [], [], None, None
+    async for event in stream:
+        parts.append(event.text)
+        events += event.events
+        reason, error = event.finish_reason, event.error or error
+    _charge(request, caller, stream)
+    if error:
+        raise APIError(500, error)
+    return {"id": completion_id, "object": "chat.completion", "created": created, "model": lab.model_name,
+            "system_fingerprint": "steerlab", "gf_event_names": events or None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                         "finish_reason": FINISH.get(reason, reason)}],
+            "usage": {"prompt_tokens": stream.prompt_tokens, "completion_tokens": stream.completion_tokens,
+                      "total_tokens": stream.prompt_tokens + stream.completion_tokens}}
+
+
+async def _sse(request: Request, caller: Caller, lab, stream, completion_id: str, created: int):
+    try:
+        async for event in stream:
+            if event.error:
+                yield f"data: {json.dumps({'error': {'message': event.error, 'type': 'server_error'}})}\n\n"
+                break
+            chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                     "model": lab.model_name, "system_fingerprint": "steerlab",
+                     "gf_event_names": event.events or None,
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": event.text},
+                                  "gf_token_index": event.index,
+                                  "finish_reason": FINISH.get(event.finish_reason, event.finish_reason)}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        stream.cancel()  # no-op when finished; frees the row when the client went away
+        _charge(request, caller, stream)
+
+
+@router.post("/api/inference/v1/chat/completions", tags=["ember"])
+async def ember_chat(body: ChatRequest, request: Request, caller: Caller = Depends(require_caller)):
+    """Ember chat completion (the goodfire SDK's ``client.chat.completions.create``)."""
+    return await _complete(request, body, caller)
+
+
+@router.post("/v1/chat/completions", tags=["openai"])
+async def openai_chat(body: ChatRequest, request: Request, caller: Caller = Depends(require_caller)):
+    """OpenAI chat completion; steer with ``extra_body={"controller": {...}}`` or ``{"variant_id": ...}``."""
+    return await _complete(request, body, caller)
+
+
+@router.get("/v1/models", tags=["openai"])
+async def list_models(request: Request, _caller: Caller = Depends(require_caller)):
+    lab = get_lab(request)
+    return {"object": "list", "data": [{"id": lab.model_name, "object": "model", "created": 0,
+                                        "owned_by": "steerlab"}]}
