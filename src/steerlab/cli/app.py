@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import chat, data, model, sae
+from steerlab.cli import chat, data, model, sae, serve
 
 app = typer.Typer(
     help="steerlab: train SAEs on your model, inspect and steer it through labeled features.\n\n"
@@ -18,3 +18,5 @@ app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="corpus")
 app.command("harvest")(data.harvest_cmd)
 app.add_typer(sae.app, name="sae")
+app.command("serve")(serve.serve)
+app.add_typer(serve.keys_app, name="keys")

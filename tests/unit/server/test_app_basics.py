@@ -57,3 +57,20 @@ def test_health_and_metrics(settings):
     text = client.get("/metrics").text
     assert 'steerlab_requests_total{route="/v1/whoami",status="401"}' in text
     assert json.loads(json.dumps(client.get("/openapi.json").json()))["info"]["title"] == "steerlab"
+
+
+def test_keys_cli_create_list_revoke(tmp_path):
+    from typer.testing import CliRunner
+
+    from steerlab.cli.app import app
+
+    db = str(tmp_path / "s.db")
+    runner = CliRunner()
+    created = json.loads(runner.invoke(app, ["keys", "create", "carol", "--server-db", db]).stdout)
+    assert created["api_key"].startswith("sl-")
+    listed = runner.invoke(app, ["keys", "list", "--server-db", db]).stdout
+    assert created["key_id"] in listed and created["api_key"] not in listed
+    assert runner.invoke(app, ["keys", "revoke", created["key_id"], "--server-db", db]).exit_code == 0
+    again = runner.invoke(app, ["keys", "revoke", created["key_id"], "--server-db", db])
+    assert again.exit_code == 2 and "no active key" in again.stderr
+    assert KeyStore(db).verify(created["api_key"]) is None

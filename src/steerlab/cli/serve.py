@@ -1,0 +1,90 @@
+"""``steerlab serve`` and ``steerlab keys``: run the shared server and manage who may use it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import typer
+
+from steerlab.cli.errors import one_line_errors
+from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+
+keys_app = typer.Typer(help="Create, list and revoke API keys (stored hashed in the server database).",
+                       no_args_is_help=True)
+DB = typer.Option(None, "--server-db", help="Server database (default: $STEERLAB_HOME/server.db).")
+
+
+def _server_settings(server_db: Path | None, **overrides):
+    from steerlab.server.config import ServerSettings
+
+    settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    if server_db is not None:
+        settings.db_path = server_db
+    return settings
+
+
+@one_line_errors
+def serve(
+    model: str = MODEL, sae: Path | None = SAE, dtype: str = DTYPE, device: str = DEVICE,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for everyone)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    open_mode: bool = typer.Option(False, "--open", help="No API key needed. Only for a machine you alone use."),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Sequences decoded together."),
+    server_db: Path | None = DB,
+) -> None:
+    """Serve the Ember API (goodfire SDK), the OpenAI API and the web UI at http://HOST:PORT/.
+
+    Clients: goodfire.Client(api_key=KEY, base_url="http://HOST:PORT"); OpenAI(base_url="http://HOST:PORT/v1").
+    Create a key first with 'steerlab keys create NAME' (or pass --open on your own machine).
+    """
+    import uvicorn
+
+    from steerlab.engine.lab import Lab
+    from steerlab.server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = _server_settings(server_db, host=host, port=port, open_mode=open_mode, max_batch=max_batch)
+    start = time.perf_counter()
+    lab = Lab.load(model, sae, dtype=dtype, device=device, max_batch=settings.max_batch,
+                   max_queue=settings.max_queue)
+    logging.getLogger("steerlab.server").info(json.dumps({"event": "loaded", "model": lab.model_name,
+                                                          "seconds": round(time.perf_counter() - start, 1)}))
+    try:
+        uvicorn.run(create_app(settings, lab), host=host, port=port, log_level="warning")
+    finally:
+        lab.close()
+
+
+@keys_app.command("create")
+@one_line_errors
+def create_key(name: str = typer.Argument(..., help="Who or what the key is for."), server_db: Path | None = DB):
+    """Create a key and print it once (only its hash is stored)."""
+    from steerlab.server.keys import KeyStore
+
+    info, key = KeyStore(_server_settings(server_db).resolved_db_path()).create(name)
+    print(json.dumps({"key_id": info.key_id, "name": info.name, "api_key": key}))
+
+
+@keys_app.command("list")
+@one_line_errors
+def list_keys(server_db: Path | None = DB):
+    """List keys (id, name, prefix, created, revoked)."""
+    from steerlab.server.keys import KeyStore
+
+    for k in KeyStore(_server_settings(server_db).resolved_db_path()).list():
+        print(json.dumps(k.__dict__))
+
+
+@keys_app.command("revoke")
+@one_line_errors
+def revoke_key(key_id: str = typer.Argument(..., help="The key_id shown by 'create' or 'list'."),
+               server_db: Path | None = DB):
+    """Revoke a key; requests with it fail from the next one on."""
+    from steerlab.server.keys import KeyStore
+
+    if not KeyStore(_server_settings(server_db).resolved_db_path()).revoke(key_id):
+        raise ValueError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'")
+    print(json.dumps({"revoked": key_id}))
