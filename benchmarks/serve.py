@@ -1,0 +1,114 @@
+"""Engine throughput on the default model, each figure next to its baseline from the same run.
+
+    python benchmarks/serve.py --tokens 64 --streams 16
+
+- batch-1 decode: our engine vs HF ``model.generate`` (greedy, same prompt, same token count);
+- steered vs unsteered decode (a nudge on one feature, batch 1);
+- aggregate tokens/s with N concurrent streams, each with a different variant, vs one stream;
+- time to first token p50/p99 across the N concurrent streams.
+Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from steerlab.engine.lab import Lab
+from steerlab.generation.sampler import SamplingParams
+from steerlab.steering.apply import make_editor
+from steerlab.steering.edits import FeatureEdit
+
+
+def timed_stream(stream, start: float | None = None):
+    """(tokens, seconds, time to first token), timed from ``start`` (default: now)."""
+    start = time.perf_counter() if start is None else start
+    first, n = None, 0
+    for event in stream:
+        if first is None:
+            first = time.perf_counter() - start
+        n += event.token_id is not None
+    return n, time.perf_counter() - start, first
+
+
+def memory_floor_tokens_per_s(model) -> dict:
+    """Batch-1 decode must read every weight once per token: weight bytes / measured copy bandwidth."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    src = torch.empty(256 * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    start = time.perf_counter()
+    for _ in range(5):
+        dst.copy_(src)
+    seconds = (time.perf_counter() - start) / 5
+    bandwidth = 2 * src.numel() * 4 / seconds  # bytes read + written
+    return {"weight_mb": round(weight_bytes / 2**20), "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1),
+            "floor_tok_s": round(bandwidth / weight_bytes, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--streams", type=int, default=16)
+    args = ap.parse_args()
+    lab = Lab.load("default", max_batch=max(32, args.streams))
+    floor = memory_floor_tokens_per_s(lab.lm.model)
+    prompt = lab.prompt_ids([{"role": "user", "content": "Write a long story about a lighthouse keeper."}])
+    # greedy with no stop token ever sampled: ignore_eos-style fixed length for both sides
+    params = SamplingParams(max_new_tokens=args.tokens, temperature=0)
+    lab.engine.stop_token_ids = set()
+    lab.engine.generate(prompt[:8], SamplingParams(max_new_tokens=4, temperature=0))  # warm-up
+
+    with torch.inference_mode():
+        ids = torch.tensor([prompt])
+        lab.lm.model.generate(ids, max_new_tokens=4, do_sample=False)
+        start = time.perf_counter()
+        out = lab.lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
+                                    min_new_tokens=args.tokens, do_sample=False)
+        hf_s = time.perf_counter() - start
+    hf_rate = (out.shape[1] - ids.shape[1]) / hf_s
+
+    n, ours_s, _ = timed_stream(lab.engine.submit(prompt, params))
+    ours_rate = n / ours_s
+    editor = make_editor(lab.sae, [FeatureEdit(100, 1.0)])
+    n, steered_s, _ = timed_stream(lab.engine.submit(prompt, params, editor))
+    steered_rate = n / steered_s
+    cond_editor = make_editor(lab.sae, [FeatureEdit(100, 1.0, "pin")])
+    n, pinned_s, _ = timed_stream(lab.engine.submit(prompt, params, cond_editor))
+    pinned_rate = n / pinned_s
+
+    prompts = [lab.prompt_ids([{"role": "user", "content": f"Tell me fact number {i} about the sea."}])
+               for i in range(args.streams)]
+    editors = [make_editor(lab.sae, [FeatureEdit(17 * i + 1, 0.5)]) for i in range(args.streams)]
+    start = time.perf_counter()
+    streams = [(lab.engine.submit(p, params, e), time.perf_counter()) for p, e in zip(prompts, editors)]
+    with ThreadPoolExecutor(len(streams)) as pool:  # read every stream as it arrives, like real clients
+        results = list(pool.map(lambda sub: timed_stream(*sub), streams))
+    wall = time.perf_counter() - start
+    total = sum(r[0] for r in results)
+    ttft = sorted(r[2] for r in results)
+    agg_rate = total / wall
+    lab.close()
+    print(json.dumps({
+        "tokens": args.tokens, "threads": torch.get_num_threads(),
+        "batch1": {"hf_generate_tok_s": round(hf_rate, 1), "engine_tok_s": round(ours_rate, 1),
+                   "ratio": round(ours_rate / hf_rate, 2), **floor,
+                   "hf_fraction_of_floor": round(hf_rate / floor["floor_tok_s"], 2)},
+        "steered": {"unsteered_tok_s": round(ours_rate, 1), "nudge_tok_s": round(steered_rate, 1),
+                    "nudge_ratio": round(steered_rate / ours_rate, 2), "pin_tok_s": round(pinned_rate, 1),
+                    "pin_ratio": round(pinned_rate / ours_rate, 2)},
+        "concurrent": {"streams": args.streams, "aggregate_tok_s": round(agg_rate, 1),
+                       "one_stream_tok_s": round(ours_rate, 1), "ratio": round(agg_rate / ours_rate, 2),
+                       "ttft_p50_s": round(statistics.median(ttft), 3),
+                       "ttft_p99_s": round(ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))], 3)},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
