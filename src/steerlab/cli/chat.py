@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -15,6 +16,8 @@ def chat(
     prompt: str = typer.Argument(..., help="The user message."),
     feature: list[str] = typer.Option([], "--feature", "-f", help="IDX=VALUE[:MODE], repeatable. VALUE is in "
                                       "units where 1.0 is a strong activation; MODE nudge (default), pin or mul."),
+    controller: Path | None = typer.Option(None, "--controller", help="Ember controller JSON file (what the goodfire "
+                                           "SDK's variant.controller.json() gives); --feature edits apply after it."),
     system: str | None = typer.Option(None, "--system", help="System prompt (default: the model's own)."),
     max_tokens: int = typer.Option(128, "--max-tokens", help="Most tokens to generate."),
     temperature: float = typer.Option(0.7, "--temperature", help="0 = greedy."),
@@ -22,20 +25,44 @@ def chat(
     seed: int | None = typer.Option(None, "--seed", help="Same seed, same text."),
     model: str = MODEL, sae: str | None = SAE, dtype: str = DTYPE, device: str = DEVICE,
 ) -> None:
-    """Chat with the model; --feature edits steer it through SAE features (error-preserving)."""
-    from steerlab.steering.chat import stream_chat
+    """Chat with the model; --feature edits and --controller files steer it through SAE features
+    (error-preserving). Steering events that fire are reported on stderr."""
+    from steerlab.steering.controller_json import Controller, Intervention
     from steerlab.steering.edits import parse_edit
+    from steerlab.steering.generate import sampling_params, stream_chat_completion
+    from steerlab.steering.refs import FeatureGroup, FeatureRef
 
-    edits = [parse_edit(f) for f in feature]  # bad syntax fails before the model loads
+    # Everything that can be wrong with the arguments fails before the model loads.
+    edits = [parse_edit(f) for f in feature]
+    ctrl = _load_controller(controller) if controller else Controller()
+    sampling = dict(max_completion_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    sampling_params(**sampling)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    from steerlab.generation.sampler import SamplingParams
     from steerlab.models.loader import load_model
     from steerlab.sae.bundled import load_sae_for
 
-    params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed).validate()
     lm = load_model(model, dtype=dtype, device=device)
-    sae_model = load_sae_for(lm, sae) if edits else None
-    for event in stream_chat(lm, messages, params, sae=sae_model, edits=edits):
-        sys.stdout.write(event.text)
+    sae_model = None
+    if edits or not ctrl.is_empty():
+        sae_model = load_sae_for(lm, sae)
+        for e in edits:
+            e.validate(sae_model.cfg.d_sae)
+            ctrl.interventions.append(Intervention(e.mode, FeatureGroup([FeatureRef(e.index, "")]), e.value))
+    for chunk in stream_chat_completion(lm, messages, ctrl, sae=sae_model, **sampling):
+        for name in chunk.event_names:
+            print(f"\n[event {name} at token {chunk.token_index}]", file=sys.stderr)
+        sys.stdout.write(chunk.text)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _load_controller(path: Path):
+    from steerlab.steering.controller_json import Controller
+    from steerlab.steering.errors import ControllerError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--controller: no such file {path}")
+    try:
+        return Controller.from_json(path.read_text())
+    except ControllerError as err:
+        raise ControllerError(err.message, field=f"--controller {path}: {err.field}") from None

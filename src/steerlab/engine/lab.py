@@ -74,6 +74,19 @@ class Lab:
         """Start a reply; returns the engine stream."""
         return self.engine.submit(self.prompt_ids(messages), params, editor, loop=loop)
 
+    def editor_for_controller(self, controller: dict | str):
+        """Compile Ember controller JSON into a per-sequence editor (None when it edits nothing).
+
+        Raises a ``SteeringError`` (a ValueError naming the field) for malformed JSON or features
+        outside the SAE, before anything runs. Events (``handle_when``/``abort_when`` names) are
+        reported to the client, which decides to abort (as the goodfire SDK does)."""
+        from steerlab.steering.batch import RowSteering
+        from steerlab.steering.resolve import Steering
+
+        steering = Steering.of(controller if isinstance(controller, (dict, str)) else dict(controller))
+        plan = steering.plan(self.sae) if steering else None
+        return RowSteering(self.sae, plan) if plan is not None else None
+
     def close(self) -> None:
         self.engine.close()
         if self.store is not None and hasattr(self.store, "close"):

@@ -12,7 +12,8 @@ from steerlab.generation.sampler import SamplingParams, _stream_safe_prefix, sam
 
 RowEditor = Callable[[torch.Tensor], torch.Tensor]
 """Rewrites one sequence's residual ``[1, seq, d_model]`` at the hookpoint. It may keep per-sequence
-state (sticky conditional scopes) and expose ``drain_events() -> list[str]`` and ``aborted: bool``."""
+state (sticky conditional scopes) and expose ``drain_events() -> list[str]``, ``aborted: bool`` and
+``observe_logits(logits)`` (see ``steerlab.steering.batch.RowSteering``)."""
 
 
 @dataclass
@@ -49,6 +50,9 @@ class SequenceState:
         if self.stream.cancelled.is_set():
             return self._finish(TokenEvent("", None, index, "cancelled", events))
         token = sample_next(logits, self.params, self.generator)
+        observe = getattr(self.editor, "observe_logits", None)
+        if observe is not None:  # entropy-bounded nudges decide for the next token
+            observe(logits)
         if token in self.stop_token_ids:
             rest = tokenizer.decode(self.generated, skip_special_tokens=True)[len(self.emitted):]
             return self._finish(TokenEvent(rest, token, index, "stop", events))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from steerlab.steering.errors import EditError, UnknownFeatureError
+
 MODES = ("nudge", "pin", "mul")
-
-
-class EditError(ValueError):
-    """A malformed or out-of-range edit; the message names the field and what is allowed."""
+__all__ = ["MODES", "EditError", "FeatureEdit", "parse_edit"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class FeatureEdit:
 
     def validate(self, d_sae: int) -> FeatureEdit:
         if not 0 <= self.index < d_sae:
-            raise EditError(f"feature index must be in 0..{d_sae - 1}, got {self.index}")
+            raise UnknownFeatureError(f"feature index must be in 0..{d_sae - 1}, got {self.index}")
         if not math.isfinite(self.value):
             raise EditError(f"value for feature {self.index} must be a finite number, got {self.value}")
         if self.mode not in MODES:

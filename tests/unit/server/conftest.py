@@ -22,3 +22,21 @@ def server(tmp_path, tiny_lab):
     with TestClient(create_app(settings, tiny_lab)) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         yield client, key
+
+
+@pytest.fixture()
+def steered_server(tmp_path, tiny_lm):
+    """(TestClient, Lab) over the tiny model with a random tiny SAE at block 1, open mode."""
+    import torch
+
+    from steerlab.sae.config import SAEConfig
+    from steerlab.sae.registry import create_sae
+
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=64, d_sae=128, architecture="topk", k=8, hookpoint="model.layers.1"))
+    sae.requires_grad_(False).feature_scale.fill_(3.0)
+    lab = Lab(tiny_lm, sae, max_batch=8)
+    settings = ServerSettings(db_path=tmp_path / "server.db", open_mode=True)
+    with TestClient(create_app(settings, lab)) as client:
+        yield client, lab
+    lab.close()

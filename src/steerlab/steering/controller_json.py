@@ -1,0 +1,235 @@
+"""The Ember controller: what a variant means, as plain data, and its exact JSON.
+
+``Controller.json()`` returns the same dict (same keys, same order, same number types) that the
+goodfire 0.3.5 SDK's ``variant.controller.json()`` returns for the same variant, so
+``json.dumps`` of either gives the same bytes, and ``Controller.from_json(s).to_json() == s`` for
+any controller the SDK writes. Parsing is hand-written rather than pydantic because byte-exact
+output needs ints kept as ints and key order kept; every error names the JSON path it found.
+
+Fields the public protocol leaves undefined get these meanings here (both are never rejected):
+
+* ``nonzero_strength_threshold`` (per-feature units): conditions of this controller's scopes treat
+  an activation at or below it as 0, so faint firing does not trigger a scope. null = 0. A nested
+  controller without one inherits its parent's.
+* ``min_nudge_entropy`` / ``max_nudge_entropy`` (nats): bounds on the entropy of the steered
+  next-token distribution (temperature 1). After each token whose distribution fell outside the
+  bounds, nudges pause for the next token and resume once it is back inside; pins and muls always
+  apply. Read from the top-level controller; null = unbounded.
+* ``is_active: true`` on a scope means it starts already on (its edits apply from the first token;
+  an event scope that starts on never reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from steerlab.steering.conditions import Comparison, ConditionGroup, check_number
+from steerlab.steering.errors import ControllerError, SteeringError
+from steerlab.steering.refs import FeatureGroup, FeatureRef
+
+MODES = ("nudge", "pin", "mul")
+
+
+@dataclass(eq=False)
+class Intervention:
+    """Apply ``mode`` with ``value`` (per-feature units; a plain factor for mul) to each feature."""
+
+    mode: str
+    features: FeatureGroup
+    value: float | int
+
+    def json(self) -> dict:
+        return {"mode": self.mode, "features": self.features.json(), "value": self.value}
+
+
+@dataclass(eq=False)
+class Scope:
+    """Once ``condition`` holds at a token, ``controller`` applies from that token on (sticky)."""
+
+    condition: ConditionGroup
+    controller: Controller
+    is_active: bool = False
+    event_name: str | None = None
+
+    def json(self) -> dict:
+        return {"conditionals": self.condition.json(), "controller": self.controller.json(),
+                "is_active": self.is_active, "event_name": self.event_name}
+
+
+@dataclass(eq=False)
+class Controller:
+    interventions: list[Intervention] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)
+    name: str = ""
+    """Informational. Empty = derived from the content, so the same variant gives the same JSON."""
+    nonzero_strength_threshold: float | int | None = None
+    min_nudge_entropy: float | int | None = None
+    max_nudge_entropy: float | int | None = None
+
+    def json(self) -> dict:
+        return {
+            "interventions": [i.json() for i in self.interventions],
+            "scopes": [s.json() for s in self.scopes],
+            "name": self.name or self.content_name(),
+            "nonzero_strength_threshold": self.nonzero_strength_threshold,
+            "min_nudge_entropy": self.min_nudge_entropy,
+            "max_nudge_entropy": self.max_nudge_entropy,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.json())
+
+    def content_name(self) -> str:
+        body = {"interventions": [i.json() for i in self.interventions],
+                "scopes": [s.json() for s in self.scopes]}
+        return "controller__" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:8]
+
+    def is_empty(self) -> bool:
+        return not self.interventions and not self.scopes
+
+    def iter_features(self, path: str = "") -> Iterator[tuple[str, FeatureRef]]:
+        """Every feature named anywhere, with its JSON path (for precise errors)."""
+        for i, iv in enumerate(self.interventions):
+            for j, f in enumerate(iv.features):
+                yield f"{path}interventions[{i}].features.features[{j}]", f
+        for i, scope in enumerate(self.scopes):
+            yield from _condition_features(scope.condition, f"{path}scopes[{i}].conditionals")
+            yield from scope.controller.iter_features(f"{path}scopes[{i}].controller.")
+
+    @classmethod
+    def from_json(cls, data: str | bytes | dict, path: str = "") -> Controller:
+        """Parse controller JSON (text or a decoded dict); a ControllerError names the bad field."""
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except ValueError as err:
+                raise ControllerError(f"not valid JSON ({err})", field="controller") from None
+        _expect(data, dict, path.rstrip(".") or "controller", "an object")
+        return cls(
+            interventions=[_intervention(x, f"{path}interventions[{i}]")
+                           for i, x in enumerate(_list(data, "interventions", path))],
+            scopes=[_scope(x, f"{path}scopes[{i}]") for i, x in enumerate(_list(data, "scopes", path))],
+            name=_optional(data, "name", str, path) or "",
+            nonzero_strength_threshold=_setting(data, "nonzero_strength_threshold", path),
+            min_nudge_entropy=_setting(data, "min_nudge_entropy", path),
+            max_nudge_entropy=_setting(data, "max_nudge_entropy", path),
+        )
+
+
+def _condition_features(cond, path: str) -> Iterator[tuple[str, FeatureRef]]:
+    for i, item in enumerate(cond.items):
+        here = f"{path}.conditionals[{i}]"
+        if isinstance(item, ConditionGroup):
+            yield from _condition_features(item, here)
+            continue
+        for j, f in enumerate(item.left):
+            yield f"{here}.left_hand.features[{j}]", f
+        if isinstance(item.right, FeatureGroup):
+            for j, f in enumerate(item.right):
+                yield f"{here}.right_hand.features[{j}]", f
+
+
+# ------------------------------------------------------------------------------------- parsing
+def _expect(value, kind, path: str, what: str):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ControllerError(f"must be {what}, got {json.dumps(value)[:60]}", field=path)
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path and not path.endswith(".") else f"{path}{key}"
+
+
+def _require(data: dict, key: str, path: str):
+    if key not in data:
+        raise ControllerError("is required", field=_join(path, key))
+    return data[key]
+
+
+def _list(data: dict, key: str, path: str) -> list:
+    value = data.get(key)
+    return [] if value is None else _expect(value, list, _join(path, key), "a list")
+
+
+def _optional(data: dict, key: str, kind, path: str):
+    value = data.get(key)
+    return None if value is None else _expect(value, kind, _join(path, key), kind.__name__)
+
+
+def _setting(data: dict, key: str, path: str) -> float | int | None:
+    value = data.get(key)
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool) and math.isnan(value):
+        return None
+    return _expect(value, (int, float), _join(path, key), "a number or null")
+
+
+def _feature(data, path: str) -> FeatureRef:
+    _expect(data, dict, path, "a feature object")
+    index = _expect(_require(data, "index_in_sae", path), int, f"{path}.index_in_sae", "a non-negative integer")
+    if index < 0:
+        raise ControllerError(f"must be a non-negative integer, got {index}", field=f"{path}.index_in_sae")
+    strength = data.get("max_activation_strength", 1)
+    _expect(strength, (int, float), f"{path}.max_activation_strength", "a positive number")
+    if not (math.isfinite(strength) and strength > 0):
+        raise ControllerError(f"must be a positive number, got {strength}", field=f"{path}.max_activation_strength")
+    uuid = data.get("uuid", "")
+    return FeatureRef(index, str(uuid), _optional(data, "label", str, path) or "", strength)
+
+
+def _features(data, path: str) -> FeatureGroup:
+    """``{"features": [...]}``, or a bare feature object (the SDK's parser accepts both)."""
+    _expect(data, dict, path, "a features object")
+    if "features" not in data:
+        return FeatureGroup([_feature(data, path)])
+    items = _expect(data["features"], list, f"{path}.features", "a list")
+    if not items:
+        raise ControllerError("must name at least one feature", field=f"{path}.features")
+    return FeatureGroup(_feature(x, f"{path}.features[{i}]") for i, x in enumerate(items))
+
+
+def _intervention(data, path: str) -> Intervention:
+    _expect(data, dict, path, "an object")
+    mode = _require(data, "mode", path)
+    if mode not in MODES:
+        raise ControllerError(f"must be one of {', '.join(MODES)}, got {json.dumps(mode)}", field=f"{path}.mode")
+    features = _features(_require(data, "features", path), f"{path}.features")
+    value = _at(f"{path}.value", check_number, _require(data, "value", path), "")
+    return Intervention(mode, features, value)
+
+
+def _condition(data, path: str) -> Comparison | ConditionGroup:
+    _expect(data, dict, path, "a condition object")
+    if "left_hand" not in data and "conditionals" in data:
+        return _group(data, path)
+    left = _features(_require(data, "left_hand", path), f"{path}.left_hand")
+    right = _require(data, "right_hand", path)
+    if isinstance(right, dict):
+        right = _features(right, f"{path}.right_hand")
+    return _at(path, Comparison, left, _require(data, "operator", path), right)
+
+
+def _group(data, path: str) -> ConditionGroup:
+    _expect(data, dict, path, "an object")
+    items = _expect(_require(data, "conditionals", path), list, f"{path}.conditionals", "a list")
+    conds = tuple(_condition(x, f"{path}.conditionals[{i}]") for i, x in enumerate(items))
+    return _at(path, ConditionGroup, conds, _require(data, "operator", path))
+
+
+def _scope(data, path: str) -> Scope:
+    _expect(data, dict, path, "an object")
+    condition = _group(_require(data, "conditionals", path), f"{path}.conditionals")
+    controller = Controller.from_json(_require(data, "controller", path), f"{path}.controller.")
+    is_active = _expect(data.get("is_active", False), bool, f"{path}.is_active", "true or false")
+    return Scope(condition, controller, is_active, _optional(data, "event_name", str, path))
+
+
+def _at(path: str, fn, *args):
+    """Call ``fn``; re-raise its SteeringError with the field placed under ``path``."""
+    try:
+        return fn(*args)
+    except SteeringError as err:
+        raise ControllerError(err.message, field=_join(path, err.field or "") if err.field else path) from None

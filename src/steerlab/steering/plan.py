@@ -1,0 +1,175 @@
+"""Compile one Ember controller against one SAE into a plan: flat lists ready to become tensors.
+
+A plan is immutable and shared; the mutable part of a running sequence (which scopes are on, whether
+nudges are paused) lives in ``SteeringState``. ``SteeringBatch`` stacks many plans, one per batch
+row, so rows with different controllers share a forward pass.
+
+Every layer of edits (the controller's own interventions, then each scope's, in order) becomes, per
+edited feature, an affine map ``target = a * current + b`` in raw SAE units: nudge adds
+``v * feature_scale``, pin sets ``a = 0, b = v * feature_scale``, mul multiplies both ``a`` and ``b``,
+composed in the order the interventions are listed. A second set of maps omits the nudges; it is
+used while the entropy guard pauses nudges (see ``controller_json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from steerlab.steering.conditions import Comparison, ConditionGroup
+from steerlab.steering.controller_json import Controller
+from steerlab.steering.errors import UnknownFeatureError
+from steerlab.steering.refs import FeatureGroup, FeatureRef
+
+OP_CODES = {op: i for i, op in enumerate((">", "<", ">=", "<=", "==", "!="))}
+
+
+@dataclass(frozen=True)
+class Side:
+    """Features read as their strongest member. Each activation is put in per-feature units
+    (``raw / feature_scale``), zeroed at or below the threshold, then multiplied by the sender's
+    ``max_activation_strength``."""
+
+    indices: tuple[int, ...]
+    inv_scales: tuple[float, ...]
+    strengths: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    left: Side
+    op: int
+    right: Side | float
+    threshold: float
+    """Per-feature units; activations at or below it read as 0 (``nonzero_strength_threshold``)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    join_and: bool
+    children: tuple[int, ...]
+    """Node ids: ``i >= 0`` is leaf i, ``-1 - j`` is group j (groups are listed children first)."""
+    height: int
+
+
+@dataclass(frozen=True)
+class ScopePlan:
+    parent: int
+    """Slot of the enclosing scope, -1 at top level (a parent's slot is always lower)."""
+    root: int
+    """Group id of the condition."""
+    event_name: str | None
+    starts_active: bool
+
+
+@dataclass(frozen=True)
+class ControllerPlan:
+    features: tuple[int, ...]
+    """Edited feature indices (columns of ``coefs``)."""
+    coefs: tuple[tuple[tuple[tuple[float, ...], ...], ...], ...]
+    """[1 + n_scopes][nudges on/off][a, b][feature]."""
+    scopes: tuple[ScopePlan, ...]
+    leaves: tuple[Leaf, ...]
+    groups: tuple[Group, ...]
+    min_entropy: float | None
+    max_entropy: float | None
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.features and not self.scopes
+
+    @property
+    def needs_codes(self) -> bool:
+        """False when every edit is a plain nudge and nothing is conditional: no SAE encode needed."""
+        return bool(self.scopes) or any(a != 1.0 for layer in self.coefs for a in layer[0][0])
+
+
+def compile_controller(controller: Controller, sae, sae_id: str | None = None) -> ControllerPlan:
+    """Validate every feature against the SAE (errors name the JSON path), then flatten. With
+    ``sae_id``, a non-empty feature UUID must also be that SAE's UUID for its index (hex or dashed),
+    so a feature picked on another SAE is refused instead of silently meaning something else."""
+    d_sae = sae.cfg.d_sae
+    for path, ref in controller.iter_features():
+        if ref.index >= d_sae:
+            raise UnknownFeatureError(f"feature index must be in 0..{d_sae - 1}, got {ref.index}",
+                                      field=f"{path}.index_in_sae")
+        if sae_id is not None and ref.uuid and ref.uuid.replace("-", "") != FeatureRef.of(ref.index, sae_id).uuid:
+            raise UnknownFeatureError(f"{ref.uuid} is not feature {ref.index} of SAE {sae_id!r}",
+                                      field=f"{path}.uuid")
+    scale = sae.feature_scale.detach().float().clamp_min(1e-12).cpu().tolist()
+    builder = _Builder(scale)
+    builder.add_layer(controller)
+    builder.add_scopes(controller, parent=-1, threshold=controller.nonzero_strength_threshold)
+    return builder.finish(controller)
+
+
+class _Builder:
+    def __init__(self, scale: list[float]):
+        self.scale = scale
+        self.layers: list[list[tuple[int, str, float]]] = []
+        self.scopes: list[ScopePlan] = []
+        self.leaves: list[Leaf] = []
+        self.groups: list[Group] = []
+
+    def add_layer(self, ctrl: Controller) -> None:
+        ops = []
+        for iv in ctrl.interventions:
+            for f in iv.features:
+                value = float(iv.value) if iv.mode == "mul" else iv.value / f.max_activation_strength
+                ops.append((f.index, iv.mode, float(value)))
+        self.layers.append(ops)
+
+    def add_scopes(self, ctrl: Controller, parent: int, threshold) -> None:
+        for scope in ctrl.scopes:
+            inner = scope.controller.nonzero_strength_threshold
+            thr = max(float(threshold or 0.0), 0.0)
+            root = self.add_group(scope.condition, thr)
+            slot = len(self.scopes)
+            self.scopes.append(ScopePlan(parent, root, scope.event_name, scope.is_active))
+            self.add_layer(scope.controller)
+            self.add_scopes(scope.controller, slot, threshold if inner is None else inner)
+
+    def side(self, group: FeatureGroup) -> Side:
+        return Side(tuple(f.index for f in group), tuple(1.0 / self.scale[f.index] for f in group),
+                    tuple(float(f.max_activation_strength) for f in group))
+
+    def add_group(self, cond: ConditionGroup, threshold: float) -> int:
+        children, height = [], 1
+        for item in cond.items:
+            if isinstance(item, ConditionGroup):
+                gid = self.add_group(item, threshold)
+                children.append(-1 - gid)
+                height = max(height, self.groups[gid].height + 1)
+            else:
+                children.append(self.add_leaf(item, threshold))
+        self.groups.append(Group(cond.op == "AND", tuple(children), height))
+        return len(self.groups) - 1
+
+    def add_leaf(self, cmp: Comparison, threshold: float) -> int:
+        right = self.side(cmp.right) if isinstance(cmp.right, FeatureGroup) else float(cmp.right)
+        self.leaves.append(Leaf(self.side(cmp.left), OP_CODES[cmp.op], right, threshold))
+        return len(self.leaves) - 1
+
+    def finish(self, ctrl: Controller) -> ControllerPlan:
+        features = tuple(sorted({i for ops in self.layers for i, _, _ in ops}))
+        column = {f: c for c, f in enumerate(features)}
+        coefs = []
+        for ops in self.layers:
+            per_gate = []
+            for with_nudges in (True, False):
+                a, b = [1.0] * len(features), [0.0] * len(features)
+                for idx, mode, value in ops:
+                    c, raw = column[idx], value * self.scale[idx]
+                    if mode == "nudge" and with_nudges:
+                        b[c] += raw
+                    elif mode == "pin":
+                        a[c], b[c] = 0.0, raw
+                    elif mode == "mul":
+                        a[c], b[c] = a[c] * value, b[c] * value
+                per_gate.append((tuple(a), tuple(b)))
+            coefs.append(tuple(per_gate))
+
+        def bound(x):
+            return None if x is None else float(x)
+
+        return ControllerPlan(features, tuple(coefs), tuple(self.scopes), tuple(self.leaves), tuple(self.groups),
+                              bound(ctrl.min_nudge_entropy), bound(ctrl.max_nudge_entropy))
