@@ -55,6 +55,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._hook = model.get_submodule(hookpoint).register_forward_hook(self._steer) if hookpoint else None
         self.steps = 0
+        self.lock = threading.RLock()
+        """Held for every engine step; other users of the model (inspect, attribution, ...) take it too,
+        so their temporary hooks never see the engine's forwards and vice versa."""
 
     # ----- public API -------------------------------------------------------------------------
     @property
@@ -115,7 +118,7 @@ class Engine:
                     self._fail_all("engine closed")
                     return
             try:
-                with torch.inference_mode():
+                with self.lock, torch.inference_mode():
                     self._admit()
                     if self._active:
                         self._decode()
@@ -168,8 +171,8 @@ class Engine:
     def _steer(self, _module, _inputs, output):
         """Forward hook: each row gets its own sequence's editor (rows without one are untouched)."""
         editors = self._row_editors
-        if not any(e is not None for e in editors):
-            return None
+        if threading.current_thread() is not self._thread or not any(e is not None for e in editors):
+            return None  # another user's forward (analysis, tests): not ours to steer
         hidden = _hidden(output)
         edited = hidden.clone()
         for row, editor in enumerate(editors):

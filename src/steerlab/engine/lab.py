@@ -7,7 +7,10 @@ from a tiny model.
 
 from __future__ import annotations
 
+import uuid as uuid_lib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from steerlab.engine.batcher import Engine
@@ -46,12 +49,28 @@ class Lab:
     @classmethod
     def load(cls, model: str = "default", sae_path: str | Path | None = None, db_path: str | Path | None = None,
              dtype: str = "float32", device: str = "cpu", **kw) -> Lab:
+        """Model + SAE (bundled by default) + the SAE's feature database (``features.db`` next to the
+        SAE unless ``db_path`` says otherwise; the lab works without one, minus labels and search)."""
         from steerlab.models.loader import load_model
-        from steerlab.sae.bundled import load_sae_for
+        from steerlab.sae.bundled import bundled_sae_path, load_sae_for
 
         lm = load_model(model, dtype=dtype, device=device)
         sae = load_sae_for(lm, sae_path)
-        return cls(lm, sae, **kw)
+        folder = Path(sae_path) if sae_path is not None else bundled_sae_path(lm.name)
+        db = Path(db_path) if db_path is not None else (folder / "features.db" if folder else None)
+        store, sae_id = None, None
+        if db is not None and db.is_file():
+            from steerlab.features.store import FeatureStore
+
+            store = FeatureStore(db, readonly=True)
+            known = store.list_saes()
+            if len(known) != 1:
+                raise ValueError(f"feature database {db} holds {len(known)} SAEs; pass one built for this SAE")
+            sae_id = known[0].sae_id
+        elif db_path is not None:
+            raise FileNotFoundError(f"feature database {db_path} does not exist; build one with "
+                                    f"'steerlab features build'")
+        return cls(lm, sae, store, sae_id, **kw)
 
     @property
     def model_name(self) -> str:
@@ -86,6 +105,54 @@ class Lab:
         steering = Steering.of(controller if isinstance(controller, (dict, str)) else dict(controller))
         plan = steering.plan(self.sae) if steering else None
         return RowSteering(self.sae, plan) if plan is not None else None
+
+    def exclusive(self) -> AbstractContextManager:
+        """Hold the model for a forward outside the engine (inspect, attribution, logits...)."""
+        return self.engine.lock
+
+    @cached_property
+    def search(self):
+        """Label and decoder search over the feature database (None without one)."""
+        if self.store is None:
+            return None
+        from steerlab.features.search import FeatureSearch
+
+        return FeatureSearch(self.store, self.sae_id, decoder=self.sae.W_dec.detach().float().cpu().numpy())
+
+    @cached_property
+    def labels(self) -> dict[int, str]:
+        if self.store is None:
+            return {}
+        return {i: label.text for i, label in self.store.labels(self.sae_id).items()}
+
+    @property
+    def d_sae(self) -> int:
+        return self.sae.cfg.d_sae
+
+    def feature_id(self, index: int) -> str:
+        """The feature's UUID on the wire (stable per SAE and index)."""
+        from steerlab.features.schema import feature_uuid
+
+        return feature_uuid(self.sae_id or self.model_name, index)
+
+    def wire_feature(self, index: int) -> dict:
+        """Ember's feature object ``{id, label, index_in_sae}``."""
+        return {"id": self.feature_id(index), "label": self.labels.get(index, ""), "index_in_sae": index}
+
+    def index_of(self, feature_id: str) -> int:
+        """The index behind a feature UUID of this SAE (ValueError naming ``feature_id`` otherwise)."""
+        try:
+            canonical = str(uuid_lib.UUID(str(feature_id)))
+        except ValueError:
+            raise ConversationError(f"{feature_id!r} is not a UUID", "feature_id") from None
+        index = self._index_by_uuid.get(canonical)
+        if index is None:
+            raise ConversationError(f"no feature {canonical} in this SAE", "feature_id")
+        return index
+
+    @cached_property
+    def _index_by_uuid(self) -> dict[str, int]:
+        return {self.feature_id(i): i for i in range(self.d_sae)}
 
     def close(self) -> None:
         self.engine.close()

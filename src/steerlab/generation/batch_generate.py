@@ -43,6 +43,7 @@ def sample_rows(logits: torch.Tensor, cfg: BatchSampling, generator: torch.Gener
     if cfg.top_p < 1:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(-1) - sorted_p >= cfg.top_p
+        drop[:, 0] = False  # the most likely token always survives
         probs = sorted_p.masked_fill(drop, 0.0)
         picked = torch.multinomial(probs, 1, generator=generator)
         return order.gather(-1, picked).squeeze(-1)

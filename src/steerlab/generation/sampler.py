@@ -33,12 +33,17 @@ class SamplingParams:
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     """Pick the next token id from logits [vocab] by temperature + nucleus sampling (or argmax)."""
-    if params.temperature == 0:
+    if params.temperature < 1e-4:  # 0 means greedy; tinier values would overflow the softmax anyway
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    # A wild edit can overflow one row; that row degrades to argmax instead of crashing the shared batch.
+    logits = logits.float().nan_to_num(nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
+    if torch.isposinf(logits).any() or torch.isneginf(logits).all():
+        return int(logits.argmax())
+    probs = torch.softmax(logits / params.temperature, dim=-1)
     if params.top_p < 1:
         sorted_p, order = probs.sort(descending=True)
         keep = sorted_p.cumsum(-1) - sorted_p < params.top_p
+        keep[0] = True  # the most likely token always survives, however small top_p is
         probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_p[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
 

@@ -20,7 +20,7 @@ from steerlab.server.errors import install_error_handlers
 from steerlab.server.keys import KeyStore
 from steerlab.server.observability import Metrics, ObservabilityMiddleware
 from steerlab.server.rate_limits import RateLimiter
-from steerlab.server.routes import chat, variants
+from steerlab.server.routes import analysis, chat, features, ui, variants
 from steerlab.server.variants import VariantStore
 
 log = logging.getLogger("steerlab.server")
@@ -65,4 +65,8 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
 
     app.include_router(chat.router)
     app.include_router(variants.router)
+    app.include_router(features.router)
+    app.include_router(analysis.router)
+    # Web UI last: a mount at "/" matches every path, so it must come after all API routes.
+    app.mount("/", ui.static_files(), name="ui")
     return app

@@ -27,10 +27,18 @@ OPERATORS = (">", "<", ">=", "<=", "==", "!=")
 JOINS = ("AND", "OR")
 
 
+MAX_MAGNITUDE = 1e6
+"""Strengths and thresholds are in per-feature units (1.0 = strong); beyond this they would only
+overflow the residual stream into inf/NaN, so they are refused rather than clipped."""
+
+
 def check_number(value, field: str) -> float | int:
     """A finite int/float (bools are not numbers here); the type is kept so JSON round-trips."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ControllerError(f"must be a finite number, got {value!r}", field=field)
+    if abs(value) > MAX_MAGNITUDE:
+        raise ControllerError(f"must be within ±{MAX_MAGNITUDE:g} (1.0 is a strong activation), got {value!r}",
+                              field=field)
     return value
 
 

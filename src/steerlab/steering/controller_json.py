@@ -174,8 +174,9 @@ def _feature(data, path: str) -> FeatureRef:
         raise ControllerError(f"must be a non-negative integer, got {index}", field=f"{path}.index_in_sae")
     strength = data.get("max_activation_strength", 1)
     _expect(strength, (int, float), f"{path}.max_activation_strength", "a positive number")
-    if not (math.isfinite(strength) and strength > 0):
-        raise ControllerError(f"must be a positive number, got {strength}", field=f"{path}.max_activation_strength")
+    if not (math.isfinite(strength) and 1e-6 <= strength <= 1e6):
+        raise ControllerError(f"must be a positive number in [1e-6, 1e6], got {strength}",
+                              field=f"{path}.max_activation_strength")
     uuid = data.get("uuid", "")
     return FeatureRef(index, str(uuid), _optional(data, "label", str, path) or "", strength)
 

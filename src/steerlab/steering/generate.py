@@ -132,6 +132,8 @@ def next_token_logits(lm, messages, variant=None, *, sae=None, top_k: int | None
         raise ConversationError(f"must be >= 1, got {top_k}", field="top_k")
     ids = prompt_ids(lm.tokenizer, messages)
     check_context(lm.model, len(ids))
+    if filter_vocabulary is not None and not filter_vocabulary:
+        raise ConversationError("must list at least one token (or be omitted)", field="filter_vocabulary")
     allowed = _single_token_ids(lm.tokenizer, filter_vocabulary) if filter_vocabulary is not None else None
     _, batch = steering_batch(sae, variant)
     with steered(lm.model, sae, batch):

@@ -1,5 +1,7 @@
 """schemathesis against our OpenAPI spec: whatever the body, never a 5xx."""
 
+import time
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -32,7 +34,7 @@ def test_no_server_errors_on_any_operation(fuzzed_app):
     """Every operation in the spec, ~30 generated requests each (schemathesis strategies + hypothesis)."""
     from hypothesis import given
 
-    seen = []
+    seen, timings = [], {}
     for result in fuzzed_app.get_all_operations():
         operation = result.ok()
         seen.append(f"{operation.method.upper()} {operation.path}")
@@ -43,5 +45,8 @@ def test_no_server_errors_on_any_operation(fuzzed_app):
             response = case.call()
             assert response.status_code < 500, (case.method, case.path, case.body, response.text[:500])
 
+        start = time.perf_counter()
         check()
+        timings[seen[-1]] = round(time.perf_counter() - start, 1)
+    print(timings)
     assert "POST /v1/chat/completions" in seen and len(seen) >= 8

@@ -1,0 +1,163 @@
+"""Looking inside the model: tokenize, next-token logits, per-token features (inspect), contrast,
+logit attribution. Ember routes for the goodfire SDK, native ones for the web UI. Each runs with
+the model held (``lab.exclusive()``) so its hooks never meet the engine's forwards."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from steerlab.server.auth import Caller, require_caller
+from steerlab.server.deps import check_limit, check_model, get_lab
+from steerlab.server.protocol import Message
+
+router = APIRouter()
+EMBER = "/api/inference/v1"
+
+
+class ConversationBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    messages: list[Message] = Field(min_length=1)
+    model: str | None = None
+    controller: dict | None = None
+
+
+def _conversation(request: Request, body: ConversationBody):
+    lab = get_lab(request)
+    check_model(lab, body.model)
+    settings = request.app.state.settings
+    check_limit(len(body.messages), settings.max_messages, "messages", "messages")
+    messages = [m.model_dump() for m in body.messages]
+    check_limit(len(lab.prompt_ids(messages)), settings.max_prompt_tokens, "messages", "prompt tokens")
+    return lab, messages
+
+
+class TokenizeBody(ConversationBody):
+    pass
+
+
+@router.post(f"{EMBER}/chat/tokenize", tags=["ember"])
+def ember_tokenize(body: TokenizeBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    from steerlab.steering.generate import tokenize
+
+    lab, messages = _conversation(request, body)
+    return {"tokens": [{"value": t} for t in tokenize(lab.lm, messages)]}
+
+
+class LogitsBody(ConversationBody):
+    top_k: int | None = Field(10, ge=1, le=1000)
+    filter_vocabulary: list[str] | None = Field(None, max_length=1000)
+
+
+@router.post(f"{EMBER}/chat-attribution/compute-logits", tags=["ember"])
+def ember_logits(body: LogitsBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    from steerlab.steering.generate import next_token_logits
+
+    lab, messages = _conversation(request, body)
+    with lab.exclusive():
+        logits = next_token_logits(lab.lm, messages, body.controller, sae=lab.sae, top_k=body.top_k,
+                                   filter_vocabulary=body.filter_vocabulary)
+    return {"logits": logits}
+
+
+class FeaturesBody(ConversationBody):
+    aggregate_by: str = Field("count", pattern="^(count|frequency|mean|max|sum)$")
+    include_feature_indexes: list[int] | None = Field(None, max_length=1000)
+
+
+def _inspection(lab, messages, controller):
+    from steerlab.analysis.inspect import inspect
+
+    with lab.exclusive():
+        return inspect(lab.lm, lab.sae, messages, controller, labels=lab.labels)
+
+
+@router.post(f"{EMBER}/chat-attribution/compute-features", tags=["ember"])
+def ember_features(body: FeaturesBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    """Every token with its active features, strongest first (``include_feature_indexes`` restricts)."""
+    lab, messages = _conversation(request, body)
+    found = _inspection(lab, messages, body.controller)
+    tokens = found.per_token(features=body.include_feature_indexes)
+    return {"tokens": [{"token": t.token, "attributions": [
+        {"id": lab.feature_id(a.index), "index_in_sae": a.index, "activation_strength": a.act_units}
+        for a in t.features]} for t in tokens]}
+
+
+class InspectBody(ConversationBody):
+    top_k: int = Field(10, ge=1, le=100)
+    aggregate_by: str = Field("count", pattern="^(count|frequency|mean|max|sum)$")
+
+
+@router.post("/v1/inspect", tags=["native"])
+def native_inspect(body: InspectBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    """Token heatmap data: each token's top features and the conversation's top features (units: 1.0 = strong)."""
+    lab, messages = _conversation(request, body)
+    found = _inspection(lab, messages, body.controller)
+
+    def feature(a) -> dict:
+        return {"index": a.index, "label": a.label, "activation": a.act_units, "count": a.count}
+
+    return {"tokens": [{"token": t.token, "top": [feature(a) for a in t.features]}
+                       for t in found.per_token(k=body.top_k)],
+            "top_features": [feature(a) for a in found.top(body.top_k, by=body.aggregate_by)],
+            "events": found.event_names}
+
+
+class ContrastBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    dataset_1: list[list[Message]] = Field(min_length=1)
+    dataset_2: list[list[Message]] = Field(min_length=1)
+    k_to_add: int = Field(5, ge=0, le=100)
+    k_to_remove: int = Field(5, ge=0, le=100)
+    top_k: int | None = Field(None, ge=0, le=100)
+    model: str | None = None
+
+
+def _contrast(request: Request, body: ContrastBody):
+    from steerlab.analysis.contrast import contrast
+
+    lab = get_lab(request)
+    check_model(lab, body.model)
+    limit = request.app.state.settings.max_dataset_conversations
+    check_limit(len(body.dataset_1), limit, "dataset_1", "conversations")
+    check_limit(len(body.dataset_2), limit, "dataset_2", "conversations")
+    d1 = [[m.model_dump() for m in conv] for conv in body.dataset_1]
+    d2 = [[m.model_dump() for m in conv] for conv in body.dataset_2]
+    k1 = body.top_k if body.top_k is not None else body.k_to_add
+    k2 = body.top_k if body.top_k is not None else body.k_to_remove
+    with lab.exclusive():
+        return lab, contrast(lab.lm, lab.sae, d1, d2, k_to_add=k1, k_to_remove=k2, labels=lab.labels)
+
+
+@router.post(f"{EMBER}/chat-attribution/contrast", tags=["ember"])
+def ember_contrast(body: ContrastBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    lab, result = _contrast(request, body)
+    return {"dataset_1_features": [lab.wire_feature(f.index) for f in result.dataset_1_features],
+            "dataset_2_features": [lab.wire_feature(f.index) for f in result.dataset_2_features]}
+
+
+@router.post("/v1/contrast", tags=["native"])
+def native_contrast(body: ContrastBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    """Features that separate the two datasets; ``score`` is the rank-biserial effect (positive favours 1)."""
+    _, result = _contrast(request, body)
+    return {side: [{"index": f.index, "label": f.label, "score": f.effect, "mean_1": f.mean_units_1,
+                    "mean_2": f.mean_units_2} for f in features]
+            for side, features in (("dataset_1_features", result.dataset_1_features),
+                                   ("dataset_2_features", result.dataset_2_features))}
+
+
+class AttributionBody(ConversationBody):
+    startIndex: int  # noqa: N815 (wire name)
+    endIndex: int | None = None  # noqa: N815
+    top_k: int = Field(10, ge=1, le=100)
+
+
+@router.post(f"{EMBER}/attributions/compute-logit-attribution", tags=["ember"])
+def ember_attribution(body: AttributionBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    """Which features drive the logit of the token at ``startIndex`` (gradient x activation, error kept)."""
+    from steerlab.analysis.attribution import attribute
+
+    lab, messages = _conversation(request, body)
+    with lab.exclusive():
+        result = attribute(lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
+    return result.ember(lab.sae_id or lab.model_name, k=body.top_k)

@@ -1,0 +1,130 @@
+// Feature browser: search by meaning and/or words (GET /v1/features/search), open a feature by index.
+
+import { getWith } from "../api.js";
+import { field, fmt, h, pct, replace } from "../dom.js";
+import { go, link } from "../router.js";
+import { addToVariantButton, featureLink, loading, meter, showError } from "../widgets.js";
+
+const MODES = [
+  ["hybrid", "Hybrid (meaning + words)"],
+  ["semantic", "Semantic (meaning)"],
+  ["lexical", "Lexical (words)"],
+];
+
+let view = null; // the rendered page's controls, for update()
+
+export const searchPage = {
+  title: () => "Features",
+  render(main, { params }) {
+    const q = h("input", { type: "search", name: "q", id: "search-q", placeholder: "e.g. French text, pirates, code", autocomplete: "off", required: true });
+    const mode = h("select", { name: "mode", id: "search-mode" }, MODES.map(([v, t]) => h("option", { value: v }, t)));
+    const topK = h("select", { name: "top_k", id: "search-topk" }, [10, 20, 50, 100].map((k) => h("option", { value: k, selected: k === 20 }, String(k))));
+    const results = h("div.results", { "aria-live": "polite" });
+    const form = h(
+      "form.search-form",
+      {
+        role: "search",
+        onsubmit: (e) => {
+          e.preventDefault();
+          const params = { q: q.value.trim(), mode: mode.value, top_k: topK.value };
+          if (!params.q) return;
+          // Same query again: the hash would not change, so run it directly.
+          if (link("/search", params) === location.hash) run(params);
+          else go("/search", params);
+        },
+      },
+      field("Search features", q),
+      field("Mode", mode),
+      field("Results", topK),
+      h("button.primary", { type: "submit" }, "Search"),
+    );
+    const index = h("input", { type: "number", min: 0, step: 1, id: "lookup-index", placeholder: "5081", inputmode: "numeric" });
+    const lookup = h(
+      "form.lookup-form",
+      {
+        onsubmit: (e) => {
+          e.preventDefault();
+          if (index.value !== "") go(`/feature/${Number(index.value)}`);
+        },
+      },
+      field("Open feature by index", index),
+      h("button", { type: "submit" }, "Open"),
+    );
+    main.append(
+      h("h1", {}, "Feature browser"),
+      h("p.lead", {}, "Find SAE features by what they mean, then open one to see its examples, histogram, logit effects and neighbours."),
+      h("div.toolbar", {}, form, lookup),
+      results,
+    );
+    view = { q, mode, topK, results };
+    this.update(params);
+  },
+  update(params) {
+    if (!view) return;
+    view.q.value = params.get("q") || "";
+    view.mode.value = params.get("mode") || "hybrid";
+    view.topK.value = params.get("top_k") || "20";
+    if (view.q.value) run({ q: view.q.value, mode: view.mode.value, top_k: view.topK.value });
+    else replace(view.results);
+  },
+};
+
+let inflight = null;
+
+async function run(params) {
+  const results = view.results;
+  inflight?.abort();
+  inflight = new AbortController();
+  replace(results, loading(`Searching for “${params.q}”…`));
+  try {
+    const data = await getWith("/v1/features/search", params, { signal: inflight.signal });
+    replace(results, resultsTable(data.features || [], params.q));
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    replace(results, h("p.error", {}, `Search failed: ${err.message}`));
+    showError(err);
+  }
+}
+
+function resultsTable(features, q) {
+  const asIndex = /^#?\d+$/.test(q) ? Number(q.replace("#", "")) : null;
+  const jump = asIndex !== null ? h("p", {}, "Looking for an index? ", h("a", { href: `#/feature/${asIndex}` }, `Open feature #${asIndex}`)) : null;
+  if (!features.length) return [jump, h("p.empty", {}, `No features match “${q}”.`)];
+  const maxRelevance = Math.max(...features.map((f) => f.relevance ?? 0), 1e-9);
+  return [
+    jump,
+    h(
+      "table.data.search-results",
+      {},
+      h("caption", {}, `${features.length} features for “${q}”`),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, "Feature"),
+          h("th.num", { scope: "col", title: "How well the feature matches the query" }, "Relevance"),
+          h("th.num", { scope: "col", title: "How well its label predicts where it fires (0–1)" }, "Label score"),
+          h("th.num", { scope: "col", title: "Share of tokens where it fires" }, "Density"),
+          h("th", { scope: "col" }, h("span.sr-only", {}, "Actions")),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        features.map((f) =>
+          h(
+            "tr",
+            { dataset: { index: String(f.index) } },
+            h("td", {}, featureLink(f)),
+            h("td.num", {}, fmt(f.relevance, 3), " ", meter(f.relevance ?? 0, maxRelevance)),
+            h("td.num", {}, fmt(f.score, 2)),
+            h("td.num", {}, pct(f.density)),
+            h("td", {}, addToVariantButton(f)),
+          ),
+        ),
+      ),
+    ),
+  ];
+}

@@ -1,0 +1,303 @@
+// The playground's left column: the working variant as sliders and rules, AutoSteer, save/share/load,
+// and its raw controller JSON. Every change goes through the `variant` store (variant.js).
+
+import { ApiError, get, post } from "../api.js";
+import { field, fmt, h, replace } from "../dom.js";
+import { go } from "../router.js";
+import { abortEventName, MODES, OPERATORS, refOf, variant } from "../variant.js";
+import { featureLink, notify, panel, showError } from "../widgets.js";
+
+// Slider ranges per mode (values are in per-feature units: 1.0 = a strong, typical activation; mul is a
+// plain factor). The number box next to each slider takes any value.
+const RANGES = { nudge: [-2, 2, 0.05], pin: [-1, 3, 0.05], mul: [0, 4, 0.1] };
+
+let editingInPlace = false; // true while a row's own control writes to the variant (see refresh)
+
+function updateInPlace(i, patch) {
+  editingInPlace = true;
+  try {
+    variant.updateEdit(i, patch);
+  } finally {
+    editingInPlace = false;
+  }
+}
+
+/** Look a feature up for its UUID and label; an index the lookup cannot answer still works (the
+ * server checks the index against the SAE when the variant runs). */
+export async function featureRef(index) {
+  try {
+    const f = await get(`/v1/features/${index}`);
+    return { index, uuid: f.uuid || "", label: f.label?.text || "" };
+  } catch (err) {
+    // A bad index: say so. Anything else (no feature database on this server): go on without a label.
+    if (err instanceof ApiError && (err.status === 400 || err.code === "feature_not_found")) throw err;
+    return { index, uuid: "", label: "" };
+  }
+}
+
+export function variantEditor() {
+  const root = h("div.variant-editor");
+  const status = h("div.variant-status", { "aria-live": "polite" });
+  const edits = h("div.edits");
+  const rules = h("div.rules");
+  const json = h("textarea", { id: "controller-json", rows: 10, spellcheck: "false", "aria-label": "Controller JSON" });
+
+  const naming = nameAndSave();
+  let shown = "";
+  const refresh = () => {
+    const s = variant.state;
+    // Re-render the rows when the variant changed elsewhere (added rows, a load, another tab), but not
+    // for a change made by a row's own slider or box: that would end a drag and move the focus.
+    const now = JSON.stringify([s.edits, s.rules, s.extraScopes.length]);
+    if (now !== shown && !editingInPlace) {
+      const focusKey = root.contains(document.activeElement) ? document.activeElement.dataset.focus : undefined;
+      replace(edits, editRows());
+      replace(rules, ruleRows());
+      if (focusKey) root.querySelector(`[data-focus="${focusKey}"]`)?.focus(); // e.g. a mode just changed
+    }
+    shown = now;
+    replace(status, statusLine());
+    // Follow loads and clears, but never overwrite what the user is typing.
+    if (document.activeElement !== naming.name) naming.name.value = s.name;
+    if (document.activeElement !== json) json.value = JSON.stringify(variant.controller(), null, 2);
+  };
+  const unsubscribe = variant.subscribe(refresh);
+
+  root.append(
+    panel("Variant", naming.root, status),
+    panel("Feature edits", edits, addByIndexForm()),
+    panel("Conditional rules", h("p.hint", {}, "“When F1 > x, set F2 to y” turns the edit on from the first token where the condition holds; “abort when” stops the variant's reply."), rules, ruleForm()),
+    panel("AutoSteer", autoSteerForm()),
+    h(
+      "details.panel",
+      {},
+      h("summary", {}, "Controller JSON (Ember format)"),
+      h("p.hint", {}, "What the goodfire SDK's variant.controller.json() would send. Edit and apply, or paste one."),
+      json,
+      h("div.row", {}, h("button", { type: "button", onclick: () => applyJson(json.value) }, "Apply JSON")),
+    ),
+  );
+  refresh();
+  return { root, destroy: unsubscribe };
+}
+
+function statusLine() {
+  const s = variant.state;
+  const n = s.edits.length + s.rules.length + s.extraScopes.length;
+  const parts = [h("span", {}, n ? `${s.edits.length} edit(s), ${s.rules.length + s.extraScopes.length} rule(s)` : "Empty: the variant replies like the base model.")];
+  if (s.sourceId) {
+    const url = `${location.origin}${location.pathname}#/playground?variant=${s.sourceId}`;
+    const box = h("input.share", { type: "text", readonly: true, value: url, id: "share-link", "aria-label": "Share link" });
+    parts.push(
+      h("div.share-row", {}, 
+        h("span", {}, s.dirty ? `Changed since saved as ` : `Saved as `, h("code", { id: "variant-id" }, s.sourceId), s.dirty ? " (save again for a new link)" : ""),
+        box,
+        h("button.small", { type: "button", onclick: () => copy(box) }, "Copy link"),
+      ),
+    );
+  }
+  return parts;
+}
+
+async function copy(input) {
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+    notify("Link copied.");
+  } catch {
+    notify("Press Ctrl+C to copy the selected link.");
+  }
+}
+
+function nameAndSave() {
+  const name = h("input", { type: "text", id: "variant-name", value: variant.state.name, maxlength: 100, oninput: () => variant.setName(name.value) });
+  const loadId = h("input", { type: "text", id: "load-variant-id", placeholder: "v-…", size: 14 });
+  const save = async () => {
+    if (variant.isEmpty()) {
+      notify("Add an edit or a rule before saving.", { kind: "error" });
+      return;
+    }
+    try {
+      const saved = await post("/v1/variants", { name: name.value.trim() || "variant", controller: variant.controller() });
+      variant.markSaved(saved.variant_id);
+      go("/playground", { variant: saved.variant_id }); // the address bar now holds the share link
+      notify(`Saved as ${saved.variant_id}.`);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  const root = h(
+    "div.stack",
+    {},
+    h("div.row", {}, field("Name", name), h("button.primary", { type: "button", id: "save-variant", onclick: save }, "Save & share")),
+    h(
+      "form.row",
+      { onsubmit: (e) => (e.preventDefault(), loadId.value.trim() && go("/playground", { variant: loadId.value.trim() })) },
+      field("Load saved variant", loadId),
+      h("button", { type: "submit" }, "Load"),
+      h("button", { type: "button", onclick: () => { variant.clear(); go("/playground"); } }, "Clear"),
+    ),
+  );
+  return { root, name };
+}
+
+function editRows() {
+  const s = variant.state;
+  if (!s.edits.length) return h("p.empty", {}, "No edits yet. Add features from a feature page, search results, Contrast or AutoSteer, or by index below.");
+  return h(
+    "ul.edit-list",
+    {},
+    s.edits.map((e, i) => {
+      const [lo, hi, step] = RANGES[e.mode] || RANGES.nudge;
+      const number = h("input.value", { type: "number", step, value: e.value, "aria-label": `Value for feature ${e.index}`, dataset: { focus: `value-${i}` } });
+      const slider = h("input.slider", { type: "range", min: lo, max: hi, step, value: e.value, "aria-label": `${e.mode} strength for feature ${e.index}`, dataset: { focus: `slider-${i}` } });
+      slider.addEventListener("input", () => {
+        number.value = slider.value;
+        updateInPlace(i, { value: Number(slider.value) });
+      });
+      number.addEventListener("change", () => {
+        if (number.value === "" || Number.isNaN(Number(number.value))) return;
+        slider.value = number.value;
+        updateInPlace(i, { value: Number(number.value) });
+      });
+      const mode = h("select", { "aria-label": `Mode for feature ${e.index}`, dataset: { focus: `mode-${i}` } }, MODES.map((m) => h("option", { value: m, selected: m === e.mode }, m)));
+      mode.addEventListener("change", () => variant.updateEdit(i, { mode: mode.value }));
+      return h(
+        "li.edit",
+        { dataset: { index: String(e.index) } },
+        h("div.edit-name", {}, featureLink(e)),
+        h("div.edit-controls", {}, mode, slider, number, h("button.small.danger", { type: "button", "aria-label": `Remove feature ${e.index}`, onclick: () => variant.removeEdit(i) }, "✕")),
+      );
+    }),
+  );
+}
+
+function addByIndexForm() {
+  const index = h("input", { type: "number", min: 0, step: 1, id: "add-index", placeholder: "index" });
+  return h(
+    "form.row.add-index",
+    {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        if (index.value === "") return;
+        try {
+          variant.addEdit(await featureRef(Number(index.value)), { value: 0.5 });
+          index.value = "";
+        } catch (err) {
+          showError(err);
+        }
+      },
+    },
+    field("Add feature #", index),
+    h("button", { type: "submit" }, "Add"),
+  );
+}
+
+function describeRule(r) {
+  const cond = [featureLink(r.if), ` ${r.op} ${fmt(r.threshold)}`];
+  if (r.kind === "abort") return [h("strong", {}, "Abort when "), ...cond, h("small.hint", {}, ` (event ${r.event})`)];
+  return [h("strong", {}, "When "), ...cond, h("strong", {}, ` ${r.then.mode} `), featureLink(r.then), ` ${r.then.mode === "mul" ? "×" : "to"} ${fmt(r.then.value)}`];
+}
+
+function ruleRows() {
+  const s = variant.state;
+  const rows = s.rules.map((r, i) =>
+    h("li.rule", {}, h("span", {}, describeRule(r)), h("button.small.danger", { type: "button", "aria-label": `Remove rule ${i + 1}`, onclick: () => variant.removeRule(i) }, "✕")),
+  );
+  if (s.extraScopes.length) {
+    rows.push(
+      h(
+        "li.rule",
+        {},
+        h("span", {}, `${s.extraScopes.length} advanced scope(s) from JSON (nested conditions): kept as they are; see Controller JSON.`),
+        h("button.small.danger", { type: "button", onclick: () => variant.clearExtra() }, "✕"),
+      ),
+    );
+  }
+  return rows.length ? h("ul.rule-list", {}, rows) : h("p.empty", {}, "No rules.");
+}
+
+function ruleForm() {
+  const kind = h("select", { id: "rule-kind" }, h("option", { value: "when" }, "When … set …"), h("option", { value: "abort" }, "Abort when …"));
+  const ifIndex = h("input", { type: "number", min: 0, step: 1, id: "rule-if", required: true, placeholder: "F1" });
+  const op = h("select", { id: "rule-op" }, OPERATORS.map((o) => h("option", { value: o }, o)));
+  const threshold = h("input", { type: "number", step: 0.05, value: 0.5, id: "rule-threshold", required: true });
+  const thenIndex = h("input", { type: "number", min: 0, step: 1, id: "rule-then", placeholder: "F2" });
+  const thenMode = h("select", { id: "rule-mode" }, MODES.map((m) => h("option", { value: m, selected: m === "pin" }, m)));
+  const thenValue = h("input", { type: "number", step: 0.05, value: 0.5, id: "rule-value" });
+  const thenPart = h("span.then-part", {}, field("then", thenMode), field("feature", thenIndex), field("to", thenValue));
+  kind.addEventListener("change", () => (thenPart.hidden = kind.value === "abort"));
+  return h(
+    "form.rule-form",
+    {
+      "aria-label": "Add a rule",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const ifRef = await featureRef(Number(ifIndex.value));
+          const base = { if: ifRef, op: op.value, threshold: Number(threshold.value) };
+          if (kind.value === "abort") {
+            variant.addRule({ kind: "abort", ...base, event: abortEventName(ifRef.index) });
+          } else {
+            if (thenIndex.value === "") {
+              notify("Name the feature to set (F2).", { kind: "error" });
+              thenIndex.focus();
+              return;
+            }
+            const thenRef = await featureRef(Number(thenIndex.value));
+            variant.addRule({ kind: "when", ...base, then: { ...thenRef, mode: thenMode.value, value: Number(thenValue.value) } });
+          }
+        } catch (err) {
+          showError(err);
+        }
+      },
+    },
+    field("Rule", kind),
+    field("feature", ifIndex),
+    field("is", op),
+    field("than", threshold),
+    thenPart,
+    h("button", { type: "submit" }, "Add rule"),
+  );
+}
+
+function autoSteerForm() {
+  const goal = h("input", { type: "text", id: "autosteer-goal", placeholder: "e.g. talk like a pirate", required: true });
+  const out = h("div.autosteer-out", { "aria-live": "polite" });
+  const button = h("button", { type: "submit" }, "AutoSteer");
+  return h(
+    "form.stack",
+    {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        button.disabled = true;
+        replace(out, h("p.loading", {}, "Finding candidate features and trying them at several strengths (about a minute)…"));
+        try {
+          const result = await post("/v1/autosteer", { goal: goal.value.trim() });
+          variant.merge(result.controller);
+          replace(
+            out,
+            h("p", {}, `Added ${result.edits.length} edit(s):`),
+            h("ul", {}, result.edits.map((x) => h("li", {}, featureLink(refOf(x)), ` ${x.mode} ${fmt(x.value, 2)}`))),
+          );
+        } catch (err) {
+          replace(out, h("p.error", {}, `AutoSteer failed: ${err.message}`));
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    h("div.row", {}, field("Goal", goal), button),
+    out,
+  );
+}
+
+function applyJson(text) {
+  try {
+    variant.load(JSON.parse(text), { name: variant.state.name, dirty: true });
+    go("/playground"); // no longer the saved variant the address may name
+    notify("Controller applied.");
+  } catch (err) {
+    notify(`Not a controller: ${err.message}`, { kind: "error" });
+  }
+}
