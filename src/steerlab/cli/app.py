@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import chat, data, model, sae, serve
+from steerlab.cli import chat, data, features, model, sae, serve
 
 app = typer.Typer(
     help="steerlab: train SAEs on your model, inspect and steer it through labeled features.\n\n"
@@ -18,5 +18,6 @@ app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="corpus")
 app.command("harvest")(data.harvest_cmd)
 app.add_typer(sae.app, name="sae")
+app.add_typer(features.app, name="features")
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="keys")

@@ -1,0 +1,151 @@
+"""``steerlab features label`` and ``steerlab features search``: name every feature, then find them.
+
+Registered on the ``features`` app of ``cli/features.py`` (same ``--db`` / ``--sae`` / ``--sae-id``
+options and error handling as ``show`` and ``export``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from steerlab.cli.features import DB, SAE_ID, SAE_PATH, app, open_feature_db, resolve_db, store_errors
+
+
+def open_store(db: Path | None, sae: Path | None, sae_id: str | None, readonly: bool):
+    """(store, sae_id); a missing database file is a one-line error naming --db, never an empty new file."""
+    path = resolve_db(db, sae)
+    if not path.is_file():
+        raise FileNotFoundError(f"--db: no feature database at {path} (build one with 'steerlab features build')")
+    return open_feature_db(db, sae, sae_id, readonly=readonly)
+
+
+@app.command("label")
+@store_errors
+def label(
+    db: Path | None = DB,
+    sae: Path | None = SAE_PATH,
+    sae_id: str | None = SAE_ID,
+    backend: str = typer.Option("offline", "--backend", help="offline (no network) or openai (any OpenAI-compatible "
+                                "endpoint from STEERLAB_EXPLAINER_BASE_URL / _MODEL / _API_KEY)."),
+    scorer: str | None = typer.Option(None, "--scorer", help="embedding (offline AUC), detection (LLM) or none; "
+                                      "default: embedding for offline, detection for openai."),
+    contexts: str = typer.Option("sentence", "--contexts", help="Offline explainer and embedding scorer: embed "
+                                 "contexts as sentences (better) or as bags of token embeddings ('tokens': ~500x "
+                                 "cheaper on a CPU, labels a 9k-feature SAE in minutes)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=256,
+                                           help="LLM requests in flight (openai backend)."),
+    limit: int | None = typer.Option(None, "--limit", min=0, help="Label at most this many features this run."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096, help="Features per write."),
+    relabel: bool = typer.Option(False, "--relabel", help="Label already-labeled features again."),
+    rescore: bool = typer.Option(False, "--rescore", help="Only re-score existing labels (no new labels)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    """Label the features of an SAE (resumable: skips labeled features unless --relabel), score each label,
+    and print the score distribution."""
+    from steerlab.features.explain.run import background_examples, label_features
+
+    if backend not in ("offline", "openai"):
+        raise ValueError(f"--backend must be offline or openai, got {backend!r}")
+    scorer = scorer or ("embedding" if backend == "offline" else "detection")
+    if scorer not in ("embedding", "detection", "none"):
+        raise ValueError(f"--scorer must be embedding, detection or none, got {scorer!r}")
+    if contexts not in ("sentence", "tokens"):
+        raise ValueError(f"--contexts must be sentence or tokens, got {contexts!r}")
+    if relabel and rescore:
+        raise ValueError("--relabel and --rescore exclude each other")
+    if rescore and scorer == "none":
+        raise ValueError("--rescore needs a scorer: --scorer embedding or detection")
+    store, sae_id = open_store(db, sae, sae_id, readonly=False)
+    with store:
+        d_sae = store.get_sae(sae_id).d_sae
+        needs_background = scorer == "embedding" or backend == "offline"
+        background = background_examples(store, sae_id, d_sae) if needs_background else []
+        explainer, score_with = _backends(backend, scorer, concurrency, background, contexts)
+        result = label_features(store, sae_id, None if rescore else explainer, score_with, relabel=relabel,
+                                rescore=rescore, limit=limit, batch_size=batch_size, progress=not as_json)
+    summary = {"sae": sae_id, "attempted": result.attempted, "labeled": result.labeled, "failed": result.failed,
+               "scored": result.scored, "report": result.report}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    from steerlab.features.score import format_report
+
+    print(f"{sae_id}: labeled {result.labeled} of {result.attempted} attempted ({result.failed} left unlabeled), "
+          f"scored {result.scored}")
+    print(format_report(result.report))
+
+
+def _backends(backend: str, scorer: str, concurrency: int | None, background, contexts: str = "sentence"):
+    """(explainer, scorer) objects; the LLM config is read only when an LLM is used."""
+    from steerlab.features.embeddings import EmbeddingCache
+
+    cache = EmbeddingCache()
+    llm = None
+    if backend == "openai" or scorer == "detection":
+        from steerlab.features.explain import LLMConfig
+
+        llm = LLMConfig.from_settings(concurrency=concurrency)
+    if backend == "openai":
+        from steerlab.features.explain import OpenAIExplainer
+
+        explainer = OpenAIExplainer(llm)
+    else:
+        from steerlab.features.explain import OfflineConfig, OfflineExplainer
+        from steerlab.features.explain.concepts import ConceptVocabulary
+        from steerlab.settings import get_settings
+
+        vocabulary = ConceptVocabulary.load(cache_dir=get_settings().home / "cache")
+        explainer = OfflineExplainer(vocabulary=vocabulary, config=OfflineConfig(contexts=contexts), encode=cache,
+                                     background=background)
+    if scorer == "embedding":
+        from steerlab.features.score import EmbeddingScorer
+
+        return explainer, EmbeddingScorer(encode=cache, background=background, contexts=contexts)
+    if scorer == "detection":
+        from steerlab.features.score_detection import DetectionScorer
+
+        return explainer, DetectionScorer(llm)
+    return explainer, None
+
+
+@app.command("search")
+@store_errors
+def search(
+    query: str = typer.Argument(..., help="What to look for, e.g. 'French text' or 'refusals'."),
+    db: Path | None = DB,
+    sae: Path | None = SAE_PATH,
+    sae_id: str | None = SAE_ID,
+    mode: str = typer.Option("hybrid", "--mode", help="semantic (label embeddings), lexical (full-text) or hybrid "
+                             "(reciprocal-rank fusion of both)."),
+    top_k: int = typer.Option(10, "--top-k", help="Number of results, 1-1000."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of hits."),
+) -> None:
+    """Search feature labels."""
+    from steerlab.features.search import FeatureSearch, check_query, check_top_k
+
+    check_query(query)
+    check_top_k(top_k)
+    if mode not in ("semantic", "lexical", "hybrid"):
+        raise ValueError(f"--mode must be semantic, lexical or hybrid, got {mode!r}")
+    store, sae_id = open_store(db, sae, sae_id, readonly=True)
+    with store:
+        hits = FeatureSearch(store, sae_id).search(query, top_k=top_k, mode=mode)
+    if as_json:
+        print(json.dumps([hit.model_dump() for hit in hits]))
+        return
+    if not hits:
+        print(f"no features match {query!r}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{mode} search for {query!r} in {sae_id}")
+    for column, justify in (("index", "right"), ("score", "right"), ("label", "left"), ("label score", "right")):
+        table.add_column(column, justify=justify)
+    for hit in hits:
+        quality = "" if hit.label_score is None else f"{hit.label_score:.2f}"
+        table.add_row(str(hit.index), f"{hit.score:.3f}", hit.label, quality)
+    Console().print(table)
