@@ -56,7 +56,8 @@ def main() -> None:
     ours_rate, hf_rate = ours_tokens / ours_s, hf_tokens / hf_s
     print(json.dumps({"prompts": args.prompts, "max_new_tokens": args.max_new_tokens,
                       "threads": torch.get_num_threads(),
-                      "hf_generate": {"tokens": hf_tokens, "seconds": round(hf_s, 2), "tokens_per_s": round(hf_rate, 1)},
+                      "hf_generate": {"tokens": hf_tokens, "seconds": round(hf_s, 2),
+                                      "tokens_per_s": round(hf_rate, 1)},
                       "generate_batch": {"tokens": ours_tokens, "seconds": round(ours_s, 2),
                                          "tokens_per_s": round(ours_rate, 1)},
                       "ratio": round(ours_rate / hf_rate, 2)}, indent=1))

@@ -35,16 +35,32 @@ class LiveServer:
         return made["api_key"], made["key_id"]
 
 
+def _small_feature_db(root: Path) -> Path:
+    """A feature database for the bundled SAE from the small held-out sample (a few thousand tokens),
+    the first 200 features labeled offline (all 9,216 take tens of minutes on 2 cores): enough for
+    search, feature pages and labels through the real routes."""
+    sample = Path(__file__).resolve().parents[1] / "data" / "heldout_sample.txt"
+    db = root / "features.db"
+    subprocess.run([STEERLAB, "features", "build", "--text-file", str(sample), "--db", str(db)],
+                   check=True, capture_output=True, timeout=900)
+    subprocess.run([STEERLAB, "features", "label", "--db", str(db), "--contexts", "tokens", "--scorer", "none",
+                    "--limit", "200"],
+                   check=True, capture_output=True, timeout=900)
+    return db
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory) -> LiveServer:
     root = tmp_path_factory.mktemp("server")
     server_db = root / "server.db"
+    feature_db = _small_feature_db(root)
     port = _free_port()
     env = {**os.environ, "STEERLAB_MAX_COMPLETION_TOKENS": "256"}
     made = json.loads(subprocess.run([STEERLAB, "keys", "create", "e2e", "--server-db", str(server_db)],
                                      capture_output=True, text=True, check=True, env=env).stdout)
     log = (root / "server.log").open("w")
-    process = subprocess.Popen([STEERLAB, "serve", "--port", str(port), "--server-db", str(server_db)],
+    process = subprocess.Popen([STEERLAB, "serve", "--port", str(port), "--server-db", str(server_db),
+                                "--db", str(feature_db)],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
@@ -66,3 +82,97 @@ def live_server(tmp_path_factory) -> LiveServer:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+# ------------------------------------------------------------------------------------ browser
+# Headless Chromium driven by Playwright for the web UI tests. The system's Debian `chromium` is used
+# (no browser download); without it, or without the playwright package, those tests skip and say why.
+
+SCREENSHOTS = Path(os.environ.get("STEERLAB_SCREENSHOTS")
+                   or Path(__file__).resolve().parents[2] / "docs" / "screenshots")
+
+
+def _chromium_path() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = _chromium_path()
+    if executable is None:
+        pytest.skip("web UI tests need Chromium: apt-get install -y chromium (not found on PATH)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="web UI tests need Playwright: pip install playwright")
+    with sync_api.sync_playwright() as pw:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        launched = pw.chromium.launch(executable_path=executable, headless=True,
+                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def open_page(browser, live_server):
+    """open_page(with_key=True) -> a page in a fresh browser context (own localStorage) with a laptop-sized
+    window, the server's API key already stored when ``with_key`` (as after typing it once into the key
+    field), and relative URLs resolved against the server. JavaScript errors fail the test."""
+    contexts, errors = [], []
+
+    def make(with_key: bool = True):
+        context = browser.new_context(viewport={"width": 1366, "height": 860}, base_url=live_server.url)
+        if with_key:
+            context.add_init_script(f"localStorage.setItem('steerlab.apiKey', {json.dumps(live_server.key)})")
+        context.set_default_timeout(60_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture()
+def ui(open_page):
+    """A page with the API key stored (see ``open_page``)."""
+    return open_page()
+
+
+@pytest.fixture(scope="session")
+def screenshot():
+    """screenshot(page, name): save a full-page PNG under $STEERLAB_SCREENSHOTS (default docs/screenshots/)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture(scope="session")
+def open_mode_url(tmp_path_factory):
+    """An app in --open mode without a model (uvicorn in a thread): enough to check the UI's open-mode
+    behaviour (no key field) without loading the model a second time."""
+    import threading
+
+    import uvicorn
+
+    from steerlab.server.app import create_app
+    from steerlab.server.config import ServerSettings
+
+    settings = ServerSettings(db_path=tmp_path_factory.mktemp("open") / "server.db", open_mode=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(timeout=10)

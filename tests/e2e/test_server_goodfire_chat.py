@@ -40,7 +40,7 @@ def test_sdk_variant_set_changes_reply_and_streaming_matches(client):
 
 def test_sdk_set_when_applies_only_after_the_condition(client):
     never = goodfire.Variant(MODEL)
-    never.set_when(_feature(1) > 1e9, {_feature(FRENCH): 2.0})
+    never.set_when(_feature(1) > 1e5, {_feature(FRENCH): 2.0})
     assert _reply(client, never) == _reply(client, MODEL)
     always = goodfire.Variant(MODEL)
     always.set_when(_feature(1) >= 0, {_feature(FRENCH): 2.0})

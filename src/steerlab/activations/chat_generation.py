@@ -1,7 +1,8 @@
 """Turn user prompts into chat transcripts whose assistant turns the model writes itself.
 
-Batched (``generate_batch``: one KV cache, finished rows leave the batch), seeded per batch so a resumed run writes exactly what an
-uninterrupted one would, and appended to JSONL after every batch so a kill loses one batch at most.
+Batched (``generate_batch``: one KV cache, finished rows leave the batch), seeded per batch so a
+resumed run writes exactly what an uninterrupted one would, and appended to JSONL after every batch
+so a kill loses one batch at most.
 """
 
 from __future__ import annotations

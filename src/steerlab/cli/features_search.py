@@ -43,8 +43,8 @@ def label(
     rescore: bool = typer.Option(False, "--rescore", help="Only re-score existing labels (no new labels)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
-    """Label the features of an SAE (resumable: skips labeled features unless --relabel), score each label,
-    and print the score distribution."""
+    """Label every feature, score the labels, print the score distribution (resumable: skips labeled features
+    unless --relabel; on a fully labeled database it only prints the distribution)."""
     from steerlab.features.explain.run import background_examples, label_features
 
     if backend not in ("offline", "openai"):
@@ -123,7 +123,7 @@ def search(
     top_k: int = typer.Option(10, "--top-k", help="Number of results, 1-1000."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of hits."),
 ) -> None:
-    """Search feature labels."""
+    """Search feature labels: by meaning (semantic), by words (lexical), or both fused (hybrid)."""
     from steerlab.features.search import FeatureSearch, check_query, check_top_k
 
     check_query(query)

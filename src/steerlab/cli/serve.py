@@ -34,6 +34,7 @@ def serve(
     open_mode: bool = typer.Option(False, "--open", help="No API key needed. Only for a machine you alone use."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Sequences decoded together."),
     server_db: Path | None = DB,
+    db: Path | None = typer.Option(None, "--db", help="Feature database (default: features.db next to the SAE)."),
 ) -> None:
     """Serve the Ember API (goodfire SDK), the OpenAI API and the web UI at http://HOST:PORT/.
 
@@ -48,7 +49,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = _server_settings(server_db, host=host, port=port, open_mode=open_mode, max_batch=max_batch)
     start = time.perf_counter()
-    lab = Lab.load(model, sae, dtype=dtype, device=device, max_batch=settings.max_batch,
+    lab = Lab.load(model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch,
                    max_queue=settings.max_queue)
     logging.getLogger("steerlab.server").info(json.dumps({"event": "loaded", "model": lab.model_name,
                                                           "seconds": round(time.perf_counter() - start, 1)}))

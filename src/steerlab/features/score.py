@@ -33,6 +33,12 @@ class Scorer(ABC):
         """Scored copies of ``labels`` (None stays None), in order."""
 
 
+def scored(label: Label, score: float | None, scorer: str, details: dict) -> Label:
+    """A copy of ``label`` with a new score; the explainer's ``evidence`` survives in the details."""
+    kept = {"evidence": label.score_details["evidence"]} if "evidence" in label.score_details else {}
+    return label.model_copy(update={"score": score, "scorer": scorer, "score_details": {**kept, **details}})
+
+
 def held_out_positives(feature: Feature, limit: int) -> tuple[list[Example], bool]:
     """Firing quantile examples (never shown to explainers); else top examples. Returns (examples, in_sample)."""
     held_out = [e for e in feature.examples_of("quantile") if e.max_act > 0]
@@ -72,15 +78,14 @@ class EmbeddingScorer(Scorer):
         if len(negatives) < 2:
             negatives = negatives + self.background
         if not positives or not negatives:
-            return label.model_copy(update={"score": None, "scorer": self.name,
-                                            "score_details": {"reason": "no positive or no negative contexts"}})
+            return scored(label, None, self.name, {"reason": "no positive or no negative contexts"})
         vec = label_vecs[label.text][None, :]
         sim_pos = ContextVectors(positives, self.encode, self.contexts).similarity(vec)[0]
         sim_neg = ContextVectors(negatives, self.encode, self.contexts).similarity(vec)[0]
         value = float(auc(sim_pos, sim_neg))
         details = {"auc": round(value, 4), "n_pos": len(positives), "n_neg": len(negatives), "in_sample": in_sample,
                    "mean_sim_pos": round(float(sim_pos.mean()), 4), "mean_sim_neg": round(float(sim_neg.mean()), 4)}
-        return label.model_copy(update={"score": value, "scorer": self.name, "score_details": details})
+        return scored(label, value, self.name, details)
 
 
 def score_report(labels: dict[int, Label], d_sae: int | None = None, bins: int = 10) -> dict:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from steerlab.features.explain.base import context_text, negative_examples
 from steerlab.features.explain.llm import ChatClient, LLMConfig, Messages
 from steerlab.features.schema import Example, Feature, Label
-from steerlab.features.score import Scorer, held_out_positives
+from steerlab.features.score import Scorer, held_out_positives, scored
 
 SYSTEM_PROMPT = """You check descriptions of a language-model feature. You get a description and numbered \
 text excerpts. For each excerpt decide whether it matches the description (1) or not (0). Reply with a JSON \
@@ -70,13 +70,12 @@ class DetectionScorer(Scorer):
             _, truth, in_sample = trials[i]
             calls = parse_answers(answer, len(truth))
             if calls is None:  # garbage or no answer: the label stays, unscored
-                out[i] = labels[i].model_copy(update={"score": None, "scorer": self.name,
-                                                      "score_details": {"reason": "no usable answer"}})
+                out[i] = scored(labels[i], None, self.name, {"reason": "no usable answer"})
                 continue
             tpr = sum(c and t for c, t in zip(calls, truth)) / max(1, sum(truth))
             tnr = sum((not c) and (not t) for c, t in zip(calls, truth)) / max(1, len(truth) - sum(truth))
             value = 0.5 * (tpr + tnr)
             details = {"balanced_accuracy": round(value, 4), "tpr": round(tpr, 4), "tnr": round(tnr, 4),
                        "n_pos": sum(truth), "n_neg": len(truth) - sum(truth), "in_sample": in_sample}
-            out[i] = labels[i].model_copy(update={"score": value, "scorer": self.name, "score_details": details})
+            out[i] = scored(labels[i], value, self.name, details)
         return out

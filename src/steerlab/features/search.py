@@ -10,6 +10,7 @@ of the two backends live on different scales (cosine vs bm25), ranks do not.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -87,10 +88,12 @@ class FeatureSearch:
         self._decoder = None if decoder is None else _unit_rows(decoder)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
+        self._cache_lock = threading.Lock()  # one FeatureSearch serves many server threads
         self.refresh()
 
     def refresh(self) -> None:
-        """Reload labels and label embeddings (re-embedding in memory if the stored ones are missing or stale)."""
+        """Reload labels and label embeddings. Stored embeddings whose labeled rows do not match the labels
+        (written by another tool, or a killed run) are recomputed in memory; the label runner keeps them in step."""
         self.labels = self.store.labels(self.sae_id)
         stored = self.store.load_vectors(self.sae_id, LABEL_VECTORS)
         vectors = None if stored is None else _float_rows(stored)
@@ -103,33 +106,54 @@ class FeatureSearch:
                 vectors[list(self.labels)] = embed_unique([lab.text for lab in self.labels.values()], batch_size=128)
         self.vectors = np.ascontiguousarray(vectors)
         self.labeled = labeled
+        self._group_by_label()
+
+    def _group_by_label(self) -> None:
+        """Distinct label texts and their features, strongest first: many latents share a concept label
+        (1.3k distinct among 9.2k on the default SAE), so searching distinct vectors is ~7x less work."""
+        groups: dict[str, list[int]] = {}
+        for index, label in self.labels.items():
+            groups.setdefault(label.text, []).append(index)
+        strength = {i: _strength(lab) for i, lab in self.labels.items()}
+        self._members = [sorted(rows, key=lambda i: (-strength[i][0], -strength[i][1], i)) for rows in groups.values()]
+        first = [rows[0] for rows in self._members]
+        self._distinct = np.ascontiguousarray(self.vectors[first]) if first else np.zeros((0, EMBED_DIM), np.float32)
 
     # ------------------------------------------------------------------ queries
     def query_vector(self, query: str) -> np.ndarray:
         """Embedding of a (checked) query, memoized: people repeat queries, encoding costs ~10 ms on a CPU."""
-        vec = self._query_cache.get(query)
-        if vec is None:
-            vec = embed_one(query)
+        with self._cache_lock:
+            vec = self._query_cache.get(query)
+            if vec is not None:
+                self._query_cache.move_to_end(query)
+                return vec
+        vec = embed_one(query)
+        with self._cache_lock:
             self._query_cache[query] = vec
             if len(self._query_cache) > self._query_cache_size:
                 self._query_cache.popitem(last=False)
-        else:
-            self._query_cache.move_to_end(query)
         return vec
 
     def forget_queries(self) -> None:
         """Empty the query-embedding cache (benchmarks measure the cold path with it)."""
-        self._query_cache.clear()
+        with self._cache_lock:
+            self._query_cache.clear()
 
     def semantic(self, query: str, top_k: int = 10) -> list[SearchHit]:
         query, top_k = check_query(query), check_top_k(top_k)
         return self.semantic_by_vector(self.query_vector(query), top_k)
 
     def semantic_by_vector(self, vector: np.ndarray, top_k: int = 10) -> list[SearchHit]:
-        """Exact cosine top-k over labeled rows (a query embedded elsewhere, e.g. by a benchmark)."""
-        scores = self.vectors @ vector
-        scores[~self.labeled] = -np.inf
-        return self._hits(_top(scores, check_top_k(top_k)), scores)
+        """Exact cosine top-k over labeled rows (a query embedded elsewhere, e.g. by a benchmark). Features
+        sharing a label tie on cosine; the one with the strongest evidence for it comes first."""
+        top_k = check_top_k(top_k)
+        scores = self._distinct @ vector  # [distinct labels]
+        hits: list[SearchHit] = []
+        for group in _top(scores, top_k):  # each group holds >= 1 feature, so top_k groups are enough
+            hits += [self._hit(i, float(scores[group])) for i in self._members[group][: top_k - len(hits)]]
+            if len(hits) == top_k:
+                break
+        return hits
 
     def lexical(self, query: str, top_k: int = 10) -> list[SearchHit]:
         query, top_k = check_query(query), check_top_k(top_k)
@@ -195,6 +219,14 @@ class FeatureSearch:
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[SearchHit]:
         return [self._hit(int(i), float(scores[i])) for i in rows if np.isfinite(scores[i])]
+
+
+def _strength(label: Label) -> tuple[float, float]:
+    """Order of features sharing a label: the explainer's evidence (how strongly the feature's contexts point
+    to the label; picks the right feature 16/46 vs 11/46 by score in the concept check), then the label score."""
+    evidence = label.score_details.get("evidence") if label.score_details else None
+    return (float(evidence) if isinstance(evidence, (int, float)) else float("-inf"),
+            -1.0 if label.score is None else label.score)
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -124,7 +124,6 @@ def load_model(name_or_path: str = "default", dtype: str | torch.dtype = "float3
                device: str | torch.device = "cpu") -> LoadedModel:
     """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a sub-second weight copy needs no bar; our CLI output stays clean

@@ -134,6 +134,8 @@ def test_offline_explainer_names_crafted_features(offline_explainer):
     assert "python" in labels["python"].text.lower()
     assert "because" in labels["because"].text.lower()
     assert all(lab.explainer == "offline:concepts+tokens" for lab in labels.values())
+    assert labels["because"].score_details["evidence"] == 1.0  # every top example peaks on " because"
+    assert labels["french"].score_details["evidence"] > 0
     assert all(len(lab.text.split()) <= 6 for lab in labels.values())
 
 

@@ -39,6 +39,14 @@ def test_right_labels_score_high_and_wrong_labels_low(scorer):
     assert right[0].score_details["n_pos"] == 4 and right[0].score_details["n_neg"] == 8
 
 
+def test_scoring_keeps_the_explainers_evidence(scorer):
+    feature = crafted_features()["french"]
+    given = Label(text="French text", explainer="offline", score_details={"evidence": 0.4, "stale": 1})
+    (result,) = scorer.score([feature], [given])
+    assert result.score_details["evidence"] == 0.4 and "stale" not in result.score_details
+    assert result.score_details["auc"] == result.score
+
+
 def test_unlabeled_features_stay_unlabeled(scorer):
     feature = crafted_features()["french"]
     assert scorer.score([feature], [None]) == [None]

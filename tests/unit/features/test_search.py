@@ -163,6 +163,16 @@ def test_rescore_keeps_label_texts_and_replaces_scores(tmp_path, labeled_db):
     assert {lab.scorer for lab in after.values()} == {"embedding-auc:tokens"}
 
 
+def test_features_sharing_a_label_come_strongest_first(tmp_path):
+    def lab(evidence, score):
+        return Label(text="pirate speech", explainer="offline", score=score, score_details={"evidence": evidence})
+
+    with new_store(tmp_path / "f.db") as store:
+        store.set_labels(SAE_ID, {5: lab(0.1, 0.9), 6: lab(0.3, 0.2), 7: lab(0.3, 0.5)})
+        hits = FeatureSearch(store, SAE_ID).semantic("pirates", top_k=3)
+    assert [h.index for h in hits] == [7, 6, 5] and hits[0].score == hits[2].score
+
+
 def test_search_sees_labels_written_without_embeddings(tmp_path):
     with new_store(tmp_path / "f.db") as store:
         store.set_label(SAE_ID, UNFIRED, Label(text="pirate speech", explainer="human"))

@@ -72,6 +72,11 @@ def token_label(token: str) -> str:
     return f'"{shown}" tokens'
 
 
+def promoted_text(feature: Feature) -> str:
+    """The feature's top promoted tokens as one string (embedded as weak evidence for concepts)."""
+    return " ".join(t.token.strip() for t in feature.promoted[:10] if t.token.strip())
+
+
 class TokenBackground:
     """Document frequencies of tokens over background contexts: the idf of tf-idf."""
 
@@ -133,6 +138,7 @@ class OfflineExplainer(Explainer):
         texts = []  # encode the whole batch at once: batching is what makes the encoder fast
         for f in features:
             texts += view_texts(activating_examples(f)[: self.config.max_examples], self.config.contexts)
+            texts += [promoted_text(f)] if promoted_text(f) else []
         self.encode(texts)
         return [self._explain_one(f) for f in features]
 
@@ -144,18 +150,23 @@ class OfflineExplainer(Explainer):
         pos = ContextVectors(acts, self.encode, cfg.contexts)
         contrast = pos.mean() - bg.mean()  # [384]: from "anywhere" toward "where this feature fires"
         concept_scores = vocab.vectors @ contrast
-        promoted = " ".join(t.token.strip() for t in feature.promoted[:10] if t.token.strip())
+        promoted = promoted_text(feature)
         if promoted and cfg.promoted_weight:
             concept_scores = concept_scores + cfg.promoted_weight * (vocab.vectors @ self.encode([promoted])[0])
         best = int(np.argmax(concept_scores))
         text = vocab.phrases[best]
         token, share = max(token_evidence(acts, self._token_background), key=lambda ts: ts[1], default=("", 0.0))
         if share >= cfg.single_token_share:
-            return Label(text=token_label(token), explainer=self.name)
+            return self._label(token_label(token), share)
         if share >= cfg.token_share:
             candidate = token_label(token)
             vecs = np.stack([vocab.vectors[best], self.encode([candidate])[0]])
             margin = pos.similarity(vecs).mean(1) - (bg.similarity(vecs).mean(1) if len(bg) else 0.0)
             if margin[1] >= margin[0]:
-                text = candidate
-        return Label(text=text, explainer=self.name)
+                return self._label(candidate, share)
+        return self._label(text, float(concept_scores[best]))
+
+    def _label(self, text: str, evidence: float) -> Label:
+        """``evidence`` (concept: contrast along the phrase; token: share of top examples) orders features
+        that share a label in search, strongest first; kept in ``score_details`` across scoring."""
+        return Label(text=text, explainer=self.name, score_details={"evidence": round(evidence, 4)})

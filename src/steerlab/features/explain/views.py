@@ -61,15 +61,17 @@ def view_texts(examples: Sequence[Example], mode: str) -> list[str]:
     if mode == "sentence":
         long_texts, short_texts = example_views(examples)
         return long_texts + short_texts
-    return list({t.strip() for e in examples for t in e.tokens if t.strip()})
+    return list(dict.fromkeys(t for view in (LONG, SHORT) for e in examples for t in _window_tokens(e, view)))
+
+
+def _window_tokens(example: Example, view: tuple[int, int]) -> list[str]:
+    start, end = window(example, *view)
+    return [t.strip() for t in example.tokens[start:end] if t.strip()]
 
 
 def _token_bag(examples: Sequence[Example], view: tuple[int, int], encode: Encoder) -> np.ndarray:
     """``[n, 384]``: normalized mean of the embeddings of each view's (non-blank) token strings."""
-    windows = []
-    for e in examples:
-        start, end = window(e, *view)
-        windows.append([t.strip() for t in e.tokens[start:end] if t.strip()])
+    windows = [_window_tokens(e, view) for e in examples]
     vocab = list(dict.fromkeys(t for w in windows for t in w))
     table = dict(zip(vocab, encode(vocab))) if vocab else {}
     out = np.zeros((len(examples), EMBED_DIM), dtype=np.float32)

@@ -1,0 +1,163 @@
+"""``steerlab.Client``: the goodfire SDK's ``Client`` API, in-process on your own model or over HTTP.
+
+    import steerlab
+    client = steerlab.Client()                        # in-process: bundled model + SAE, loaded lazily
+    pirate = client.features.search("pirate", model="default", top_k=5)[0]
+    variant = steerlab.Variant("default"); variant.set(pirate, 0.5)
+    reply = client.chat.completions.create([{"role": "user", "content": "Hi"}], model=variant)
+    reply.choices[0].message["content"]
+
+    client = steerlab.Client(api_key="sk-...", base_url="http://localhost:8000")   # a steerlab server
+
+Method names, arguments and return shapes follow the SDK (``features.search / lookup / neighbors /
+rerank / inspect / activations / contrast / attribute / AutoSteer / AutoConditional /
+generate_contrastive_stimulus``, ``chat.completions.create``, ``chat.logits``), so notebooks written
+for Ember run unchanged. Differences: ``system_prompt`` defaults to None (the model's own chat
+template decides) and ``max_completion_tokens`` to 256; in-process results carry steerlab's richer
+objects too (``inspector.inspection``, ``edits.result`` with AutoSteer's scores).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from steerlab.client_types import Feature, LogitsResponse
+from steerlab.steering.refs import FeatureGroup, as_group
+
+
+class FeatureEdits:
+    """AutoSteer's answer, as the SDK's ``FeatureEdits``: ordered ``(feature, strength)`` pairs that
+    ``variant.set(edits)`` accepts. In-process, ``result`` holds the full ``AutoSteerResult``."""
+
+    def __init__(self, edits, result=None):
+        self._edits: OrderedDict = OrderedDict((f, float(v)) for f, v in edits)
+        self.result = result
+
+    def __iter__(self):
+        return iter(self._edits)
+
+    def __len__(self) -> int:
+        return len(self._edits)
+
+    def __getitem__(self, i: int) -> tuple[Feature, float]:
+        return list(self._edits.items())[i]
+
+    def items(self):
+        return self._edits.items()
+
+    def as_dict(self) -> dict:
+        return dict(self._edits)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n   {i}: ({f.label or f.index}, {v})" for i, (f, v) in enumerate(self._edits.items()))
+        return f"FeatureEdits([{inner}\n])"
+
+
+class FeaturesAPI:
+    def __init__(self, backend):
+        self._backend = backend
+
+    def search(self, query: str, model="default", top_k: int = 10) -> FeatureGroup:
+        """Features whose labels match ``query`` (semantic + lexical search over the feature database)."""
+        return FeatureGroup(self._backend.search(query, top_k, model))
+
+    def lookup(self, indices: list[int], model="default") -> dict[int, Feature]:
+        return self._backend.lookup(list(indices), model)
+
+    def neighbors(self, features, model="default", top_k: int = 10) -> FeatureGroup:
+        """Features whose decoder directions are closest to ``features``'."""
+        return FeatureGroup(self._backend.neighbors(as_group(features).indices, top_k, model))
+
+    def rerank(self, features, query: str, model="default", top_k: int = 10) -> FeatureGroup:
+        return FeatureGroup(self._backend.rerank(list(as_group(features)), query, top_k, model))
+
+    def inspect(self, messages, model="default", features=None, aggregate_by: str = "frequency"):
+        """Per-token feature activations of ``messages`` (through the variant, if ``model`` is one);
+        ``.top(k)`` gives the strongest by ``aggregate_by`` (frequency, mean, max, sum)."""
+        indices = None if features is None else as_group(features).indices
+        return self._backend.inspect(list(messages), model, indices, aggregate_by)
+
+    def activations(self, messages, model="default", features=None):
+        """``[tokens, d_sae]`` activation matrix in per-feature units."""
+        return self.inspect(messages, model, features).matrix()
+
+    def contrast(self, dataset_1, dataset_2, model="default", top_k: int = 5) -> tuple[FeatureGroup, FeatureGroup]:
+        """The features that most distinguish each dataset of conversations from the other."""
+        side_1, side_2 = self._backend.contrast(dataset_1, dataset_2, top_k, model)
+        return FeatureGroup(side_1), FeatureGroup(side_2)
+
+    def attribute(self, messages, index: int, model="default"):
+        """Which features drive the logit of the token at ``index`` of the conversation."""
+        return self._backend.attribute(list(messages), index, model)
+
+    def AutoSteer(self, specification: str, model="default", config=None) -> FeatureEdits:  # noqa: N802 (SDK name)
+        """Edits with strengths for a plain-language goal, chosen by generating and scoring."""
+        got = self._backend.auto_steer(specification, model, config=config)
+        if isinstance(got, list):
+            return FeatureEdits(got)
+        return FeatureEdits([(Feature(f.index, f.uuid, f.label), v) for f, v in got.edits], got)
+
+    def AutoConditional(self, specification: str, model="default", config=None):  # noqa: N802 (SDK name)
+        """A condition group for "when X[, do Y]"; in-process the result also has ``.variant()``."""
+        return self._backend.auto_conditional(specification, model, config=config)
+
+    def generate_contrastive_stimulus(self, specification: str) -> tuple[list, list]:
+        return self._backend.contrastive_stimulus(specification)
+
+
+class ChatCompletions:
+    def __init__(self, backend):
+        self._backend = backend
+
+    def create(self, messages, model="default", stream: bool = False, max_completion_tokens: int | None = 256,
+               top_p: float = 0.9, temperature: float = 0.6, stop: str | list[str] | None = None,
+               seed: int | None = 42, system_prompt: str | None = None):
+        """A chat completion (``stream=True``: an iterator of chunks). ``model``: a name or a Variant."""
+        messages = list(messages)
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        sampling = {"max_completion_tokens": 256 if max_completion_tokens is None else max_completion_tokens,
+                    "top_p": top_p, "temperature": temperature, "stop": stop, "seed": seed}
+        if stream:
+            return self._backend.stream(messages, model, **sampling)
+        return self._backend.complete(messages, model, **sampling)
+
+
+class ChatAPI:
+    def __init__(self, backend):
+        self._backend = backend
+        self.completions = ChatCompletions(backend)
+
+    def logits(self, messages, model="default", top_k: int | None = 10,
+               filter_vocabulary: list[str] | None = None) -> LogitsResponse:
+        """Logits of the next token, highest first."""
+        return LogitsResponse(logits=self._backend.logits(list(messages), model, top_k, filter_vocabulary))
+
+
+class Client:
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *, model: str = "default",
+                 sae_path=None, db_path=None, device: str | None = None, dtype: str | None = None, lm=None,
+                 sae=None, store=None, sae_id: str | None = None, http_client=None):
+        """In-process (no ``base_url``): ``model``/``sae_path``/``db_path`` pick what to load (default:
+        the bundled model, its SAE and the database next to it), or pass loaded ``lm``/``sae``/``store``.
+        Over HTTP: ``base_url`` of a steerlab server and an ``api_key`` (``http_client``: an httpx
+        client to use, e.g. a test client)."""
+        if base_url is not None:
+            from steerlab.client_http import HTTPBackend
+
+            self._backend = HTTPBackend(base_url, api_key, http_client=http_client)
+        else:
+            from steerlab.client_local import LocalBackend
+
+            self._backend = LocalBackend(model, sae_path=sae_path, db_path=db_path, device=device, dtype=dtype,
+                                         lm=lm, sae=sae, store=store, sae_id=sae_id)
+        self.features = FeaturesAPI(self._backend)
+        self.chat = ChatAPI(self._backend)
+
+    def variant(self, base_model: str = "default"):
+        """A Variant whose bare feature indices get this client's SAE identity (in-process)."""
+        from steerlab.steering.variant import Variant
+
+        sae_id = getattr(self._backend, "sae_id", None)
+        return Variant(base_model, sae_id=sae_id, labels=getattr(self._backend, "labels", None))
+

@@ -1,0 +1,171 @@
+"""AutoSteer on the tiny model: a crafted feature whose decoder direction promotes the goal's word is
+found by the gradient source and chosen; the harmonic mean with fluency picks a gentler strength;
+the stimulus, the result's shapes and AutoConditional's parsing and trigger."""
+
+import numpy as np
+import pytest
+import torch
+
+from steerlab.analysis.autosteer import AutoSteerConfig, _combinations, auto_steer, strengths_for
+from steerlab.analysis.autosteer_candidates import (
+    goal_words,
+    gradient_candidates,
+    merge_candidates,
+    steerable,
+    word_token_ids,
+)
+from steerlab.analysis.autosteer_conditional import auto_conditional, parse_specification
+from steerlab.analysis.stimulus import generate_contrastive_stimulus, goal_instruction, goal_system_prompt
+from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.steering.conversation import prompt_ids
+from steerlab.steering.refs import FeatureRef
+
+CRAFTED = 77
+GOAL = "talk about pi"  # "pi" is one token of the tiny vocabulary (most words are several)
+
+
+def no_embedding(texts):
+    """Embeddings that carry no information, so only the lexical checker can see the concept."""
+    return np.zeros((len(texts), 8), dtype=np.float32)
+
+
+def pi_checker(text: str) -> float:
+    return min(1.0, text.count("pi") / 4)
+
+
+def promote_token(lm, sae, index: int, token: str) -> None:
+    """Rewire feature ``index``'s decoder row to the direction that most raises ``token``'s log-prob."""
+    target = lm.tokenizer.encode(token)[0]
+    delta = torch.zeros(lm.model.config.hidden_size, requires_grad=True)
+    hook = lm.model.get_submodule(sae.cfg.hookpoint).register_forward_hook(
+        lambda _m, _i, out: _replace_hidden(out, _hidden(out) + delta))
+    try:
+        with torch.enable_grad():
+            total = 0
+            for q in ("hello there", "the cat sat", "What is the capital of France?"):
+                ids = torch.tensor([prompt_ids(lm.tokenizer, [{"role": "user", "content": q}])])
+                total = total + torch.log_softmax(lm.model(input_ids=ids).logits[0], -1)[:, target].mean()
+            total.backward()
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        sae.W_dec[index] = delta.grad / delta.grad.norm()
+        sae.feature_scale[index] = 1.0
+
+
+@pytest.fixture()
+def crafted_sae(tiny_lm, tiny_sae):
+    promote_token(tiny_lm, tiny_sae, CRAFTED, "pi")
+    return tiny_sae
+
+
+def small_config(**kw) -> AutoSteerConfig:
+    base = dict(n_candidates=4, per_source=3, n_prompts=2, stimulus_size=3, stimulus_tokens=12, max_new_tokens=12,
+                push=(0.5, 1.0, 2.0, 4.0))
+    return AutoSteerConfig(**{**base, **kw})
+
+
+def test_goal_words_and_their_tokens(tiny_tokenizer):
+    assert goal_words("talk like a pirate") == ["pirate"]
+    assert goal_words("Be more formal.") == ["formal"]
+    ids = word_token_ids(tiny_tokenizer, ["pi"])
+    assert tiny_tokenizer.encode("pi")[0] in ids
+    assert tiny_tokenizer.encode(" ")[0] not in ids  # a bare space would stand for every word
+
+
+def test_stimulus_pairs_the_same_prompts_with_and_without_the_goal(tiny_lm, tiny_sae):
+    stimulus = generate_contrastive_stimulus(tiny_lm, "talk like a pirate", n=3, max_new_tokens=6, sae=tiny_sae)
+    assert len(stimulus.dataset_1) == len(stimulus.dataset_2) == 3
+    for yes, no in zip(stimulus.dataset_1, stimulus.dataset_2):
+        assert yes[1] == no[1] and yes[1]["role"] == "user"  # the same user prompt
+        assert "talk like a pirate" in yes[0]["content"] and "pirate" not in no[0]["content"]
+        assert yes[-1]["role"] == no[-1]["role"] == "assistant"
+    assert stimulus.ember() == [stimulus.dataset_1, stimulus.dataset_2]
+    assert goal_instruction("pirates") == "talk about pirates"
+    assert goal_system_prompt(None).replace("answer as you normally would", "X") == \
+        goal_system_prompt("talk like a pirate").replace("talk like a pirate", "X")
+    with pytest.raises(ValueError, match="specification"):
+        goal_instruction("  ")
+
+
+def test_gradient_source_ranks_the_crafted_feature_first(tiny_lm, crafted_sae):
+    stimulus = generate_contrastive_stimulus(tiny_lm, GOAL, n=3, max_new_tokens=12, sae=crafted_sae)
+    ranked = gradient_candidates(tiny_lm, crafted_sae, stimulus, GOAL, 3)
+    assert ranked[0][0] == CRAFTED
+
+
+def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(tiny_lm, crafted_sae):
+    concept_only = auto_steer(tiny_lm, crafted_sae, GOAL, config=small_config(parts=("concept",)), sae_id="tiny",
+                              embed=no_embedding, lexical=pi_checker)
+    (feature, strength), = concept_only.edits
+    assert feature.index == CRAFTED and strength > 0
+    assert "gradient" in {c.index: c for c in concept_only.candidates}[CRAFTED].evidence
+    assert concept_only.best.concept > concept_only.unsteered.concept
+    assert concept_only.trials == sorted(concept_only.trials, key=lambda t: t.key, reverse=True)
+
+    balanced = auto_steer(tiny_lm, crafted_sae, GOAL, config=small_config(parts=("concept", "fluency")),
+                          sae_id="tiny", embed=no_embedding, lexical=pi_checker)
+    (feature_b, strength_b), = balanced.edits
+    assert feature_b.index == CRAFTED and 0 < strength_b < strength  # less push: more fluent, still on goal
+    assert balanced.best.fluency > concept_only.best.fluency and balanced.best.concept > 0
+
+    variant = balanced.variant()
+    assert [(f.index, v, m) for f, v, m in variant.edits] == [(CRAFTED, strength_b, "nudge")]
+    assert balanced.as_dict()[feature_b] == strength_b and len(balanced) == 1
+    ember = balanced.ember()["edits"]
+    assert ember[0][0]["index_in_sae"] == CRAFTED and ember[0][1] == strength_b
+    assert feature_b.uuid == FeatureRef.of(CRAFTED, "tiny").uuid
+
+
+def test_strength_grid_is_relative_to_the_residual_norm(tiny_sae):
+    cfg = AutoSteerConfig(push=(0.1, 0.2))
+    with torch.no_grad():
+        tiny_sae.feature_scale[5] = 2.0
+        tiny_sae.W_dec[5] = tiny_sae.W_dec[5] / tiny_sae.W_dec[5].norm()
+    assert strengths_for(tiny_sae, 5, cfg, resid_norm=40.0) == [2.0, 4.0]  # 0.1 * 40 / (2 * 1)
+    assert strengths_for(tiny_sae, 5, AutoSteerConfig(strengths=(0.5,)), 40.0) == [0.5]
+    with torch.no_grad():
+        tiny_sae.feature_scale[6] = 1000.0  # an attention-sink latent: never a candidate
+    assert not steerable(tiny_sae)[6] and steerable(tiny_sae)[5]
+
+
+def test_merge_is_round_robin_and_combinations_use_the_best_strengths():
+    merged = merge_candidates({"search": [(1, 0.9), (2, 0.8)], "contrast": [(3, 1.0), (1, 0.5)], "gradient": []}, 3)
+    assert [c.index for c in merged] == [1, 3, 2]
+    assert merged[0].evidence == {"search": 0.9, "contrast": 0.5}
+    from steerlab.analysis.autosteer import Trial
+
+    trials = [Trial([(1, 2.0)], 0.5, 0, 0, 0), Trial([(1, 4.0)], 0.2, 0, 0, 0), Trial([(2, 1.0)], 0.4, 0, 0, 0),
+              Trial([(3, 1.0)], 0.0, 0, 0, 0)]
+    combos = _combinations(trials, 3)
+    assert combos == [[(1, 2.0), (2, 1.0)], [(1, 1.0), (2, 0.5)]]  # 3 never helped: left out
+
+
+def test_parse_conditional_specifications():
+    assert parse_specification("when the user talks about cooking, talk like a pirate") == \
+        ("cooking", "talk like a pirate")
+    assert parse_specification("If France comes up then speak French.") == ("France comes up", "speak French")
+    assert parse_specification("whenever dogs are mentioned") == ("dogs are mentioned", None)
+    with pytest.raises(ValueError, match="specification"):
+        parse_specification(" ")
+
+
+def test_auto_conditional_builds_a_working_scope(tiny_lm, crafted_sae):
+    result = auto_conditional(tiny_lm, crafted_sae, "when talking about France, talk about pi",
+                              config=small_config(parts=("concept",)), sae_id="tiny", embed=no_embedding,
+                              lexical=pi_checker)
+    assert result.trigger_text == "France" and result.effect_text == "talk about pi"
+    assert result.threshold > 0
+    cond = result.condition
+    assert cond.items[0].left.indices == [result.trigger.index] and cond.items[0].right == result.threshold
+    assert result.operator == "AND" and result.json()["conditionals"][0]["operator"] == ">"
+    variant = result.variant()
+    assert len(variant.scopes) == 1 and variant.scopes[0].condition.json() == cond.json()
+    assert [f.index for f, _, _ in variant.scopes[0].edits] == [f.index for f, _ in result.edits] == [CRAFTED]
+    assert result.ember() == {"conditional": cond.json()}
+    # it reads as the SDK's ConditionalGroup, so set_when accepts the result itself
+    from steerlab.steering.variant import Variant
+
+    other = Variant("tiny-llama", sae_id="tiny")
+    other.set_when(result, {3: 0.5})
+    assert other.scopes[0].condition.json() == cond.json()
