@@ -1,4 +1,5 @@
 import asyncio
+import concurrent.futures
 import threading
 
 import pytest
@@ -91,7 +92,9 @@ def test_async_streams_from_an_event_loop(setup):
             return "".join([e.text async for e in s])
         return await asyncio.gather(*(collect(s) for s in streams))
 
-    texts = asyncio.run(run())
+    # In a thread of its own: another suite's fixture (Playwright's sync API) may hold a running loop here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        texts = pool.submit(asyncio.run, run()).result()
     params = SamplingParams(max_new_tokens=6, temperature=0)
     assert texts == [engine.generate(_prompt(lm, p), params)[0] for p in PROMPTS[:3]]
     assert threading.active_count() >= 1
