@@ -54,7 +54,8 @@ def embed_one(text: str) -> np.ndarray:
     import torch
 
     model = get_model()
-    features = model.tokenize([text])
+    prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize: sentence-transformers < 5
+    features = prepare([text])
     with torch.inference_mode():
         out = model(features)["sentence_embedding"][0]
         out = torch.nn.functional.normalize(out, dim=0)

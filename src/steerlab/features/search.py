@@ -1,8 +1,10 @@
 """Finding features: semantic (label embeddings), lexical (SQLite FTS5), hybrid, neighbors, rerank.
 
-Search is exact: one ``[d_sae, 384] @ [384]`` matmul plus a partial sort, about a millisecond for
-10k latents and ~0.1 s at 1M. An ANN index (faiss/usearch HNSW) starts to pay off past ~1M labeled
-latents (many SAEs in one store); below that exact search is both faster to build and never wrong.
+Search is exact: one matmul over the *distinct* label embeddings (features sharing a label share a
+vector; 1.3k distinct labels for 9.2k latents on the default SAE) plus a partial sort: ~0.25 ms here,
+~0.1 s for 1M distinct labels. An ANN index (faiss/usearch HNSW) pays off only past ~1M distinct labels
+(many large SAEs in one store); below that exact search is both cheaper to keep and never wrong.
+Features sharing a label are ordered by the explainer's evidence, then the label score.
 
 Hybrid search fuses the semantic and lexical rankings by reciprocal-rank fusion (RRF, k=60): scores
 of the two backends live on different scales (cosine vs bm25), ranks do not.
@@ -25,6 +27,7 @@ DECODER_VECTORS = "decoder"
 MAX_QUERY_CHARS = 512
 MAX_TOP_K = 1000
 RRF_K = 60
+LEXICAL_DEPTH = 5000
 
 
 class SearchInputError(ValueError):
@@ -116,6 +119,7 @@ class FeatureSearch:
             groups.setdefault(label.text, []).append(index)
         strength = {i: _strength(lab) for i, lab in self.labels.items()}
         self._members = [sorted(rows, key=lambda i: (-strength[i][0], -strength[i][1], i)) for rows in groups.values()]
+        self._group_of = {text: g for g, text in enumerate(groups)}
         first = [rows[0] for rows in self._members]
         self._distinct = np.ascontiguousarray(self.vectors[first]) if first else np.zeros((0, EMBED_DIM), np.float32)
 
@@ -157,8 +161,21 @@ class FeatureSearch:
 
     def lexical(self, query: str, top_k: int = 10) -> list[SearchHit]:
         query, top_k = check_query(query), check_top_k(top_k)
-        rows = self.store.fts_search(self.sae_id, query, top_k)  # the store quotes every word: no FTS syntax
-        return [self._hit(i, s) for i, s in rows if i in self.labels]
+        # Every match, so that features sharing a label come in the same (strongest-first) order as in semantic
+        # search; bm25 scores every match anyway. The store quotes each word: no FTS syntax gets through.
+        rows = self.store.fts_search(self.sae_id, query, LEXICAL_DEPTH)
+        best: dict[str, float] = {}
+        for index, score in rows:
+            label = self.labels.get(index)
+            if label is not None and label.text not in best:
+                best[label.text] = score
+        hits: list[SearchHit] = []
+        for text, score in best.items():  # bm25 order, best first
+            members = self._members[self._group_of[text]]
+            hits += [self._hit(i, score) for i in members[: top_k - len(hits)]]
+            if len(hits) == top_k:
+                break
+        return hits
 
     def hybrid(self, query: str, top_k: int = 10) -> list[SearchHit]:
         """Reciprocal-rank fusion of semantic and lexical rankings (each taken to depth max(50, 4*top_k))."""
