@@ -17,17 +17,8 @@ from steerlab.engine.batcher import Engine
 from steerlab.generation.sampler import SamplingParams
 from steerlab.models.loader import LoadedModel
 from steerlab.steering.chat import chat_input_ids, stop_token_ids
-
-
-class ConversationError(ValueError):
-    """A malformed conversation; ``field`` names the offending part."""
-
-    def __init__(self, message: str, field: str = "messages"):
-        super().__init__(message)
-        self.field = field
-
-
-ROLES = ("system", "user", "assistant")
+from steerlab.steering.conversation import check_messages
+from steerlab.steering.errors import ConversationError
 
 
 @dataclass
@@ -78,15 +69,9 @@ class Lab:
 
     def prompt_ids(self, messages: list[dict], max_tokens: int | None = None) -> list[int]:
         """Token ids of a conversation in the model's chat template, ready for the reply."""
-        if not messages:
-            raise ConversationError("messages must contain at least one message")
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise ConversationError(f"messages[{i}] must be {{'role': one of {', '.join(ROLES)}, "
-                                        f"'content': string}}", f"messages[{i}]")
-        ids = chat_input_ids(self.lm.tokenizer, [{"role": m["role"], "content": m["content"]} for m in messages])
+        ids = chat_input_ids(self.lm.tokenizer, check_messages(messages))
         if max_tokens is not None and len(ids) > max_tokens:
-            raise ConversationError(f"messages are {len(ids)} tokens; the limit is {max_tokens}")
+            raise ConversationError(f"messages are {len(ids)} tokens; the limit is {max_tokens}", "messages")
         return ids
 
     def chat(self, messages: list[dict], params: SamplingParams, editor=None, loop=None):
