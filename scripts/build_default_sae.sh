@@ -6,11 +6,12 @@ set -euo pipefail
 H="${STEERLAB_HOME:-$HOME/.cache/steerlab}"
 LAYER=18   # chosen by benchmarks/layer_choice.py (docs/layer_choice_run.json)
 
-# 1. corpus: plain text (minutes) + chat transcripts written by the model itself (hours)
-steerlab corpus build-default
-# 2. harvest the residual stream after block 18, both parts of the corpus
+# 1. plain text (minutes), then harvest the residual stream after block 18 over it
+steerlab corpus build-default --no-chat
 steerlab harvest --default-corpus text --layer "$LAYER" --out "$H/harvests/smollm2-L$LAYER-text"
-steerlab harvest --default-corpus chat --layer "$LAYER" --out "$H/harvests/smollm2-L$LAYER-chat"
+# 2. chat transcripts written by the model itself (hours), harvested while they are generated
+#    (the same as 'steerlab harvest --default-corpus chat' afterwards, without a second pass)
+steerlab corpus build-default --no-text --capture-layer "$LAYER" --capture-out "$H/harvests/smollm2-L$LAYER-chat"
 # 3. train TopK, 16x width (9216 latents), k=64, one epoch over everything harvested
 steerlab sae train --acts "$H/harvests/smollm2-L$LAYER-text" --acts "$H/harvests/smollm2-L$LAYER-chat" \
   --out "$H/runs/smollm2-L$LAYER-topk-16x" --expansion 16 --k 64 --save-dtype bfloat16

@@ -55,3 +55,24 @@ def test_top_p_keeps_only_the_nucleus_and_penalty_demotes_seen_tokens():
     seen[:, 0] = True
     greedy = sample_rows(logits, BatchSampling(temperature=0, repetition_penalty=2.0), None, seen)
     assert set(greedy.tolist()) == {1}
+
+
+def test_recorded_residuals_equal_a_full_forward_over_what_each_row_read(tiny_lm):
+    """Padding, the KV cache and rows leaving the batch must not change what is recorded."""
+    from steerlab.models.hooks import forward_to_hookpoint
+
+    prompts = _prompts(tiny_lm)
+    first = [int(tiny_lm.model(torch.tensor([p])).logits[0, -1].argmax()) for p in prompts]
+    stops = {first[1]}
+    got = generate_batch(tiny_lm.model, prompts, BatchSampling(max_new_tokens=6, temperature=0), stops,
+                         pad_token_id=tiny_lm.tokenizer.pad_token_id, record="model.layers.1")
+    assert got[1].finish_reason == "stop"
+    for prompt, result in zip(prompts, got):
+        read = result.read_ids(prompt)
+        fed = len(result.token_ids) - (1 if result.finish_reason == "length" else 0)
+        assert read == (prompt + result.token_ids)[: len(prompt) + fed]
+        alone = forward_to_hookpoint(tiny_lm.model, torch.tensor([read]), "model.layers.1")[0]
+        assert result.activations.shape == alone.shape
+        torch.testing.assert_close(result.activations, alone, rtol=1e-4, atol=1e-4)
+    assert all(g.activations is None for g in generate_batch(
+        tiny_lm.model, prompts, BatchSampling(max_new_tokens=2, temperature=0), set(), pad_token_id=0))

@@ -1,5 +1,7 @@
 import json
 
+import torch
+
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
 
 PROMPTS = [{"id": i, "source": "test", "prompt": p} for i, p in
@@ -26,3 +28,43 @@ def test_transcripts_written_in_chat_shape_and_resume_equals_uninterrupted(tiny_
         f.write('{"id": 4, "torn')  # a half-written line from the kill
     assert generate_replies(tiny_lm, PROMPTS, resumed, cfg, progress=False) == 1
     assert sorted(_rows(resumed), key=lambda r: r["id"]) == rows
+
+
+def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm, tmp_path):
+    import pytest
+    from safetensors.torch import load_file
+
+    from steerlab.activations.chat_capture import ChatCapture
+    from steerlab.activations.harvest import HarvestError
+    from steerlab.activations.shard_source import ShardActivationSource
+
+    cfg = ChatGenerationConfig(batch_size=2, max_new_tokens=6, seed=1)
+
+    def capture(folder, **kw):
+        return ChatCapture(tiny_lm, folder, 1, num_batches=3, generation={"batch_size": 2, **kw},
+                           store_dtype="float32", keep_id=lambda i: i != 2)
+
+    whole = tmp_path / "whole"
+    generate_replies(tiny_lm, PROMPTS, tmp_path / "whole.jsonl", cfg, progress=False, capture=capture(whole))
+    manifest = json.loads((whole / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["num_shards"] == 3 and manifest["hookpoint"] == "model.layers.1"
+    shards = [load_file(str(whole / f"shard_{i:05d}.safetensors")) for i in range(3)]
+    assert [sorted(set(s["seq_index"].tolist())) for s in shards] == [[0, 1], [3], [4]]  # id 2 held out
+    assert all(int(s["position"].min()) == 1 for s in shards)  # the first token's residual is skipped
+    assert manifest["num_tokens"] == sum(len(s["acts"]) for s in shards)
+    assert ShardActivationSource(whole).num_tokens == manifest["num_tokens"]
+
+    # transcripts already written but a shard missing: that batch is generated again, nothing is appended
+    part = tmp_path / "part"
+    jsonl = tmp_path / "part.jsonl"
+    generate_replies(tiny_lm, PROMPTS, jsonl, cfg, progress=False, capture=capture(part))
+    (part / "shard_00001.safetensors").unlink()
+    before = jsonl.read_text()
+    assert generate_replies(tiny_lm, PROMPTS, jsonl, cfg, progress=False, capture=capture(part)) == 0
+    assert jsonl.read_text() == before
+    again = load_file(str(part / "shard_00001.safetensors"))
+    for key, value in shards[1].items():
+        assert torch.equal(again[key], value)
+
+    with pytest.raises(HarvestError, match="differs in: corpus"):
+        capture(whole, max_new_tokens=99)

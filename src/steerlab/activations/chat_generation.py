@@ -2,7 +2,8 @@
 
 Batched (``generate_batch``: one KV cache, finished rows leave the batch), seeded per batch so a
 resumed run writes exactly what an uninterrupted one would, and appended to JSONL after every batch
-so a kill loses one batch at most.
+so a kill loses one batch at most. With a ``ChatCapture`` the residual stream of every conversation
+is stored as a harvest shard per batch at the same time (see ``chat_capture.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from steerlab.activations.chat_capture import ChatCapture
 from steerlab.generation.batch_generate import BatchSampling, generate_batch
 from steerlab.models.loader import LoadedModel
 from steerlab.steering.chat import stop_token_ids
@@ -56,10 +58,14 @@ def _truncate_torn_tail(path: Path) -> None:
 
 @torch.inference_mode()
 def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
-                     cfg: ChatGenerationConfig = ChatGenerationConfig(), progress: bool = True) -> int:
+                     cfg: ChatGenerationConfig = ChatGenerationConfig(), progress: bool = True,
+                     capture: ChatCapture | None = None) -> int:
     """Append one transcript per prompt ({'id','source','messages','finish_reason'}) to ``out_path``.
 
-    Returns the number of transcripts written by this call; already-written ids are skipped.
+    Returns the number of transcripts written by this call; already-written ids are skipped. A batch is
+    always generated whole (same prompts, same seed), so a resumed run writes what an uninterrupted one
+    would; with ``capture``, a batch whose transcripts exist but whose shard does not is generated again
+    for its residuals only.
     """
     tok = lm.tokenizer
     sampling = BatchSampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -70,13 +76,14 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
     _truncate_torn_tail(out_path)
     finished = done_ids(out_path)
     batches = [prompts[i:i + cfg.batch_size] for i in range(0, len(prompts), cfg.batch_size)]
-    todo = [(b, batch) for b, batch in enumerate(batches) if any(p["id"] not in finished for p in batch)]
+    todo = [(b, batch) for b, batch in enumerate(batches)
+            if any(p["id"] not in finished for p in batch) or (capture is not None and not capture.has(b))]
     written = 0
-    bar = tqdm(total=len(prompts), initial=len(prompts) - sum(len(b) for _, b in todo),
+    bar = tqdm(total=len(prompts), initial=sum(p["id"] in finished for p in prompts),
                desc="chat replies", unit="conv", disable=not progress)
+    record_at = capture.hookpoint if capture is not None else None
     with out_path.open("a", encoding="utf-8") as out:
         for b, batch in todo:
-            batch = [p for p in batch if p["id"] not in finished]
             texts, templated = [], []
             for p in batch:
                 ids = tok(p["prompt"], add_special_tokens=False)["input_ids"][: cfg.max_prompt_tokens]
@@ -85,8 +92,13 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
                 templated.append(tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
                                                           add_generation_prompt=True))
             prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in templated]
-            results = generate_batch(lm.model, prompt_ids, sampling, stops, pad_id, seed=cfg.seed * 1_000_003 + b)
+            results = generate_batch(lm.model, prompt_ids, sampling, stops, pad_id, seed=cfg.seed * 1_000_003 + b,
+                                     record=record_at)
+            if capture is not None:
+                capture.write(b, [p["id"] for p in batch], prompt_ids, results)
             for p, user, result in zip(batch, texts, results):
+                if p["id"] in finished:
+                    continue
                 reply = tok.decode(result.token_ids, skip_special_tokens=True).strip()
                 record = {"id": p["id"], "source": p["source"],
                           "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
@@ -94,7 +106,10 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
-            written += len(batch)
-            bar.update(len(batch))
+            new = sum(p["id"] not in finished for p in batch)
+            written += new
+            bar.update(new)
     bar.close()
+    if capture is not None:
+        capture.finish()
     return written

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
+from steerlab.activations.chat_capture import ChatCapture
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
 from steerlab.activations.corpus import CorpusSource, CorpusSpec
 from steerlab.activations.offline_sources import default_chat_prompts, plain_documents
@@ -26,15 +28,33 @@ def default_corpus_dir() -> Path:
 
 
 def build_chat_transcripts(lm: LoadedModel, out_dir: Path | None = None, limit: int | None = None,
-                           cfg: ChatGenerationConfig = ChatGenerationConfig(batch_size=96)) -> Path:
-    """Write the chat part of the corpus; prompts go in length order so batches carry little padding."""
+                           cfg: ChatGenerationConfig = ChatGenerationConfig(batch_size=96),
+                           capture_layer: int | str | None = None, capture_out: Path | None = None) -> Path:
+    """Write the chat part of the corpus; prompts go in length order so batches carry little padding.
+
+    With ``capture_layer`` the residual stream after that layer is harvested into ``capture_out`` while
+    the replies are generated (held-out conversations excluded), which replaces a separate
+    ``steerlab harvest --default-corpus chat``.
+    """
     out_dir = out_dir or default_corpus_dir()
     prompts = default_chat_prompts(seed=cfg.seed)[:limit]
     lengths = {p["id"]: len(lm.tokenizer(p["prompt"], add_special_tokens=False)["input_ids"]) for p in prompts}
     prompts.sort(key=lambda p: (min(lengths[p["id"]], cfg.max_prompt_tokens), p["id"]))
     path = out_dir / "chat.jsonl"
-    generate_replies(lm, prompts, path, cfg)
+    capture = None
+    if capture_layer is not None:
+        if capture_out is None:
+            raise ValueError("capture_out is required with capture_layer")
+        capture = ChatCapture(lm, capture_out, capture_layer, num_batches=-(-len(prompts) // cfg.batch_size),
+                              generation={**asdict(cfg), "prompts": len(prompts), "heldout_every": HELDOUT_EVERY},
+                              keep_id=is_training_id)
+    generate_replies(lm, prompts, path, cfg, capture=capture)
     return path
+
+
+def is_training_id(doc_id: int) -> bool:
+    """Every HELDOUT_EVERY-th conversation is kept out of training for evaluation."""
+    return bool(doc_id % HELDOUT_EVERY)
 
 
 # Tokens taken from each plain-text source (None = all); with the chat part this passes 10M.
@@ -85,8 +105,8 @@ def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
             if line.strip()]
     train, held = out_dir / "chat_train.jsonl", out_dir / "heldout" / "chat.jsonl"
     held.parent.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(train, [r for r in rows if r["id"] % HELDOUT_EVERY])
-    _write_jsonl(held, [r for r in rows if not r["id"] % HELDOUT_EVERY])
+    _write_jsonl(train, [r for r in rows if is_training_id(r["id"])])
+    _write_jsonl(held, [r for r in rows if not is_training_id(r["id"])])
     return train, held
 
 

@@ -17,10 +17,16 @@ app = typer.Typer(help="Build the default offline corpus (chat transcripts + pla
 @one_line_errors
 def build_default(
     out: Path | None = typer.Option(None, "--out", help="Folder (default: $STEERLAB_HOME/corpora/default)."),
-    chat: bool = typer.Option(True, "--chat/--no-chat", help="Generate assistant replies with the model (slow, resumable)."),
-    text: bool = typer.Option(True, "--text/--no-text", help="Extract plain text from Debian docs and the Python stdlib."),
+    chat: bool = typer.Option(True, "--chat/--no-chat",
+                              help="Generate assistant replies with the model (slow, resumable)."),
+    text: bool = typer.Option(True, "--text/--no-text",
+                              help="Extract plain text from Debian docs and the Python stdlib."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N prompts (for a quick try)."),
     batch_size: int = typer.Option(96, "--batch-size", help="Prompts decoded together."),
+    capture_out: Path | None = typer.Option(None, "--capture-out", help="Also harvest the chat part while generating "
+                                            "it, into this harvest folder (saves a second pass over ~2M tokens)."),
+    capture_layer: str = typer.Option("18", "--capture-layer", help="Block index or HF module name recorded with "
+                                      "--capture-out."),
     model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
 ) -> None:
     """Assemble the default corpus: >= 10M tokens, >= 1.5M of them chat in the model's format.
@@ -42,8 +48,10 @@ def build_default(
     if chat:
         from steerlab.models.loader import load_model
 
+        layer = int(capture_layer) if capture_layer.lstrip("-").isdigit() else capture_layer
         build_chat_transcripts(load_model(model, dtype=dtype, device=device), out, limit=limit,
-                               cfg=ChatGenerationConfig(batch_size=batch_size))
+                               cfg=ChatGenerationConfig(batch_size=batch_size),
+                               capture_layer=layer if capture_out else None, capture_out=capture_out)
         split_chat_heldout(out)
     print(f"corpus in {out}")
 

@@ -4,13 +4,20 @@ Why not ``model.generate``: on a CPU its per-step bookkeeping and its habit of d
 until the longest one ends cost more than half the throughput. Here finished rows leave the batch
 (their KV-cache rows are dropped), and sampling is a few vectorised ops per step. Each call takes its
 own ``torch.Generator`` so a batch's text depends only on its seed.
+
+With ``record=HOOKPOINT`` it also returns the residual stream at that hookpoint for every token the
+model read (prompt, then each generated token as it is fed back): the default corpus harvests its chat
+part while writing it, instead of running the model over the finished transcripts a second time.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+
+from steerlab.models.hooks import capture_residual
 
 
 @dataclass
@@ -28,6 +35,13 @@ class Generated:
     token_ids: list[int]
     """New tokens only, without the stop token."""
     finish_reason: str  # "stop" (a stop token) or "length"
+    activations: torch.Tensor | None = None
+    """With ``record``: float32 [tokens read, d_model], the prompt's tokens then the generated ones the
+    model read back (all of ``token_ids`` but the last when the row ran out of length)."""
+
+    def read_ids(self, prompt: list[int]) -> list[int]:
+        """The token ids whose residuals ``activations`` holds, in order."""
+        return (prompt + self.token_ids)[: len(self.activations)] if self.activations is not None else []
 
 
 def sample_rows(logits: torch.Tensor, cfg: BatchSampling, generator: torch.Generator | None,
@@ -52,8 +66,11 @@ def sample_rows(logits: torch.Tensor, cfg: BatchSampling, generator: torch.Gener
 
 @torch.inference_mode()
 def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_token_ids: set[int],
-                   pad_token_id: int, seed: int | None = None) -> list[Generated]:
-    """Continue every prompt (token ids) until a stop token or ``max_new_tokens``; order is kept."""
+                   pad_token_id: int, seed: int | None = None, record: str | None = None) -> list[Generated]:
+    """Continue every prompt (token ids) until a stop token or ``max_new_tokens``; order is kept.
+
+    ``record``: a hookpoint whose residual stream is returned per row in ``Generated.activations``.
+    """
     from transformers import DynamicCache
 
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -77,25 +94,45 @@ def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_tok
     out: list[list[int]] = [[] for _ in prompts]
     finish = ["length"] * len(prompts)
     step_ids, step_pos = ids, positions
-    for step in range(cfg.max_new_tokens):
-        logits = model(input_ids=step_ids.to(device), attention_mask=mask.to(device),
-                       position_ids=step_pos.to(device), past_key_values=cache, use_cache=True).logits[:, -1]
-        tokens = sample_rows(logits.cpu(), cfg, generator, seen)
-        stopped = torch.isin(tokens, stops)
-        for row, token, is_stop in zip(live.tolist(), tokens.tolist(), stopped.tolist()):
-            if is_stop:
-                finish[row] = "stop"
-            else:
-                out[row].append(token)
-        seen[torch.arange(len(tokens)), tokens] = True
-        if step == cfg.max_new_tokens - 1 or bool(stopped.all()):
-            break
-        keep = (~stopped).nonzero().squeeze(-1)
-        if len(keep) < len(live):  # drop finished rows from the batch and its KV cache
-            cache.batch_select_indices(keep.to(device))
-            live, tokens, mask, seen = live[keep], tokens[keep], mask[keep], seen[keep]
-            step_pos = step_pos[keep]
-        mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=-1)
-        step_pos = step_pos[:, -1:] + 1
-        step_ids = tokens.unsqueeze(-1)
-    return [Generated(tokens, reason) for tokens, reason in zip(out, finish)]
+    pieces: list[list[torch.Tensor]] = [[] for _ in prompts]
+    with capture_residual(model, [record]) if record else nullcontext({}) as captured:
+        for step in range(cfg.max_new_tokens):
+            logits = model(input_ids=step_ids.to(device), attention_mask=mask.to(device),
+                           position_ids=step_pos.to(device), past_key_values=cache, use_cache=True).logits[:, -1]
+            if record:
+                _keep_residuals(captured[record], pieces, live, prompts if step == 0 else None)
+            tokens = sample_rows(logits.cpu(), cfg, generator, seen)
+            stopped = torch.isin(tokens, stops)
+            for row, token, is_stop in zip(live.tolist(), tokens.tolist(), stopped.tolist()):
+                if is_stop:
+                    finish[row] = "stop"
+                else:
+                    out[row].append(token)
+            seen[torch.arange(len(tokens)), tokens] = True
+            if step == cfg.max_new_tokens - 1 or bool(stopped.all()):
+                break
+            keep = (~stopped).nonzero().squeeze(-1)
+            if len(keep) < len(live):  # drop finished rows from the batch and its KV cache
+                cache.batch_select_indices(keep.to(device))
+                live, tokens, mask, seen = live[keep], tokens[keep], mask[keep], seen[keep]
+                step_pos = step_pos[keep]
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=-1)
+            step_pos = step_pos[:, -1:] + 1
+            step_ids = tokens.unsqueeze(-1)
+    acts = [torch.cat(p) if p else None for p in pieces]
+    return [Generated(tokens, reason, a) for tokens, reason, a in zip(out, finish, acts)]
+
+
+def _keep_residuals(hidden: torch.Tensor, pieces: list[list[torch.Tensor]], live: torch.Tensor,
+                    prompts: list[list[int]] | None) -> None:
+    """Append this step's residuals to each row's list: the whole (unpadded) prompt on the first step,
+    then the one token each live row read."""
+    hidden = hidden.float().cpu()
+    if prompts is not None:
+        width = hidden.shape[1]
+        for row, p in enumerate(prompts):
+            pieces[row].append(hidden[row, width - len(p):].clone())
+        return
+    last = hidden[:, -1].clone()
+    for i, row in enumerate(live.tolist()):
+        pieces[row].append(last[i:i + 1])
