@@ -76,3 +76,12 @@ def test_recorded_residuals_equal_a_full_forward_over_what_each_row_read(tiny_lm
         torch.testing.assert_close(result.activations, alone, rtol=1e-4, atol=1e-4)
     assert all(g.activations is None for g in generate_batch(
         tiny_lm.model, prompts, BatchSampling(max_new_tokens=2, temperature=0), set(), pad_token_id=0))
+
+
+def test_top_p_with_a_nucleus_wider_than_the_candidate_window_falls_back_to_the_full_vocabulary():
+    from steerlab.generation import batch_generate
+
+    flat = torch.zeros((400, batch_generate.NUCLEUS_CANDIDATES * 4))  # uniform: the nucleus is ~90% of it
+    picked = sample_rows(flat, BatchSampling(temperature=1.0, top_p=0.9), torch.Generator().manual_seed(0))
+    assert int(picked.max()) >= batch_generate.NUCLEUS_CANDIDATES  # tokens beyond the window are reachable
+    assert len(set(picked.tolist())) > 300
