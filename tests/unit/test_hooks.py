@@ -63,3 +63,27 @@ def test_capture_records_each_hookpoint(tiny_lm):
         out = tiny_lm.model(ids, output_hidden_states=True)
     assert torch.equal(cap["model.layers.2"], out.hidden_states[3])
     assert cap["model.layers.0"].shape == (1, ids.shape[1], 64)
+
+
+def test_hooks_act_only_on_forwards_of_the_thread_that_installed_them(tiny_lm):
+    """The server's engine thread decodes while another thread runs AutoSteer with its own hooks."""
+    import threading
+
+    from steerlab.models.hooks import edit_residual, forward_to_hookpoint
+
+    ids = torch.tensor([[5, 6, 7, 8]])
+    clean = tiny_lm.model(ids).logits
+    other: dict[str, torch.Tensor] = {}
+
+    def other_thread():
+        other["logits"] = tiny_lm.model(ids).logits
+        other["stopped"] = forward_to_hookpoint(tiny_lm.model, ids, "model.layers.0")
+
+    with edit_residual(tiny_lm.model, "model.layers.0", lambda h: h * 0):
+        edited = tiny_lm.model(ids).logits
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    assert not torch.equal(edited, clean)
+    assert torch.equal(other["logits"], clean)  # the edit never touched the other thread's forward
+    assert other["stopped"].shape == (1, 4, tiny_lm.model.config.hidden_size)

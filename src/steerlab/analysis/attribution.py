@@ -18,7 +18,7 @@ import torch
 
 from steerlab.analysis.codes import labeler
 from steerlab.features.schema import feature_uuid
-from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.models.hooks import _hidden, _replace_hidden, register_own_thread_hook
 from steerlab.steering.conversation import check_context, conversation_ids, token_strings
 from steerlab.steering.errors import ConversationError
 
@@ -110,7 +110,7 @@ def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, 
         held["codes"], held["error"] = codes, error
         return _replace_hidden(output, (sae.decode(codes) + error).to(h.dtype))
 
-    handle = lm.model.get_submodule(sae.cfg.hookpoint).register_forward_hook(hook)
+    handle = register_own_thread_hook(lm.model.get_submodule(sae.cfg.hookpoint), hook)
     try:
         with torch.enable_grad():
             logit = lm.model(input_ids=prefix).logits[0, -1, token_id]

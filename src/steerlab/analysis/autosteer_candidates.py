@@ -27,7 +27,7 @@ import torch
 from steerlab.analysis.codes import labeler
 from steerlab.analysis.contrast import contrast
 from steerlab.analysis.stimulus import ContrastiveStimulus, neutral_conversations, topic_conversations
-from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.models.hooks import _hidden, _replace_hidden, register_own_thread_hook
 from steerlab.steering.conversation import prompt_ids
 
 _FILLER = {"a", "an", "the", "of", "to", "in", "on", "at", "for", "and", "or", "be", "is", "are", "more", "less",
@@ -114,7 +114,7 @@ def nudge_gradient(lm, sae, stimulus: ContrastiveStimulus, goal: str) -> torch.T
     def hook(_module, _inputs, output):
         return _replace_hidden(output, _hidden(output) + delta)
 
-    handle = model.get_submodule(sae.cfg.hookpoint).register_forward_hook(hook)
+    handle = register_own_thread_hook(model.get_submodule(sae.cfg.hookpoint), hook)
     try:
         with torch.enable_grad():
             logits = model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits[:, :-1].float()

@@ -3,11 +3,16 @@
 The model is never rewritten: we attach plain forward hooks to the module named e.g.
 ``model.layers.18`` (the residual stream after block 18) and remove them afterwards, which
 restores the original computation bit for bit.
+
+Every hook here acts only on forwards run by the thread that installed it. The server's engine
+thread decodes on the same model object while another thread runs an analysis (AutoSteer takes a
+minute); without the guard one's hooks would edit, or stop, the other's forward passes.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -15,6 +20,18 @@ import torch
 from torch import nn
 
 Editor = Callable[[torch.Tensor], torch.Tensor]  # hidden [batch, seq, d_model] -> same shape
+
+
+def register_own_thread_hook(module: nn.Module, hook: Callable) -> torch.utils.hooks.RemovableHandle:
+    """``module.register_forward_hook(hook)``, but the hook runs only for this thread's forwards."""
+    owner = threading.get_ident()
+
+    def guarded(module, inputs, output):
+        if threading.get_ident() != owner:
+            return None
+        return hook(module, inputs, output)
+
+    return module.register_forward_hook(guarded)
 
 
 class HookpointError(ValueError):
@@ -74,7 +91,7 @@ def edit_residual(model: nn.Module, hookpoint: str, editor: Editor) -> Iterator[
     def hook(_module, _inputs, output):
         return _replace_hidden(output, editor(_hidden(output)))
 
-    handle = module.register_forward_hook(hook)
+    handle = register_own_thread_hook(module, hook)
     try:
         yield
     finally:
@@ -90,7 +107,7 @@ def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[s
         def hook(_module, _inputs, output, name=name):
             captured[name] = _hidden(output).detach()
 
-        handles.append(model.get_submodule(name).register_forward_hook(hook))
+        handles.append(register_own_thread_hook(model.get_submodule(name), hook))
     try:
         yield captured
     finally:
@@ -116,7 +133,7 @@ def forward_to_hookpoint(model: nn.Module, input_ids: torch.Tensor, hookpoint: s
         result.append(_hidden(output))
         raise _StopForward
 
-    handle = module.register_forward_hook(hook)
+    handle = register_own_thread_hook(module, hook)
     try:
         model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     except _StopForward:

@@ -7,6 +7,7 @@ engine) does the work. Everything a route needs hangs off ``app.state``.
 from __future__ import annotations
 
 import logging
+import threading
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,7 +21,7 @@ from steerlab.server.errors import install_error_handlers
 from steerlab.server.keys import KeyStore
 from steerlab.server.observability import Metrics, ObservabilityMiddleware
 from steerlab.server.rate_limits import RateLimiter
-from steerlab.server.routes import analysis, chat, features, ui, variants
+from steerlab.server.routes import analysis, autosteer, chat, features, ui, variants
 from steerlab.server.variants import VariantStore
 
 log = logging.getLogger("steerlab.server")
@@ -39,6 +40,7 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.variants = VariantStore(settings.resolved_db_path())
     app.state.lab = lab
+    app.state.autosteer_gate = threading.BoundedSemaphore(settings.autosteer_concurrency)
     if settings.open_mode:
         log.warning("OPEN MODE: no API key is required; anyone who can reach %s:%s can use this server",
                     settings.host, settings.port)
@@ -67,6 +69,7 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
     app.include_router(variants.router)
     app.include_router(features.router)
     app.include_router(analysis.router)
+    app.include_router(autosteer.router)
     # Web UI last: a mount at "/" matches every path, so it must come after all API routes.
     app.mount("/", ui.static_files(), name="ui")
     return app

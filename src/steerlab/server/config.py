@@ -29,6 +29,8 @@ class ServerSettings(BaseSettings):
     max_dataset_conversations: int = Field(512, ge=1)
     max_batch: int = Field(32, ge=1, description="Sequences decoded together by the engine.")
     max_queue: int = Field(512, ge=1, description="Waiting requests before 503 + Retry-After.")
+    autosteer_concurrency: int = Field(1, ge=1, description="AutoSteer/AutoConditional searches run at once; "
+                                       "one more gets 503 + Retry-After.")
 
     def resolved_db_path(self) -> Path:
         return self.db_path or get_settings().home / "server.db"

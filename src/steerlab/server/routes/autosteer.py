@@ -1,0 +1,113 @@
+"""Edits from a plain-language goal: AutoSteer, AutoConditional and the contrastive datasets they
+start from. Ember routes for the goodfire SDK, ``POST /v1/autosteer`` for the web UI.
+
+A search generates and scores dozens of short replies (tens of seconds on 2 CPU cores), so it runs
+beside the engine rather than holding the model (hooks act only on their own thread's forwards),
+and at most ``autosteer_concurrency`` run at once: one more gets 503 + Retry-After instead of
+waiting past the SDK's 60 s timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from steerlab.server.auth import Caller, require_caller
+from steerlab.server.deps import check_model, get_lab
+from steerlab.server.errors import APIError
+
+router = APIRouter()
+EMBER = "/api/inference/v1"
+MAX_SPECIFICATION_CHARS = 500
+T = TypeVar("T")
+
+
+class SpecificationBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    specification: str = Field(min_length=1, max_length=MAX_SPECIFICATION_CHARS,
+                               description="What the model should do, in plain language, e.g. 'talk like a pirate'.")
+    model: str | None = None
+
+
+class GoalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    goal: str = Field(min_length=1, max_length=MAX_SPECIFICATION_CHARS,
+                      description="What the model should do, in plain language, e.g. 'talk like a pirate'.")
+    model: str | None = None
+
+
+def _search_job(request: Request, text: str, field: str, run: Callable[..., T]) -> T:
+    """Run one AutoSteer-family job for ``text`` with the lab, or answer 503 while the slots are full."""
+    if not text.strip():
+        raise APIError(400, f"{field}: must say what the model should do, e.g. 'talk like a pirate'", param=field)
+    lab = get_lab(request)
+    gate = request.app.state.autosteer_gate
+    if not gate.acquire(blocking=False):
+        raise APIError(503, "AutoSteer is busy with other requests (each takes tens of seconds here); retry soon",
+                       code="autosteer_busy", headers={"Retry-After": "30"})
+    try:
+        return run(lab, text.strip())
+    finally:
+        gate.release()
+
+
+def _auto_steer(lab, goal: str):
+    from steerlab.analysis.autosteer import auto_steer
+
+    return auto_steer(lab.lm, lab.sae, goal, search=lab.search, labels=lab.labels, sae_id=lab.sae_id)
+
+
+@router.post(f"{EMBER}/features/auto-edits", tags=["ember"])
+def ember_auto_edits(body: SpecificationBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    """``{"edits": [[feature, strength], ...]}``: nudges found for the specification (may be empty)."""
+    check_model(get_lab(request), body.model)
+    return _search_job(request, body.specification, "specification", _auto_steer).ember()
+
+
+@router.post(f"{EMBER}/features/auto-conditional", tags=["ember"])
+def ember_auto_conditional(body: SpecificationBody, request: Request,
+                           _caller: Caller = Depends(require_caller)) -> dict:
+    """``{"conditional": ConditionalGroup}``: a trigger feature and threshold for 'when X' specifications."""
+    from steerlab.analysis.autosteer_conditional import auto_conditional
+
+    check_model(get_lab(request), body.model)
+
+    def run(lab, spec):
+        return auto_conditional(lab.lm, lab.sae, spec, search=lab.search, labels=lab.labels, sae_id=lab.sae_id)
+
+    return _search_job(request, body.specification, "specification", run).ember()
+
+
+@router.post(f"{EMBER}/attributions/generate-contrastive-dataset", tags=["ember"])
+def ember_contrastive_dataset(body: SpecificationBody, request: Request,
+                              _caller: Caller = Depends(require_caller)) -> list:
+    """``[dataset_1, dataset_2]``: replies written with and without the specification as an instruction."""
+    from steerlab.analysis.stimulus import generate_contrastive_stimulus
+
+    check_model(get_lab(request), body.model)
+
+    def run(lab, spec):
+        return generate_contrastive_stimulus(lab.lm, spec, sae=lab.sae)
+
+    return _search_job(request, body.specification, "specification", run).ember()
+
+
+@router.post("/v1/autosteer", tags=["native"])
+def native_autosteer(body: GoalBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+    """The chosen edits with labels and scores, and the controller that applies them."""
+    check_model(get_lab(request), body.model)
+    result = _search_job(request, body.goal, "goal", _auto_steer)
+    best, base = result.best, result.unsteered
+    return {
+        "goal": result.goal,
+        "edits": [{"index": f.index, "uuid": f.uuid, "label": f.label, "value": float(s), "mode": "nudge"}
+                  for f, s in result.edits],
+        "controller": result.controller.json(),
+        "score": {"steered": best.score, "unsteered": base.score, "concept": best.concept,
+                  "relevance": best.relevance, "fluency": best.fluency},
+        "example_replies": best.replies[:3],
+        "tried": len(result.trials),
+    }
