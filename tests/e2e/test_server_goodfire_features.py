@@ -39,3 +39,20 @@ def test_inspect_activations_contrast_attribute_logits(client):
     assert len(logits.logits) == 5
     attribution = client.features.attribute(CONV, index=-1, model=MODEL)
     assert attribution is not None
+
+
+def test_autosteer_autoconditional_and_contrastive_stimulus(client):
+    """The SDK gives these 60 s / 30 s; the server's quick search must answer inside that on a CPU."""
+    edits = client.features.AutoSteer("talk like a pirate", model=MODEL)
+    features = list(edits)
+    assert all(f.label is not None and f.index_in_sae >= 0 for f in features)
+    variant = goodfire.Variant(MODEL)
+    variant.set(edits)  # what the SDK's docs do with the result
+    assert len(variant.controller.json()["interventions"]) == len(features)
+    reply = client.chat.completions.create([{"role": "user", "content": "Tell me about your day."}],
+                                           model=variant, max_completion_tokens=8)
+    assert reply.choices[0].message["content"]
+    conditional = client.features.AutoConditional("when the user talks about cats", model=MODEL)
+    assert conditional.conditionals and conditional.conditionals[0].operator in (">", ">=")
+    chatty, plain = client.features.generate_contrastive_stimulus("talk like a pirate")
+    assert len(chatty) == len(plain) > 0 and chatty[0][-1]["role"] == "assistant"

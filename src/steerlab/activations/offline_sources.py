@@ -146,7 +146,7 @@ def templated_prompts(rng: random.Random) -> Iterator[tuple[str, str]]:
             f"What does the Linux command `{name}` do?",
             f"How do I use `{name}` in a shell script? ({summary})",
         ])
-    for word, gloss in nouns[1200:1700]:
+    for word, _gloss in nouns[1200:1700]:
         yield "math_and_misc", rng.choice([
             f"What is {rng.randint(2, 99)} times {rng.randint(2, 99)}?",
             f"Write a haiku about {word}.",

@@ -83,6 +83,12 @@ class AutoSteerConfig:
     concept_margin: float = 0.1
     seed: int = 0
 
+    @classmethod
+    def quick(cls) -> AutoSteerConfig:
+        """About half the generation work of the default: what the server runs unless told otherwise, to
+        answer inside the goodfire SDK's 60 s timeout on a CPU (``benchmarks/autosteer_speed.py``)."""
+        return cls(pool=8, n_candidates=2, combine_top=2, n_prompts=2, max_new_tokens=20, stimulus_size=4)
+
 
 @dataclass
 class Trial:

@@ -28,7 +28,8 @@ def train(
     holdout_tokens: int = typer.Option(131_072, "--holdout-tokens", help="Tail of the stream kept out of training, "
                                        "used to measure feature_scale (steering units) and holdout FVU."),
     seed: int = typer.Option(0, "--seed"),
-    save_dtype: str = typer.Option("float32", "--save-dtype", help="Dtype of the final sae/ weights (bfloat16 halves it)."),
+    save_dtype: str = typer.Option("float32", "--save-dtype",
+                                   help="Dtype of the final sae/ weights (bfloat16 halves it)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Ignore existing checkpoints in OUT."),
 ) -> None:
     """Train an SAE on harvested activations (resumes from OUT's last checkpoint unless --no-resume)."""

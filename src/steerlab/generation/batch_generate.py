@@ -19,7 +19,6 @@ import torch
 
 from steerlab.models.hooks import capture_residual
 
-
 NUCLEUS_CANDIDATES = 512
 """Top-p looks at this many most likely tokens first (exact: falls back to a full sort when needed)."""
 

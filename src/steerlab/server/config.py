@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,8 @@ class ServerSettings(BaseSettings):
     max_queue: int = Field(512, ge=1, description="Waiting requests before 503 + Retry-After.")
     autosteer_concurrency: int = Field(1, ge=1, description="AutoSteer/AutoConditional searches run at once; "
                                        "one more gets 503 + Retry-After.")
+    autosteer_effort: Literal["quick", "thorough"] = Field("quick", description="quick fits the goodfire SDK's "
+                                                           "60 s timeout on a CPU; thorough tries twice the edits.")
 
     def resolved_db_path(self) -> Path:
         return self.db_path or get_settings().home / "server.db"

@@ -54,17 +54,27 @@ def _search_job(request: Request, text: str, field: str, run: Callable[..., T]) 
         gate.release()
 
 
-def _auto_steer(lab, goal: str):
+def _config(request: Request):
+    from steerlab.analysis.autosteer import AutoSteerConfig
+
+    return AutoSteerConfig.quick() if request.app.state.settings.autosteer_effort == "quick" else AutoSteerConfig()
+
+
+def _auto_steer(request: Request):
     from steerlab.analysis.autosteer import auto_steer
 
-    return auto_steer(lab.lm, lab.sae, goal, search=lab.search, labels=lab.labels, sae_id=lab.sae_id)
+    def run(lab, goal: str):
+        return auto_steer(lab.lm, lab.sae, goal, config=_config(request), search=lab.search, labels=lab.labels,
+                          sae_id=lab.sae_id)
+
+    return run
 
 
 @router.post(f"{EMBER}/features/auto-edits", tags=["ember"])
 def ember_auto_edits(body: SpecificationBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     """``{"edits": [[feature, strength], ...]}``: nudges found for the specification (may be empty)."""
     check_model(get_lab(request), body.model)
-    return _search_job(request, body.specification, "specification", _auto_steer).ember()
+    return _search_job(request, body.specification, "specification", _auto_steer(request)).ember()
 
 
 @router.post(f"{EMBER}/features/auto-conditional", tags=["ember"])
@@ -76,7 +86,8 @@ def ember_auto_conditional(body: SpecificationBody, request: Request,
     check_model(get_lab(request), body.model)
 
     def run(lab, spec):
-        return auto_conditional(lab.lm, lab.sae, spec, search=lab.search, labels=lab.labels, sae_id=lab.sae_id)
+        return auto_conditional(lab.lm, lab.sae, spec, config=_config(request), search=lab.search,
+                                labels=lab.labels, sae_id=lab.sae_id)
 
     return _search_job(request, body.specification, "specification", run).ember()
 
@@ -99,7 +110,7 @@ def ember_contrastive_dataset(body: SpecificationBody, request: Request,
 def native_autosteer(body: GoalBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     """The chosen edits with labels and scores, and the controller that applies them."""
     check_model(get_lab(request), body.model)
-    result = _search_job(request, body.goal, "goal", _auto_steer)
+    result = _search_job(request, body.goal, "goal", _auto_steer(request))
     best, base = result.best, result.unsteered
     return {
         "goal": result.goal,

@@ -233,19 +233,25 @@ function ruleForm() {
       "aria-label": "Add a rule",
       onsubmit: async (e) => {
         e.preventDefault();
+        // Read the whole form before the first await: the feature lookups go to the server, and a
+        // quick user (or test) may already be changing the form for the next rule meanwhile.
+        const form = {
+          kind: kind.value, ifIndex: Number(ifIndex.value), op: op.value, threshold: Number(threshold.value),
+          thenIndex: thenIndex.value, thenMode: thenMode.value, thenValue: Number(thenValue.value),
+        };
+        if (form.kind !== "abort" && form.thenIndex === "") {
+          notify("Name the feature to set (F2).", { kind: "error" });
+          thenIndex.focus();
+          return;
+        }
         try {
-          const ifRef = await featureRef(Number(ifIndex.value));
-          const base = { if: ifRef, op: op.value, threshold: Number(threshold.value) };
-          if (kind.value === "abort") {
+          const ifRef = await featureRef(form.ifIndex);
+          const base = { if: ifRef, op: form.op, threshold: form.threshold };
+          if (form.kind === "abort") {
             variant.addRule({ kind: "abort", ...base, event: abortEventName(ifRef.index) });
           } else {
-            if (thenIndex.value === "") {
-              notify("Name the feature to set (F2).", { kind: "error" });
-              thenIndex.focus();
-              return;
-            }
-            const thenRef = await featureRef(Number(thenIndex.value));
-            variant.addRule({ kind: "when", ...base, then: { ...thenRef, mode: thenMode.value, value: Number(thenValue.value) } });
+            const thenRef = await featureRef(Number(form.thenIndex));
+            variant.addRule({ kind: "when", ...base, then: { ...thenRef, mode: form.thenMode, value: form.thenValue } });
           }
         } catch (err) {
           showError(err);
