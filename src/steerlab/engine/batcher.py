@@ -1,7 +1,9 @@
 """Continuous batching: many requests, each with its own steering, share every decode step.
 
-One background thread owns the model. Each loop it admits waiting requests (prefilled one by one,
-their KV caches joined to the batch), runs one decode step for every active sequence, and pushes
+One background thread owns the model. Each loop it admits waiting requests (prefilled together,
+left-padded, up to ``prefill_tokens`` per forward, their KV caches joined to the batch: on a CPU a
+forward costs about the same for one prompt as for ten, since reading the weights dominates), runs
+one decode step for every active sequence, and pushes
 each new token to its stream. A finished or cancelled sequence leaves the batch at once, so a
 slow request never holds back the others, and no sequence waits for the longest one to finish.
 
@@ -39,8 +41,12 @@ class EngineBusy(Exception):
 
 class Engine:
     def __init__(self, model, tokenizer, hookpoint: str | None, stop_token_ids: set[int],
-                 max_batch: int = 32, max_queue: int = 512):
+                 max_batch: int = 32, max_queue: int = 512, prefill_tokens: int = 4096):
         self.model, self.tokenizer = model, tokenizer
+        self.prefill_tokens = prefill_tokens
+        """Rows x padded width of one admission forward (bounds its attention memory)."""
+        self.pad_token_id = (tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None
+                             else 0)
         self.stop_token_ids = set(stop_token_ids)
         self.max_batch, self.max_queue = max_batch, max_queue
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
@@ -50,11 +56,14 @@ class Engine:
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None
         self._row_editors: list[RowEditor | None] = []
+        self._row_starts: list[int] | None = None
+        """During a padded prefill: where each row's real tokens start (editors never see padding)."""
         self._wake = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
         self._hook = model.get_submodule(hookpoint).register_forward_hook(self._steer) if hookpoint else None
         self.steps = 0
+        self.prefill_forwards = 0
         self.lock = threading.RLock()
         """Held for every engine step; other users of the model (inspect, attribution, ...) take it too,
         so their temporary hooks never see the engine's forwards and vice versa."""
@@ -128,25 +137,58 @@ class Engine:
 
     def _admit(self) -> None:
         while len(self._active) < self.max_batch:
-            with self._wake:
-                if not self._waiting:
-                    return
-                seq = self._waiting.popleft()
-            if seq.stream.cancelled.is_set():
-                seq.stream.push(TokenEvent("", None, 0, "cancelled"))
-                continue
-            self._prefill(seq)
+            group = self._take_group()
+            if not group:
+                return
+            self._prefill(group)
 
-    def _prefill(self, seq: SequenceState) -> None:
-        ids = torch.tensor([seq.prompt_ids], device=self.device)
+    def _take_group(self) -> list[SequenceState]:
+        """The next waiting sequences (FIFO) that fit the batch and the prefill budget; at least one."""
+        group, cancelled, width = [], [], 0
+        with self._wake:
+            while self._waiting and len(self._active) + len(group) < self.max_batch:
+                seq = self._waiting[0]
+                if seq.stream.cancelled.is_set():
+                    cancelled.append(self._waiting.popleft())
+                    continue
+                wider = max(width, len(seq.prompt_ids))
+                if group and wider * (len(group) + 1) > self.prefill_tokens:
+                    break
+                group.append(self._waiting.popleft())
+                width = wider
+        for seq in cancelled:
+            seq.stream.push(TokenEvent("", None, 0, "cancelled"))
+        return group
+
+    def _prefill(self, group: list[SequenceState]) -> None:
+        width = max(len(s.prompt_ids) for s in group)
+        ids = torch.full((len(group), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for row, seq in enumerate(group):  # left padding: every row's last prompt token is at the end
+            ids[row, width - len(seq.prompt_ids):] = torch.tensor(seq.prompt_ids)
+            mask[row, width - len(seq.prompt_ids):] = 1
+        extra = {}
+        if len(group) > 1:
+            extra = {"attention_mask": mask.to(self.device),
+                     "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)}
         cache = DynamicCache()
-        self._row_editors = [seq.editor]
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-        if seq.step(out.logits[0, -1].float().cpu(), self.tokenizer):
+        self._row_editors = [s.editor for s in group]
+        self._row_starts = [width - len(s.prompt_ids) for s in group]
+        try:
+            out = self.model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True, logits_to_keep=1,
+                             **extra)
+        finally:
+            self._row_starts = None
+        self.prefill_forwards += 1
+        logits = out.logits[:, -1].float().cpu()
+        keep = [row for row, seq in enumerate(group) if not seq.step(logits[row], self.tokenizer)]
+        if not keep:
             return
-        mask = torch.ones((1, len(seq.prompt_ids)), dtype=torch.long, device=self.device)
+        mask = mask.to(self.device)
+        if len(keep) < len(group):
+            cache, mask = kv_cache.select(cache, mask, torch.tensor(keep, device=self.device))
         self._cache, self._mask = kv_cache.join(self._cache, self._mask, cache, mask)
-        self._active.append(seq)
+        self._active.extend(group[row] for row in keep)
 
     def _decode(self) -> None:
         rows = self._active
@@ -175,9 +217,11 @@ class Engine:
             return None  # another user's forward (analysis, tests): not ours to steer
         hidden = _hidden(output)
         edited = hidden.clone()
+        starts = self._row_starts
         for row, editor in enumerate(editors):
             if editor is not None:
-                edited[row:row + 1] = editor(hidden[row:row + 1])
+                start = starts[row] if starts else 0
+                edited[row:row + 1, start:] = editor(hidden[row:row + 1, start:])
         return _replace_hidden(output, edited)
 
     def _fail_all(self, message: str) -> None:

@@ -48,6 +48,31 @@ def test_concurrent_rows_with_different_steering_equal_each_run_alone(setup):
     assert engine.active_count == 0 and engine.steps > 0
 
 
+def test_waiting_prompts_are_prefilled_together_and_padding_never_reaches_an_editor(setup):
+    """Six prompts of different lengths arrive while the engine is busy: one padded prefill forward,
+    the same text as each alone, and a per-sequence editor that sees only its own real tokens."""
+    lm, sae, engine = setup
+    params = SamplingParams(max_new_tokens=8, temperature=0)
+    prompts = [_prompt(lm, p) for p in PROMPTS]
+    alone = [engine.generate(p, params, _editor(sae, i)) for i, p in enumerate(prompts)]
+    seen: list[int] = []
+
+    def counting(hidden):  # records how many positions the editor is shown on each call
+        seen.append(hidden.shape[1])
+        return hidden
+
+    wait_idle(engine)
+    before = engine.prefill_forwards
+    with engine.lock:  # the engine thread waits here, so every request below is queued first
+        streams = [engine.submit(p, params, _editor(sae, i)) for i, p in enumerate(prompts)]
+        probe = engine.submit(prompts[0], params, counting)
+    assert [s.text() for s in streams] == alone
+    probe.text()
+    assert engine.prefill_forwards - before == 1
+    assert seen[0] == len(prompts[0]) < max(map(len, prompts))  # its prompt only, no left padding
+    assert set(seen[1:]) == {1}
+
+
 def test_engine_matches_the_single_sequence_sampler_with_seed(setup):
     from steerlab.generation.sampler import stream_tokens
     from steerlab.models.hooks import edit_residual
