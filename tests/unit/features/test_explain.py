@@ -4,6 +4,7 @@ crafted features whose meaning is obvious (French text, Python code, the word "b
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 
@@ -157,3 +158,30 @@ def test_offline_labels_do_not_depend_on_batching(offline_explainer):
     together = [lab.text for lab in offline_explainer.explain(features)]
     alone = [offline_explainer.explain([f])[0].text for f in features]
     assert together == alone
+
+
+GERMAN = ["Der Hund läuft jeden Morgen durch den großen Park.", "Wir haben gestern Abend zusammen gegessen.",
+          "Das Wetter ist heute kalt und es regnet seit Stunden.", "Meine Schwester arbeitet in einer Bank.",
+          "Kannst du mir bitte das Salz geben?", "Die Kinder spielen im Garten hinter dem Haus.",
+          "Ich habe das Buch noch nicht gelesen.", "Der Zug kommt um acht Uhr am Bahnhof an.",
+          "Er trinkt seinen Kaffee immer ohne Zucker.", "Im Sommer fahren wir oft an die See."]
+
+
+def test_language_identifier_names_languages_and_abstains_on_fragments():
+    from steerlab.features.explain.language import detect_language, dominant_language
+
+    assert detect_language("Der Hund läuft jeden Morgen durch den großen Park.") == "de"
+    assert detect_language("Mon frère travaille dans une banque au centre de la ville.") == "fr"
+    assert detect_language("x = 1") is None  # too few letters to say
+    assert dominant_language(GERMAN, background=Counter()) == ("German", 1.0)
+    assert dominant_language(GERMAN, background=Counter({"de": 0.5})) is None  # German everywhere: not a signal
+    assert dominant_language(GERMAN[:3] + ["the cat sat on the mat today"] * 7, background=Counter()) is None
+
+
+def test_offline_explainer_labels_a_foreign_language_feature_by_its_language(offline_explainer):
+    from tests.unit.features.labeling_fixtures import ENGLISH, make_feature
+
+    german = make_feature(3, GERMAN, lambda t: True, ENGLISH[:8])
+    label = offline_explainer.explain([german])[0]
+    assert "german" in label.text.lower()
+    assert label.score_details["evidence"] == 1.0  # the language path: every top context is German

@@ -5,7 +5,10 @@ non-firing contexts; the concept phrase (``data/concepts.txt``) pointing furthes
 wins (nudged by the tokens the feature promotes). When most top examples peak on the same token
 (by count, or by tf-idf against the background) and that token's label separates the contexts at
 least as well, the label is the token instead (``"import" tokens``, ``commas``); a feature whose
-top examples nearly all peak on one token is labeled by that token outright.
+top examples nearly all peak on one token is labeled by that token outright. When most top contexts
+are in one non-English language (a language identifier, ``language.py``: the English-centric
+encoder cannot tell), the label names the language (``French text``, or ``"le" tokens in French
+text`` when a token also stands out).
 
 Choosing by the contrast's mean rather than by a per-candidate AUC is deliberate: with ~10 examples
 the AUC of 700 candidates is noisy and picking its maximum overfits (measured on held-out quantile
@@ -25,6 +28,7 @@ import numpy as np
 from steerlab.features.embeddings import EmbeddingCache
 from steerlab.features.explain.base import Explainer, activating_examples, negative_examples
 from steerlab.features.explain.concepts import ConceptVocabulary
+from steerlab.features.explain.language import dominant_language, language_shares
 from steerlab.features.explain.views import ContextVectors, Encoder, view_texts
 from steerlab.features.schema import Example, Feature, Label
 
@@ -49,6 +53,8 @@ class OfflineConfig:
     """A token label is proposed when at least this share of top examples peak on (or contain) the token..."""
     single_token_share: float = 0.9
     """...and wins outright at this share: the feature is clearly about one token."""
+    language_share: float = 0.6
+    """A language label needs at least this share of top contexts identified as that language."""
     promoted_weight: float = 0.1
     """Weight of the promoted-tokens similarity when ranking concepts."""
     contexts: str = "sentence"
@@ -70,6 +76,10 @@ def token_label(token: str) -> str:
         return "whitespace"
     shown = token[:24].replace('"', "'")
     return f'"{shown}" tokens'
+
+
+def example_text(example: Example) -> str:
+    return "".join(example.tokens)
 
 
 def promoted_text(feature: Feature) -> str:
@@ -121,6 +131,7 @@ class OfflineExplainer(Explainer):
         self.encode = encode or EmbeddingCache()
         self._background: ContextVectors | None = None
         self._token_background = TokenBackground()
+        self._language_background: Counter[str] = Counter()
         if background:
             self.set_background(background)
 
@@ -131,6 +142,7 @@ class OfflineExplainer(Explainer):
         chosen = unique[::step][: self.config.background_size]
         self._background = ContextVectors(chosen, self.encode, self.config.contexts)
         self._token_background = TokenBackground(chosen)
+        self._language_background = language_shares([example_text(e) for e in chosen])
 
     def explain(self, features: Sequence[Feature]) -> list[Label | None]:
         if self._background is None:
@@ -158,6 +170,12 @@ class OfflineExplainer(Explainer):
         token, share = max(token_evidence(acts, self._token_background), key=lambda ts: ts[1], default=("", 0.0))
         if share >= cfg.single_token_share:
             return self._label(token_label(token), share)
+        language = dominant_language([example_text(e) for e in acts], self._language_background,
+                                     share=cfg.language_share)
+        if language is not None:
+            name, language_share = language
+            text = f"{name} text"
+            return self._label(f"{token_label(token)} in {text}" if share >= cfg.token_share else text, language_share)
         if share >= cfg.token_share:
             candidate = token_label(token)
             vecs = np.stack([vocab.vectors[best], self.encode([candidate])[0]])
