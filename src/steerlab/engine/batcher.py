@@ -18,6 +18,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from transformers import DynamicCache
@@ -65,8 +67,10 @@ class Engine:
         self.steps = 0
         self.prefill_forwards = 0
         self.lock = threading.RLock()
-        """Held for every engine step; other users of the model (inspect, attribution, ...) take it too,
-        so their temporary hooks never see the engine's forwards and vice versa."""
+        """Held for every engine step; other users of the model (inspect, attribution, ...) take it
+        through ``outside()``, which also makes the engine wait its turn for them."""
+        self._outsiders_waiting = 0
+        self._outsiders_served = 0
 
     # ----- public API -------------------------------------------------------------------------
     @property
@@ -98,6 +102,31 @@ class Engine:
             self._ensure_thread()
             self._wake.notify()
         return stream
+
+    @contextmanager
+    def outside(self) -> Iterator[None]:
+        """Hold the model for work outside the engine (an inspection, an attribution).
+
+        Python locks are not fair: nothing stops a busy engine thread from re-taking ``lock`` straight
+        after each step. So the engine yields explicitly: after a step it lets one waiting outsider run
+        before its next step (one step, one outsider, alternating), a bound on every outsider's wait.
+        """
+        with self._wake:
+            self._outsiders_waiting += 1
+        try:
+            with self.lock:
+                yield
+        finally:
+            with self._wake:
+                self._outsiders_waiting -= 1
+                self._outsiders_served += 1
+                self._wake.notify_all()
+
+    def _yield_to_outsiders(self) -> None:
+        with self._wake:
+            served = self._outsiders_served
+            while self._outsiders_waiting and self._outsiders_served == served and not self._closed:
+                self._wake.wait(timeout=1.0)
 
     def generate(self, prompt_ids: list[int], params: SamplingParams, editor: RowEditor | None = None):
         """Blocking convenience: (text, finish_reason, events)."""
@@ -134,6 +163,7 @@ class Engine:
             except Exception as err:  # never let one bad step kill the server's engine
                 log.exception("engine step failed")
                 self._fail_all(f"generation failed: {err}")
+            self._yield_to_outsiders()
 
     def _admit(self) -> None:
         while len(self._active) < self.max_batch:

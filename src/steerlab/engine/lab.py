@@ -93,7 +93,7 @@ class Lab:
 
     def exclusive(self) -> AbstractContextManager:
         """Hold the model for a forward outside the engine (inspect, attribution, logits...)."""
-        return self.engine.lock
+        return self.engine.outside()
 
     @cached_property
     def search(self):

@@ -1,6 +1,7 @@
 import asyncio
 import concurrent.futures
 import threading
+import time
 
 import pytest
 import torch
@@ -123,3 +124,26 @@ def test_async_streams_from_an_event_loop(setup):
     params = SamplingParams(max_new_tokens=6, temperature=0)
     assert texts == [engine.generate(_prompt(lm, p), params)[0] for p in PROMPTS[:3]]
     assert threading.active_count() >= 1
+
+
+def test_work_outside_the_engine_gets_the_model_between_two_steps_of_a_long_generation(setup):
+    """The engine yields to a waiting inspection after its current step, not when the batch drains."""
+    lm, _, engine = setup
+    engine.stop_token_ids = set()
+
+    def slow(hidden):  # a step that takes as long as a real model's, lock held
+        time.sleep(0.01)
+        return hidden
+
+    stream = engine.submit(_prompt(lm, "the cat"), SamplingParams(max_new_tokens=400, temperature=0), slow)
+    deadline = time.monotonic() + 30
+    while engine.steps < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    for _ in range(5):  # several outsiders in a row, each served within a couple of steps
+        asked = engine.steps
+        with engine.outside():
+            waited = engine.steps - asked
+            assert engine.active_count == 1  # the generation is still running: it did not have to finish
+        assert waited <= 2
+    stream.cancel()
+    stream.text()
