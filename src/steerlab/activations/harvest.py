@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from steerlab.activations.corpus import CorpusSpec, build_sequences
 from steerlab.models.hooks import forward_to_hookpoint, resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
+from steerlab.tensor_files import save_safetensors
 
 
 class HarvestError(ValueError):
@@ -45,9 +46,7 @@ class HarvestConfig:
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    save_safetensors(tensors, path, metadata)
 
 
 def _write_json(path: Path, data: dict) -> None:

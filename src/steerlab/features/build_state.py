@@ -10,19 +10,18 @@ checkpoint of another SAE, corpus or configuration is refused instead of silentl
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from steerlab.features.batch_codes import BatchCodes, uniform_priority
 from steerlab.features.cofiring import CofiringCounter
 from steerlab.features.examples_pool import ContextPool
 from steerlab.features.examples_slots import SlotTable
 from steerlab.features.stats import StatsAccumulator
+from steerlab.tensor_files import save_safetensors
 
 CHECKPOINT = "state.safetensors"
 
@@ -112,12 +111,7 @@ class FeatureAccumulator:
         tensors = {f"{part}.{name}": t.contiguous() for part, obj in self._parts().items()
                    for name, t in obj.state_dict().items()}
         meta = {"identity": json.dumps(identity, sort_keys=True), "batches_done": str(self.batches_done)}
-        tmp = folder / f".{CHECKPOINT}.tmp-{os.getpid()}"
-        try:
-            save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, folder / CHECKPOINT)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_safetensors(tensors, folder / CHECKPOINT, metadata=meta)
 
     def load(self, folder: Path, identity: dict) -> bool:
         """Restore from ``folder``'s checkpoint if there is one; False if there is none."""

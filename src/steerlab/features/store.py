@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import sqlite3
 import threading
@@ -261,18 +260,13 @@ class FeatureStore(FeatureQueries, CorpusTables):
     def save_vectors(self, sae_id: str, name: str, tensor) -> None:
         """Write a dense array (e.g. decoder directions ``[d_sae, d_in]``) for the SAE, atomically."""
         import torch
-        from safetensors.torch import save_file
+
+        from steerlab.tensor_files import save_safetensors
 
         self._writable()
         path = self._vector_path(sae_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        try:
-            save_file({"vectors": torch.as_tensor(tensor).detach().cpu().contiguous()}, str(tmp),
-                      metadata={"sae_id": sae_id, "name": name})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_safetensors({"vectors": torch.as_tensor(tensor)}, path, metadata={"sae_id": sae_id, "name": name})
 
     def load_vectors(self, sae_id: str, name: str):
         """The stored tensor, or None when there is none."""

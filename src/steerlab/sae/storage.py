@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+
+from steerlab.tensor_files import save_safetensors
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -106,7 +107,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata)
+    save_safetensors(tensors, path, metadata)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
