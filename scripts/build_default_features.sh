@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Rebuild the feature database shipped next to the bundled SAE (src/steerlab/assets/saes/...).
+# Run after scripts/build_default_sae.sh. Resumable: rerun after a kill (build checkpoints in <db>.build/,
+# labeling skips labeled features).
+# Input: 4 text shards (~1M tokens; harvest shards are shuffled across sources) + every chat shard
+# (~1.8M tokens, the chat corpus harvested while generated): a scan of all 10M tokens would take ~2.5 h
+# on 2 CPU cores for top examples that ~3M tokens already give.
+set -euo pipefail
+H="${STEERLAB_HOME:-$HOME/.cache/steerlab}"
+LAYER=18
+SAE=src/steerlab/assets/saes/smollm2-135m-instruct
+DB="$H/features/smollm2-L$LAYER-final.db"
+mkdir -p "$(dirname "$DB")"
+TEXT="$H/harvests/smollm2-L$LAYER-text"
+CHAT="$H/harvests/smollm2-L$LAYER-chat"
+steerlab features build --sae "$SAE" --db "$DB" \
+  --acts "$TEXT/shard_00000.safetensors" --acts "$TEXT/shard_00009.safetensors" \
+  --acts "$TEXT/shard_00018.safetensors" --acts "$TEXT/shard_00027.safetensors" --acts "$CHAT"
+# offline labels (tokens mode: ~10 min for 9,216 features here; sentence mode is better but ~2 h)
+steerlab features label --db "$DB" --sae "$SAE" --contexts tokens
+# decoder directions are not stored (the server passes the SAE's W_dec); compact and ship
+python -c "import sys; from steerlab.features.store import FeatureStore; FeatureStore(sys.argv[1]).compact()" "$DB"
+cp "$DB" "$SAE/features.db"
