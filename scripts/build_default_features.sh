@@ -13,6 +13,8 @@ DB="$H/features/smollm2-L$LAYER-final.db"
 mkdir -p "$(dirname "$DB")"
 TEXT="$H/harvests/smollm2-L$LAYER-text"
 CHAT="$H/harvests/smollm2-L$LAYER-chat"
+# a finished chat run only writes its sequences file (example contexts) when rerun: idempotent, seconds
+steerlab corpus build-default --no-text --capture-layer "$LAYER" --capture-out "$CHAT"
 steerlab features build --sae "$SAE" --db "$DB" \
   --acts "$TEXT/shard_00000.safetensors" --acts "$TEXT/shard_00009.safetensors" \
   --acts "$TEXT/shard_00018.safetensors" --acts "$TEXT/shard_00027.safetensors" --acts "$CHAT"

@@ -53,6 +53,19 @@ def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm,
     assert all(int(s["position"].min()) == 1 for s in shards)  # the first token's residual is skipped
     assert manifest["num_tokens"] == sum(len(s["acts"]) for s in shards)
     assert ShardActivationSource(whole).num_tokens == manifest["num_tokens"]
+    # the feature-database builder reads it too: example contexts are whole conversations by id
+    from steerlab.features.build_sources import HarvestActivations
+    from steerlab.steering.chat import chat_input_ids
+
+    assert manifest["num_sequences"] == 5
+    source = HarvestActivations([whole])
+    conversations = source.sequence_tokens({0, 2, 4})
+    assert conversations[2] == []  # held out
+    rows = shards[2]
+    assert conversations[4][0] == chat_input_ids(tiny_lm.tokenizer, [{"role": "user", "content": "x"}])[0]
+    assert conversations[4][1:] == rows["token_ids"].tolist() and conversations[4][:2] == chat_input_ids(
+        tiny_lm.tokenizer, [{"role": "user", "content": PROMPTS[4]["prompt"]}])[:2]
+    assert sum(batch.acts.shape[0] for batch in source.batches()) == manifest["num_tokens"]
 
     # transcripts already written but a shard missing: that batch is generated again, nothing is appended
     part = tmp_path / "part"

@@ -6,7 +6,9 @@ transcripts afterwards would run the first layers over ~2M tokens a second time 
 cores). The folder has the layout of ``harvest.py`` (manifest + ``shard_NNNNN.safetensors`` with
 ``acts``, ``token_ids``, ``seq_index`` = conversation id, ``position``), so the trainer reads it like
 any other harvest. Shard ``b`` holds generation batch ``b``; it is written (atomically) before that
-batch's transcripts, so a kill between the two only means the batch is generated again.
+batch's transcripts, so a kill between the two only means the batch is generated again. Once every
+shard exists, ``finish`` writes ``sequences.safetensors`` (each conversation's tokens, indexed by
+conversation id), which the feature-database builder reads for example contexts.
 
 Differences from harvesting the transcripts later, on purpose: sequences are whole conversations
 (prompt cut at ``max_prompt_tokens``, reply up to ``max_new_tokens``) rather than 256-token windows,
@@ -21,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from steerlab.activations.harvest import HarvestError, _atomic_save, _write_json, shard_path
+from steerlab.activations.harvest import HarvestError, _atomic_save, _save_sequences, _write_json, shard_path
 from steerlab.generation.batch_generate import Generated
 from steerlab.models.hooks import resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
+from steerlab.steering.chat import chat_input_ids
 
 
 class ChatCapture:
@@ -38,6 +41,10 @@ class ChatCapture:
         self.store = parse_dtype(store_dtype)
         self.keep_id = keep_id or (lambda _id: True)
         self.skip_first = skip_first_position
+        self.num_prompts = int(generation.get("prompts", 0))
+        # Every conversation starts with the chat template's first token; its residual is skipped but the
+        # token belongs in the example contexts.
+        self.first_token = chat_input_ids(lm.tokenizer, [{"role": "user", "content": "x"}])[0]
         self.manifest = {"model": lm.name, "hookpoint": self.hookpoint, "store_dtype": store_dtype,
                          "corpus": {"chat_generation": generation}, "num_shards": num_batches,
                          "skip_first_position": skip_first_position, "d_model": lm.d_model,
@@ -80,15 +87,35 @@ class ChatCapture:
         return len(tensors["acts"])
 
     def finish(self) -> dict:
-        """Mark the folder complete once every batch has its shard; returns the manifest."""
+        """Once every batch has its shard: write ``sequences.safetensors`` (if missing) and mark the
+        folder complete; returns the manifest. Rerunning the generation command on a finished run
+        only does this step."""
         shards = [shard_path(self.out_dir, i) for i in range(self.manifest["num_shards"])]
-        if all(p.exists() for p in shards) and not self.manifest.get("complete"):
-            from safetensors import safe_open
-
-            total = 0
-            for p in shards:
-                with safe_open(str(p), framework="pt") as f:
-                    total += f.get_slice("acts").get_shape()[0]
-            self.manifest.update(complete=True, num_tokens=total)
+        if not all(p.exists() for p in shards):
+            return self.manifest
+        sequences_file = self.out_dir / "sequences.safetensors"
+        if not sequences_file.exists() or not self.manifest.get("complete"):
+            sequences, total = self._sequences(shards)
+            _save_sequences(sequences, sequences_file)
+            self.manifest.update(complete=True, num_tokens=total, num_sequences=len(sequences))
             _write_json(self.out_dir / "manifest.json", self.manifest)
         return self.manifest
+
+    def _sequences(self, shards: list[Path]) -> tuple[list[list[int]], int]:
+        """Each conversation's tokens by id (empty for held-out or never-generated ids), and the total
+        number of harvested tokens."""
+        from safetensors import safe_open
+
+        by_id: dict[int, list[int]] = {}
+        total = 0
+        for path in shards:
+            with safe_open(str(path), framework="pt") as f:
+                seq, pos, tok = f.get_tensor("seq_index"), f.get_tensor("position"), f.get_tensor("token_ids")
+            total += len(seq)
+            order = torch.argsort(seq * (1 << 20) + pos.long())
+            seq, tok = seq[order], tok[order]
+            ids, counts = torch.unique_consecutive(seq, return_counts=True)
+            for cid, part in zip(ids.tolist(), torch.split(tok, counts.tolist())):
+                by_id[cid] = ([self.first_token] if self.skip_first else []) + part.tolist()
+        size = max(self.num_prompts, max(by_id, default=-1) + 1)
+        return [by_id.get(i, []) for i in range(size)], total
