@@ -59,6 +59,9 @@ class HarvestActivations:
             else:
                 files = [shard_path(folder, i) for i in range(manifest["num_shards"])
                          if shard_path(folder, i).exists()]
+            if "num_sequences" not in manifest:
+                raise HarvestError(f"{folder} has no token sequences yet (a chat capture writes them when it "
+                                   "finishes: rerun its 'steerlab corpus build-default ... --capture-out' command)")
             self.shards += [(f, offset) for f in files]
             self.folders.append((folder, offset, int(manifest["num_sequences"])))
             offset += int(manifest["num_sequences"])
