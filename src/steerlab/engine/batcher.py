@@ -46,6 +46,8 @@ class Engine:
                  max_batch: int = 32, max_queue: int = 512, prefill_tokens: int = 4096):
         self.model, self.tokenizer = model, tokenizer
         self.prefill_tokens = prefill_tokens
+        self.threads = torch.get_num_threads()
+        """Intra-op threads of the engine thread, fixed at start (see ``steerlab.torch_threads``)."""
         """Rows x padded width of one admission forward (bounds its attention memory)."""
         self.pad_token_id = (tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None
                              else 0)
@@ -148,6 +150,7 @@ class Engine:
             self._thread.start()
 
     def _run(self) -> None:
+        torch.set_num_threads(self.threads)
         while True:
             with self._wake:
                 while not self._closed and not self._waiting and not self._active:

@@ -50,13 +50,18 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 
 
 def embed_one(text: str) -> np.ndarray:
-    """Embedding ``[384]`` of a single text (a search query), without the batching machinery's overhead."""
+    """Embedding ``[384]`` of a single text (a search query), without the batching machinery's overhead.
+
+    On one thread: a query is too small to gain from two, and in the server a second parallel region
+    beside the engine's oversubscribes the CPU (see ``torch_threads``)."""
     import torch
+
+    from steerlab.torch_threads import torch_threads
 
     model = get_model()
     prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize: sentence-transformers < 5
     features = prepare([text])
-    with torch.inference_mode():
+    with torch_threads(1), torch.inference_mode():
         out = model(features)["sentence_embedding"][0]
         out = torch.nn.functional.normalize(out, dim=0)
     return out.numpy().astype(np.float32, copy=False)
