@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 
-SNIPPET = "import time; t=time.perf_counter(); from steerlab.models.loader import load_model; load_model('default'); print(time.perf_counter()-t)"
+SNIPPET = ("import time; t=time.perf_counter(); from steerlab.models.loader import load_model; "
+           "load_model('default'); print(time.perf_counter()-t)")
 
 
 def timed_load(home: str) -> float:

@@ -7,9 +7,10 @@ import pytest
 from goodfire.exceptions import InferenceAbortedException
 from goodfire.features.features import Feature
 
+from tests.default_features import FRENCH
+
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MSG = [{"role": "user", "content": "Tell me about your weekend."}]
-FRENCH = 5081  # the README quickstart's feature (French); pinned by tests/integration/test_default_model.py
 
 
 def _feature(index: int) -> Feature:

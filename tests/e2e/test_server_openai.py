@@ -6,6 +6,8 @@ import httpx
 import pytest
 from openai import AuthenticationError, OpenAI
 
+from tests.default_features import FRENCH
+
 MSG = [{"role": "user", "content": "Name three colours."}]
 
 
@@ -31,7 +33,7 @@ def test_openai_chat_plain_streaming_and_steered(live_server):
     streamed = oa.chat.completions.create(model=model, messages=MSG, max_tokens=24, temperature=0, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in streamed) == text
     steered = oa.chat.completions.create(model=model, messages=MSG, max_tokens=24, temperature=0,
-                                         extra_body={"controller": controller(5081, 2.0)})
+                                         extra_body={"controller": controller(FRENCH, 2.0)})
     assert steered.choices[0].message.content != text
 
 

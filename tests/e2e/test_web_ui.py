@@ -15,7 +15,8 @@ import re
 import httpx
 import pytest
 
-FRENCH = 5081  # fires on French text; at +2 the default model's reply turns French (see README)
+from tests.default_features import FRENCH
+
 PROMPT = "Tell me about your weekend."
 
 

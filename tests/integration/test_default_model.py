@@ -15,6 +15,7 @@ from steerlab.models.registry import BUNDLED, DEFAULT_MODEL
 from steerlab.sae.evals import evaluate_sae, sequences_from_text_file
 from steerlab.steering.chat import stream_chat
 from steerlab.steering.edits import FeatureEdit
+from tests.default_features import FRENCH
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent.parent / "data"
@@ -101,9 +102,9 @@ def test_sae_mismatched_with_model_is_refused(default_lm, tmp_path):
 
 
 def test_readme_quickstart_feature_turns_the_reply_french(default_lm, default_sae):
-    """README's quickstart claims feature 5081 (+2) makes the reply French; keep the two in step."""
+    """README's quickstart claims feature FRENCH (+2) makes the reply French; keep the two in step."""
     msgs = [{"role": "user", "content": "Tell me about your weekend."}]
     params = SamplingParams(max_new_tokens=12, temperature=0)
     steered = "".join(e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae,
-                                                  edits=[FeatureEdit(5081, 2.0)]))
+                                                  edits=[FeatureEdit(FRENCH, 2.0)]))
     assert "Bonjour" in steered, steered

@@ -8,10 +8,10 @@ from steerlab.models.hooks import forward_to_hookpoint
 from steerlab.steering.conversation import prompt_ids
 from steerlab.steering.generate import chat_completion, stream_chat_completion
 from steerlab.steering.variant import Variant
+from tests.default_features import FRENCH
 
 pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": "Tell me about the sea."}]
-FRENCH = 5081  # README: fires on French text; +2 makes replies open in French
 GREEDY = dict(max_completion_tokens=40, temperature=0)
 
 

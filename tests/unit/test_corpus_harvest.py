@@ -122,7 +122,8 @@ def test_two_harvests_stream_as_one_and_must_match(tiny_lm, corpus_files, tmp_pa
     harvest(tiny_lm, CorpusSpec([CorpusSource(str(text))], context_length=48), tmp_path / "a", cfg, progress=False)
     harvest(tiny_lm, CorpusSpec([CorpusSource(str(chat))], context_length=48), tmp_path / "b", cfg, progress=False)
     both = ShardActivationSource([tmp_path / "a", tmp_path / "b"])
-    assert both.num_tokens == ShardActivationSource(tmp_path / "a").num_tokens + ShardActivationSource(tmp_path / "b").num_tokens
+    single = [ShardActivationSource(tmp_path / name).num_tokens for name in ("a", "b")]
+    assert both.num_tokens == sum(single)
     harvest(tiny_lm, CorpusSpec([CorpusSource(str(chat))], context_length=48), tmp_path / "c",
             HarvestConfig(layer=2, sequences_per_shard=4), progress=False)
     with pytest.raises(HarvestError, match="hookpoint"):
