@@ -235,12 +235,11 @@ def test_contrast_one_click_adds_to_variant(ui, screenshot):
     screenshot(ui, "contrast")
 
 
-def test_autosteer_adds_edits(ui, live_server):
-    if "/v1/autosteer" not in httpx.get(f"{live_server.url}/openapi.json").json()["paths"]:
-        pytest.skip("the server has no POST /v1/autosteer route yet")
+def test_autosteer_adds_edits(ui, screenshot):
     expect = _expect()
     ui.goto("/#/playground")
     ui.fill("#autosteer-goal", "speak French")
     ui.press("#autosteer-goal", "Enter")
-    expect(ui.locator(".autosteer-out li").first).to_be_visible(timeout=300_000)  # about a minute of search
+    expect(ui.locator(".autosteer-out li").first).to_be_visible(timeout=300_000)  # tens of seconds of search
     assert ui.locator(".edit").count() >= 1
+    screenshot(ui, "autosteer")

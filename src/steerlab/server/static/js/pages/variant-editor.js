@@ -277,7 +277,7 @@ function autoSteerForm() {
       onsubmit: async (e) => {
         e.preventDefault();
         button.disabled = true;
-        replace(out, h("p.loading", {}, "Finding candidate features and trying them at several strengths (about a minute)…"));
+        replace(out, h("p.loading", {}, "Finding candidate features and trying them at several strengths (tens of seconds)…"));
         try {
           const result = await post("/v1/autosteer", { goal: goal.value.trim() });
           variant.merge(result.controller);
