@@ -185,3 +185,27 @@ def test_offline_explainer_labels_a_foreign_language_feature_by_its_language(off
     label = offline_explainer.explain([german])[0]
     assert "german" in label.text.lower()
     assert label.score_details["evidence"] == 1.0  # the language path: every top context is German
+
+
+def test_a_language_phrase_needs_the_language_in_the_contexts():
+    """English sentences about Spain sit near "Spanish text" for the encoder; the identifier vetoes it."""
+    from steerlab.features.embeddings import embed
+    from steerlab.features.explain.concepts import ConceptVocabulary
+    from steerlab.features.explain.language import claimed_language
+    from tests.unit.features.labeling_fixtures import ENGLISH, make_feature
+
+    assert claimed_language("Spanish text") == "Spanish" and claimed_language("shell commands") is None
+    about_spain = ["Spanish cooking uses a lot of olive oil and garlic.", "Madrid is the capital of Spain.",
+                   "Many Spanish speakers live in Mexico and Argentina.", "The Spanish guitar has nylon strings.",
+                   "Flamenco dancing comes from the south of Spain.", "Seville is famous for its Spanish oranges.",
+                   "She learned Spanish history at school in Valencia.", "Paella is a Spanish rice dish.",
+                   "Barcelona hosted the Olympic Games in 1992.", "Spanish painters like Goya and Picasso."]
+    phrases = ["Spanish text", "European countries"]
+    vocab = ConceptVocabulary(phrases, embed(phrases))
+    feature = make_feature(4, about_spain, lambda t: True, ENGLISH[:8])
+    scores = vocab.vectors @ (embed(about_spain[:8]).mean(0) - embed(ENGLISH[:8]).mean(0))
+    explainer = OfflineExplainer(vocabulary=vocab)
+    assert scores[0] > scores[1]  # the encoder alone prefers the language phrase...
+    assert explainer._best_concept(scores, language=None) == 1  # ...which the identifier vetoes
+    assert explainer._best_concept(scores, language="Spanish") == 0
+    assert explainer.explain([feature])[0].text != "Spanish text"

@@ -57,3 +57,12 @@ def dominant_language(texts: Sequence[str], background: Counter[str], share: flo
     if code == "en" or top < share or background.get(code, 0.0) > background_max:
         return None
     return NAMES.get(code, code), top
+
+
+def claimed_language(phrase: str) -> str | None:
+    """The language a concept phrase asserts (``"French text"`` -> ``"French"``), else None."""
+    head, _, tail = phrase.partition(" ")
+    return head if tail == "text" and head in LANGUAGE_NAMES else None
+
+
+LANGUAGE_NAMES = frozenset(NAMES.values())

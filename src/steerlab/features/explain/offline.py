@@ -28,7 +28,7 @@ import numpy as np
 from steerlab.features.embeddings import EmbeddingCache
 from steerlab.features.explain.base import Explainer, activating_examples, negative_examples
 from steerlab.features.explain.concepts import ConceptVocabulary
-from steerlab.features.explain.language import dominant_language, language_shares
+from steerlab.features.explain.language import claimed_language, dominant_language, language_shares
 from steerlab.features.explain.views import ContextVectors, Encoder, view_texts
 from steerlab.features.schema import Example, Feature, Label
 
@@ -165,13 +165,13 @@ class OfflineExplainer(Explainer):
         promoted = promoted_text(feature)
         if promoted and cfg.promoted_weight:
             concept_scores = concept_scores + cfg.promoted_weight * (vocab.vectors @ self.encode([promoted])[0])
-        best = int(np.argmax(concept_scores))
-        text = vocab.phrases[best]
         token, share = max(token_evidence(acts, self._token_background), key=lambda ts: ts[1], default=("", 0.0))
         if share >= cfg.single_token_share:
             return self._label(token_label(token), share)
         language = dominant_language([example_text(e) for e in acts], self._language_background,
                                      share=cfg.language_share)
+        best = self._best_concept(concept_scores, language[0] if language else None)
+        text = vocab.phrases[best]
         if language is not None:
             name, language_share = language
             text = f"{name} text"
@@ -183,6 +183,16 @@ class OfflineExplainer(Explainer):
             if margin[1] >= margin[0]:
                 return self._label(candidate, share)
         return self._label(text, float(concept_scores[best]))
+
+    def _best_concept(self, scores: np.ndarray, language: str | None) -> int:
+        """The highest-scoring concept phrase, skipping phrases that claim a language ("Spanish text")
+        the identifier did not find in the contexts: the encoder alone put language names on English
+        features (e.g. gcloud man pages labeled "Spanish text")."""
+        for i in np.argsort(-scores):
+            claimed = claimed_language(self.vocabulary.phrases[int(i)])
+            if claimed is None or claimed == language:
+                return int(i)
+        return int(np.argmax(scores))
 
     def _label(self, text: str, evidence: float) -> Label:
         """``evidence`` (concept: contrast along the phrase; token: share of top examples) orders features
