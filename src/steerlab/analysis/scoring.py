@@ -18,6 +18,13 @@ prompts, generated in the same run:
   it reads 1.2-3x, word salad from over-steering 7-37x); times ``1 - repeated_trigram_fraction``, because a model that
   loops ("arr arr arr") finds its own loop very likely. An empty reply has fluency 0.
 * **combined**: their harmonic mean (AxBench's aggregate), 0 if any part is 0.
+
+Languages are judged by a language identifier (``features.explain.language``), not the embedder,
+which puts any non-English reply near "speak French" (a Spanish reply scored 0.25 concept for it,
+and AutoSteer picked a Spanish feature): when the concept asks for a language ("speak French",
+"text written in German"), **concept** is 1 for a reply identified as that language and 0 otherwise
+(or the lexical checker's score, if larger); and a reply in a language that is neither the asked-for
+one nor the unsteered replies' has **relevance** 0 — it does not answer the user.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 import torch
 
 from steerlab.analysis.autosteer_generate import Reply
+from steerlab.features.explain.language import detect_language, requested_language
 from steerlab.steering.conversation import prompt_ids
 
 PARTS = ("concept", "relevance", "fluency")
@@ -112,6 +120,9 @@ class ReplyScorer:
         if embed is None:
             from steerlab.features.embeddings import embed
         self.lm, self.embed, self.lexical = lm, embed, lexical
+        self.target_language = requested_language(concept)
+        spoken = [code for code in (detect_language(r.text) for r in unsteered) if code is not None]
+        self.base_language = max(set(spoken), key=spoken.count) if spoken else None
         self.concept_gain_full, self.concept_margin = concept_gain_full, concept_margin
         self.max_ppl_ratio = max_ppl_ratio
         self.prompt_ids = [prompt_ids(lm.tokenizer, m) for m in prompts]
@@ -133,11 +144,17 @@ class ReplyScorer:
         scores = []
         for i, reply, vec, p in zip(prompt_index, replies, vectors, ppl):
             similarity = float(vec @ self.concept_vec)
-            concept = _clip((similarity - self.base_concept - self.concept_margin) / self.concept_gain_full)
+            language = detect_language(reply.text)
+            if self.target_language is not None:
+                concept = float(language == self.target_language)
+            else:
+                concept = _clip((similarity - self.base_concept - self.concept_margin) / self.concept_gain_full)
             lexical = self.lexical(reply.text) if self.lexical is not None else None
             if lexical is not None:
                 concept = max(concept, _clip(lexical))
             relevance = _clip(float(vec @ self.prompt_vecs[i]) / float(self.base_relevance[i]))
+            if language is not None and language not in (self.target_language, self.base_language):
+                relevance = 0.0  # drifted into a language nobody asked for
             scores.append(ReplyScore(concept, relevance, self.fluency(p, reply.token_ids), similarity, p, lexical))
         return scores
 

@@ -105,3 +105,23 @@ def test_evaluation_compares_steered_prompted_and_unsteered(tiny_lm, tiny_sae):
     data = result.to_dict()
     assert data["methods"]["prompted"]["method"] == "prompted" and data["winner"] == result.winner
     assert "talk about pi" in prompting_system_prompt(concept)
+
+
+def test_language_goals_are_judged_by_the_language_and_drift_is_not_an_answer(tiny_lm):
+    """The embedder puts any foreign reply near "speak French"; the language identifier does not."""
+    prompts = [[{"role": "user", "content": "Tell me about your day."}]]
+    tok = tiny_lm.tokenizer
+
+    def reply(text):
+        return Reply(text, tok.encode(text), [], "stop")
+
+    english = reply("I had a quiet day at home, reading a book and cooking dinner for my family.")
+    french = reply("J'ai passé une journée tranquille à la maison, à lire un livre et à cuisiner.")
+    spanish = reply("Pasé un día tranquilo en casa, leyendo un libro y cocinando la cena para mi familia.")
+    scorer = ReplyScorer(tiny_lm, "speak French", prompts, [english], embed=letter_embed)
+    assert (scorer.target_language, scorer.base_language) == ("fr", "en")
+    s_fr, s_es, s_en = scorer.score([0, 0, 0], [french, spanish, english])
+    assert (s_fr.concept, s_es.concept, s_en.concept) == (1.0, 0.0, 0.0)
+    assert s_es.relevance == 0.0 and s_fr.relevance > 0.0  # Spanish answers nobody here
+    pirate = ReplyScorer(tiny_lm, "talk like a pirate", prompts, [english], embed=letter_embed)
+    assert pirate.target_language is None and pirate.score([0], [spanish])[0].relevance == 0.0

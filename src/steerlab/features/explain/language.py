@@ -9,6 +9,7 @@ works offline; it takes tens of microseconds per context.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
@@ -66,3 +67,18 @@ def claimed_language(phrase: str) -> str | None:
 
 
 LANGUAGE_NAMES = frozenset(NAMES.values())
+CODES = {name: code for code, name in NAMES.items()}
+_NAME = "|".join(sorted(LANGUAGE_NAMES, key=len, reverse=True))
+_ASKED = re.compile(rf"\b(?:in|into|speak|speaks|speaking|write|writes|writing|written|reply|replies|respond|answer|"
+                    rf"talk|talks|talking|translate|translated)\s+({_NAME})\b|\b({_NAME})\s+"
+                    rf"(?:text|language|speech)\b", re.IGNORECASE)
+
+
+def requested_language(text: str) -> str | None:
+    """ISO code of a language the text asks for ("speak French", "text written in German"), else None.
+    A language used as an adjective ("French cuisine") is not a request."""
+    match = _ASKED.search(text)
+    if match is None:
+        return None
+    name = (match.group(1) or match.group(2)).capitalize()
+    return CODES.get(name)
