@@ -280,6 +280,10 @@ function autoSteerForm() {
         replace(out, h("p.loading", {}, "Finding candidate features and trying them at several strengths (tens of seconds)…"));
         try {
           const result = await post("/v1/autosteer", { goal: goal.value.trim() });
+          if (!result.edits.length) {
+            replace(out, h("p.autosteer-none", {}, `No edit beat the unsteered replies for "${result.goal}" (${result.tried} tried). Rephrase the goal, or search for a feature and add it by hand.`));
+            return;
+          }
           variant.merge(result.controller);
           replace(
             out,
