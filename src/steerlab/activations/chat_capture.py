@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from steerlab.activations.harvest import HarvestError, _atomic_save, _save_sequences, _write_json, shard_path
+from steerlab.activations.harvest import HarvestError, _save_sequences, _write_json, shard_path
 from steerlab.generation.batch_generate import Generated
 from steerlab.models.hooks import resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
 from steerlab.steering.chat import chat_input_ids
+from steerlab.tensor_files import save_safetensors
 
 
 class ChatCapture:
@@ -83,7 +84,7 @@ class ChatCapture:
                    "token_ids": torch.cat(toks) if toks else torch.zeros(0, dtype=torch.int32),
                    "seq_index": torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.int64),
                    "position": torch.cat(poss) if poss else torch.zeros(0, dtype=torch.int32)}
-        _atomic_save(tensors, shard_path(self.out_dir, batch), metadata={"hookpoint": self.hookpoint})
+        save_safetensors(tensors, shard_path(self.out_dir, batch), metadata={"hookpoint": self.hookpoint})
         return len(tensors["acts"])
 
     def finish(self) -> dict:

@@ -45,10 +45,6 @@ class HarvestConfig:
     skip_first_position: bool = True
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
-    save_safetensors(tensors, path, metadata)
-
-
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -59,7 +55,7 @@ def _save_sequences(sequences: list[list[int]], path: Path) -> None:
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
     tokens = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
-    _atomic_save({"tokens": tokens, "offsets": offsets}, path)
+    save_safetensors({"tokens": tokens, "offsets": offsets}, path)
 
 
 def load_sequences(path: Path) -> list[list[int]]:
@@ -144,7 +140,7 @@ def harvest(lm: LoadedModel, spec: CorpusSpec, out_dir: Path, cfg: HarvestConfig
             break
         chunk = sequences[i * per:(i + 1) * per]
         tensors = harvest_shard(lm, hookpoint, chunk, i * per, cfg)
-        _atomic_save(tensors, shard_path(out_dir, i), metadata={"hookpoint": hookpoint})
+        save_safetensors(tensors, shard_path(out_dir, i), metadata={"hookpoint": hookpoint})
         bar.update(len(tensors["acts"]))
     bar.close()
     complete = all(shard_path(out_dir, i).exists() for i in range(manifest["num_shards"]))
