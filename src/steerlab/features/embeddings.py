@@ -50,7 +50,16 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 
 
 def embed_one(text: str) -> np.ndarray:
-    """Embedding ``[384]`` of a single text (a search query), without the batching machinery's overhead.
+    """Embedding ``[384]`` of a single text (a search query): ONNX Runtime when available
+    (``query_encoder.py``, ~3x faster on a short query), else :func:`embed_one_torch`."""
+    from steerlab.features.query_encoder import query_encoder
+
+    encoder = query_encoder()
+    return encoder(text) if encoder is not None else embed_one_torch(text)
+
+
+def embed_one_torch(text: str) -> np.ndarray:
+    """:func:`embed_one` in PyTorch, without the batching machinery's overhead.
 
     On one thread: a query is too small to gain from two, and in the server a second parallel region
     beside the engine's oversubscribes the CPU (see ``torch_threads``)."""

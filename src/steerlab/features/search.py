@@ -124,8 +124,17 @@ class FeatureSearch:
         self._distinct = np.ascontiguousarray(self.vectors[first]) if first else np.zeros((0, EMBED_DIM), np.float32)
 
     # ------------------------------------------------------------------ queries
+    def warm(self) -> None:
+        """Load the query encoder now (seconds; the ONNX graph is exported on a machine's first run)
+        rather than inside the first request."""
+        from steerlab.features.query_encoder import query_encoder
+
+        if query_encoder() is None:
+            embed_one(" ")
+
     def query_vector(self, query: str) -> np.ndarray:
-        """Embedding of a (checked) query, memoized: people repeat queries, encoding costs ~10 ms on a CPU."""
+        """Embedding of a (checked) query, memoized: people repeat queries, and encoding one costs a few ms
+        (ONNX Runtime, ``query_encoder.py``) to ~15 ms (PyTorch) on a CPU."""
         with self._cache_lock:
             vec = self._query_cache.get(query)
             if vec is not None:
