@@ -43,6 +43,7 @@ def serve(
     """
     import uvicorn
 
+    from steerlab.blas_threads import single_threaded_blas
     from steerlab.engine.lab import Lab
     from steerlab.server.app import create_app
 
@@ -51,6 +52,9 @@ def serve(
     start = time.perf_counter()
     lab = Lab.load(model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch,
                    max_queue=settings.max_queue)
+    single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
+    if lab.search is not None:
+        lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
     logging.getLogger("steerlab.server").info(json.dumps({"event": "loaded", "model": lab.model_name,
                                                           "seconds": round(time.perf_counter() - start, 1)}))
     try:
