@@ -58,6 +58,7 @@ class Lab:
             if len(known) != 1:
                 raise ValueError(f"feature database {db} holds {len(known)} SAEs; pass one built for this SAE")
             sae_id = known[0].sae_id
+            check_database_matches(sae, sae_id, db)
         elif db_path is not None:
             raise FileNotFoundError(f"feature database {db_path} does not exist; build one with "
                                     f"'steerlab features build'")
@@ -143,3 +144,14 @@ class Lab:
         self.engine.close()
         if self.store is not None and hasattr(self.store, "close"):
             self.store.close()
+
+
+def check_database_matches(sae, sae_id: str, db: Path) -> None:
+    """Refuse a feature database built for other weights: its labels and examples would describe
+    someone else's latents (the id hashes the weights, see ``features.identity``)."""
+    from steerlab.features.identity import sae_identity
+
+    loaded = sae_identity(sae)
+    if loaded != sae_id:
+        raise ValueError(f"feature database {db} describes SAE {sae_id}, but the loaded SAE is {loaded}; "
+                         f"pass the database built for this SAE (--db) or rebuild it with 'steerlab features build'")
