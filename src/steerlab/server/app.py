@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
@@ -27,13 +29,22 @@ from steerlab.server.variants import VariantStore
 log = logging.getLogger("steerlab.server")
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """Size the worker-thread pool of synchronous routes (anyio's default is 40): under load, dozens of
+    inspections waiting their turn at the model held all 40 and searches queued behind them for seconds."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.settings.worker_threads
+    yield
+
+
 def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
     """Build the app. ``lab`` is injected by tests and ``steerlab serve``; routes that need a model
     answer 503 until one is attached."""
     settings = settings or ServerSettings()
     app = FastAPI(title="steerlab", version=__version__,
                   description="Self-hosted interpretability lab: SAE features, search, inspection and "
-                              "steering. Speaks the Ember (goodfire SDK) and OpenAI protocols.")
+                              "steering. Speaks the Ember (goodfire SDK) and OpenAI protocols.",
+                  lifespan=_lifespan)
     app.state.settings = settings
     app.state.keys = KeyStore(settings.resolved_db_path())
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)

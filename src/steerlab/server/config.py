@@ -30,6 +30,10 @@ class ServerSettings(BaseSettings):
     max_dataset_conversations: int = Field(512, ge=1)
     max_batch: int = Field(32, ge=1, description="Sequences decoded together by the engine.")
     max_queue: int = Field(512, ge=1, description="Waiting requests before 503 + Retry-After.")
+    worker_threads: int = Field(256, ge=8, le=4096,
+                                description="Threads for synchronous routes. Requests that need the model "
+                                            "(inspect, attribution) wait for it on these threads; with fewer "
+                                            "threads than such waiters, a millisecond search waits behind them.")
     autosteer_concurrency: int = Field(1, ge=1, description="AutoSteer/AutoConditional searches run at once; "
                                        "one more gets 503 + Retry-After.")
     autosteer_effort: Literal["quick", "thorough"] = Field("quick", description="quick fits the goodfire SDK's "
