@@ -81,3 +81,19 @@ def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm,
 
     with pytest.raises(HarvestError, match="differs in: corpus"):
         capture(whole, max_new_tokens=99)
+
+
+def test_replies_with_unicode_line_separators_survive_resume_and_split(tmp_path):
+    """Replies are written with ensure_ascii=False, so U+2028, U+2029 and U+0085 appear raw: JSON Lines are
+    split on "\\n" only (splitlines() tore such a line in two and the split of 8,337 replies failed)."""
+    from steerlab.activations.chat_generation import done_ids
+    from steerlab.activations.default_recipe import split_chat_heldout
+
+    rows = [{"id": i, "messages": [{"role": "user", "content": "hi"},
+                                   {"role": "assistant", "content": f"a\u2028b\u2029c\x85d {i}"}]} for i in range(3)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                         encoding="utf-8")
+    assert done_ids(tmp_path / "chat.jsonl") == {0, 1, 2}
+    train, held = split_chat_heldout(tmp_path)
+    read = lambda p: [json.loads(line) for line in p.read_text(encoding="utf-8").split("\n") if line]  # noqa: E731
+    assert read(held) == rows[:1] and read(train) == rows[1:]

@@ -101,7 +101,9 @@ def build_text_documents(out_dir: Path | None = None, seed: int = 0) -> dict[str
 def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
     """Split ``chat.jsonl`` into training and held-out transcripts by id."""
     out_dir = out_dir or default_corpus_dir()
-    rows = [json.loads(line) for line in (out_dir / "chat.jsonl").read_text(encoding="utf-8").splitlines()
+    # split("\n"), not splitlines(): replies hold U+2028, U+0085 ... raw (ensure_ascii=False), which
+    # splitlines() also breaks on, tearing a JSON line in two
+    rows = [json.loads(line) for line in (out_dir / "chat.jsonl").read_text(encoding="utf-8").split("\n")
             if line.strip()]
     train, held = out_dir / "chat_train.jsonl", out_dir / "heldout" / "chat.jsonl"
     held.parent.mkdir(parents=True, exist_ok=True)
