@@ -3,9 +3,9 @@
 # Run after scripts/build_default_sae.sh. Resumable: rerun after a kill (build checkpoints in <db>.build/,
 # labeling skips labeled features).
 # Input: 2 text shards (~0.5M tokens; harvest shards are shuffled across sources) + every 4th chat shard
-# (~0.45M tokens of the chat corpus harvested while generated): a scan of all 10M tokens would take
-# ~2.5 h on 2 CPU cores (~1,100 tok/s) for top examples that ~1M tokens already give (each feature
-# keeps its top contexts; 0 of 9,216 features were dead on one 250k-token shard).
+# (~0.45M tokens of the chat corpus harvested while generated): 939,544 tokens, every one of the 9,216
+# features fires on them. On 2 CPU cores (2026-11-22): scan 115 s (8,166 tok/s), write 40 s, offline
+# labels 3 min 13 s.
 set -euo pipefail
 H="${STEERLAB_HOME:-$HOME/.cache/steerlab}"
 LAYER=18
@@ -20,7 +20,7 @@ INPUTS=()
 for i in 00000 00018; do INPUTS+=(--acts "$TEXT/shard_$i.safetensors"); done
 for f in $(ls "$CHAT"/shard_*.safetensors | awk 'NR % 4 == 1'); do INPUTS+=(--acts "$f"); done
 steerlab features build --sae "$SAE" --db "$DB" "${INPUTS[@]}"
-# offline labels (tokens mode: ~10 min for 9,216 features here; sentence mode is better but ~2 h)
+# offline labels (tokens mode: ~3 min for 9,216 features here; sentence mode is better but ~2 h)
 steerlab features label --db "$DB" --sae "$SAE" --contexts tokens
 # decoder directions are not stored (the server passes the SAE's W_dec); compact and ship
 python -c "import sys; from steerlab.features.store import FeatureStore; FeatureStore(sys.argv[1]).compact()" "$DB"

@@ -35,32 +35,17 @@ class LiveServer:
         return made["api_key"], made["key_id"]
 
 
-def _small_feature_db(root: Path) -> Path:
-    """A feature database for the bundled SAE from the small held-out sample (a few thousand tokens),
-    the first 200 features labeled offline (all 9,216 take tens of minutes on 2 cores): enough for
-    search, feature pages and labels through the real routes."""
-    sample = Path(__file__).resolve().parents[1] / "data" / "heldout_sample.txt"
-    db = root / "features.db"
-    subprocess.run([STEERLAB, "features", "build", "--text-file", str(sample), "--db", str(db)],
-                   check=True, capture_output=True, timeout=900)
-    subprocess.run([STEERLAB, "features", "label", "--db", str(db), "--contexts", "tokens", "--scorer", "none",
-                    "--limit", "200"],
-                   check=True, capture_output=True, timeout=900)
-    return db
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory) -> LiveServer:
     root = tmp_path_factory.mktemp("server")
     server_db = root / "server.db"
-    feature_db = _small_feature_db(root)
     port = _free_port()
     env = {**os.environ, "STEERLAB_MAX_COMPLETION_TOKENS": "256"}
     made = json.loads(subprocess.run([STEERLAB, "keys", "create", "e2e", "--server-db", str(server_db)],
                                      capture_output=True, text=True, check=True, env=env).stdout)
     log = (root / "server.log").open("w")
-    process = subprocess.Popen([STEERLAB, "serve", "--port", str(port), "--server-db", str(server_db),
-                                "--db", str(feature_db)],
+    # no --db: the server opens the feature database shipped next to the bundled SAE
+    process = subprocess.Popen([STEERLAB, "serve", "--port", str(port), "--server-db", str(server_db)],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
