@@ -51,7 +51,7 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 
 def embed_one(text: str) -> np.ndarray:
     """Embedding ``[384]`` of a single text (a search query): ONNX Runtime when available
-    (``query_encoder.py``, ~3x faster on a short query), else :func:`embed_one_torch`."""
+    (``query_encoder.py``, 1.9x faster on a short query, benchmarks/search.py), else :func:`embed_one_torch`."""
     from steerlab.features.query_encoder import query_encoder
 
     encoder = query_encoder()

