@@ -1,6 +1,6 @@
 """Feature-search latency over a feature database: p50/p99 per query, warm process, exact search.
 
-    python benchmarks/search.py --db features.db [--sae SAE_ID] [--repeats 5]
+    python benchmarks/search.py --db features.db [--sae SAE_ID] [--repeats 10]
 
 Measured per mode, each over every query x repeats (the process is warm: model loaded, vectors in
 memory, one untimed pass first):
@@ -76,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--db", required=True)
     ap.add_argument("--sae", default=None, help="SAE id inside the database (default: its only SAE).")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10, help="Passes over the queries (10 x 61 = 610 samples per p99).")
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--baseline-queries", type=int, default=3)
     args = ap.parse_args()

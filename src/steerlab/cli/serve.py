@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -55,6 +56,10 @@ def serve(
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
+    # ~0.5M objects outlive startup (model, tokenizer, labels): a full garbage collection walking them stalls
+    # every request for ~0.26 s. Frozen, they are never walked again; what requests allocate still is.
+    gc.collect()
+    gc.freeze()
     logging.getLogger("steerlab.server").info(json.dumps({"event": "loaded", "model": lab.model_name,
                                                           "seconds": round(time.perf_counter() - start, 1)}))
     try:

@@ -92,6 +92,7 @@ class FeatureSearch:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._cache_lock = threading.Lock()  # one FeatureSearch serves many server threads
+        self._uuids: dict[int, str] = {}
         self.refresh()
 
     def refresh(self) -> None:
@@ -239,9 +240,13 @@ class FeatureSearch:
         return rows
 
     def _hit(self, index: int, score: float) -> SearchHit:
+        """Built from values we already hold (no validation: ~20 us a hit with it, a tenth of a search)."""
         label = self.labels.get(index)
-        return SearchHit(index=index, uuid=feature_uuid(self.sae_id, index), label=label.text if label else "",
-                         score=float(score), label_score=label.score if label else None)
+        uuid = self._uuids.get(index)
+        if uuid is None:
+            uuid = self._uuids[index] = feature_uuid(self.sae_id, index)
+        return SearchHit.model_construct(index=int(index), uuid=uuid, label=label.text if label else "",
+                                         score=float(score), label_score=label.score if label else None)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[SearchHit]:
         return [self._hit(int(i), float(scores[i])) for i in rows if np.isfinite(scores[i])]
