@@ -2,7 +2,9 @@
 
     python benchmarks/serve.py --tokens 64 --streams 16
 
-- batch-1 decode: our engine vs HF ``model.generate`` (greedy, same prompt, same token count);
+- batch-1 decode: our engine vs HF ``model.generate`` on the model as HF loads it (float32 ``nn.Linear``;
+  greedy, same prompt, same token count); also HF ``generate`` on our packed model, which separates what
+  the packed weights give (``models/packed_linear.py``) from what the engine gives;
 - steered vs unsteered decode (a nudge on one feature, batch 1);
 - aggregate tokens/s with N concurrent streams, each with a different variant, vs one stream;
 - time to first token p50/p99 across the N concurrent streams.
@@ -21,6 +23,7 @@ import torch
 
 from steerlab.engine.lab import Lab
 from steerlab.generation.sampler import SamplingParams
+from steerlab.models.loader import load_model
 from steerlab.steering.apply import make_editor
 from steerlab.steering.edits import FeatureEdit
 
@@ -57,21 +60,30 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=16)
     args = ap.parse_args()
     lab = Lab.load("default", max_batch=max(32, args.streams))
-    floor = memory_floor_tokens_per_s(lab.lm.model)
     prompt = lab.prompt_ids([{"role": "user", "content": "Write a long story about a lighthouse keeper."}])
     # greedy with no stop token ever sampled: ignore_eos-style fixed length for both sides
     params = SamplingParams(max_new_tokens=args.tokens, temperature=0)
     lab.engine.stop_token_ids = set()
     lab.engine.generate(prompt[:8], SamplingParams(max_new_tokens=4, temperature=0))  # warm-up
 
-    with torch.inference_mode():
-        ids = torch.tensor([prompt])
-        lab.lm.model.generate(ids, max_new_tokens=4, do_sample=False)
-        start = time.perf_counter()
-        out = lab.lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
-                                    min_new_tokens=args.tokens, do_sample=False)
-        hf_s = time.perf_counter() - start
-    hf_rate = (out.shape[1] - ids.shape[1]) / hf_s
+    stock = load_model("default", packed=False).model  # float32 nn.Linear, as transformers loads it
+
+    def hf_generate_rate(model) -> tuple[float, torch.Tensor]:
+        with torch.inference_mode():
+            ids = torch.tensor([prompt])
+            model.generate(ids, max_new_tokens=4, do_sample=False)
+            start = time.perf_counter()
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
+                                 min_new_tokens=args.tokens, do_sample=False)
+            return (out.shape[1] - ids.shape[1]) / (time.perf_counter() - start), out
+
+    floor = memory_floor_tokens_per_s(stock)  # of the float32 model HF runs
+    hf_rate, hf_out = hf_generate_rate(stock)
+    del stock
+    hf_packed_rate, hf_packed_out = hf_generate_rate(lab.lm.model)
+    packed_layers = sum(type(m).__name__ == "PackedLinear" for m in lab.lm.model.modules())
+    read_per_token = sum(t.numel() * t.element_size() for name, t in lab.lm.model.state_dict().items()
+                         if "embed_tokens" not in name)  # the embedding table is looked up, not read whole
 
     n, ours_s, _ = timed_stream(lab.engine.submit(prompt, params))
     ours_rate = n / ours_s
@@ -97,7 +109,10 @@ def main() -> None:
     print(json.dumps({
         "tokens": args.tokens, "threads": torch.get_num_threads(),
         "batch1": {"hf_generate_tok_s": round(hf_rate, 1), "engine_tok_s": round(ours_rate, 1),
-                   "ratio": round(ours_rate / hf_rate, 2), **floor,
+                   "ratio": round(ours_rate / hf_rate, 2), "packed_layers": packed_layers,
+                   "hf_generate_packed_tok_s": round(hf_packed_rate, 1),
+                   "hf_packed_same_tokens": bool(torch.equal(hf_out, hf_packed_out)),
+                   "packed_mb_read_per_token": round(read_per_token / 2**20), **floor,
                    "hf_fraction_of_floor": round(hf_rate / floor["floor_tok_s"], 2)},
         "steered": {"unsteered_tok_s": round(ours_rate, 1), "nudge_tok_s": round(steered_rate, 1),
                     "nudge_ratio": round(steered_rate / ours_rate, 2), "pin_tok_s": round(pinned_rate, 1),

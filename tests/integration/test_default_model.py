@@ -36,9 +36,15 @@ def test_cached_conversion_equals_the_gguf_weights(default_lm):
 
     gguf = BUNDLED[DEFAULT_MODEL].locate()
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    checked = 0
+    for name, module in default_lm.model.named_modules():  # packed layers rebuild their weight bit for bit
+        if isinstance(getattr(module, "weight", None), torch.Tensor):
+            assert torch.equal(module.weight, direct.get_submodule(name).weight), name
+            checked += 1
+    assert checked == 30 * 9 + 3  # per layer 7 projections + 2 norms; embedding, final norm, head
     ids = default_lm.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
-    with torch.inference_mode():
-        assert torch.equal(direct(ids).logits, default_lm.model(ids).logits)
+    with torch.inference_mode():  # the same products, summed in another order by the packed kernels
+        assert torch.allclose(direct(ids).logits, default_lm.model(ids).logits, rtol=0, atol=1e-3)
 
 
 def test_default_model_knows_something(default_lm):

@@ -99,7 +99,7 @@ def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, 
     if isinstance(index, bool) or not isinstance(index, int) or not 1 <= position < len(ids):
         raise ConversationError(f"must be a token position in 1..{len(ids) - 1} (or negative from the end), "
                                 f"got {index!r}", field="index")
-    token_id = _token_id(tokenizer, token, ids[position], lm.model.get_output_embeddings().weight.shape[0])
+    token_id = _token_id(tokenizer, token, ids[position], lm.model.get_output_embeddings().out_features)
     prefix = torch.tensor([ids[:position]], device=lm.device)
     held: dict[str, torch.Tensor] = {}
 

@@ -91,7 +91,7 @@ def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_tok
         ids[row, width - len(p):] = torch.tensor(p)
         mask[row, width - len(p):] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    vocab = model.get_output_embeddings().weight.shape[0]
+    vocab = model.get_output_embeddings().out_features
     seen = torch.zeros((len(prompts), vocab), dtype=torch.bool)
     seen.scatter_(1, ids, mask.bool())
     stops = torch.tensor(sorted(stop_token_ids), dtype=torch.long)

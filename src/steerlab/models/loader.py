@@ -7,6 +7,7 @@ so later loads skip the slow conversion (see ``benchmarks/model_load.py`` for th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,8 @@ import torch
 
 from steerlab.models.registry import BUNDLED, ModelNotFoundError, canonical_name
 from steerlab.settings import get_settings
+
+log = logging.getLogger("steerlab.models")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -121,8 +124,12 @@ def resolve_checkpoint(name_or_path: str) -> str:
 
 
 def load_model(name_or_path: str = "default", dtype: str | torch.dtype = "float32",
-               device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason."""
+               device: str | torch.device = "cpu", packed: bool = True) -> LoadedModel:
+    """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason.
+
+    On a CPU in float32, linear layers whose weights have an exact compact form (bf16 or GGUF-style
+    blocks) keep that form and multiply through ``packed_linear.py`` unless ``packed`` is False: same
+    outputs up to the order of the sums, a third of the bytes read per decoded token on the default."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -139,6 +146,12 @@ def load_model(name_or_path: str = "default", dtype: str | torch.dtype = "float3
         ) from err
     model.to(dev).eval()
     model.requires_grad_(False)
+    if packed and dev.type == "cpu" and torch_dtype == torch.float32:
+        from steerlab.models.packed_linear import pack_linears
+
+        forms = pack_linears(model)
+        if forms:
+            log.info("packed linear layers: %s", ", ".join(f"{n} {form}" for form, n in sorted(forms.items())))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(name=canonical_name(name_or_path), model=model, tokenizer=tokenizer)

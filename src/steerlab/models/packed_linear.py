@@ -1,0 +1,216 @@
+"""Linear layers that keep their weights in the checkpoint's compact form and compute in float32.
+
+Decoding one token on a CPU reads every weight once, so its speed is bytes per weight. Models are run in
+float32 here (SAEs are trained on float32 activations), but their checkpoints rarely hold more than 16
+bits of information per weight: a bf16 checkpoint holds bf16 values, and a GGUF checkpoint de-quantized
+to float (the bundled default: Q4_1 layers, a Q8_0 embedding) holds ``d * q + m`` per block of 32 with
+``q`` a small integer. :func:`pack_weight` finds such an *exact* compact form — every float32 weight is
+rebuilt bit for bit, or the layer is left alone — and :class:`PackedLinear` multiplies with it through a
+small AVX-512 kernel (``csrc/packed_linear.cpp``) that widens each weight tile once in L1 and uses it for
+every row of the batch. Outputs equal the float32 layer's up to the order of the sums. ``benchmarks/
+serve.py`` measures it against HF ``generate`` on the stock float32 model.
+
+The kernel is compiled with the system's C++ compiler on first use (~15 s) and cached like PyTorch's
+own extensions (``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``). Without a compiler,
+on a CPU without AVX-512, or with ``STEERLAB_PACKED_WEIGHTS=0``, layers stay ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger("steerlab.models")
+
+SOURCE = Path(__file__).with_name("csrc") / "packed_linear.cpp"
+CPU_FLAGS = ("avx512f", "avx512bw")
+BLOCK = 32
+"""Weights per (scale, offset) pair in the q8 form: GGUF's block size for Q4_0, Q4_1 and Q8_0."""
+COMPILE_FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-w"]
+
+_lock = threading.Lock()
+_loaded: bool | None = None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _library_path() -> Path:
+    """The compiled kernel for this source, this torch and these flags (a change to any builds anew)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + " ".join(COMPILE_FLAGS).encode())
+    base = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    return base / f"steerlab_packed_linear-{key.hexdigest()[:16]}.so"
+
+
+def _compile(compiler: str, target: Path) -> None:
+    from torch.utils.cpp_extension import include_paths
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
+    os.close(fd)
+    torch_lib = Path(torch.__file__).parent / "lib"
+    command = [compiler, *COMPILE_FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+               *(f"-I{p}" for p in include_paths()), str(SOURCE), f"-L{torch_lib}", "-lc10", "-ltorch_cpu", "-o", tmp]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{compiler} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+        os.replace(tmp, target)  # atomic: a process loading the library never sees half of it
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def kernels_available() -> bool:
+    """Load (building once if needed) the packed-weight kernels; False, with the reason logged, if they cannot be."""
+    global _loaded
+    if _loaded is not None:
+        return _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = _load()
+    return _loaded
+
+
+def _load() -> bool:
+    if os.environ.get("STEERLAB_PACKED_WEIGHTS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        log.info("packed weights: need Linux on x86-64; layers stay float32")
+        return False
+    missing = [flag for flag in CPU_FLAGS if flag not in _cpu_flags()]
+    if missing:
+        log.info("packed weights: this CPU lacks %s; layers stay float32", ", ".join(missing))
+        return False
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    path = _library_path()
+    try:
+        if not path.is_file():
+            if compiler is None:
+                log.warning("packed weights: no C++ compiler (install g++ or set CXX); layers stay float32")
+                return False
+            log.info("packed weights: compiling the kernel once (~15 s) into %s", path)
+            _compile(compiler, path)
+        torch.ops.load_library(str(path))
+        return True
+    except Exception as err:  # a broken toolchain must cost speed, never the model
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        log.warning("packed weights unavailable (%s); layers stay float32", reason)
+        return False
+
+
+def _f16(values: torch.Tensor) -> torch.Tensor:
+    return values.to(torch.float16).to(torch.float32)
+
+
+def _q8_candidates(blocks: torch.Tensor):
+    """(scale, offset) per block that GGUF's quantizers would have stored: Q4_1 (offset = block min,
+    scale = range / 15), Q8_0 (absmax / 127) and Q4_0 (absmax / 8), each scale rounded to float16."""
+    low, high = blocks.amin(-1), blocks.amax(-1)
+    absmax = blocks.abs().amax(-1)
+    zero = torch.zeros_like(low)
+    yield _f16((high - low) / 15), low
+    yield _f16(absmax / 127), zero
+    yield _f16(absmax / 8), zero
+
+
+def pack_weight(weight: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """The exact compact form of a float32 ``[N, K]`` weight: ``("q8", {q, scale, offset})``, ``("bf16", {w})``,
+    or None when neither rebuilds every weight bit for bit."""
+    if weight.dim() != 2 or weight.dtype != torch.float32:
+        return None
+    w = weight.detach()
+    N, K = w.shape
+    if K % BLOCK == 0 and K > 0:
+        blocks = w.reshape(N, K // BLOCK, BLOCK)
+        q = torch.zeros(blocks.shape, dtype=torch.int8)
+        scale, offset = torch.zeros(N, K // BLOCK), torch.zeros(N, K // BLOCK)
+        solved = torch.zeros(N, K // BLOCK, dtype=torch.bool)
+        for s, o in _q8_candidates(blocks):
+            safe = torch.where(s == 0, torch.ones_like(s), s)
+            steps = ((blocks - o[..., None]) / safe[..., None]).round()
+            steps = torch.where((s == 0)[..., None], torch.zeros_like(steps), steps)
+            fits = (steps.abs() <= 127).all(-1)
+            steps = steps.clamp(-127, 127)
+            exact = fits & ((steps * s[..., None] + o[..., None]) == blocks).all(-1) & ~solved
+            q[exact], scale[exact], offset[exact] = steps[exact].to(torch.int8), s[exact], o[exact]
+            solved |= exact
+            if bool(solved.all()):
+                return "q8", {"q": q.reshape(N, K), "scale": scale, "offset": offset}
+    if K % 16 == 0 and K > 0:
+        bf16 = w.to(torch.bfloat16)
+        if bool((bf16.to(torch.float32) == w).all()):
+            return "bf16", {"w": bf16}
+    return None
+
+
+class PackedLinear(nn.Module):
+    """``nn.Linear`` without bias, its weight held in an exact compact form (see the module doc)."""
+
+    def __init__(self, in_features: int, out_features: int, form: str, tensors: dict[str, torch.Tensor]):
+        super().__init__()
+        self.in_features, self.out_features, self.form = in_features, out_features, form
+        for name, tensor in tensors.items():
+            self.register_buffer(name, tensor.contiguous())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> PackedLinear | None:
+        if linear.bias is not None or linear.weight.device.type != "cpu":
+            return None
+        packed = pack_weight(linear.weight)
+        return None if packed is None else cls(linear.in_features, linear.out_features, *packed)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float32 weight, rebuilt (for code that reads weights: logit effects, autograd)."""
+        if self.form == "bf16":
+            return self.w.to(torch.float32)
+        blocks = self.q.reshape(self.out_features, -1, BLOCK).to(torch.float32)
+        return (blocks * self.scale[..., None] + self.offset[..., None]).reshape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32 or x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+            return F.linear(x, self.weight.to(x.dtype))  # gradients and other dtypes: the plain product
+        flat = x.reshape(-1, self.in_features)
+        if self.form == "bf16":
+            y = torch.ops.steerlab_packed.linear_bf16(flat, self.w)
+        else:
+            y = torch.ops.steerlab_packed.linear_q8(flat, self.q, self.scale, self.offset)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, form={self.form}"
+
+
+def pack_linears(model: nn.Module) -> dict[str, int]:
+    """Replace every bias-free CPU ``nn.Linear`` whose weight has an exact compact form; returns how many
+    layers took each form (empty when the kernels are unavailable). Embedding lookups keep their table."""
+    if not kernels_available():
+        return {}
+    counts: dict[str, int] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                packed = PackedLinear.from_linear(child)
+                if packed is not None:
+                    setattr(parent, name, packed)
+                    counts[packed.form] = counts.get(packed.form, 0) + 1
+    return counts
