@@ -47,12 +47,14 @@ def serve(
     from steerlab.blas_threads import single_threaded_blas
     from steerlab.engine.lab import Lab
     from steerlab.server.app import create_app
+    from steerlab.torch_threads import in_passing_thread
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = _server_settings(server_db, host=host, port=port, open_mode=open_mode, max_batch=max_batch)
     start = time.perf_counter()
-    lab = Lab.load(model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch,
-                   max_queue=settings.max_queue)
+    # Loaded in a passing thread, so the engine's thread is the one keeping OpenMP workers (torch_threads.py).
+    lab = in_passing_thread(Lab.load, model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch,
+                            max_queue=settings.max_queue)
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it

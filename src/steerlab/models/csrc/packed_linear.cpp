@@ -214,9 +214,13 @@ at::Tensor linear_q8(const at::Tensor& x_in, const at::Tensor& q_in, const at::T
   const int64_t blocks = K / kBlock, M = x.size(0);
   if (M <= 4) {
     auto y = at::empty({M, N}, x.options());
-    auto xs = x.view({M, blocks, kBlock}).sum(-1).contiguous();  // [M, K / 32]
     const float* X = x.data_ptr<float>();
-    const float* XS = xs.data_ptr<float>();
+    std::vector<float> sums(M * blocks);  // [M, K / 32]: each block's sum of x, for the offsets
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t b = 0; b < blocks; ++b)
+        sums[i * blocks + b] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(X + i * K + b * kBlock),
+                                                                  _mm512_loadu_ps(X + i * K + b * kBlock + 16)));
+    const float* XS = sums.data();
     float* Y = y.data_ptr<float>();
     at::parallel_for(0, (N + kRows - 1) / kRows, 8, [&](int64_t t0, int64_t t1) {
       const int64_t n0 = t0 * kRows, n1 = std::min(N, t1 * kRows);
