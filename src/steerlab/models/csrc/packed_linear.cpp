@@ -101,11 +101,28 @@ inline void q8_direct(const float* X, const float* XS, const int8_t* Q, const fl
     }
 }
 
-template <int MB, typename Tile>
-void direct_rows(int64_t N, int64_t n0, int64_t n1, Tile tile) {
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) tile(std::integral_constant<int, 4>{}, n);
-  for (; n < n1; ++n) tile(std::integral_constant<int, 1>{}, n);
+// Y [M <= 4, N], each thread over its tiles of 4 weight rows (then single rows at the end):
+// tile(mb, r, n, Y) with mb = M and r = rows in the tile as compile-time constants.
+template <typename Tile>
+at::Tensor run_direct(const at::Tensor& x, int64_t N, Tile tile) {
+  const int64_t M = x.size(0);
+  auto y = at::empty({M, N}, x.options());
+  float* Y = y.data_ptr<float>();
+  at::parallel_for(0, (N + kRows - 1) / kRows, 8, [&](int64_t t0, int64_t t1) {
+    const int64_t n1 = std::min(N, t1 * kRows);
+    auto rows = [&](auto mb) {
+      int64_t n = t0 * kRows;
+      for (; n + 4 <= n1; n += 4) tile(mb, std::integral_constant<int, 4>{}, n, Y);
+      for (; n < n1; ++n) tile(mb, std::integral_constant<int, 1>{}, n, Y);
+    };
+    switch (M) {
+      case 4: rows(std::integral_constant<int, 4>{}); break;
+      case 3: rows(std::integral_constant<int, 3>{}); break;
+      case 2: rows(std::integral_constant<int, 2>{}); break;
+      default: rows(std::integral_constant<int, 1>{}); break;
+    }
+  });
+  return y;
 }
 
 // Y[m0 : m0+MB, n : n+R] = X[m0 : m0+MB] . B[0 : R]^T, B the widened rows.
@@ -174,24 +191,10 @@ at::Tensor linear_bf16(const at::Tensor& x_in, const at::Tensor& w_in) {
   const int64_t K = w.size(1), N = w.size(0), M = x.size(0);
   const uint16_t* W = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
   if (M <= 4) {
-    auto y = at::empty({M, N}, x.options());
     const float* X = x.data_ptr<float>();
-    float* Y = y.data_ptr<float>();
-    at::parallel_for(0, (N + kRows - 1) / kRows, 8, [&](int64_t t0, int64_t t1) {
-      const int64_t n0 = t0 * kRows, n1 = std::min(N, t1 * kRows);
-      auto each = [&](auto mb) {
-        direct_rows<decltype(mb)::value>(N, n0, n1, [&](auto r, int64_t n) {
-          bf16_direct<decltype(mb)::value, decltype(r)::value>(X, W, Y, K, N, n);
-        });
-      };
-      switch (M) {
-        case 4: each(std::integral_constant<int, 4>{}); break;
-        case 3: each(std::integral_constant<int, 3>{}); break;
-        case 2: each(std::integral_constant<int, 2>{}); break;
-        default: each(std::integral_constant<int, 1>{}); break;
-      }
+    return run_direct(x, N, [&](auto mb, auto r, int64_t n, float* Y) {
+      bf16_direct<decltype(mb)::value, decltype(r)::value>(X, W, Y, K, N, n);
     });
-    return y;
   }
   return run(x, N, [&](int64_t n, float* out) { widen_bf16_row(W + n * K, out, K); });
 }
@@ -213,7 +216,6 @@ at::Tensor linear_q8(const at::Tensor& x_in, const at::Tensor& q_in, const at::T
   const float* O = offset.data_ptr<float>();
   const int64_t blocks = K / kBlock, M = x.size(0);
   if (M <= 4) {
-    auto y = at::empty({M, N}, x.options());
     const float* X = x.data_ptr<float>();
     std::vector<float> sums(M * blocks);  // [M, K / 32]: each block's sum of x, for the offsets
     for (int64_t i = 0; i < M; ++i)
@@ -221,22 +223,9 @@ at::Tensor linear_q8(const at::Tensor& x_in, const at::Tensor& q_in, const at::T
         sums[i * blocks + b] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(X + i * K + b * kBlock),
                                                                   _mm512_loadu_ps(X + i * K + b * kBlock + 16)));
     const float* XS = sums.data();
-    float* Y = y.data_ptr<float>();
-    at::parallel_for(0, (N + kRows - 1) / kRows, 8, [&](int64_t t0, int64_t t1) {
-      const int64_t n0 = t0 * kRows, n1 = std::min(N, t1 * kRows);
-      auto each = [&](auto mb) {
-        direct_rows<decltype(mb)::value>(N, n0, n1, [&](auto r, int64_t n) {
-          q8_direct<decltype(mb)::value, decltype(r)::value>(X, XS, Q, S, O, Y, K, N, n);
-        });
-      };
-      switch (M) {
-        case 4: each(std::integral_constant<int, 4>{}); break;
-        case 3: each(std::integral_constant<int, 3>{}); break;
-        case 2: each(std::integral_constant<int, 2>{}); break;
-        default: each(std::integral_constant<int, 1>{}); break;
-      }
+    return run_direct(x, N, [&](auto mb, auto r, int64_t n, float* Y) {
+      q8_direct<decltype(mb)::value, decltype(r)::value>(X, XS, Q, S, O, Y, K, N, n);
     });
-    return y;
   }
   return run(x, N, [&](int64_t n, float* out) { widen_q8_row(Q + n * K, S + n * blocks, O + n * blocks, out, K); });
 }
