@@ -8,10 +8,12 @@ from a tiny model.
 from __future__ import annotations
 
 import uuid as uuid_lib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from steerlab.engine.batcher import Engine
 from steerlab.generation.sampler import SamplingParams
@@ -19,6 +21,8 @@ from steerlab.models.loader import LoadedModel
 from steerlab.steering.chat import chat_input_ids, stop_token_ids
 from steerlab.steering.conversation import check_messages
 from steerlab.steering.errors import ConversationError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -95,6 +99,15 @@ class Lab:
     def exclusive(self) -> AbstractContextManager:
         """Hold the model for a forward outside the engine (inspect, attribution, logits...)."""
         return self.engine.outside()
+
+    def run_exclusive(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, **kwargs)`` with the model held, in a thread that ends with it: a server's worker
+        threads live on, and each that ran a parallel kernel would keep OpenMP workers that slow every
+        decode step after it (``steerlab/torch_threads.py``)."""
+        from steerlab.torch_threads import in_passing_thread
+
+        with self.exclusive():
+            return in_passing_thread(fn, *args, **kwargs)
 
     @cached_property
     def search(self):

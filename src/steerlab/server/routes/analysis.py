@@ -1,6 +1,6 @@
 """Looking inside the model: tokenize, next-token logits, per-token features (inspect), contrast,
 logit attribution. Ember routes for the goodfire SDK, native ones for the web UI. Each runs with
-the model held (``lab.exclusive()``) so its hooks never meet the engine's forwards."""
+the model held (``lab.run_exclusive``) so its hooks never meet the engine's forwards."""
 
 from __future__ import annotations
 
@@ -54,9 +54,8 @@ def ember_logits(body: LogitsBody, request: Request, _caller: Caller = Depends(r
     from steerlab.steering.generate import next_token_logits
 
     lab, messages = _conversation(request, body)
-    with lab.exclusive():
-        logits = next_token_logits(lab.lm, messages, body.controller, sae=lab.sae, top_k=body.top_k,
-                                   filter_vocabulary=body.filter_vocabulary)
+    logits = lab.run_exclusive(next_token_logits, lab.lm, messages, body.controller, sae=lab.sae, top_k=body.top_k,
+                               filter_vocabulary=body.filter_vocabulary)
     return {"logits": logits}
 
 
@@ -68,8 +67,7 @@ class FeaturesBody(ConversationBody):
 def _inspection(lab, messages, controller):
     from steerlab.analysis.inspect import inspect
 
-    with lab.exclusive():
-        return inspect(lab.lm, lab.sae, messages, controller, labels=lab.labels)
+    return lab.run_exclusive(inspect, lab.lm, lab.sae, messages, controller, labels=lab.labels)
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-features", tags=["ember"])
@@ -125,8 +123,7 @@ def _contrast(request: Request, body: ContrastBody):
     d2 = [[m.model_dump() for m in conv] for conv in body.dataset_2]
     k1 = body.top_k if body.top_k is not None else body.k_to_add
     k2 = body.top_k if body.top_k is not None else body.k_to_remove
-    with lab.exclusive():
-        return lab, contrast(lab.lm, lab.sae, d1, d2, k_to_add=k1, k_to_remove=k2, labels=lab.labels)
+    return lab, lab.run_exclusive(contrast, lab.lm, lab.sae, d1, d2, k_to_add=k1, k_to_remove=k2, labels=lab.labels)
 
 
 @router.post(f"{EMBER}/chat-attribution/contrast", tags=["ember"])
@@ -158,6 +155,5 @@ def ember_attribution(body: AttributionBody, request: Request, _caller: Caller =
     from steerlab.analysis.attribution import attribute
 
     lab, messages = _conversation(request, body)
-    with lab.exclusive():
-        result = attribute(lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
+    result = lab.run_exclusive(attribute, lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
     return result.ember(lab.sae_id or lab.model_name, k=body.top_k)
