@@ -66,6 +66,7 @@ class Engine:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._hook = model.get_submodule(hookpoint).register_forward_hook(self._steer) if hookpoint else None
+        self._fast = _fast_decoder(model)
         self.steps = 0
         self.prefill_forwards = 0
         self.lock = threading.RLock()
@@ -229,11 +230,14 @@ class Engine:
         positions = torch.tensor([[s.length - 1] for s in rows], device=self.device)
         mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
         self._row_editors = [s.editor for s in rows]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=self._cache, use_cache=True)
+        if self._fast is not None and self._fast.usable():
+            logits = self._fast.step(ids, mask, positions, self._cache)
+        else:
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                past_key_values=self._cache, use_cache=True).logits[:, -1]
         self._mask = mask
         self.steps += 1
-        logits = out.logits[:, -1].float().cpu()
+        logits = logits.float().cpu()
         keep = [i for i, s in enumerate(rows) if not s.step(logits[i], self.tokenizer)]
         if len(keep) < len(rows):
             self._active = [rows[i] for i in keep]
@@ -265,6 +269,19 @@ class Engine:
             waiting, self._waiting = list(self._waiting), deque()
         for seq in waiting:
             seq.stream.push(TokenEvent("", None, 0, "error", error=message))
+
+
+def _fast_decoder(model):
+    """The engine's decode loop (``fast_decode.py``) when the model's architecture allows, else None."""
+    from steerlab.engine.fast_decode import FastDecoder
+
+    if not FastDecoder.supports(model):
+        return None
+    try:
+        return FastDecoder(model)
+    except (AttributeError, ValueError) as err:  # a Llama-like model laid out differently: transformers' forward
+        log.info("fast decode unavailable (%s); decoding with the model's forward", err)
+        return None
 
 
 def wait_idle(engine: Engine, timeout: float = 30.0) -> None:

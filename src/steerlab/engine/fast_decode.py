@@ -1,0 +1,149 @@
+"""One decode step of a Llama-family model without transformers' per-module plumbing.
+
+A decode step on the bundled model spends about as long in Python around its ~1,500 small operations
+(module calls, keyword plumbing, a 4-D mask rebuilt every step, the attention-backend lookup) as in
+its products. :class:`FastDecoder` runs the same computation from the same weights in one loop: the
+query/key/value projections and the gate/up projections each as one product (their weights are made
+views of one fused tensor, so nothing is stored twice), a padding mask over the cache, SDPA with
+grouped heads, and every forward hook a decoder layer carries (the engine's steering hook among them)
+called with that layer's output as transformers would. Prefill, analysis and anything with hooks on
+a layer's submodules keep using the model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from steerlab.models.packed_linear import PackedLinear
+
+
+def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
+    """One layer computing ``cat([l(x) for l in linears], -1)``, or None. The originals keep working: their
+    weights become row slices (views) of the fused tensors."""
+    first = linears[0]
+    if any(getattr(m, "in_features", None) != first.in_features for m in linears):
+        return None
+    if all(type(m) is PackedLinear and m.form == first.form for m in linears):
+        names = ["w"] if first.form == "bf16" else ["q", "scale", "offset"]
+        fused = {name: torch.cat([getattr(m, name) for m in linears]) for name in names}
+        start = 0
+        for m in linears:
+            for name in names:
+                setattr(m, name, fused[name][start:start + m.out_features])  # buffers: views, no copy
+            m._bind()
+            start += m.out_features
+        return PackedLinear(first.in_features, start, first.form, fused)
+    if all(type(m) is nn.Linear and m.bias is None for m in linears):
+        weight = torch.cat([m.weight.detach() for m in linears])
+        start = 0
+        for m in linears:
+            m.weight = nn.Parameter(weight[start:start + m.out_features], requires_grad=m.weight.requires_grad)
+            start += m.out_features
+        fused = nn.Linear(first.in_features, start, bias=False, device=weight.device, dtype=weight.dtype)
+        fused.weight = nn.Parameter(weight, requires_grad=False)
+        return fused
+    return None
+
+
+@dataclass
+class _Layer:
+    module: nn.Module
+    norm1: nn.Module
+    qkv: nn.Module
+    sizes: tuple[int, int, int]
+    o_proj: nn.Module
+    norm2: nn.Module
+    gate_up: nn.Module
+    gate_size: int
+    down: nn.Module
+    act: nn.Module
+    submodules: tuple[nn.Module, ...]
+
+
+class FastDecoder:
+    """``step(ids [B, 1], mask [B, past + 1], positions [B, 1], cache) -> logits [B, vocab]``."""
+
+    def __init__(self, model: nn.Module):
+        inner = model.model
+        config = model.config
+        self.model, self.inner = model, inner
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.scaling = self.head_dim ** -0.5
+        self.layers: list[_Layer] = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            qkv = fuse_linears([attn.q_proj, attn.k_proj, attn.v_proj])
+            gate_up = fuse_linears([mlp.gate_proj, mlp.up_proj])
+            if qkv is None or gate_up is None:
+                raise ValueError("projections that cannot be fused")
+            sizes = (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
+            self.layers.append(_Layer(layer, layer.input_layernorm, qkv, sizes, attn.o_proj,
+                                      layer.post_attention_layernorm, gate_up, mlp.gate_proj.out_features,
+                                      mlp.down_proj, mlp.act_fn,
+                                      tuple(m for m in layer.modules() if m is not layer)))
+        self._watched = (model, inner, inner.embed_tokens, inner.norm, inner.rotary_emb, model.lm_head)
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        """Llama-architecture decoders (Llama, SmolLM, Mistral-style without sliding windows) on the CPU."""
+        if os.environ.get("STEERLAB_FAST_DECODE", "1").strip().lower() in ("0", "false", "no", "off"):
+            return False
+        config = getattr(model, "config", None)
+        if config is None or getattr(config, "model_type", None) != "llama":
+            return False
+        if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+            return False
+        if getattr(config, "pretraining_tp", 1) != 1 or getattr(config, "_attn_implementation", "sdpa") != "sdpa":
+            return False
+        return next(model.parameters()).device.type == "cpu"
+
+    def usable(self) -> bool:
+        """False while anything but a whole decoder layer carries a hook (analysis code hooking a
+        projection, a norm or the model itself expects transformers' forward)."""
+        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+            return False
+        for module in self._watched:
+            if module._forward_hooks or module._forward_pre_hooks:
+                return False
+        for layer in self.layers:
+            if layer.module._forward_pre_hooks or any(m._forward_hooks or m._forward_pre_hooks
+                                                      for m in layer.submodules):
+                return False
+        return True
+
+    def step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        batch = ids.shape[0]
+        x = self.inner.embed_tokens(ids)  # [B, 1, d]
+        cos, sin = self.inner.rotary_emb(x, position_ids=positions)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, head_dim]
+        attend = mask.bool()[:, None, None, :]  # padding positions of the cache are never attended
+        for index, layer in enumerate(self.layers):
+            h = layer.norm1(x)
+            q, k, v = layer.qkv(h).split(layer.sizes, dim=-1)
+            q = _rotate(q.view(batch, 1, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            v = v.view(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            k, v = cache.update(k, v, index)
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, scale=self.scaling,
+                                                      enable_gqa=self.kv_heads != self.heads)
+            x = x + layer.o_proj(attended.transpose(1, 2).reshape(batch, 1, -1))
+            gate_up = layer.gate_up(layer.norm2(x))
+            gate, up = gate_up[..., :layer.gate_size], gate_up[..., layer.gate_size:]
+            x = x + layer.down(layer.act(gate) * up)
+            for hook in layer.module._forward_hooks.values():  # as nn.Module calls them
+                replaced = hook(layer.module, (x,), x)
+                if replaced is not None:
+                    x = replaced[0] if isinstance(replaced, tuple) else replaced
+        return self.model.lm_head(self.inner.norm(x))[:, -1]
+
+
+def _rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, the same products as transformers' ``apply_rotary_pos_emb``."""
+    half = t.shape[-1] // 2
+    return t * cos + torch.cat((-t[..., half:], t[..., :half]), dim=-1) * sin
