@@ -72,7 +72,7 @@ def main() -> None:
     def hf_generate_rate(model) -> tuple[float, torch.Tensor]:
         with torch.inference_mode():
             ids = torch.tensor([prompt])
-            model.generate(ids, max_new_tokens=4, do_sample=False)
+            model.generate(ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)  # warm-up
             start = time.perf_counter()
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
                                  min_new_tokens=args.tokens, do_sample=False)
@@ -82,7 +82,7 @@ def main() -> None:
     hf_rate, hf_out = in_passing_thread(hf_generate_rate, stock)  # before the engine's thread exists
     del stock
     hf_packed_rate, hf_packed_out = in_passing_thread(hf_generate_rate, lab.lm.model)
-    lab.engine.generate(prompt[:8], SamplingParams(max_new_tokens=4, temperature=0))  # warm-up
+    lab.engine.generate(prompt, params)  # warm-up, as long as the timed runs (HF's too)
     packed_layers = sum(type(m).__name__ == "PackedLinear" for m in lab.lm.model.modules())
     read_per_token = sum(t.numel() * t.element_size() for name, t in lab.lm.model.state_dict().items()
                          if "embed_tokens" not in name)  # the embedding table is looked up, not read whole

@@ -4,10 +4,11 @@ A decode step on the bundled model spends about as long in Python around its ~1,
 (module calls, keyword plumbing, a 4-D mask rebuilt every step, the attention-backend lookup) as in
 its products. :class:`FastDecoder` runs the same computation from the same weights in one loop: the
 query/key/value projections and the gate/up projections each as one product (their weights are made
-views of one fused tensor, so nothing is stored twice), a padding mask over the cache, SDPA with
-grouped heads, and every forward hook a decoder layer carries (the engine's steering hook among them)
-called with that layer's output as transformers would. Prefill, analysis and anything with hooks on
-a layer's submodules keep using the model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
+views of one fused tensor, so nothing is stored twice), one call per RMSNorm (the same formula),
+queries and keys rotated together, a padding mask over the cache, SDPA with grouped heads, and every
+forward hook a decoder layer carries (the engine's steering) called with that layer's output as
+transformers would. Prefill, analysis and anything with hooks on a layer's submodules keep using the
+model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steerlab.models.cpu_kernels import kernels_available
 from steerlab.models.packed_linear import PackedLinear
 
 
@@ -55,7 +57,6 @@ class _Layer:
     module: nn.Module
     norm1: nn.Module
     qkv: nn.Module
-    sizes: tuple[int, int, int]
     o_proj: nn.Module
     norm2: nn.Module
     gate_up: nn.Module
@@ -78,16 +79,29 @@ class FastDecoder:
         self.layers: list[_Layer] = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
+            sizes = (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
+            if sizes != (self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim):
+                raise ValueError("projection sizes that do not match the heads")
+            if any(norm.weight.shape != (config.hidden_size,) or not hasattr(norm, "variance_epsilon")
+                   for norm in (layer.input_layernorm, layer.post_attention_layernorm)):
+                raise ValueError("norms that are not RMSNorm over the hidden size")
             qkv = fuse_linears([attn.q_proj, attn.k_proj, attn.v_proj])
             gate_up = fuse_linears([mlp.gate_proj, mlp.up_proj])
             if qkv is None or gate_up is None:
                 raise ValueError("projections that cannot be fused")
-            sizes = (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
-            self.layers.append(_Layer(layer, layer.input_layernorm, qkv, sizes, attn.o_proj,
+            self.layers.append(_Layer(layer, layer.input_layernorm, qkv, attn.o_proj,
                                       layer.post_attention_layernorm, gate_up, mlp.gate_proj.out_features,
                                       mlp.down_proj, mlp.act_fn,
                                       tuple(m for m in layer.modules() if m is not layer)))
+        self._norm_shape = (config.hidden_size,)
+        self._fused_norm = kernels_available() and config.hidden_size % 16 == 0
         self._watched = (model, inner, inner.embed_tokens, inner.norm, inner.rotary_emb, model.lm_head)
+
+    def _norm(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        """The RMSNorm module's formula in one call: our kernel (``csrc/rms_norm.cpp``) or ``F.rms_norm``."""
+        if self._fused_norm and x.dtype is torch.float32:
+            return torch.ops.steerlab_cpu.rms_norm(x, norm.weight, norm.variance_epsilon)
+        return F.rms_norm(x, self._norm_shape, norm.weight, norm.variance_epsilon)
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
@@ -124,23 +138,22 @@ class FastDecoder:
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, head_dim]
         attend = mask.bool()[:, None, None, :]  # padding positions of the cache are never attended
         for index, layer in enumerate(self.layers):
-            h = layer.norm1(x)
-            q, k, v = layer.qkv(h).split(layer.sizes, dim=-1)
-            q = _rotate(q.view(batch, 1, self.heads, self.head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
-            v = v.view(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            h = self._norm(x, layer.norm1)
+            qkv = layer.qkv(h).view(batch, 1, self.heads + 2 * self.kv_heads, self.head_dim).transpose(1, 2)
+            qk = _rotate(qkv[:, : self.heads + self.kv_heads], cos, sin)  # queries and keys in one rotation
+            q, k, v = qk[:, : self.heads], qk[:, self.heads:], qkv[:, self.heads + self.kv_heads:]
             k, v = cache.update(k, v, index)
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, scale=self.scaling,
                                                       enable_gqa=self.kv_heads != self.heads)
             x = x + layer.o_proj(attended.transpose(1, 2).reshape(batch, 1, -1))
-            gate_up = layer.gate_up(layer.norm2(x))
+            gate_up = layer.gate_up(self._norm(x, layer.norm2))
             gate, up = gate_up[..., :layer.gate_size], gate_up[..., layer.gate_size:]
             x = x + layer.down(layer.act(gate) * up)
             for hook in layer.module._forward_hooks.values():  # as nn.Module calls them
                 replaced = hook(layer.module, (x,), x)
                 if replaced is not None:
                     x = replaced[0] if isinstance(replaced, tuple) else replaced
-        return self.model.lm_head(self.inner.norm(x))[:, -1]
+        return self.model.lm_head(self._norm(x, self.inner.norm))[:, -1]
 
 
 def _rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

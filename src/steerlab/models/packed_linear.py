@@ -10,115 +10,23 @@ small AVX-512 kernel (``csrc/packed_linear.cpp``) that widens each weight tile o
 every row of the batch. Outputs equal the float32 layer's up to the order of the sums. ``benchmarks/
 serve.py`` measures it against HF ``generate`` on the stock float32 model.
 
-The kernel is compiled with the system's C++ compiler on first use (~15 s) and cached like PyTorch's
-own extensions (``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``). Without a compiler,
-on a CPU without AVX-512, or with ``STEERLAB_PACKED_WEIGHTS=0``, layers stay ``nn.Linear``.
+The kernels are compiled once (``cpu_kernels.py``); without them layers stay ``nn.Linear``.
 """
 
 from __future__ import annotations
-
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-log = logging.getLogger("steerlab.models")
+from steerlab.models.cpu_kernels import kernels_available
 
-SOURCE = Path(__file__).with_name("csrc") / "packed_linear.cpp"
-CPU_FLAGS = ("avx512f", "avx512bw")
 BLOCK = 32
 """Weights per (scale, offset) pair in the q8 form: GGUF's block size for Q4_0, Q4_1 and Q8_0."""
-LARGE_BATCH_ROWS = 256
-"""From this many rows (a long prefill) the kernel's compute, not the bytes, is the cost, and rebuilding the
-float32 weight for MKL's blocked product is faster (1536x576 at 480 rows: 4.7 vs 8.0 ms here)."""
-COMPILE_FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-w"]
-
-_lock = threading.Lock()
-_loaded: bool | None = None
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _library_path() -> Path:
-    """The compiled kernel for this source, this torch and these flags (a change to any builds anew)."""
-    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + " ".join(COMPILE_FLAGS).encode())
-    base = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
-    return base / f"steerlab_packed_linear-{key.hexdigest()[:16]}.so"
-
-
-def _compile(compiler: str, target: Path) -> None:
-    from torch.utils.cpp_extension import include_paths
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
-    os.close(fd)
-    torch_lib = Path(torch.__file__).parent / "lib"
-    command = [compiler, *COMPILE_FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
-               *(f"-I{p}" for p in include_paths()), str(SOURCE), f"-L{torch_lib}", "-lc10", "-ltorch_cpu", "-o", tmp]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
-        os.replace(tmp, target)  # atomic: a process loading the library never sees half of it
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def kernels_available() -> bool:
-    """Load (building once if needed) the packed-weight kernels; False, with the reason logged, if they cannot be."""
-    global _loaded
-    if _loaded is not None:
-        return _loaded
-    with _lock:
-        if _loaded is None:
-            _loaded = _load()
-    return _loaded
-
-
-def _load() -> bool:
-    if os.environ.get("STEERLAB_PACKED_WEIGHTS", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        log.info("packed weights: need Linux on x86-64; layers stay float32")
-        return False
-    missing = [flag for flag in CPU_FLAGS if flag not in _cpu_flags()]
-    if missing:
-        log.info("packed weights: this CPU lacks %s; layers stay float32", ", ".join(missing))
-        return False
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    path = _library_path()
-    try:
-        if not path.is_file():
-            if compiler is None:
-                log.warning("packed weights: no C++ compiler (install g++ or set CXX); layers stay float32")
-                return False
-            log.info("packed weights: compiling the kernel once (~15 s) into %s", path)
-            _compile(compiler, path)
-        torch.ops.load_library(str(path))
-        return True
-    except Exception as err:  # a broken toolchain must cost speed, never the model
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        log.warning("packed weights unavailable (%s); layers stay float32", reason)
-        return False
-
+LARGE_BATCH_ROWS = 96
+"""From about this many rows (a prefill) the kernels' arithmetic, not the bytes, is the cost, and MKL's blocked
+product on the float32 weight (rebuilt by ``unpack_q8``) wins: 1536x576 at 96 rows 0.90 vs 1.05 ms, at 480 rows
+3.6 vs 8.0 ms here (weights in cache; streaming from memory favours the kernels, hence not lower)."""
 
 def _f16(values: torch.Tensor) -> torch.Tensor:
     return values.to(torch.float16).to(torch.float32)
@@ -179,9 +87,9 @@ class PackedLinear(nn.Module):
         """The kernel and its weight tensors as plain attributes: a decode step makes ~200 of these calls,
         and nn.Module's attribute lookup cost ~15 us of Python each."""
         if self.form == "bf16":
-            self._kernel, self._weights = torch.ops.steerlab_packed.linear_bf16, (self.w,)
+            self._kernel, self._weights = torch.ops.steerlab_cpu.linear_bf16, (self.w,)
         else:
-            self._kernel, self._weights = torch.ops.steerlab_packed.linear_q8, (self.q, self.scale, self.offset)
+            self._kernel, self._weights = torch.ops.steerlab_cpu.linear_q8, (self.q, self.scale, self.offset)
 
     def _apply(self, fn, *args, **kwargs):
         module = super()._apply(fn, *args, **kwargs)
@@ -200,6 +108,8 @@ class PackedLinear(nn.Module):
         """The float32 weight, rebuilt (for code that reads weights: logit effects, autograd)."""
         if self.form == "bf16":
             return self.w.to(torch.float32)
+        if self.q.device.type == "cpu" and kernels_available():
+            return torch.ops.steerlab_cpu.unpack_q8(self.q, self.scale, self.offset)
         blocks = self.q.reshape(self.out_features, -1, BLOCK).to(torch.float32)
         return (blocks * self.scale[..., None] + self.offset[..., None]).reshape(self.out_features, self.in_features)
 

@@ -230,14 +230,39 @@ at::Tensor linear_q8(const at::Tensor& x_in, const at::Tensor& q_in, const at::T
   return run(x, N, [&](int64_t n, float* out) { widen_q8_row(Q + n * K, S + n * blocks, O + n * blocks, out, K); });
 }
 
-}  // namespace
-
-TORCH_LIBRARY(steerlab_packed, m) {
-  m.def("linear_bf16(Tensor x, Tensor w) -> Tensor");
-  m.def("linear_q8(Tensor x, Tensor q, Tensor scale, Tensor offset) -> Tensor");
+// The float32 weight [N, K] from its q8 form, rows in parallel (for long prefills, where MKL's blocked
+// product on float32 weights beats the kernels above; ~3x faster than the same in separate torch ops).
+at::Tensor unpack_q8(const at::Tensor& q_in, const at::Tensor& scale_in, const at::Tensor& offset_in) {
+  TORCH_CHECK(q_in.dim() == 2 && q_in.scalar_type() == at::kChar && q_in.size(1) % kBlock == 0,
+              "q must be int8 [N, K] with K a multiple of 32");
+  auto q = q_in.contiguous();
+  auto scale = scale_in.contiguous();
+  auto offset = offset_in.contiguous();
+  const int64_t N = q.size(0), K = q.size(1), blocks = K / kBlock;
+  TORCH_CHECK(scale.sizes() == offset.sizes() && scale.size(0) == N && scale.size(1) == blocks &&
+                  scale.scalar_type() == at::kFloat && offset.scalar_type() == at::kFloat,
+              "scale and offset must be float32 [N, K / 32]");
+  auto w = at::empty({N, K}, scale.options());
+  const int8_t* Q = q.data_ptr<int8_t>();
+  const float* S = scale.data_ptr<float>();
+  const float* O = offset.data_ptr<float>();
+  float* W = w.data_ptr<float>();
+  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) widen_q8_row(Q + n * K, S + n * blocks, O + n * blocks, W + n * K, K);
+  });
+  return w;
 }
 
-TORCH_LIBRARY_IMPL(steerlab_packed, CPU, m) {
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(steerlab_cpu, m) {
+  m.def("linear_bf16(Tensor x, Tensor w) -> Tensor");
+  m.def("linear_q8(Tensor x, Tensor q, Tensor scale, Tensor offset) -> Tensor");
+  m.def("unpack_q8(Tensor q, Tensor scale, Tensor offset) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(steerlab_cpu, CPU, m) {
   m.impl("linear_bf16", linear_bf16);
   m.impl("linear_q8", linear_q8);
+  m.impl("unpack_q8", unpack_q8);
 }
