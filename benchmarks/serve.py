@@ -8,7 +8,7 @@
 - steered vs unsteered decode (a nudge on one feature, batch 1);
 - aggregate tokens/s with N concurrent streams, each with a different variant, vs one stream;
 - time to first token p50/p99 across the N concurrent streams.
-Prints JSON.
+Every figure is the median of ``--repeats`` timed runs after a full-length warm-up. Prints JSON.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--streams", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="Timed runs of each measurement; the median is reported (one 48-token run varies ~10%%).")
     args = ap.parse_args()
     # Heavy one-off work runs in passing threads, so that each measured loop (HF generate, the engine) is the
     # only thread with OpenMP workers while it runs (see steerlab/torch_threads.py).
@@ -73,10 +75,13 @@ def main() -> None:
         with torch.inference_mode():
             ids = torch.tensor([prompt])
             model.generate(ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)  # warm-up
-            start = time.perf_counter()
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
-                                 min_new_tokens=args.tokens, do_sample=False)
-            return (out.shape[1] - ids.shape[1]) / (time.perf_counter() - start), out
+            rates = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
+                                     min_new_tokens=args.tokens, do_sample=False)
+                rates.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
+            return statistics.median(rates), out
 
     floor = in_passing_thread(memory_floor_tokens_per_s, stock)  # of the float32 model HF runs
     hf_rate, hf_out = in_passing_thread(hf_generate_rate, stock)  # before the engine's thread exists
@@ -87,29 +92,30 @@ def main() -> None:
     read_per_token = sum(t.numel() * t.element_size() for name, t in lab.lm.model.state_dict().items()
                          if "embed_tokens" not in name)  # the embedding table is looked up, not read whole
 
-    n, ours_s, _ = timed_stream(lab.engine.submit(prompt, params))
-    ours_rate = n / ours_s
-    editor = make_editor(lab.sae, [FeatureEdit(100, 1.0)])
-    n, steered_s, _ = timed_stream(lab.engine.submit(prompt, params, editor))
-    steered_rate = n / steered_s
-    cond_editor = make_editor(lab.sae, [FeatureEdit(100, 1.0, "pin")])
-    n, pinned_s, _ = timed_stream(lab.engine.submit(prompt, params, cond_editor))
-    pinned_rate = n / pinned_s
+    def engine_rate(editor=None) -> float:
+        runs = [timed_stream(lab.engine.submit(prompt, params, editor)) for _ in range(args.repeats)]
+        return statistics.median(n / seconds for n, seconds, _ in runs)
+
+    ours_rate = engine_rate()
+    steered_rate = engine_rate(make_editor(lab.sae, [FeatureEdit(100, 1.0)]))
+    pinned_rate = engine_rate(make_editor(lab.sae, [FeatureEdit(100, 1.0, "pin")]))
 
     prompts = [lab.prompt_ids([{"role": "user", "content": f"Tell me fact number {i} about the sea."}])
                for i in range(args.streams)]
     editors = [make_editor(lab.sae, [FeatureEdit(17 * i + 1, 0.5)]) for i in range(args.streams)]
-    start = time.perf_counter()
-    streams = [(lab.engine.submit(p, params, e), time.perf_counter()) for p, e in zip(prompts, editors)]
-    with ThreadPoolExecutor(len(streams)) as pool:  # read every stream as it arrives, like real clients
-        results = list(pool.map(lambda sub: timed_stream(*sub), streams))
-    wall = time.perf_counter() - start
-    total = sum(r[0] for r in results)
-    ttft = sorted(r[2] for r in results)
-    agg_rate = total / wall
+
+    def concurrent_run() -> tuple[float, list[float]]:
+        start = time.perf_counter()
+        streams = [(lab.engine.submit(p, params, e), time.perf_counter()) for p, e in zip(prompts, editors)]
+        with ThreadPoolExecutor(len(streams)) as pool:  # read every stream as it arrives, like real clients
+            results = list(pool.map(lambda sub: timed_stream(*sub), streams))
+        return sum(r[0] for r in results) / (time.perf_counter() - start), sorted(r[2] for r in results)
+
+    runs = sorted((concurrent_run() for _ in range(args.repeats)), key=lambda run: run[0])
+    agg_rate, ttft = runs[len(runs) // 2]  # the median run, with its own times to first token
     lab.close()
     print(json.dumps({
-        "tokens": args.tokens, "threads": torch.get_num_threads(),
+        "tokens": args.tokens, "repeats": args.repeats, "threads": torch.get_num_threads(),
         "batch1": {"hf_generate_tok_s": round(hf_rate, 1), "engine_tok_s": round(ours_rate, 1),
                    "ratio": round(ours_rate / hf_rate, 2), "packed_layers": packed_layers,
                    "hf_generate_packed_tok_s": round(hf_packed_rate, 1),

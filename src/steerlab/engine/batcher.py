@@ -238,7 +238,8 @@ class Engine:
         self._mask = mask
         self.steps += 1
         logits = logits.float().cpu()
-        keep = [i for i, s in enumerate(rows) if not s.step(logits[i], self.tokenizer)]
+        argmax = logits.argmax(-1).tolist()  # one call for every greedy row (~0.1 ms each on its own)
+        keep = [i for i, s in enumerate(rows) if not s.step(logits[i], self.tokenizer, argmax[i])]
         if len(keep) < len(rows):
             self._active = [rows[i] for i in keep]
             if keep:

@@ -5,9 +5,10 @@ A decode step on the bundled model spends about as long in Python around its ~1,
 its products. :class:`FastDecoder` runs the same computation from the same weights in one loop: the
 query/key/value projections and the gate/up projections each as one product (their weights are made
 views of one fused tensor, so nothing is stored twice), one call per RMSNorm (the same formula),
-queries and keys rotated together, a padding mask over the cache, SDPA with grouped heads, and every
-forward hook a decoder layer carries (the engine's steering) called with that layer's output as
-transformers would. Prefill, analysis and anything with hooks on a layer's submodules keep using the
+queries and keys rotated together, key/value buffers with room to grow (no per-step copy of the
+cache), attention with the query heads that share a key/value head as one product and a padding bias,
+and every forward hook a decoder layer carries (the engine's steering) called with that layer's
+output as transformers would. Prefill, analysis and anything with hooks on a layer's submodules keep using the
 model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
 """
 
@@ -136,16 +137,18 @@ class FastDecoder:
         x = self.inner.embed_tokens(ids)  # [B, 1, d]
         cos, sin = self.inner.rotary_emb(x, position_ids=positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, head_dim]
-        attend = mask.bool()[:, None, None, :]  # padding positions of the cache are never attended
+        bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
         for index, layer in enumerate(self.layers):
             h = self._norm(x, layer.norm1)
             qkv = layer.qkv(h).view(batch, 1, self.heads + 2 * self.kv_heads, self.head_dim).transpose(1, 2)
             qk = _rotate(qkv[:, : self.heads + self.kv_heads], cos, sin)  # queries and keys in one rotation
             q, k, v = qk[:, : self.heads], qk[:, self.heads:], qkv[:, self.heads + self.kv_heads:]
-            k, v = cache.update(k, v, index)
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, scale=self.scaling,
-                                                      enable_gqa=self.kv_heads != self.heads)
-            x = x + layer.o_proj(attended.transpose(1, 2).reshape(batch, 1, -1))
+            k, v = _append(cache.layers[index], k, v)
+            # One query per row: the query heads sharing a key/value head as one product (what SDPA with
+            # grouped heads computes, ~20% faster at 16 rows), padding masked by a 0 / -inf bias.
+            scores = torch.matmul(q.reshape(batch, self.kv_heads, -1, self.head_dim), k.transpose(-1, -2))
+            weights = torch.softmax(scores * self.scaling + bias, dim=-1)
+            x = x + layer.o_proj(torch.matmul(weights, v).reshape(batch, 1, -1))
             gate_up = layer.gate_up(self._norm(x, layer.norm2))
             gate, up = gate_up[..., :layer.gate_size], gate_up[..., layer.gate_size:]
             x = x + layer.down(layer.act(gate) * up)
@@ -154,6 +157,30 @@ class FastDecoder:
                 if replaced is not None:
                     x = replaced[0] if isinstance(replaced, tuple) else replaced
         return self.model.lm_head(self._norm(x, self.inner.norm))[:, -1]
+
+
+CAPACITY_STEP = 64
+"""Positions added to a layer's key/value buffers when they fill up."""
+
+
+def _append(layer, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer.update(k, v)`` without copying the whole cache every step: keys and values live in buffers with
+    room for ``CAPACITY_STEP`` more positions, and the layer holds views of their filled part. Whatever
+    rebuilds the cache (joining or dropping sequences, transformers' own forward) sees ordinary tensors."""
+    keys, values = layer.keys, layer.values
+    buffers = getattr(layer, "_steerlab_buffers", None)
+    length = keys.shape[2]
+    if (buffers is None or buffers[0].shape[:2] != keys.shape[:2] or buffers[0].shape[2] <= length
+            or keys.data_ptr() != buffers[0].data_ptr() or values.data_ptr() != buffers[1].data_ptr()):
+        shape = (*keys.shape[:2], length + CAPACITY_STEP, keys.shape[3])
+        buffers = (keys.new_empty(shape), values.new_empty(shape))
+        buffers[0][:, :, :length] = keys
+        buffers[1][:, :, :length] = values
+        layer._steerlab_buffers = buffers
+    buffers[0][:, :, length] = k[:, :, 0]
+    buffers[1][:, :, length] = v[:, :, 0]
+    layer.keys, layer.values = buffers[0][:, :, : length + 1], buffers[1][:, :, : length + 1]
+    return layer.keys, layer.values
 
 
 def _rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from steerlab.engine.stream import Stream, TokenEvent
-from steerlab.generation.sampler import SamplingParams, _stream_safe_prefix, sample_next
+from steerlab.generation.sampler import GREEDY_BELOW, SamplingParams, _stream_safe_prefix, sample_next
 
 RowEditor = Callable[[torch.Tensor], torch.Tensor]
 """Rewrites one sequence's residual ``[1, seq, d_model]`` at the hookpoint. It may keep per-sequence
@@ -41,15 +41,19 @@ class SequenceState:
         events = list(drain()) if drain else []
         return events, bool(getattr(self.editor, "aborted", False))
 
-    def step(self, logits: torch.Tensor, tokenizer) -> bool:
-        """Sample from ``logits [vocab]`` and push the event; returns True when the sequence is done."""
+    def step(self, logits: torch.Tensor, tokenizer, argmax: int | None = None) -> bool:
+        """Sample from ``logits [vocab]`` and push the event; returns True when the sequence is done.
+        ``argmax``: ``logits.argmax()`` when the caller has it already (one call for a whole batch)."""
         events, aborted = self.drain_events()
         index = len(self.generated)
         if aborted:
             return self._finish(TokenEvent("", None, index, "abort", events))
         if self.stream.cancelled.is_set():
             return self._finish(TokenEvent("", None, index, "cancelled", events))
-        token = sample_next(logits, self.params, self.generator)
+        if argmax is not None and self.params.temperature < GREEDY_BELOW:
+            token = argmax
+        else:
+            token = sample_next(logits, self.params, self.generator)
         observe = getattr(self.editor, "observe_logits", None)
         if observe is not None:  # entropy-bounded nudges decide for the next token
             observe(logits)

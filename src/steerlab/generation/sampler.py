@@ -31,9 +31,13 @@ class SamplingParams:
         return self
 
 
+GREEDY_BELOW = 1e-4
+"""Temperatures below this pick the argmax."""
+
+
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     """Pick the next token id from logits [vocab] by temperature + nucleus sampling (or argmax)."""
-    if params.temperature < 1e-4:  # 0 means greedy; tinier values would overflow the softmax anyway
+    if params.temperature < GREEDY_BELOW:  # 0 means greedy; tinier values would overflow the softmax anyway
         return int(logits.argmax())
     # A wild edit can overflow one row; that row degrades to argmax instead of crashing the shared batch.
     logits = logits.float().nan_to_num(nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
