@@ -77,3 +77,27 @@ def test_only_llama_on_the_cpu_and_switch(monkeypatch):
     assert FastDecoder.supports(model)
     monkeypatch.setenv("STEERLAB_FAST_DECODE", "0")
     assert not FastDecoder.supports(model)
+
+
+def test_many_steps_past_the_buffer_room_and_a_rebuilt_cache():
+    from steerlab.engine import kv_cache
+    from steerlab.engine.fast_decode import CAPACITY_STEP
+
+    model = make_tiny_llama(300, num_layers=2)
+    fast = FastDecoder(model)
+    token, mask, position, cache = padded_prefill(model)
+    theirs = copy.deepcopy(cache)
+    with torch.inference_mode():
+        for step in range(CAPACITY_STEP + 6):  # the buffers fill up once and grow
+            if step == 10:  # the engine drops a finished row: a fresh cache of ordinary tensors
+                keep = torch.tensor([1])
+                cache, _ = kv_cache.select(cache, mask, keep)
+                theirs, mask = kv_cache.select(theirs, mask, keep)
+                token, position = token[keep], position[keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            expected = model(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs,
+                             use_cache=True).logits[:, -1]
+            got = fast.step(token, mask, position, cache)
+            assert torch.allclose(expected, got, atol=1e-5), step
+            token, position = expected.argmax(-1, keepdim=True), position + 1
+    assert cache.layers[0].keys.shape == theirs.layers[0].keys.shape
