@@ -47,7 +47,7 @@ def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
         for m in linears:
             m.weight = nn.Parameter(weight[start:start + m.out_features], requires_grad=m.weight.requires_grad)
             start += m.out_features
-        fused = nn.Linear(first.in_features, start, bias=False, device=weight.device, dtype=weight.dtype)
+        fused = nn.Linear(first.in_features, start, bias=False, device="meta")  # no throwaway random init
         fused.weight = nn.Parameter(weight, requires_grad=False)
         return fused
     return None

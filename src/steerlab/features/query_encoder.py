@@ -41,8 +41,8 @@ PROBE = "French text about cooking, with numbers 1 2 3"
 GRAPH_VERSION = "fused-mha-2"
 """Part of the cache key: a change to how the graph is made must not load a graph made the old way."""
 INT8_BLOCK = 128
-"""Weights per int8 scale. 32 kept vectors closer (cosine >= 0.9987 vs 0.9964 to fp32) but was slower and
-changed one benchmark query's top 10, where 128 changed none."""
+"""Weights per int8 scale. 32 kept vectors a little closer to fp32 but was slower; with 128 every benchmark query
+keeps its top hit (``benchmarks/search.py`` reports the agreement)."""
 MAX_THREADS = 2
 """More threads stop paying off for a ~4-token query (the work per matrix is small)."""
 
@@ -112,9 +112,9 @@ def _cache_path(model_dir: Path, int8: bool) -> Path:
     return get_settings().home / "cache" / f"minilm-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
 
-def export_onnx(transformer, path: Path, fuse: bool = True, int8: bool = False) -> None:
+def export_onnx(transformer, path: Path, int8: bool = False) -> None:
     """Export the BERT body (ids, mask -> token embeddings) with dynamic batch and length, fused by ONNX
-    Runtime's BERT optimizer unless ``fuse`` is False, its matrices stored as int8 when ``int8``, atomically."""
+    Runtime's BERT optimizer, its matrices stored as int8 when ``int8``, atomically."""
     import torch
 
     class Body(torch.nn.Module):
@@ -143,15 +143,14 @@ def export_onnx(transformer, path: Path, fuse: bool = True, int8: bool = False) 
                                             "attention_mask": {0: "batch", 1: "tokens"},
                                             "token_embeddings": {0: "batch", 1: "tokens"}},
                               opset_version=17)
-        if fuse:
-            from onnxruntime.transformers import optimizer
-            from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers import optimizer
+        from onnxruntime.transformers.fusion_options import FusionOptions
 
-            options = FusionOptions("bert")
-            options.use_multi_head_attention = True  # Q, K, V stay MatMul nodes, which int8 can then store
-            fused = optimizer.optimize_model(tmp, model_type="bert", num_heads=config.num_attention_heads,
-                                             hidden_size=config.hidden_size, optimization_options=options)
-            fused.save_model_to_file(tmp)
+        options = FusionOptions("bert")
+        options.use_multi_head_attention = True  # Q, K, V stay MatMul nodes, which int8 can then store
+        fused = optimizer.optimize_model(tmp, model_type="bert", num_heads=config.num_attention_heads,
+                                         hidden_size=config.hidden_size, optimization_options=options)
+        fused.save_model_to_file(tmp)
         if int8:
             _quantize_weights(tmp)
         os.replace(tmp, path)  # a crash never leaves a half-written graph that a later process loads

@@ -6,9 +6,9 @@ bits of information per weight: a bf16 checkpoint holds bf16 values, and a GGUF 
 to float (the bundled default: Q4_1 layers, a Q8_0 embedding) holds ``d * q + m`` per block of 32 with
 ``q`` a small integer. :func:`pack_weight` finds such an *exact* compact form — every float32 weight is
 rebuilt bit for bit, or the layer is left alone — and :class:`PackedLinear` multiplies with it through a
-small AVX-512 kernel (``csrc/packed_linear.cpp``) that widens each weight tile once in L1 and uses it for
-every row of the batch. Outputs equal the float32 layer's up to the order of the sums. ``benchmarks/
-serve.py`` measures it against HF ``generate`` on the stock float32 model.
+small AVX-512 kernel (``csrc/packed_linear.cpp``) that widens weights in registers for a few rows, or each
+weight tile once in L1 for every row of a larger batch. Outputs equal the float32 layer's up to the order
+of the sums. ``benchmarks/serve.py`` measures it against HF ``generate`` on the stock float32 model.
 
 The kernels are compiled once (``cpu_kernels.py``); without them layers stay ``nn.Linear``.
 """
@@ -27,6 +27,7 @@ LARGE_BATCH_ROWS = 96
 """From about this many rows (a prefill) the kernels' arithmetic, not the bytes, is the cost, and MKL's blocked
 product on the float32 weight (rebuilt by ``unpack_q8``) wins: 1536x576 at 96 rows 0.90 vs 1.05 ms, at 480 rows
 3.6 vs 8.0 ms here (weights in cache; streaming from memory favours the kernels, hence not lower)."""
+
 
 def _f16(values: torch.Tensor) -> torch.Tensor:
     return values.to(torch.float16).to(torch.float32)
