@@ -25,15 +25,23 @@ def main() -> None:
     try:
         for name, cfg in (("quick", AutoSteerConfig.quick()), ("thorough", AutoSteerConfig())):
             start = time.perf_counter()
-            result = auto_steer(lab.lm, lab.sae, args.goal, config=cfg, search=lab.search, labels=lab.labels,
-                                sae_id=lab.sae_id)
-            runs[name] = {"seconds": round(time.perf_counter() - start, 1), "trials": len(result.trials),
-                          "edits": [[f.index, f.label, round(s, 3)] for f, s in result.edits],
-                          "score": round(result.best.score, 3), "unsteered_score": round(result.unsteered.score, 3)}
+            result = auto_steer(
+                lab.lm, lab.sae, args.goal, config=cfg, search=lab.search, labels=lab.labels, sae_id=lab.sae_id
+            )
+            runs[name] = {
+                "seconds": round(time.perf_counter() - start, 1),
+                "trials": len(result.trials),
+                "edits": [[f.index, f.label, round(s, 3)] for f, s in result.edits],
+                "score": round(result.best.score, 3),
+                "unsteered_score": round(result.unsteered.score, 3),
+            }
     finally:
         lab.close()
-    report = {"goal": args.goal, **runs, "quick_over_thorough_time": round(runs["quick"]["seconds"] /
-                                                                          runs["thorough"]["seconds"], 2)}
+    report = {
+        "goal": args.goal,
+        **runs,
+        "quick_over_thorough_time": round(runs["quick"]["seconds"] / runs["thorough"]["seconds"], 2),
+    }
     print(json.dumps(report, indent=2))
     if args.out:
         with open(args.out, "w") as f:

@@ -29,8 +29,10 @@ def main() -> None:
     args = ap.parse_args()
     lm = load_model(args.model)
     tok = lm.tokenizer
-    prompts = [chat_input_ids(tok, [{"role": "user", "content": p["prompt"][:400]}])
-               for p in default_chat_prompts(seed=0)[: args.prompts]]
+    prompts = [
+        chat_input_ids(tok, [{"role": "user", "content": p["prompt"][:400]}])
+        for p in default_chat_prompts(seed=0)[: args.prompts]
+    ]
     cfg = BatchSampling(max_new_tokens=args.max_new_tokens, temperature=0.6, top_p=0.9, repetition_penalty=1.1)
     stops = stop_token_ids(tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -46,21 +48,39 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.perf_counter()
     with torch.inference_mode():
-        gen = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.max_new_tokens,
-                                do_sample=True, temperature=0.6, top_p=0.9, repetition_penalty=1.1,
-                                pad_token_id=pad, eos_token_id=sorted(stops))
+        gen = lm.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=True,
+            temperature=0.6,
+            top_p=0.9,
+            repetition_penalty=1.1,
+            pad_token_id=pad,
+            eos_token_id=sorted(stops),
+        )
     hf_s = time.perf_counter() - start
     new = gen[:, width:]
     hf_tokens = int(sum(next((i for i, t in enumerate(row.tolist()) if t in stops), len(row)) for row in new))
 
     ours_rate, hf_rate = ours_tokens / ours_s, hf_tokens / hf_s
-    print(json.dumps({"prompts": args.prompts, "max_new_tokens": args.max_new_tokens,
-                      "threads": torch.get_num_threads(),
-                      "hf_generate": {"tokens": hf_tokens, "seconds": round(hf_s, 2),
-                                      "tokens_per_s": round(hf_rate, 1)},
-                      "generate_batch": {"tokens": ours_tokens, "seconds": round(ours_s, 2),
-                                         "tokens_per_s": round(ours_rate, 1)},
-                      "ratio": round(ours_rate / hf_rate, 2)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "prompts": args.prompts,
+                "max_new_tokens": args.max_new_tokens,
+                "threads": torch.get_num_threads(),
+                "hf_generate": {"tokens": hf_tokens, "seconds": round(hf_s, 2), "tokens_per_s": round(hf_rate, 1)},
+                "generate_batch": {
+                    "tokens": ours_tokens,
+                    "seconds": round(ours_s, 2),
+                    "tokens_per_s": round(ours_rate, 1),
+                },
+                "ratio": round(ours_rate / hf_rate, 2),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

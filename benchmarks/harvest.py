@@ -37,8 +37,13 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    result = {"model": args.model, "layer": args.layer, "batch": args.batch, "seq": args.seq,
-              "threads": torch.get_num_threads()}
+    result = {
+        "model": args.model,
+        "layer": args.layer,
+        "batch": args.batch,
+        "seq": args.seq,
+        "threads": torch.get_num_threads(),
+    }
     for dtype in ("float32", "bfloat16"):
         lm = load_model(args.model, dtype=dtype)
         hookpoint = resolve_hookpoint(lm.model, args.layer)
@@ -54,10 +59,14 @@ def main() -> None:
 
         full_tps = tokens_per_s(full, n, args.repeats)
         part_tps = tokens_per_s(partial, n, args.repeats)
-        result[dtype] = {"full_forward_tokens_per_s": round(full_tps, 1),
-                         "stop_at_layer_tokens_per_s": round(part_tps, 1), "speedup": round(part_tps / full_tps, 3)}
-    result["bf16_vs_fp32_stop_at_layer"] = round(result["bfloat16"]["stop_at_layer_tokens_per_s"]
-                                                 / result["float32"]["stop_at_layer_tokens_per_s"], 3)
+        result[dtype] = {
+            "full_forward_tokens_per_s": round(full_tps, 1),
+            "stop_at_layer_tokens_per_s": round(part_tps, 1),
+            "speedup": round(part_tps / full_tps, 3),
+        }
+    result["bf16_vs_fp32_stop_at_layer"] = round(
+        result["bfloat16"]["stop_at_layer_tokens_per_s"] / result["float32"]["stop_at_layer_tokens_per_s"], 3
+    )
     print(json.dumps(result, indent=2))
 
 

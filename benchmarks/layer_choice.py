@@ -45,7 +45,7 @@ def context_fraction(codes: torch.Tensor, token_ids: torch.Tensor) -> float:
     sums = torch.zeros(len(uniq), codes.shape[1]).index_add_(0, inverse, codes)
     counts = torch.bincount(inverse, minlength=len(uniq)).float()[:, None]
     explained = codes - (sums / counts)[inverse]
-    return float((explained ** 2).sum() / total)
+    return float((explained**2).sum() / total)
 
 
 def main() -> None:
@@ -61,8 +61,10 @@ def main() -> None:
     lm = load_model()
     corpus = default_corpus_dir()
     sources = [CorpusSource(str(corpus / "chat.jsonl"), max_tokens=args.tokens // 5)]
-    sources += [CorpusSource(str(corpus / "text" / f"{n}.jsonl"), max_tokens=args.tokens // 5)
-                for n in ("debian-handbook", "python-stdlib", "manpages", "gcide")]
+    sources += [
+        CorpusSource(str(corpus / "text" / f"{n}.jsonl"), max_tokens=args.tokens // 5)
+        for n in ("debian-handbook", "python-stdlib", "manpages", "gcide")
+    ]
     total = args.tokens + args.eval_tokens
     for s in sources:
         s.max_tokens = total // len(sources)
@@ -76,7 +78,7 @@ def main() -> None:
     acts: dict[str, list[torch.Tensor]] = {h: [] for h in hookpoints}
     token_ids: list[torch.Tensor] = []
     for b in range(0, len(train_seqs), 16):
-        batch = [s for s in train_seqs[b:b + 16] if len(s) == 128]
+        batch = [s for s in train_seqs[b : b + 16] if len(s) == 128]
         if not batch:
             continue
         ids = torch.tensor(batch)
@@ -91,27 +93,49 @@ def main() -> None:
     results = []
     for layer, h in zip(layers, hookpoints):
         x = torch.cat(acts[h])
-        cfg = SAEConfig(d_in=lm.d_model, d_sae=args.expansion * lm.d_model, k=args.k, model_name=lm.name,
-                        hookpoint=h, layer=layer)
+        cfg = SAEConfig(
+            d_in=lm.d_model, d_sae=args.expansion * lm.d_model, k=args.k, model_name=lm.name, hookpoint=h, layer=layer
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            sae = train_sae(cfg, TrainConfig(batch_size=2048, holdout_tokens=4096, checkpoint_every_steps=10**9),
-                            TensorActivationSource(x, epochs=args.epochs), Path(tmp), resume=False, progress=False)
+            sae = train_sae(
+                cfg,
+                TrainConfig(batch_size=2048, holdout_tokens=4096, checkpoint_every_steps=10**9),
+                TensorActivationSource(x, epochs=args.epochs),
+                Path(tmp),
+                resume=False,
+                progress=False,
+            )
         sae.requires_grad_(False)
         with torch.no_grad():
             ctx = context_fraction(sae.encode(x[:20_000]), tok[:20_000])
         ev = evaluate_sae(lm, sae, eval_seqs, batch_size=8, progress=False)
-        row = {"layer": layer, "depth": round((layer + 1) / lm.num_layers, 3), "fvu": round(ev["fvu"], 4),
-               "ce_loss_score": round(ev["ce_loss_score"], 4), "context_fraction": round(ctx, 4),
-               "score": round(ev["ce_loss_score"] * ctx, 4)}
+        row = {
+            "layer": layer,
+            "depth": round((layer + 1) / lm.num_layers, 3),
+            "fvu": round(ev["fvu"], 4),
+            "ce_loss_score": round(ev["ce_loss_score"], 4),
+            "context_fraction": round(ctx, 4),
+            "score": round(ev["ce_loss_score"] * ctx, 4),
+        }
         print(json.dumps(row), file=sys.stderr)
         results.append(row)
     middle = [r for r in results if 1 / 3 <= r["depth"] <= 2 / 3] or results
     best = max(middle, key=lambda r: r["score"])
-    print(json.dumps({"chosen_layer": best["layer"],
-                      "rule": "argmax ce_loss_score * context_fraction over layers at 1/3..2/3 depth",
-                      "best_layer_overall": max(results, key=lambda r: r["score"])["layer"],
-                      "train_tokens_per_layer": len(tok), "epochs": args.epochs, "expansion": args.expansion,
-                      "k": args.k, "layers": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "chosen_layer": best["layer"],
+                "rule": "argmax ce_loss_score * context_fraction over layers at 1/3..2/3 depth",
+                "best_layer_overall": max(results, key=lambda r: r["score"])["layer"],
+                "train_tokens_per_layer": len(tok),
+                "epochs": args.epochs,
+                "expansion": args.expansion,
+                "k": args.k,
+                "layers": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

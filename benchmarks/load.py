@@ -29,10 +29,32 @@ import httpx
 
 STEERLAB = str(Path(sys.executable).parent / "steerlab")
 EMBER = "/api/inference/v1"
-QUERIES = ["French", "code", "pirates", "numbers", "questions", "Python functions", "greetings", "colors",
-           "cooking", "weather", "emotions", "legal text", "shell commands", "dates", "animals", "music"]
-PROMPTS = ["Tell me about your day.", "What is a good name for a cat?", "Explain rain to a child.",
-           "Write one sentence about the sea.", "How do I boil an egg?", "Say something kind."]
+QUERIES = [
+    "French",
+    "code",
+    "pirates",
+    "numbers",
+    "questions",
+    "Python functions",
+    "greetings",
+    "colors",
+    "cooking",
+    "weather",
+    "emotions",
+    "legal text",
+    "shell commands",
+    "dates",
+    "animals",
+    "music",
+]
+PROMPTS = [
+    "Tell me about your day.",
+    "What is a good name for a cat?",
+    "Explain rain to a child.",
+    "Write one sentence about the sea.",
+    "How do I boil an egg?",
+    "Say something kind.",
+]
 MIX = {"search": 0.4, "inspect": 0.2, "chat": 0.2, "stream": 0.2}
 
 
@@ -79,21 +101,33 @@ class Actions:
         self.http, self.model, self.controllers, self.tokens = http, model, controllers, tokens
 
     async def search(self, rng: random.Random):
-        r = await self.http.get(f"{EMBER}/features/search", params={"query": rng.choice(QUERIES), "page": 1,
-                                                                    "perPage": 10, "model": self.model})
+        r = await self.http.get(
+            f"{EMBER}/features/search",
+            params={"query": rng.choice(QUERIES), "page": 1, "perPage": 10, "model": self.model},
+        )
         r.raise_for_status()
 
     async def inspect(self, rng: random.Random):
-        messages = [{"role": "user", "content": rng.choice(PROMPTS)},
-                    {"role": "assistant", "content": "Sure. Here is a short answer in plain words."}]
-        r = await self.http.post(f"{EMBER}/chat-attribution/compute-features",
-                                 json={"messages": messages, "model": self.model, "aggregate_by": "max"})
+        messages = [
+            {"role": "user", "content": rng.choice(PROMPTS)},
+            {"role": "assistant", "content": "Sure. Here is a short answer in plain words."},
+        ]
+        r = await self.http.post(
+            f"{EMBER}/chat-attribution/compute-features",
+            json={"messages": messages, "model": self.model, "aggregate_by": "max"},
+        )
         r.raise_for_status()
 
     def _chat_body(self, rng: random.Random, stream: bool) -> dict:
-        return {"model": self.model, "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
-                "max_tokens": self.tokens, "temperature": 0.7, "seed": rng.randrange(1 << 30), "stream": stream,
-                "controller": rng.choice(self.controllers)}
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
+            "max_tokens": self.tokens,
+            "temperature": 0.7,
+            "seed": rng.randrange(1 << 30),
+            "stream": stream,
+            "controller": rng.choice(self.controllers),
+        }
 
     async def chat(self, rng: random.Random):
         r = await self.http.post("/v1/chat/completions", json=self._chat_body(rng, stream=False))
@@ -122,11 +156,32 @@ async def controllers_for(http: httpx.AsyncClient, model: str, count: int) -> li
     r = await http.post(f"{EMBER}/features/lookup", json={"indices": indices, "model": model})
     r.raise_for_status()
     features = r.json()["features"]
-    return [{"name": f"load-{f['index_in_sae']}", "scopes": [], "nonzero_strength_threshold": None,
-             "min_nudge_entropy": None, "max_nudge_entropy": None,
-             "interventions": [{"mode": "nudge", "value": 0.4, "features": {"features": [
-                 {"uuid": f["uuid"], "label": f["label"], "index_in_sae": f["index_in_sae"],
-                  "max_activation_strength": 1.0}]}}]} for f in features]
+    return [
+        {
+            "name": f"load-{f['index_in_sae']}",
+            "scopes": [],
+            "nonzero_strength_threshold": None,
+            "min_nudge_entropy": None,
+            "max_nudge_entropy": None,
+            "interventions": [
+                {
+                    "mode": "nudge",
+                    "value": 0.4,
+                    "features": {
+                        "features": [
+                            {
+                                "uuid": f["uuid"],
+                                "label": f["label"],
+                                "index_in_sae": f["index_in_sae"],
+                                "max_activation_strength": 1.0,
+                            }
+                        ]
+                    },
+                }
+            ],
+        }
+        for f in features
+    ]
 
 
 async def timed(actions: Actions, kind: str, rng: random.Random, log: dict):
@@ -194,18 +249,32 @@ def report(args, baseline: dict, loaded: dict, wall: float, rss_before: float, r
     routes = {}
     for kind in MIX:
         lat, base = loaded[kind]["latency"], baseline[kind]["latency"]
-        routes[kind] = {"requests": len(lat) + len(loaded[kind]["errors"]), "errors": len(loaded[kind]["errors"]),
-                        "p50_s": pct(lat, 0.5), "p99_s": pct(lat, 0.99), "unloaded_p50_s": pct(base, 0.5),
-                        "p50_slowdown": round(pct(lat, 0.5) / pct(base, 0.5), 1) if lat and base else None,
-                        "error_examples": loaded[kind]["errors"][:3]}
+        routes[kind] = {
+            "requests": len(lat) + len(loaded[kind]["errors"]),
+            "errors": len(loaded[kind]["errors"]),
+            "p50_s": pct(lat, 0.5),
+            "p99_s": pct(lat, 0.99),
+            "unloaded_p50_s": pct(base, 0.5),
+            "p50_slowdown": round(pct(lat, 0.5) / pct(base, 0.5), 1) if lat and base else None,
+            "error_examples": loaded[kind]["errors"][:3],
+        }
         if loaded[kind]["ttft"]:
             routes[kind].update(ttft_p50_s=pct(loaded[kind]["ttft"], 0.5), ttft_p99_s=pct(loaded[kind]["ttft"], 0.99))
     total = sum(r["requests"] for r in routes.values())
     errors = sum(r["errors"] for r in routes.values())
-    return {"users": args.users, "seconds": args.seconds, "wall_s": round(wall, 1), "chat_tokens": args.tokens,
-            "requests": total, "errors": errors, "error_rate": round(errors / total, 4) if total else None,
-            "requests_per_s": round(total / wall, 1), "server_rss_mb_before": round(rss_before),
-            "server_rss_mb_after": round(rss_after), "routes": routes}
+    return {
+        "users": args.users,
+        "seconds": args.seconds,
+        "wall_s": round(wall, 1),
+        "chat_tokens": args.tokens,
+        "requests": total,
+        "errors": errors,
+        "error_rate": round(errors / total, 4) if total else None,
+        "requests_per_s": round(total / wall, 1),
+        "server_rss_mb_before": round(rss_before),
+        "server_rss_mb_after": round(rss_after),
+        "routes": routes,
+    }
 
 
 def main() -> None:

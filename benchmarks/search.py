@@ -32,23 +32,80 @@ import time
 import numpy as np
 
 QUERIES = [
-    "French text", "German text", "Python code", "Python function definitions", "import statements",
-    "shell commands", "command-line options", "file paths", "URLs", "email addresses", "numbers", "years",
-    "dates", "months", "questions", "emotions", "happiness", "anger", "animals", "dogs", "birds", "plants",
-    "colors", "food", "refusals", "greetings", "apologies", "thanks", "dictionary definitions", "etymology",
-    "HTML tags", "C code", "math equations", "money", "religion", "love", "weather", "music", "law",
-    "copyright notices", "networking", "Debian packages", "quotation marks", "parentheses", "negation",
-    "first-person pronouns", "war", "death", "jokes", "the word because", "plural nouns", "verbs",
-    "error messages", "configuration files", "kernel modules", "users and passwords", "time of day",
-    "chemistry", "medicine", "geography", "poetry",
+    "French text",
+    "German text",
+    "Python code",
+    "Python function definitions",
+    "import statements",
+    "shell commands",
+    "command-line options",
+    "file paths",
+    "URLs",
+    "email addresses",
+    "numbers",
+    "years",
+    "dates",
+    "months",
+    "questions",
+    "emotions",
+    "happiness",
+    "anger",
+    "animals",
+    "dogs",
+    "birds",
+    "plants",
+    "colors",
+    "food",
+    "refusals",
+    "greetings",
+    "apologies",
+    "thanks",
+    "dictionary definitions",
+    "etymology",
+    "HTML tags",
+    "C code",
+    "math equations",
+    "money",
+    "religion",
+    "love",
+    "weather",
+    "music",
+    "law",
+    "copyright notices",
+    "networking",
+    "Debian packages",
+    "quotation marks",
+    "parentheses",
+    "negation",
+    "first-person pronouns",
+    "war",
+    "death",
+    "jokes",
+    "the word because",
+    "plural nouns",
+    "verbs",
+    "error messages",
+    "configuration files",
+    "kernel modules",
+    "users and passwords",
+    "time of day",
+    "chemistry",
+    "medicine",
+    "geography",
+    "poetry",
 ]
 
 
 def percentiles(samples_s: list[float]) -> dict:
     ms = sorted(s * 1e3 for s in samples_s)
     pick = lambda q: ms[min(len(ms) - 1, max(0, math.ceil(q * len(ms)) - 1))]  # noqa: E731 (nearest rank)
-    return {"n": len(ms), "p50_ms": round(pick(0.50), 3), "p99_ms": round(pick(0.99), 3),
-            "mean_ms": round(statistics.fmean(ms), 3), "max_ms": round(ms[-1], 3)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(pick(0.50), 3),
+        "p99_ms": round(pick(0.99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "max_ms": round(ms[-1], 3),
+    }
 
 
 def timed(fn, inputs, repeats: int) -> list[float]:
@@ -103,6 +160,7 @@ def main() -> None:
             def run(q):
                 search.forget_queries()
                 getattr(search, mode)(q, k)
+
             return run
 
         def cached(mode):
@@ -111,9 +169,11 @@ def main() -> None:
             return percentiles(timed(lambda q: getattr(search, mode)(q, k), QUERIES, args.repeats))
 
         chosen = precision() if query_encoder() is not None else "torch"
-        encoders = {"int8": query_encoder() if chosen == "int8" else build_encoder(int8=True),
-                    "fp32": query_encoder() if chosen == "fp32" else build_encoder(int8=False),
-                    "torch": embed_one_torch}
+        encoders = {
+            "int8": query_encoder() if chosen == "int8" else build_encoder(int8=True),
+            "fp32": query_encoder() if chosen == "fp32" else build_encoder(int8=False),
+            "torch": embed_one_torch,
+        }
         encoders = {name: encoder for name, encoder in encoders.items() if encoder is not None}
         reference = {q: embed_one_torch(q) for q in QUERIES}
         top = lambda v: [h.index for h in search.semantic_by_vector(v, k)]  # noqa: E731
@@ -125,16 +185,19 @@ def main() -> None:
                     "min_cosine_to_torch": round(min(float(got[q] @ reference[q]) for q in QUERIES), 5),
                     "queries_with_same_top_k": sum(top(got[q]) == top(reference[q]) for q in QUERIES),
                     "queries_with_same_top_1": sum(top(got[q])[0] == top(reference[q])[0] for q in QUERIES),
-                    "mean_top_k_overlap": round(sum(len(set(top(got[q])) & set(top(reference[q]))) / k
-                                                    for q in QUERIES) / len(QUERIES), 4),
-                    "queries": len(QUERIES)}
+                    "mean_top_k_overlap": round(
+                        sum(len(set(top(got[q])) & set(top(reference[q]))) / k for q in QUERIES) / len(QUERIES), 4
+                    ),
+                    "queries": len(QUERIES),
+                }
         by_encoder = {}
         for name in list(encoders):  # one at a time; the ones search does not use are dropped once measured
             by_encoder[f"query_embedding_{name}"] = percentiles(timed(encoders[name], QUERIES, args.repeats))
             del encoders[name]
         results = {
-            "semantic_index": percentiles(timed(lambda q: search.semantic_by_vector(vectors[q], k), QUERIES,
-                                                args.repeats)),
+            "semantic_index": percentiles(
+                timed(lambda q: search.semantic_by_vector(vectors[q], k), QUERIES, args.repeats)
+            ),
             "query_embedding": percentiles(timed(embed_one, QUERIES, args.repeats)),
             **by_encoder,
             "semantic": percentiles(timed(cold("semantic"), QUERIES, args.repeats)),
@@ -146,30 +209,60 @@ def main() -> None:
         labeled = np.flatnonzero(search.labeled)
         rows, row_ids = search.vectors[labeled].tolist(), labeled.tolist()
         base_queries = QUERIES[: args.baseline_queries]
-        baseline = percentiles(timed(lambda q: naive_python_search(rows, row_ids, vectors[q].tolist(), k),
-                                     base_queries, 1))
-        same = all(abs(search.semantic_by_vector(vectors[q], k)[0].score - naive_python_search(
-            rows, row_ids, vectors[q].tolist(), k)[0][0]) < 1e-4 for q in base_queries)  # equal labels tie
+        baseline = percentiles(
+            timed(lambda q: naive_python_search(rows, row_ids, vectors[q].tolist(), k), base_queries, 1)
+        )
+        same = all(
+            abs(
+                search.semantic_by_vector(vectors[q], k)[0].score
+                - naive_python_search(rows, row_ids, vectors[q].tolist(), k)[0][0]
+            )
+            < 1e-4
+            for q in base_queries
+        )  # equal labels tie
 
     figure = results["semantic_index"]
-    print(json.dumps({
-        "db": args.db, "sae": sae_id, "d_sae": search.d_sae, "labeled": int(labeled.size), "queries": len(QUERIES),
-        "repeats": args.repeats, "top_k": k, "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_average_1m": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(), "exact": True, "hybrid_fusion": "rrf(k=60)",
-        "figure": {"name": "semantic_index p99_ms", "value": figure["p99_ms"]},
-        "baseline": {"name": "naive python cosine loop p50_ms", "value": baseline["p50_ms"],
-                     "same_top_score": same, **baseline},
-        "ratio_baseline_p50_over_semantic_index_p50": round(baseline["p50_ms"] / max(figure["p50_ms"], 1e-9), 1),
-        "query_encoder": chosen,
-        "query_encoder_threads": encoder_threads(),
-        "ratio_torch_over_query_embedding_p50": round(results["query_embedding_torch"]["p50_ms"]
-                                                      / max(results["query_embedding"]["p50_ms"], 1e-9), 2),
-        "encoder_agreement": agreement,
-        "target_p99_ms": 5.0,
-        "meets_target": {m: r["p99_ms"] < 5.0 for m, r in results.items() if not m.startswith("query_embedding_")},
-        "modes": results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "db": args.db,
+                "sae": sae_id,
+                "d_sae": search.d_sae,
+                "labeled": int(labeled.size),
+                "queries": len(QUERIES),
+                "repeats": args.repeats,
+                "top_k": k,
+                "torch_threads": torch.get_num_threads(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
+                "exact": True,
+                "hybrid_fusion": "rrf(k=60)",
+                "figure": {"name": "semantic_index p99_ms", "value": figure["p99_ms"]},
+                "baseline": {
+                    "name": "naive python cosine loop p50_ms",
+                    "value": baseline["p50_ms"],
+                    "same_top_score": same,
+                    **baseline,
+                },
+                "ratio_baseline_p50_over_semantic_index_p50": round(
+                    baseline["p50_ms"] / max(figure["p50_ms"], 1e-9), 1
+                ),
+                "query_encoder": chosen,
+                "query_encoder_threads": encoder_threads(),
+                "ratio_torch_over_query_embedding_p50": round(
+                    results["query_embedding_torch"]["p50_ms"] / max(results["query_embedding"]["p50_ms"], 1e-9), 2
+                ),
+                "encoder_agreement": agreement,
+                "target_p99_ms": 5.0,
+                "meets_target": {
+                    m: r["p99_ms"] < 5.0 for m, r in results.items() if not m.startswith("query_embedding_")
+                },
+                "modes": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

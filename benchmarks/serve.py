@@ -51,16 +51,23 @@ def memory_floor_tokens_per_s(model) -> dict:
         dst.copy_(src)
     seconds = (time.perf_counter() - start) / 5
     bandwidth = 2 * src.numel() * 4 / seconds  # bytes read + written
-    return {"weight_mb": round(weight_bytes / 2**20), "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1),
-            "floor_tok_s": round(bandwidth / weight_bytes, 1)}
+    return {
+        "weight_mb": round(weight_bytes / 2**20),
+        "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1),
+        "floor_tok_s": round(bandwidth / weight_bytes, 1),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--streams", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="Timed runs of each measurement; the median is reported (one 48-token run varies ~10%%).")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="Timed runs of each measurement; the median is reported (one 48-token run varies ~10%%).",
+    )
     args = ap.parse_args()
     # Heavy one-off work runs in passing threads, so that each measured loop (HF generate, the engine) is the
     # only thread with OpenMP workers while it runs (see steerlab/torch_threads.py).
@@ -78,8 +85,13 @@ def main() -> None:
             rates = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
-                                     min_new_tokens=args.tokens, do_sample=False)
+                out = model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=args.tokens,
+                    min_new_tokens=args.tokens,
+                    do_sample=False,
+                )
                 rates.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
             return statistics.median(rates), out
 
@@ -89,8 +101,9 @@ def main() -> None:
     hf_packed_rate, hf_packed_out = in_passing_thread(hf_generate_rate, lab.lm.model)
     lab.engine.generate(prompt, params)  # warm-up, as long as the timed runs (HF's too)
     packed_layers = sum(type(m).__name__ == "PackedLinear" for m in lab.lm.model.modules())
-    read_per_token = sum(t.numel() * t.element_size() for name, t in lab.lm.model.state_dict().items()
-                         if "embed_tokens" not in name)  # the embedding table is looked up, not read whole
+    read_per_token = sum(
+        t.numel() * t.element_size() for name, t in lab.lm.model.state_dict().items() if "embed_tokens" not in name
+    )  # the embedding table is looked up, not read whole
 
     def engine_rate(editor=None) -> float:
         runs = [timed_stream(lab.engine.submit(prompt, params, editor)) for _ in range(args.repeats)]
@@ -100,8 +113,10 @@ def main() -> None:
     steered_rate = engine_rate(make_editor(lab.sae, [FeatureEdit(100, 1.0)]))
     pinned_rate = engine_rate(make_editor(lab.sae, [FeatureEdit(100, 1.0, "pin")]))
 
-    prompts = [lab.prompt_ids([{"role": "user", "content": f"Tell me fact number {i} about the sea."}])
-               for i in range(args.streams)]
+    prompts = [
+        lab.prompt_ids([{"role": "user", "content": f"Tell me fact number {i} about the sea."}])
+        for i in range(args.streams)
+    ]
     editors = [make_editor(lab.sae, [FeatureEdit(17 * i + 1, 0.5)]) for i in range(args.streams)]
 
     def concurrent_run() -> tuple[float, list[float]]:
@@ -114,22 +129,42 @@ def main() -> None:
     runs = sorted((concurrent_run() for _ in range(args.repeats)), key=lambda run: run[0])
     agg_rate, ttft = runs[len(runs) // 2]  # the median run, with its own times to first token
     lab.close()
-    print(json.dumps({
-        "tokens": args.tokens, "repeats": args.repeats, "threads": torch.get_num_threads(),
-        "batch1": {"hf_generate_tok_s": round(hf_rate, 1), "engine_tok_s": round(ours_rate, 1),
-                   "ratio": round(ours_rate / hf_rate, 2), "packed_layers": packed_layers,
-                   "hf_generate_packed_tok_s": round(hf_packed_rate, 1),
-                   "hf_packed_same_tokens": bool(torch.equal(hf_out, hf_packed_out)),
-                   "packed_mb_read_per_token": round(read_per_token / 2**20), **floor,
-                   "hf_fraction_of_floor": round(hf_rate / floor["floor_tok_s"], 2)},
-        "steered": {"unsteered_tok_s": round(ours_rate, 1), "nudge_tok_s": round(steered_rate, 1),
-                    "nudge_ratio": round(steered_rate / ours_rate, 2), "pin_tok_s": round(pinned_rate, 1),
-                    "pin_ratio": round(pinned_rate / ours_rate, 2)},
-        "concurrent": {"streams": args.streams, "aggregate_tok_s": round(agg_rate, 1),
-                       "one_stream_tok_s": round(ours_rate, 1), "ratio": round(agg_rate / ours_rate, 2),
-                       "ttft_p50_s": round(statistics.median(ttft), 3),
-                       "ttft_p99_s": round(ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))], 3)},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "tokens": args.tokens,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "batch1": {
+                    "hf_generate_tok_s": round(hf_rate, 1),
+                    "engine_tok_s": round(ours_rate, 1),
+                    "ratio": round(ours_rate / hf_rate, 2),
+                    "packed_layers": packed_layers,
+                    "hf_generate_packed_tok_s": round(hf_packed_rate, 1),
+                    "hf_packed_same_tokens": bool(torch.equal(hf_out, hf_packed_out)),
+                    "packed_mb_read_per_token": round(read_per_token / 2**20),
+                    **floor,
+                    "hf_fraction_of_floor": round(hf_rate / floor["floor_tok_s"], 2),
+                },
+                "steered": {
+                    "unsteered_tok_s": round(ours_rate, 1),
+                    "nudge_tok_s": round(steered_rate, 1),
+                    "nudge_ratio": round(steered_rate / ours_rate, 2),
+                    "pin_tok_s": round(pinned_rate, 1),
+                    "pin_ratio": round(pinned_rate / ours_rate, 2),
+                },
+                "concurrent": {
+                    "streams": args.streams,
+                    "aggregate_tok_s": round(agg_rate, 1),
+                    "one_stream_tok_s": round(ours_rate, 1),
+                    "ratio": round(agg_rate / ours_rate, 2),
+                    "ttft_p50_s": round(statistics.median(ttft), 3),
+                    "ttft_p99_s": round(ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))], 3),
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,35 +20,81 @@ import time
 
 # French function words that Spanish, Italian and Portuguese do not share (no "la", "que", "un", "de"):
 # over-steered replies in Romance-flavoured word salad must not count as French.
-FRENCH = ("le les des est une et dans pour qui pas sur avec du au ce il elle nous vous je tu mais très "
-          "bien avez suis sont être faire plus aux cette").split()
+FRENCH = (
+    "le les des est une et dans pour qui pas sur avec du au ce il elle nous vous je tu mais très "
+    "bien avez suis sont être faire plus aux cette"
+).split()
 CONCEPTS = [
-    ("pirate", "pirate speech: arr, matey, ahoy, ships and treasure", "talk like a pirate",
-     "arr arrr matey mateys ahoy aye ye yer pirate pirates treasure ship ships captain sail crew plunder grog "
-     "sea seas buccaneer hearty".split()),
+    (
+        "pirate",
+        "pirate speech: arr, matey, ahoy, ships and treasure",
+        "talk like a pirate",
+        "arr arrr matey mateys ahoy aye ye yer pirate pirates treasure ship ships captain sail crew plunder grog "
+        "sea seas buccaneer hearty".split(),
+    ),
     ("french", "text written in French", "speak French", FRENCH),
-    ("formal", "formal, polite, professional language", "be very formal and polite",
-     "sir madam kindly regards sincerely furthermore therefore hence shall respectfully pleased moreover "
-     "thus accordingly indeed".split()),
-    ("food", "cooking and food", "talk about food",
-     "food cook cooking recipe recipes delicious eat eating dish dishes flavor flavour taste kitchen bake "
-     "meal meals bread cheese sauce".split()),
-    ("weather", "the weather: rain, sun, wind and clouds", "talk about the weather",
-     "weather rain rainy sun sunny cloud clouds cloudy wind windy storm snow temperature forecast".split()),
-    ("dogs", "dogs and puppies", "talk about dogs",
-     "dog dogs puppy puppies bark barking leash paw paws fetch canine pup".split()),
-    ("space", "outer space, planets and stars", "talk about outer space",
-     "space planet planets star stars galaxy moon orbit astronaut universe rocket cosmic nasa".split()),
-    ("music", "music and songs", "talk about music",
-     "music song songs melody guitar piano sing singing rhythm band concert notes musical".split()),
-    ("joy", "joyful, enthusiastic, happy tone", "be very enthusiastic and happy",
-     "happy joy love wonderful amazing excited exciting great fantastic delighted awesome yay".split()),
-    ("sadness", "sad, gloomy, melancholic tone", "be sad and gloomy",
-     "sad sorrow gloomy tears lonely grief melancholy unfortunately miss lost dark despair".split()),
-    ("fantasy", "dragons, knights and castles", "talk about dragons and knights",
-     "dragon dragons knight knights castle castles sword king queen kingdom quest wizard".split()),
-    ("sports", "football and sports", "talk about football",
-     "football soccer goal goals team match player players ball score league coach".split()),
+    (
+        "formal",
+        "formal, polite, professional language",
+        "be very formal and polite",
+        "sir madam kindly regards sincerely furthermore therefore hence shall respectfully pleased moreover "
+        "thus accordingly indeed".split(),
+    ),
+    (
+        "food",
+        "cooking and food",
+        "talk about food",
+        "food cook cooking recipe recipes delicious eat eating dish dishes flavor flavour taste kitchen bake "
+        "meal meals bread cheese sauce".split(),
+    ),
+    (
+        "weather",
+        "the weather: rain, sun, wind and clouds",
+        "talk about the weather",
+        "weather rain rainy sun sunny cloud clouds cloudy wind windy storm snow temperature forecast".split(),
+    ),
+    (
+        "dogs",
+        "dogs and puppies",
+        "talk about dogs",
+        "dog dogs puppy puppies bark barking leash paw paws fetch canine pup".split(),
+    ),
+    (
+        "space",
+        "outer space, planets and stars",
+        "talk about outer space",
+        "space planet planets star stars galaxy moon orbit astronaut universe rocket cosmic nasa".split(),
+    ),
+    (
+        "music",
+        "music and songs",
+        "talk about music",
+        "music song songs melody guitar piano sing singing rhythm band concert notes musical".split(),
+    ),
+    (
+        "joy",
+        "joyful, enthusiastic, happy tone",
+        "be very enthusiastic and happy",
+        "happy joy love wonderful amazing excited exciting great fantastic delighted awesome yay".split(),
+    ),
+    (
+        "sadness",
+        "sad, gloomy, melancholic tone",
+        "be sad and gloomy",
+        "sad sorrow gloomy tears lonely grief melancholy unfortunately miss lost dark despair".split(),
+    ),
+    (
+        "fantasy",
+        "dragons, knights and castles",
+        "talk about dragons and knights",
+        "dragon dragons knight knights castle castles sword king queen kingdom quest wizard".split(),
+    ),
+    (
+        "sports",
+        "football and sports",
+        "talk about football",
+        "football soccer goal goals team match player players ball score league coach".split(),
+    ),
 ]
 
 
@@ -70,9 +116,9 @@ def main() -> None:
     lm = load_model(args.model)
     sae = load_sae_for(lm)
     config = AutoSteerConfig()
-    prompts = EVAL_PROMPTS[:args.prompts]
+    prompts = EVAL_PROMPTS[: args.prompts]
     rows, started = [], time.perf_counter()
-    chosen = [c for c in CONCEPTS if c[0] in args.only.split(",")] if args.only else CONCEPTS[:args.concepts]
+    chosen = [c for c in CONCEPTS if c[0] in args.only.split(",")] if args.only else CONCEPTS[: args.concepts]
     for name, description, instruction, words in chosen:
         concept = Concept(name, description, instruction, words)
         t0 = time.perf_counter()
@@ -80,22 +126,35 @@ def main() -> None:
         t1 = time.perf_counter()
         result = evaluate_steering(lm, sae, concept, steer, prompts, max_new_tokens=args.tokens)
         row = result.to_dict()
-        row.update(autosteer_s=round(t1 - t0, 1), eval_s=round(time.perf_counter() - t1, 1),
-                   autosteer_score=round(steer.best.score, 3), autosteer_unsteered=round(steer.unsteered.score, 3))
+        row.update(
+            autosteer_s=round(t1 - t0, 1),
+            eval_s=round(time.perf_counter() - t1, 1),
+            autosteer_score=round(steer.best.score, 3),
+            autosteer_unsteered=round(steer.unsteered.score, 3),
+        )
         rows.append(row)
-        print(f"{name}: steered {row['methods']['steered']['combined']:.3f} prompted "
-              f"{row['methods']['prompted']['combined']:.3f} ({row['autosteer_s']}s + {row['eval_s']}s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"{name}: steered {row['methods']['steered']['combined']:.3f} prompted "
+            f"{row['methods']['prompted']['combined']:.3f} ({row['autosteer_s']}s + {row['eval_s']}s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     steered = sum(r["methods"]["steered"]["combined"] for r in rows) / len(rows)
     prompted = sum(r["methods"]["prompted"]["combined"] for r in rows) / len(rows)
     print_table(rows)
-    report = {"model": lm.name, "concepts": len(rows), "prompts": len(prompts), "tokens": args.tokens,
-              "autosteer_config": vars(config), "mean_combined": {"steered": round(steered, 4),
-                                                                 "prompted": round(prompted, 4)},
-              "ratio_steered_over_prompted": round(steered / prompted, 3) if prompted else None,
-              "steered_wins": sum(r["winner"] == "steered" for r in rows),
-              "wall_s": round(time.perf_counter() - started, 1), "per_concept": rows}
+    report = {
+        "model": lm.name,
+        "concepts": len(rows),
+        "prompts": len(prompts),
+        "tokens": args.tokens,
+        "autosteer_config": vars(config),
+        "mean_combined": {"steered": round(steered, 4), "prompted": round(prompted, 4)},
+        "ratio_steered_over_prompted": round(steered / prompted, 3) if prompted else None,
+        "steered_wins": sum(r["winner"] == "steered" for r in rows),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "per_concept": rows,
+    }
     text = json.dumps(report, indent=1)
     print(text)
     if args.json_out:

@@ -73,10 +73,19 @@ def holdout_fvu(encode_decode, acts: torch.Tensor, batch: int = 4096) -> float:
 
 def run_ours(args, train: torch.Tensor, plan: dict) -> tuple[float, object]:
     cfg = SAEConfig(d_in=train.shape[1], d_sae=args.width, k=args.k)
-    tcfg = TrainConfig(batch_size=args.batch_size, lr=plan["lr"], total_tokens=plan["tokens"],
-                       warmup_steps=plan["warmup_steps"], decay="linear", decay_fraction=args.decay_fraction,
-                       dead_tokens_threshold=plan["dead_tokens"], holdout_tokens=0,
-                       checkpoint_every_steps=10**9, log_every_steps=10, seed=args.seed)
+    tcfg = TrainConfig(
+        batch_size=args.batch_size,
+        lr=plan["lr"],
+        total_tokens=plan["tokens"],
+        warmup_steps=plan["warmup_steps"],
+        decay="linear",
+        decay_fraction=args.decay_fraction,
+        dead_tokens_threshold=plan["dead_tokens"],
+        holdout_tokens=0,
+        checkpoint_every_steps=10**9,
+        log_every_steps=10,
+        seed=args.seed,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         sae = train_sae(cfg, tcfg, TensorActivationSource(train), tmp, resume=False, progress=args.progress)
         records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
@@ -90,14 +99,21 @@ def run_saelens(args, train: torch.Tensor, plan: dict) -> tuple[float, object]:
     from sae_lens.training.sae_trainer import SAETrainer
 
     torch.manual_seed(args.seed)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=train.shape[1], d_sae=args.width, k=args.k,
-                                                dtype="float32", device="cpu"))
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(d_in=train.shape[1], d_sae=args.width, k=args.k, dtype="float32", device="cpu")
+    )
     steps = plan["tokens"] // args.batch_size
     cfg = SAETrainerConfig(
-        total_training_samples=steps * args.batch_size, train_batch_size_samples=args.batch_size,
-        lr=plan["lr"], lr_end=plan["lr"], lr_scheduler_name="constant", lr_warm_up_steps=plan["warmup_steps"],
-        lr_decay_steps=round(args.decay_fraction * steps), device="cpu",
-        dead_feature_window=max(1, plan["dead_tokens"] // args.batch_size), feature_sampling_window=10**9,
+        total_training_samples=steps * args.batch_size,
+        train_batch_size_samples=args.batch_size,
+        lr=plan["lr"],
+        lr_end=plan["lr"],
+        lr_scheduler_name="constant",
+        lr_warm_up_steps=plan["warmup_steps"],
+        lr_decay_steps=round(args.decay_fraction * steps),
+        device="cpu",
+        dead_feature_window=max(1, plan["dead_tokens"] // args.batch_size),
+        feature_sampling_window=10**9,
         logger=LoggingConfig(log_to_wandb=False),
     )
     # The very same batches, in the same order, that our trainer consumed.
@@ -121,15 +137,19 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=None, help="latents (default 16 x d)")
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=1024, help="tokens per step (both trainers)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="peak lr (both); 0 = the trainer default "
-                    "2e-4 / sqrt(width / 16384)")
+    ap.add_argument(
+        "--lr", type=float, default=1e-3, help="peak lr (both); 0 = the trainer default 2e-4 / sqrt(width / 16384)"
+    )
     ap.add_argument("--decay-fraction", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-saelens", action="store_true")
-    ap.add_argument("--saelens-bdec-init", action="store_true",
-                    help="start SAELens's b_dec at the geometric median of the first batch, as ours does "
-                    "(SAELens 6 starts it at 0), to separate the init from the rest of the recipe")
+    ap.add_argument(
+        "--saelens-bdec-init",
+        action="store_true",
+        help="start SAELens's b_dec at the geometric median of the first batch, as ours does "
+        "(SAELens 6 starts it at 0), to separate the init from the rest of the recipe",
+    )
     ap.add_argument("--progress", action="store_true", help="show our trainer's progress bar")
     args = ap.parse_args()
     if args.threads:
@@ -144,24 +164,39 @@ def main() -> None:
     args.width = args.width or 16 * acts.shape[1]
     steps = args.tokens // args.batch_size
     # --lr 0 means the trainer's own default
-    plan = {"lr": args.lr or 2e-4 / math.sqrt(args.width / 2**14), "tokens": steps * args.batch_size,
-            "warmup_steps": min(1000, steps // 20), "dead_tokens": max(args.batch_size, steps * args.batch_size // 10)}
+    plan = {
+        "lr": args.lr or 2e-4 / math.sqrt(args.width / 2**14),
+        "tokens": steps * args.batch_size,
+        "warmup_steps": min(1000, steps // 20),
+        "dead_tokens": max(args.batch_size, steps * args.batch_size // 10),
+    }
 
     ours_s, ours = run_ours(args, train, plan)
     result = {
-        "device": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "device": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
         "data": str(args.acts) if args.acts else f"synthetic sparse Gaussian mixture, d={acts.shape[1]}",
-        "d_in": acts.shape[1], "width": args.width, "k": args.k, "batch_size": args.batch_size,
-        "tokens": plan["tokens"], "steps": steps, "lr": plan["lr"], "holdout_tokens": held.shape[0],
-        "ours_tokens_per_s": round(plan["tokens"] / ours_s, 1), "ours_train_s": round(ours_s, 2),
+        "d_in": acts.shape[1],
+        "width": args.width,
+        "k": args.k,
+        "batch_size": args.batch_size,
+        "tokens": plan["tokens"],
+        "steps": steps,
+        "lr": plan["lr"],
+        "holdout_tokens": held.shape[0],
+        "ours_tokens_per_s": round(plan["tokens"] / ours_s, 1),
+        "ours_train_s": round(ours_s, 2),
         "ours_fvu": round(holdout_fvu(lambda x: ours(x, dense_latents=False).sae_out, held), 5),
     }
     if not args.skip_saelens:
         sl_s, sl = run_saelens(args, train, plan)
-        result.update({
-            "saelens_tokens_per_s": round(plan["tokens"] / sl_s, 1), "saelens_train_s": round(sl_s, 2),
-            "saelens_fvu": round(holdout_fvu(lambda x: sl.decode(sl.encode(x)), held), 5),
-        })
+        result.update(
+            {
+                "saelens_tokens_per_s": round(plan["tokens"] / sl_s, 1),
+                "saelens_train_s": round(sl_s, 2),
+                "saelens_fvu": round(holdout_fvu(lambda x: sl.decode(sl.encode(x)), held), 5),
+            }
+        )
         result["speedup"] = round(result["ours_tokens_per_s"] / result["saelens_tokens_per_s"], 3)
         result["fvu_gap"] = round(result["ours_fvu"] - result["saelens_fvu"], 5)
         result["saelens_b_dec_init"] = "geometric_median" if args.saelens_bdec_init else "zeros (SAELens default)"

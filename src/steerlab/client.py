@@ -109,15 +109,29 @@ class ChatCompletions:
     def __init__(self, backend):
         self._backend = backend
 
-    def create(self, messages, model="default", stream: bool = False, max_completion_tokens: int | None = 256,
-               top_p: float = 0.9, temperature: float = 0.6, stop: str | list[str] | None = None,
-               seed: int | None = 42, system_prompt: str | None = None):
+    def create(
+        self,
+        messages,
+        model="default",
+        stream: bool = False,
+        max_completion_tokens: int | None = 256,
+        top_p: float = 0.9,
+        temperature: float = 0.6,
+        stop: str | list[str] | None = None,
+        seed: int | None = 42,
+        system_prompt: str | None = None,
+    ):
         """A chat completion (``stream=True``: an iterator of chunks). ``model``: a name or a Variant."""
         messages = list(messages)
         if system_prompt:
             messages.insert(0, {"role": "system", "content": system_prompt})
-        sampling = {"max_completion_tokens": 256 if max_completion_tokens is None else max_completion_tokens,
-                    "top_p": top_p, "temperature": temperature, "stop": stop, "seed": seed}
+        sampling = {
+            "max_completion_tokens": 256 if max_completion_tokens is None else max_completion_tokens,
+            "top_p": top_p,
+            "temperature": temperature,
+            "stop": stop,
+            "seed": seed,
+        }
         if stream:
             return self._backend.stream(messages, model, **sampling)
         return self._backend.complete(messages, model, **sampling)
@@ -128,16 +142,30 @@ class ChatAPI:
         self._backend = backend
         self.completions = ChatCompletions(backend)
 
-    def logits(self, messages, model="default", top_k: int | None = 10,
-               filter_vocabulary: list[str] | None = None) -> LogitsResponse:
+    def logits(
+        self, messages, model="default", top_k: int | None = 10, filter_vocabulary: list[str] | None = None
+    ) -> LogitsResponse:
         """Logits of the next token, highest first."""
         return LogitsResponse(logits=self._backend.logits(list(messages), model, top_k, filter_vocabulary))
 
 
 class Client:
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *, model: str = "default",
-                 sae_path=None, db_path=None, device: str | None = None, dtype: str | None = None, lm=None,
-                 sae=None, store=None, sae_id: str | None = None, http_client=None):
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        model: str = "default",
+        sae_path=None,
+        db_path=None,
+        device: str | None = None,
+        dtype: str | None = None,
+        lm=None,
+        sae=None,
+        store=None,
+        sae_id: str | None = None,
+        http_client=None,
+    ):
         """In-process (no ``base_url``): ``model``/``sae_path``/``db_path`` pick what to load (default:
         the bundled model, its SAE and the database next to it), or pass loaded ``lm``/``sae``/``store``.
         Over HTTP: ``base_url`` of a steerlab server and an ``api_key`` (``http_client``: an httpx
@@ -149,8 +177,17 @@ class Client:
         else:
             from steerlab.client_local import LocalBackend
 
-            self._backend = LocalBackend(model, sae_path=sae_path, db_path=db_path, device=device, dtype=dtype,
-                                         lm=lm, sae=sae, store=store, sae_id=sae_id)
+            self._backend = LocalBackend(
+                model,
+                sae_path=sae_path,
+                db_path=db_path,
+                device=device,
+                dtype=dtype,
+                lm=lm,
+                sae=sae,
+                store=store,
+                sae_id=sae_id,
+            )
         self.features = FeaturesAPI(self._backend)
         self.chat = ChatAPI(self._backend)
 
@@ -160,4 +197,3 @@ class Client:
 
         sae_id = getattr(self._backend, "sae_id", None)
         return Variant(base_model, sae_id=sae_id, labels=getattr(self._backend, "labels", None))
-

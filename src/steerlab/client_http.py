@@ -34,8 +34,15 @@ class APIError(Exception):
 
 
 class HTTPBackend:
-    def __init__(self, base_url: str, api_key: str | None = None, *, http_client: httpx.Client | None = None,
-                 timeout: float = 120.0, retries: int = 3):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        http_client: httpx.Client | None = None,
+        timeout: float = 120.0,
+        retries: int = 3,
+    ):
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = http_client or httpx.Client(timeout=timeout)
@@ -47,7 +54,7 @@ class HTTPBackend:
             response = self.http.request(method, f"{self.base_url}{ROOT}/{route}", headers=self.headers, **kw)
             if response.status_code not in (429, 503) or attempt == self.retries:
                 break
-            time.sleep(float(response.headers.get("Retry-After", 0.5 * 2 ** attempt)))
+            time.sleep(float(response.headers.get("Retry-After", 0.5 * 2**attempt)))
         if response.status_code >= 400:
             raise APIError(response.status_code, _message(response))
         return response
@@ -89,8 +96,11 @@ class HTTPBackend:
 
         from steerlab.analysis.inspect import Inspection
 
-        payload = {"messages": messages, "aggregate_by": "count" if aggregate_by == "frequency" else aggregate_by,
-                   **self._model(model)}
+        payload = {
+            "messages": messages,
+            "aggregate_by": "count" if aggregate_by == "frequency" else aggregate_by,
+            **self._model(model),
+        }
         if features is not None:
             payload["include_feature_indexes"] = list(features)
         tokens = self._post("chat-attribution/compute-features", payload)["tokens"]
@@ -100,24 +110,44 @@ class HTTPBackend:
             for act in token["attributions"]:
                 codes[position, act["index_in_sae"]] = float(act["activation_strength"])
         known = self.lookup(sorted(set(codes.nonzero()[:, 1].tolist())), _name(model)) if codes.any() else {}
-        inspection = Inspection([t["token"] for t in tokens], [-1] * len(tokens), codes, torch.ones(width),
-                                {i: f.label for i, f in known.items()})
+        inspection = Inspection(
+            [t["token"] for t in tokens],
+            [-1] * len(tokens),
+            codes,
+            torch.ones(width),
+            {i: f.label for i, f in known.items()},
+        )
         return ContextInspector(inspection, lambda i: known.get(i) or Feature(i, "", ""), aggregate_by, features)
 
     def contrast(self, dataset_1, dataset_2, top_k: int, model="default") -> tuple[list[Feature], list[Feature]]:
-        body = self._post("chat-attribution/contrast", {"dataset_1": dataset_1, "dataset_2": dataset_2,
-                                                        "k_to_add": top_k, "k_to_remove": top_k, "model": _name(model)})
+        body = self._post(
+            "chat-attribution/contrast",
+            {
+                "dataset_1": dataset_1,
+                "dataset_2": dataset_2,
+                "k_to_add": top_k,
+                "k_to_remove": top_k,
+                "model": _name(model),
+            },
+        )
         return self._features(body["dataset_1_features"]), self._features(body["dataset_2_features"])
 
     def attribute(self, messages, index: int, model="default") -> AttributionResponse:
-        body = self._post("attributions/compute-logit-attribution",
-                          {"messages": messages, "model": _name(model), "startIndex": index, "endIndex": index})
+        body = self._post(
+            "attributions/compute-logit-attribution",
+            {"messages": messages, "model": _name(model), "startIndex": index, "endIndex": index},
+        )
         ids = [row["id"] for row in body.get("to_ablate", [])]
         listed = self._call("GET", "features/", params={"feature_id": ids}).json()["features"] if ids else []
         by_id = {f.uuid: f for f in self._features(listed)}
-        features = [AttributionFeature(by_id.get(row["id"].replace("-", ""), Feature(0, row["id"], "")), row["value"],
-                                       [(t["index"], t["activation_strength"]) for t in row["tokens"]])
-                    for row in body.get("to_ablate", [])]
+        features = [
+            AttributionFeature(
+                by_id.get(row["id"].replace("-", ""), Feature(0, row["id"], "")),
+                row["value"],
+                [(t["index"], t["activation_strength"]) for t in row["tokens"]],
+            )
+            for row in body.get("to_ablate", [])
+        ]
         return AttributionResponse(features, body.get("num_input_tokens", 0))
 
     def auto_steer(self, specification: str, model="default", config=None):
@@ -146,15 +176,19 @@ class HTTPBackend:
     def stream(self, messages, model, **sampling):
         payload = {"messages": messages, "stream": True, **sampling, **self._model(model)}
         so_far = ""
-        with self.http.stream("POST", f"{self.base_url}{ROOT}/chat/completions", json=payload,
-                              headers={**self.headers, "Accept": "text/event-stream"}) as response:
+        with self.http.stream(
+            "POST",
+            f"{self.base_url}{ROOT}/chat/completions",
+            json=payload,
+            headers={**self.headers, "Accept": "text/event-stream"},
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 raise APIError(response.status_code, _message(response))
             for line in response.iter_lines():
                 if not line.startswith("data: "):
                     continue
-                data = line[len("data: "):].strip()
+                data = line[len("data: ") :].strip()
                 if data == "[DONE]":
                     return
                 chunk = StreamingChatCompletionChunk.model_validate_json(data)

@@ -30,8 +30,19 @@ class NoFeatureDatabase(SteeringError):
 
 
 class LocalBackend:
-    def __init__(self, model: str = "default", *, sae_path=None, db_path=None, device: str | None = None,
-                 dtype: str | None = None, lm=None, sae=None, store=None, sae_id: str | None = None):
+    def __init__(
+        self,
+        model: str = "default",
+        *,
+        sae_path=None,
+        db_path=None,
+        device: str | None = None,
+        dtype: str | None = None,
+        lm=None,
+        sae=None,
+        store=None,
+        sae_id: str | None = None,
+    ):
         named = lm.name if lm is not None else model if isinstance(model, str) else model.name
         self.model_name = canonical_name(named)
         self._given = {"lm": lm, "sae": sae, "store": store, "sae_id": sae_id}
@@ -48,8 +59,9 @@ class LocalBackend:
 
         settings = get_settings()
         with self._lock:
-            return load_model(self.model_name, dtype=self._dtype or settings.dtype,
-                              device=self._device or settings.device)
+            return load_model(
+                self.model_name, dtype=self._dtype or settings.dtype, device=self._device or settings.device
+            )
 
     @cached_property
     def sae(self):
@@ -91,8 +103,11 @@ class LocalBackend:
     @cached_property
     def search_index(self):
         if self.store is None:
-            raise NoFeatureDatabase("this needs a feature database (labels); build one with 'steerlab features "
-                                    "build' and 'steerlab features label', or pass db_path=", field="model")
+            raise NoFeatureDatabase(
+                "this needs a feature database (labels); build one with 'steerlab features "
+                "build' and 'steerlab features label', or pass db_path=",
+                field="model",
+            )
         from steerlab.features.search import FeatureSearch
 
         return FeatureSearch(self.store, self.sae_id)
@@ -152,8 +167,10 @@ class LocalBackend:
 
         self.check_model(model)
         result = contrast(self.lm, self.sae, dataset_1, dataset_2, top_k=top_k)
-        return ([self.feature(f.index) for f in result.dataset_1_features],
-                [self.feature(f.index) for f in result.dataset_2_features])
+        return (
+            [self.feature(f.index) for f in result.dataset_1_features],
+            [self.feature(f.index) for f in result.dataset_2_features],
+        )
 
     def attribute(self, messages, index: int, model="default") -> AttributionResponse:
         from steerlab.analysis.attribution import attribute
@@ -161,9 +178,12 @@ class LocalBackend:
         self.check_model(model)
         result = attribute(self.lm, self.sae, messages, index, labels=self.labels)
         ember = result.ember(self.sae_id)
-        features = [AttributionFeature(self.feature(i), value, [(t["index"], t["activation_strength"])
-                                                                for t in entry["tokens"]])
-                    for (i, _, value), entry in zip(result.by_feature(10), ember["to_ablate"])]
+        features = [
+            AttributionFeature(
+                self.feature(i), value, [(t["index"], t["activation_strength"]) for t in entry["tokens"]]
+            )
+            for (i, _, value), entry in zip(result.by_feature(10), ember["to_ablate"])
+        ]
         return AttributionResponse(features, ember["num_input_tokens"], result)
 
     def auto_steer(self, specification: str, model="default", config=None):
@@ -171,16 +191,18 @@ class LocalBackend:
 
         self.check_model(model)
         search = self.search_index if self.store is not None else None
-        return auto_steer(self.lm, self.sae, specification, config=config, search=search, labels=self.labels,
-                          sae_id=self.sae_id)
+        return auto_steer(
+            self.lm, self.sae, specification, config=config, search=search, labels=self.labels, sae_id=self.sae_id
+        )
 
     def auto_conditional(self, specification: str, model="default", config=None):
         from steerlab.analysis.autosteer_conditional import auto_conditional
 
         self.check_model(model)
         search = self.search_index if self.store is not None else None
-        return auto_conditional(self.lm, self.sae, specification, config=config, search=search,
-                                labels=self.labels, sae_id=self.sae_id)
+        return auto_conditional(
+            self.lm, self.sae, specification, config=config, search=search, labels=self.labels, sae_id=self.sae_id
+        )
 
     def contrastive_stimulus(self, specification: str):
         from steerlab.analysis.stimulus import generate_contrastive_stimulus
@@ -196,11 +218,22 @@ class LocalBackend:
         variant = self.check_model(model)
         completion_id, created = f"chatcmpl-{uuid_lib.uuid4().hex}", int(time.time())
         for chunk in stream_chat_completion(self.lm, messages, variant, sae=self.sae, **sampling):
-            yield StreamingChatCompletionChunk.model_validate({
-                "id": completion_id, "created": created, "model": self.model_name,
-                "gf_event_names": chunk.event_names or None,
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": chunk.text},
-                             "gf_token_index": chunk.token_index, "finish_reason": chunk.finish_reason}]})
+            yield StreamingChatCompletionChunk.model_validate(
+                {
+                    "id": completion_id,
+                    "created": created,
+                    "model": self.model_name,
+                    "gf_event_names": chunk.event_names or None,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": chunk.text},
+                            "gf_token_index": chunk.token_index,
+                            "finish_reason": chunk.finish_reason,
+                        }
+                    ],
+                }
+            )
 
     def complete(self, messages, model, **sampling) -> ChatCompletion:
         text, events, finish, completion_id, created = "", [], None, "", None
@@ -209,12 +242,19 @@ class LocalBackend:
             events += chunk.gf_event_names or []
             finish = chunk.choices[0].finish_reason or finish
             completion_id, created = chunk.id, chunk.created
-        return ChatCompletion.model_validate({
-            "id": completion_id, "created": created, "model": self.model_name, "gf_event_names": events or None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}]})
+        return ChatCompletion.model_validate(
+            {
+                "id": completion_id,
+                "created": created,
+                "model": self.model_name,
+                "gf_event_names": events or None,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            }
+        )
 
     def logits(self, messages, model, top_k, filter_vocabulary) -> dict[str, float]:
         from steerlab.steering.generate import next_token_logits
 
-        return next_token_logits(self.lm, messages, self.check_model(model), sae=self.sae, top_k=top_k,
-                                 filter_vocabulary=filter_vocabulary)
+        return next_token_logits(
+            self.lm, messages, self.check_model(model), sae=self.sae, top_k=top_k, filter_vocabulary=filter_vocabulary
+        )

@@ -37,8 +37,11 @@ class Feature(FeatureRef):
         return cls(ref.index, ref.uuid, label)
 
     def wire(self) -> dict:
-        return {"id": str(uuid_lib.UUID(self.uuid)) if self.uuid else "", "label": self.label,
-                "index_in_sae": self.index}
+        return {
+            "id": str(uuid_lib.UUID(self.uuid)) if self.uuid else "",
+            "label": self.label,
+            "index_in_sae": self.index,
+        }
 
     def __repr__(self) -> str:
         return f'Feature("{self.label}", index_in_sae={self.index})'
@@ -79,8 +82,9 @@ class ContextInspector:
     """Feature activations of one conversation (the SDK's ``ContextInspector``): ``top(k)``,
     ``tokens[i].inspect(k)``, ``matrix()``; plus ``inspection`` (steerlab's own, richer)."""
 
-    def __init__(self, inspection, feature_of, aggregate_by: str = "frequency",
-                 include_features: list[int] | None = None):
+    def __init__(
+        self, inspection, feature_of, aggregate_by: str = "frequency", include_features: list[int] | None = None
+    ):
         self.inspection = inspection
         self.feature = feature_of  # index -> Feature
         self.aggregate_by = "count" if aggregate_by == "frequency" else aggregate_by

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
 
     # Feature labeling through any OpenAI-compatible chat endpoint (steerlab features label --backend openai).
     explainer_base_url: str | None = Field(
-        default=None, description="OpenAI-compatible endpoint root incl. version, e.g. https://api.openai.com/v1.")
+        default=None, description="OpenAI-compatible endpoint root incl. version, e.g. https://api.openai.com/v1."
+    )
     explainer_model: str = Field(default="gpt-4o-mini", description="Chat model that writes and scores labels.")
     explainer_api_key: SecretStr | None = Field(default=None, description="Bearer key for the endpoint, if any.")
     explainer_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout in seconds.")

@@ -27,8 +27,11 @@ def _umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
-                     ) -> None:
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor],
+    path: str | Path,
+    metadata: dict[str, str] | None = None,
+) -> None:
     """Atomically write ``tensors`` (moved to CPU, made contiguous) to ``path`` with umask permissions."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")

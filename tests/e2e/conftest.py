@@ -27,8 +27,9 @@ class LiveServer:
         self.url, self.server_db, self.key, self.key_id, self.process = url, server_db, key, key_id, process
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([STEERLAB, *args, "--server-db", str(self.server_db)], capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            [STEERLAB, *args, "--server-db", str(self.server_db)], capture_output=True, text=True, timeout=60
+        )
 
     def new_key(self, name: str) -> tuple[str, str]:
         made = json.loads(self.cli("keys", "create", name).stdout)
@@ -41,12 +42,23 @@ def live_server(tmp_path_factory) -> LiveServer:
     server_db = root / "server.db"
     port = _free_port()
     env = {**os.environ, "STEERLAB_MAX_COMPLETION_TOKENS": "256"}
-    made = json.loads(subprocess.run([STEERLAB, "keys", "create", "e2e", "--server-db", str(server_db)],
-                                     capture_output=True, text=True, check=True, env=env).stdout)
+    made = json.loads(
+        subprocess.run(
+            [STEERLAB, "keys", "create", "e2e", "--server-db", str(server_db)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout
+    )
     log = (root / "server.log").open("w")
     # no --db: the server opens the feature database shipped next to the bundled SAE
-    process = subprocess.Popen([STEERLAB, "serve", "--port", str(port), "--server-db", str(server_db)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [STEERLAB, "serve", "--port", str(port), "--server-db", str(server_db)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -73,8 +85,9 @@ def live_server(tmp_path_factory) -> LiveServer:
 # Headless Chromium driven by Playwright for the web UI tests. The system's Debian `chromium` is used
 # (no browser download); without it, or without the playwright package, those tests skip and say why.
 
-SCREENSHOTS = Path(os.environ.get("STEERLAB_SCREENSHOTS")
-                   or Path(__file__).resolve().parents[2] / "docs" / "screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("STEERLAB_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+)
 
 
 def _chromium_path() -> str | None:
@@ -91,8 +104,9 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="web UI tests need Playwright: pip install playwright")
     with sync_api.sync_playwright() as pw:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        launched = pw.chromium.launch(executable_path=executable, headless=True,
-                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        launched = pw.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         yield launched
         launched.close()
 
@@ -151,8 +165,9 @@ def open_mode_url(tmp_path_factory):
     from steerlab.server.config import ServerSettings
 
     settings = ServerSettings(db_path=tmp_path_factory.mktemp("open") / "server.db", open_mode=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(),
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

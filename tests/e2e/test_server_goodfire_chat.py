@@ -23,8 +23,9 @@ def client(live_server):
 
 
 def _reply(client, model, **kw):
-    r = client.chat.completions.create(MSG, model=model, max_completion_tokens=24, temperature=0, system_prompt="",
-                                       **kw)
+    r = client.chat.completions.create(
+        MSG, model=model, max_completion_tokens=24, temperature=0, system_prompt="", **kw
+    )
     return r.choices[0].message["content"]
 
 
@@ -34,8 +35,9 @@ def test_sdk_variant_set_changes_reply_and_streaming_matches(client):
     variant.set(_feature(FRENCH), 2.0)
     steered = _reply(client, variant)
     assert steered != base
-    chunks = client.chat.completions.create(MSG, model=variant, max_completion_tokens=24, temperature=0,
-                                            system_prompt="", stream=True)
+    chunks = client.chat.completions.create(
+        MSG, model=variant, max_completion_tokens=24, temperature=0, system_prompt="", stream=True
+    )
     assert "".join(c.choices[0].delta.content for c in chunks) == steered
 
 

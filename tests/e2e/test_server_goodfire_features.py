@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-CONV = [{"role": "user", "content": "Bonjour, comment allez-vous ?"},
-        {"role": "assistant", "content": "Très bien, merci ! Et vous ?"}]
+CONV = [
+    {"role": "user", "content": "Bonjour, comment allez-vous ?"},
+    {"role": "assistant", "content": "Très bien, merci ! Et vous ?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,16 @@ def test_inspect_activations_contrast_attribute_logits(client):
     matrix = client.features.activations(CONV, model=MODEL)
     assert matrix.shape[0] == len(context.tokens) and np.count_nonzero(matrix) > 0
     french, english = client.features.contrast(
-        [CONV], [[{"role": "user", "content": "Hello, how are you?"},
-                  {"role": "assistant", "content": "Very well, thank you! And you?"}]], model=MODEL, top_k=3)
+        [CONV],
+        [
+            [
+                {"role": "user", "content": "Hello, how are you?"},
+                {"role": "assistant", "content": "Very well, thank you! And you?"},
+            ]
+        ],
+        model=MODEL,
+        top_k=3,
+    )
     assert len(french) == 3 and len(english) == 3
     logits = client.chat.logits(CONV[:1], model=MODEL, top_k=5)
     assert len(logits.logits) == 5
@@ -49,8 +59,9 @@ def test_autosteer_autoconditional_and_contrastive_stimulus(client):
     variant = goodfire.Variant(MODEL)
     variant.set(edits)  # what the SDK's docs do with the result
     assert len(variant.controller.json()["interventions"]) == len(features)
-    reply = client.chat.completions.create([{"role": "user", "content": "Tell me about your day."}],
-                                           model=variant, max_completion_tokens=8)
+    reply = client.chat.completions.create(
+        [{"role": "user", "content": "Tell me about your day."}], model=variant, max_completion_tokens=8
+    )
     assert reply.choices[0].message["content"]
     conditional = client.features.AutoConditional("when the user talks about cats", model=MODEL)
     assert conditional.conditionals and conditional.conditionals[0].operator in (">", ">=")

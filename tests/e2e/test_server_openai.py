@@ -12,11 +12,20 @@ MSG = [{"role": "user", "content": "Name three colours."}]
 
 
 def controller(index: int, value: float) -> dict:
-    feature = {"uuid": f"00000000-0000-0000-0000-{index:012d}", "label": "", "index_in_sae": index,
-               "max_activation_strength": 1}
-    return {"interventions": [{"mode": "nudge", "features": {"features": [feature]}, "value": value}],
-            "scopes": [], "name": "e2e", "nonzero_strength_threshold": None, "min_nudge_entropy": None,
-            "max_nudge_entropy": None}
+    feature = {
+        "uuid": f"00000000-0000-0000-0000-{index:012d}",
+        "label": "",
+        "index_in_sae": index,
+        "max_activation_strength": 1,
+    }
+    return {
+        "interventions": [{"mode": "nudge", "features": {"features": [feature]}, "value": value}],
+        "scopes": [],
+        "name": "e2e",
+        "nonzero_strength_threshold": None,
+        "min_nudge_entropy": None,
+        "max_nudge_entropy": None,
+    }
 
 
 def _client(live_server, key=None) -> OpenAI:
@@ -32,8 +41,9 @@ def test_openai_chat_plain_streaming_and_steered(live_server):
     assert text and plain.usage.completion_tokens > 0
     streamed = oa.chat.completions.create(model=model, messages=MSG, max_tokens=24, temperature=0, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in streamed) == text
-    steered = oa.chat.completions.create(model=model, messages=MSG, max_tokens=24, temperature=0,
-                                         extra_body={"controller": controller(FRENCH, 2.0)})
+    steered = oa.chat.completions.create(
+        model=model, messages=MSG, max_tokens=24, temperature=0, extra_body={"controller": controller(FRENCH, 2.0)}
+    )
     assert steered.choices[0].message.content != text
 
 
@@ -49,10 +59,18 @@ def test_wrong_and_revoked_keys_are_refused_at_once(live_server):
 
 def test_32_concurrent_variants_each_equal_their_solo_run(live_server):
     def run(i: int) -> str:
-        body = {"messages": [{"role": "user", "content": f"Say something about the number {i}."}],
-                "max_completion_tokens": 12, "temperature": 0, "controller": controller(i * 271 % 9216, 1.5)}
-        r = httpx.post(f"{live_server.url}/v1/chat/completions", json=body, timeout=300,
-                       headers={"Authorization": f"Bearer {live_server.key}"})
+        body = {
+            "messages": [{"role": "user", "content": f"Say something about the number {i}."}],
+            "max_completion_tokens": 12,
+            "temperature": 0,
+            "controller": controller(i * 271 % 9216, 1.5),
+        }
+        r = httpx.post(
+            f"{live_server.url}/v1/chat/completions",
+            json=body,
+            timeout=300,
+            headers={"Authorization": f"Bearer {live_server.key}"},
+        )
         assert r.status_code == 200, r.text
         return r.json()["choices"][0]["message"]["content"]
 

@@ -21,8 +21,9 @@ PROMPT = "Tell me about your weekend."
 
 
 def _api(live_server, method: str, path: str, **kw) -> httpx.Response:
-    return httpx.request(method, f"{live_server.url}{path}", headers={"Authorization": f"Bearer {live_server.key}"},
-                         timeout=120, **kw)
+    return httpx.request(
+        method, f"{live_server.url}{path}", headers={"Authorization": f"Bearer {live_server.key}"}, timeout=120, **kw
+    )
 
 
 def _expect():
@@ -47,8 +48,10 @@ def _send(page, prompt: str = PROMPT) -> tuple[str, str]:
 def _feature_database_or_skip(live_server) -> None:
     r = _api(live_server, "GET", "/v1/features/search", params={"q": "French", "top_k": 5})
     if r.status_code == 404 and "no feature database" in r.text:
-        pytest.skip("the server has no feature database for the bundled SAE (features.db next to it); "
-                    "search and feature pages cannot be shown")
+        pytest.skip(
+            "the server has no feature database for the bundled SAE (features.db next to it); "
+            "search and feature pages cannot be shown"
+        )
     assert r.status_code == 200, r.text
 
 

@@ -25,8 +25,9 @@ STEERLAB = str(Path(sys.executable).parent / "steerlab")  # the venv's script, a
 def test_default_model_shape_and_chat_template(default_lm):
     assert default_lm.name == DEFAULT_MODEL
     assert (default_lm.num_layers, default_lm.d_model, default_lm.config.vocab_size) == (30, 576, 49152)
-    text = default_lm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                                    add_generation_prompt=True)
+    text = default_lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     assert (cache_dir_for(DEFAULT_MODEL) / "model.safetensors").is_file()
 
@@ -67,21 +68,31 @@ def test_steering_a_feature_changes_the_reply(default_lm, default_sae):
     msgs = [{"role": "user", "content": "Tell me about your day."}]
     params = SamplingParams(max_new_tokens=20, temperature=0)
     base = "".join(e.text for e in stream_chat(default_lm, msgs, params))
-    x = forward_to_hookpoint(default_lm.model, default_lm.tokenizer("the sea and the ships", return_tensors="pt")
-                             ["input_ids"], default_sae.cfg.hookpoint)[0, 1:]
+    x = forward_to_hookpoint(
+        default_lm.model,
+        default_lm.tokenizer("the sea and the ships", return_tensors="pt")["input_ids"],
+        default_sae.cfg.hookpoint,
+    )[0, 1:]
     feature = int(default_sae.encode(x).sum(0).argmax())
-    steered = "".join(e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae,
-                                                  edits=[FeatureEdit(feature, 4.0)]))
+    steered = "".join(
+        e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae, edits=[FeatureEdit(feature, 4.0)])
+    )
     assert base.strip() and steered != base
 
 
 def test_cli_chat_streams_and_rejects_bad_features():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ok = subprocess.run([STEERLAB, "chat", "Say hello.", "--feature", "5=0.5", "--seed", "0", "--max-tokens", "8"],
-                        capture_output=True, text=True, env=env, timeout=300)
+    ok = subprocess.run(
+        [STEERLAB, "chat", "Say hello.", "--feature", "5=0.5", "--seed", "0", "--max-tokens", "8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ok.returncode == 0 and ok.stdout.strip(), ok.stderr
-    bad = subprocess.run([STEERLAB, "chat", "hi", "--feature", "999999=1"], capture_output=True, text=True,
-                         env=env, timeout=300)
+    bad = subprocess.run(
+        [STEERLAB, "chat", "hi", "--feature", "999999=1"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert bad.returncode == 2 and "0.." in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
@@ -89,8 +100,12 @@ def test_cli_chat_streams_and_rejects_bad_features():
 def test_cli_sae_eval_json(tmp_path):
     import json
 
-    out = subprocess.run([STEERLAB, "sae", "eval", "--text-file", str(DATA / "heldout_sample.txt"), "--json",
-                          "--max-tokens", "600"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [STEERLAB, "sae", "eval", "--text-file", str(DATA / "heldout_sample.txt"), "--json", "--max-tokens", "600"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"fvu", "l0", "dead_fraction", "ce_loss_clean", "ce_loss_sae", "ce_loss_score", "kl_div"} <= result.keys()
@@ -111,6 +126,7 @@ def test_readme_quickstart_feature_turns_the_reply_french(default_lm, default_sa
     """README's quickstart claims feature FRENCH (+2) makes the reply French; keep the two in step."""
     msgs = [{"role": "user", "content": "Tell me about your weekend."}]
     params = SamplingParams(max_new_tokens=12, temperature=0)
-    steered = "".join(e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae,
-                                                  edits=[FeatureEdit(FRENCH, 2.0)]))
+    steered = "".join(
+        e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae, edits=[FeatureEdit(FRENCH, 2.0)])
+    )
     assert "Bonjour" in steered, steered

@@ -22,7 +22,7 @@ def first_crossing_in_reply(lm, sae, reply_ids, min_index=3):
     ids = torch.tensor([prompt + reply_ids], device=lm.device)
     units = sae.encode(forward_to_hookpoint(lm.model, ids, sae.cfg.hookpoint)[0].float()) / sae.feature_scale
     n = len(prompt)
-    reply = units[n + min_index:-5]
+    reply = units[n + min_index : -5]
     for j in reply.max(0).values.argsort(descending=True).tolist():
         q = n + min_index + int(reply[:, j].argmax())
         before = float(units[:q, j].max())
@@ -39,8 +39,8 @@ def test_conditional_variant_changes_output_only_after_its_condition_fires(defau
     name = v.handle_when(v.feature(x) > thr, lambda ctx: None, name="crossed")
     chunks = list(stream_chat_completion(default_lm, MESSAGES, v, sae=default_sae, **GREEDY))
     ids = [c.token_id for c in chunks]
-    assert ids[:k + 1] == plain.token_ids[:k + 1], "output changed before the condition held"
-    assert ids[k + 1:] != plain.token_ids[k + 1:], "the scope's edit never changed the output"
+    assert ids[: k + 1] == plain.token_ids[: k + 1], "output changed before the condition held"
+    assert ids[k + 1 :] != plain.token_ids[k + 1 :], "the scope's edit never changed the output"
     assert [(c.token_index, c.event_names) for c in chunks if c.event_names] == [(k + 1, [name])]
     # inspect through the same variant: the French feature is untouched up to the crossing, then nudged
     convo = MESSAGES + [{"role": "assistant", "content": plain.text}]

@@ -26,8 +26,13 @@ def test_greedy_batch_with_padding_and_dropped_rows_equals_each_prompt_alone(tin
     prompts = _prompts(tiny_lm)
     first = [int(tiny_lm.model(torch.tensor([p])).logits[0, -1].argmax()) for p in prompts]
     stops = {first[1]}  # the second row stops at once, so it leaves the batch on step 0
-    got = generate_batch(tiny_lm.model, prompts, BatchSampling(max_new_tokens=12, temperature=0), stops,
-                         pad_token_id=tiny_lm.tokenizer.pad_token_id)
+    got = generate_batch(
+        tiny_lm.model,
+        prompts,
+        BatchSampling(max_new_tokens=12, temperature=0),
+        stops,
+        pad_token_id=tiny_lm.tokenizer.pad_token_id,
+    )
     assert got[1].token_ids == [] and got[1].finish_reason == "stop"
     for prompt, result in zip(prompts, got):
         assert result.token_ids == _greedy_alone(tiny_lm, prompt, 12, stops)
@@ -64,8 +69,14 @@ def test_recorded_residuals_equal_a_full_forward_over_what_each_row_read(tiny_lm
     prompts = _prompts(tiny_lm)
     first = [int(tiny_lm.model(torch.tensor([p])).logits[0, -1].argmax()) for p in prompts]
     stops = {first[1]}
-    got = generate_batch(tiny_lm.model, prompts, BatchSampling(max_new_tokens=6, temperature=0), stops,
-                         pad_token_id=tiny_lm.tokenizer.pad_token_id, record="model.layers.1")
+    got = generate_batch(
+        tiny_lm.model,
+        prompts,
+        BatchSampling(max_new_tokens=6, temperature=0),
+        stops,
+        pad_token_id=tiny_lm.tokenizer.pad_token_id,
+        record="model.layers.1",
+    )
     assert got[1].finish_reason == "stop"
     for prompt, result in zip(prompts, got):
         read = result.read_ids(prompt)
@@ -74,8 +85,12 @@ def test_recorded_residuals_equal_a_full_forward_over_what_each_row_read(tiny_lm
         alone = forward_to_hookpoint(tiny_lm.model, torch.tensor([read]), "model.layers.1")[0]
         assert result.activations.shape == alone.shape
         torch.testing.assert_close(result.activations, alone, rtol=1e-4, atol=1e-4)
-    assert all(g.activations is None for g in generate_batch(
-        tiny_lm.model, prompts, BatchSampling(max_new_tokens=2, temperature=0), set(), pad_token_id=0))
+    assert all(
+        g.activations is None
+        for g in generate_batch(
+            tiny_lm.model, prompts, BatchSampling(max_new_tokens=2, temperature=0), set(), pad_token_id=0
+        )
+    )
 
 
 def test_top_p_with_a_nucleus_wider_than_the_candidate_window_falls_back_to_the_full_vocabulary():

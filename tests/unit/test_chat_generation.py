@@ -4,8 +4,12 @@ import torch
 
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
 
-PROMPTS = [{"id": i, "source": "test", "prompt": p} for i, p in
-           enumerate(["the cat sat", "bonjour le monde", "def add(a, b):", "pirates say arr", "What is the capital"])]
+PROMPTS = [
+    {"id": i, "source": "test", "prompt": p}
+    for i, p in enumerate(
+        ["the cat sat", "bonjour le monde", "def add(a, b):", "pirates say arr", "What is the capital"]
+    )
+]
 
 
 def _rows(path):
@@ -41,8 +45,15 @@ def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm,
     cfg = ChatGenerationConfig(batch_size=2, max_new_tokens=6, seed=1)
 
     def capture(folder, **kw):
-        return ChatCapture(tiny_lm, folder, 1, num_batches=3, generation={"batch_size": 2, **kw},
-                           store_dtype="float32", keep_id=lambda i: i != 2)
+        return ChatCapture(
+            tiny_lm,
+            folder,
+            1,
+            num_batches=3,
+            generation={"batch_size": 2, **kw},
+            store_dtype="float32",
+            keep_id=lambda i: i != 2,
+        )
 
     whole = tmp_path / "whole"
     generate_replies(tiny_lm, PROMPTS, tmp_path / "whole.jsonl", cfg, progress=False, capture=capture(whole))
@@ -63,8 +74,11 @@ def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm,
     assert conversations[2] == []  # held out
     rows = shards[2]
     assert conversations[4][0] == chat_input_ids(tiny_lm.tokenizer, [{"role": "user", "content": "x"}])[0]
-    assert conversations[4][1:] == rows["token_ids"].tolist() and conversations[4][:2] == chat_input_ids(
-        tiny_lm.tokenizer, [{"role": "user", "content": PROMPTS[4]["prompt"]}])[:2]
+    assert (
+        conversations[4][1:] == rows["token_ids"].tolist()
+        and conversations[4][:2]
+        == chat_input_ids(tiny_lm.tokenizer, [{"role": "user", "content": PROMPTS[4]["prompt"]}])[:2]
+    )
     assert sum(batch.acts.shape[0] for batch in source.batches()) == manifest["num_tokens"]
 
     # transcripts already written but a shard missing: that batch is generated again, nothing is appended
@@ -89,10 +103,19 @@ def test_replies_with_unicode_line_separators_survive_resume_and_split(tmp_path)
     from steerlab.activations.chat_generation import done_ids
     from steerlab.activations.default_recipe import split_chat_heldout
 
-    rows = [{"id": i, "messages": [{"role": "user", "content": "hi"},
-                                   {"role": "assistant", "content": f"a\u2028b\u2029c\x85d {i}"}]} for i in range(3)]
-    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                                         encoding="utf-8")
+    rows = [
+        {
+            "id": i,
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": f"a\u2028b\u2029c\x85d {i}"},
+            ],
+        }
+        for i in range(3)
+    ]
+    (tmp_path / "chat.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     assert done_ids(tmp_path / "chat.jsonl") == {0, 1, 2}
     train, held = split_chat_heldout(tmp_path)
     read = lambda p: [json.loads(line) for line in p.read_text(encoding="utf-8").split("\n") if line]  # noqa: E731

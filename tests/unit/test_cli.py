@@ -24,17 +24,59 @@ def text_file(tmp_path):
 
 def test_harvest_train_eval_convert(tiny_model_dir, text_file, tmp_path, steerlab_home):
     acts, run = tmp_path / "acts", tmp_path / "run"
-    res = _run("harvest", "--model", tiny_model_dir, "--corpus", text_file, "--layer", "2", "--out", acts,
-               "--context-length", "64", "--sequences-per-shard", "8", "--store-dtype", "float32")
+    res = _run(
+        "harvest",
+        "--model",
+        tiny_model_dir,
+        "--corpus",
+        text_file,
+        "--layer",
+        "2",
+        "--out",
+        acts,
+        "--context-length",
+        "64",
+        "--sequences-per-shard",
+        "8",
+        "--store-dtype",
+        "float32",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["complete"] is True
-    res = _run("sae", "train", "--acts", acts, "--out", run, "--expansion", "4", "--k", "8", "--batch-size", "128",
-               "--holdout-tokens", "256")
+    res = _run(
+        "sae",
+        "train",
+        "--acts",
+        acts,
+        "--out",
+        run,
+        "--expansion",
+        "4",
+        "--k",
+        "8",
+        "--batch-size",
+        "128",
+        "--holdout-tokens",
+        "256",
+    )
     assert res.exit_code == 0, res.output
     assert (run / "sae" / "cfg.json").is_file() and (run / "metrics.jsonl").is_file()
     assert (run / "training_curves.png").stat().st_size > 1000
-    res = _run("sae", "eval", "--model", tiny_model_dir, "--sae", run / "sae", "--text-file", text_file, "--json",
-               "--max-tokens", "400", "--context-length", "64")
+    res = _run(
+        "sae",
+        "eval",
+        "--model",
+        tiny_model_dir,
+        "--sae",
+        run / "sae",
+        "--text-file",
+        text_file,
+        "--json",
+        "--max-tokens",
+        "400",
+        "--context-length",
+        "64",
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout.strip().splitlines()[-1])
     assert 0 <= result["fvu"] < 1 and result["l0"] <= 8
@@ -42,12 +84,15 @@ def test_harvest_train_eval_convert(tiny_model_dir, text_file, tmp_path, steerla
     assert res.exit_code == 0 and (tmp_path / "lens" / "sae_weights.safetensors").is_file()
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["harvest", "--model", "/no/such/model", "--corpus", "x.jsonl", "--out", "o"], "does not exist"),
-    (["harvest", "--corpus", "x.jsonl", "--out", "o", "--store-dtype", "int4"], "dtype must be one of"),
-    (["chat", "hi", "--feature", "3"], "expected IDX=VALUE"),
-    (["sae", "convert", "/no/such/sae", "out"], "/no/such/sae"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["harvest", "--model", "/no/such/model", "--corpus", "x.jsonl", "--out", "o"], "does not exist"),
+        (["harvest", "--corpus", "x.jsonl", "--out", "o", "--store-dtype", "int4"], "dtype must be one of"),
+        (["chat", "hi", "--feature", "3"], "expected IDX=VALUE"),
+        (["sae", "convert", "/no/such/sae", "out"], "/no/such/sae"),
+    ],
+)
 def test_bad_input_is_one_line_without_traceback(args, needle, steerlab_home):
     res = _run(*args)
     assert res.exit_code == 2, res.output

@@ -29,8 +29,11 @@ def tiny_sae():
 @pytest.fixture()
 def store(tmp_path):
     with FeatureStore(tmp_path / "features.db") as db:
-        db.add_sae(SAEInfo(sae_id=SAE_ID, model="tiny-llama", hookpoint="model.layers.1", d_in=64, d_sae=128,
-                           architecture="topk"))
+        db.add_sae(
+            SAEInfo(
+                sae_id=SAE_ID, model="tiny-llama", hookpoint="model.layers.1", d_in=64, d_sae=128, architecture="topk"
+            )
+        )
         db.set_labels(SAE_ID, {i: Label(text=t, explainer="test") for i, t in LABELS.items()})
         yield db
 
@@ -42,8 +45,10 @@ def client(tiny_lm, tiny_sae, store):
 
 
 def test_import_is_cheap_and_exports_are_lazy():
-    code = ("import sys, steerlab; assert 'torch' not in sys.modules; c = steerlab.Client; v = steerlab.Variant; "
-            "assert 'torch' not in sys.modules, 'Client import pulled in torch'; print(c.__name__, v.__name__)")
+    code = (
+        "import sys, steerlab; assert 'torch' not in sys.modules; c = steerlab.Client; v = steerlab.Variant; "
+        "assert 'torch' not in sys.modules, 'Client import pulled in torch'; print(c.__name__, v.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["Client", "Variant"]
@@ -81,8 +86,9 @@ def test_inspect_activations_contrast_attribute(client):
     assert matrix.shape == (len(inspector.tokens), 128)
     only = client.features.activations(MESSAGES, model="tiny-llama", features=top[0].feature)
     assert np.count_nonzero(only[:, [i for i in range(128) if i != top[0].feature.index]]) == 0
-    side_1, side_2 = client.features.contrast([MESSAGES], [[{"role": "user", "content": "bonjour le monde"}]],
-                                              model="tiny-llama", top_k=2)
+    side_1, side_2 = client.features.contrast(
+        [MESSAGES], [[{"role": "user", "content": "bonjour le monde"}]], model="tiny-llama", top_k=2
+    )
     assert len(side_1) == 2 and isinstance(side_2, FeatureGroup)
     attribution = client.features.attribute(MESSAGES, -1, model="tiny-llama")
     assert attribution.features and attribution.num_input_tokens > 0
@@ -102,8 +108,9 @@ def test_chat_completions_variants_streaming_and_logits(client):
     chunks = list(client.chat.completions.create(MESSAGES, model=variant, stream=True, **kw))
     assert "".join(c.choices[0].delta.content for c in chunks) == steered.choices[0].message["content"]
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
-    sampled = [client.chat.completions.create(MESSAGES, model="tiny-llama", seed=7, max_completion_tokens=8)
-               for _ in range(2)]
+    sampled = [
+        client.chat.completions.create(MESSAGES, model="tiny-llama", seed=7, max_completion_tokens=8) for _ in range(2)
+    ]
     assert sampled[0].choices[0].message == sampled[1].choices[0].message
     logits = client.chat.logits(MESSAGES, model=variant, top_k=4).logits
     assert len(logits) == 4 and list(logits.values()) == sorted(logits.values(), reverse=True)

@@ -16,9 +16,12 @@ def corpus_files(tmp_path):
     text = tmp_path / "text.jsonl"
     text.write_text("".join(json.dumps({"text": " ".join(TINY_TEXT * 3)}) + "\n" for _ in range(12)))
     chat = tmp_path / "chat.jsonl"
-    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": t},
-                                                     {"role": "assistant", "content": t[::-1]}]}) + "\n"
-                            for t in TINY_TEXT))
+    chat.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": t[::-1]}]}) + "\n"
+            for t in TINY_TEXT
+        )
+    )
     return text, chat
 
 
@@ -39,8 +42,9 @@ def test_budget_and_parquet(tiny_lm, tmp_path, corpus_files):
 
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": [" ".join(TINY_TEXT * 4)] * 10}), path)
-    seqs = build_sequences(CorpusSpec([CorpusSource(str(path), max_tokens=100)], context_length=48),
-                           tiny_lm.tokenizer, progress=False)
+    seqs = build_sequences(
+        CorpusSpec([CorpusSource(str(path), max_tokens=100)], context_length=48), tiny_lm.tokenizer, progress=False
+    )
     assert 100 <= sum(map(len, seqs)) < 100 + 48
 
 
@@ -93,17 +97,22 @@ def test_killed_harvest_resumes_to_identical_shards(tiny_lm, corpus_files, tmp_p
 
 def test_harvest_refuses_a_folder_from_another_run(tiny_lm, corpus_files, tmp_path):
     text, chat = corpus_files
-    harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=1, sequences_per_shard=50),
-            progress=False)
+    harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=1, sequences_per_shard=50), progress=False)
     with pytest.raises(HarvestError, match="hookpoint"):
-        harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=2, sequences_per_shard=50),
-                progress=False)
+        harvest(
+            tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=2, sequences_per_shard=50), progress=False
+        )
 
 
 def test_shard_source_is_deterministic_and_resumable(tiny_lm, corpus_files, tmp_path):
     text, chat = corpus_files
-    harvest(tiny_lm, _spec(text, chat), tmp_path / "h", HarvestConfig(layer=1, sequences_per_shard=4,
-                                                                      store_dtype="float32"), progress=False)
+    harvest(
+        tiny_lm,
+        _spec(text, chat),
+        tmp_path / "h",
+        HarvestConfig(layer=1, sequences_per_shard=4, store_dtype="float32"),
+        progress=False,
+    )
     src = ShardActivationSource(tmp_path / "h", shards_in_memory=2)
     batches = list(src.iter_batches(16, seed=3))
     again = list(src.iter_batches(16, seed=3))
@@ -124,8 +133,13 @@ def test_two_harvests_stream_as_one_and_must_match(tiny_lm, corpus_files, tmp_pa
     both = ShardActivationSource([tmp_path / "a", tmp_path / "b"])
     single = [ShardActivationSource(tmp_path / name).num_tokens for name in ("a", "b")]
     assert both.num_tokens == sum(single)
-    harvest(tiny_lm, CorpusSpec([CorpusSource(str(chat))], context_length=48), tmp_path / "c",
-            HarvestConfig(layer=2, sequences_per_shard=4), progress=False)
+    harvest(
+        tiny_lm,
+        CorpusSpec([CorpusSource(str(chat))], context_length=48),
+        tmp_path / "c",
+        HarvestConfig(layer=2, sequences_per_shard=4),
+        progress=False,
+    )
     with pytest.raises(HarvestError, match="hookpoint"):
         ShardActivationSource([tmp_path / "a", tmp_path / "c"])
 
@@ -135,8 +149,9 @@ def test_hf_datasets_source_reads_a_local_dataset_folder(tiny_lm, tmp_path):
     folder = tmp_path / "my_dataset"
     folder.mkdir()
     (folder / "train.jsonl").write_text("".join(json.dumps({"text": t * 3}) + "\n" for t in TINY_TEXT))
-    seqs = build_sequences(CorpusSpec([CorpusSource(f"hf:{folder}")], context_length=32), tiny_lm.tokenizer,
-                           progress=False)
+    seqs = build_sequences(
+        CorpusSpec([CorpusSource(f"hf:{folder}")], context_length=32), tiny_lm.tokenizer, progress=False
+    )
     assert len(seqs) >= len(TINY_TEXT)
 
 

@@ -27,8 +27,9 @@ def _sequences(lm, tmp_path):
 
 
 def test_exact_sae_scores_perfectly(tiny_lm, tmp_path):
-    result = evaluate_sae(tiny_lm, _exact_relu_sae(64, "model.layers.1"), _sequences(tiny_lm, tmp_path),
-                          batch_size=2, progress=False)
+    result = evaluate_sae(
+        tiny_lm, _exact_relu_sae(64, "model.layers.1"), _sequences(tiny_lm, tmp_path), batch_size=2, progress=False
+    )
     assert result["fvu"] < 1e-9
     assert math.isclose(result["ce_loss_sae"], result["ce_loss_clean"], rel_tol=1e-5)
     assert math.isclose(result["ce_loss_score"], 1.0, abs_tol=1e-4)

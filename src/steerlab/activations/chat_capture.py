@@ -34,9 +34,17 @@ from steerlab.tensor_files import save_safetensors
 class ChatCapture:
     """Where and how a chat-generation run stores its residuals."""
 
-    def __init__(self, lm: LoadedModel, out_dir: str | Path, layer: int | str, num_batches: int, generation: dict,
-                 store_dtype: str = "bfloat16", keep_id: Callable[[int], bool] | None = None,
-                 skip_first_position: bool = True):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        out_dir: str | Path,
+        layer: int | str,
+        num_batches: int,
+        generation: dict,
+        store_dtype: str = "bfloat16",
+        keep_id: Callable[[int], bool] | None = None,
+        skip_first_position: bool = True,
+    ):
         self.out_dir = Path(out_dir)
         self.hookpoint = resolve_hookpoint(lm.model, layer)
         self.store = parse_dtype(store_dtype)
@@ -46,17 +54,25 @@ class ChatCapture:
         # Every conversation starts with the chat template's first token; its residual is skipped but the
         # token belongs in the example contexts.
         self.first_token = chat_input_ids(lm.tokenizer, [{"role": "user", "content": "x"}])[0]
-        self.manifest = {"model": lm.name, "hookpoint": self.hookpoint, "store_dtype": store_dtype,
-                         "corpus": {"chat_generation": generation}, "num_shards": num_batches,
-                         "skip_first_position": skip_first_position, "d_model": lm.d_model,
-                         "producer": "chat-generation"}
+        self.manifest = {
+            "model": lm.name,
+            "hookpoint": self.hookpoint,
+            "store_dtype": store_dtype,
+            "corpus": {"chat_generation": generation},
+            "num_shards": num_batches,
+            "skip_first_position": skip_first_position,
+            "d_model": lm.d_model,
+            "producer": "chat-generation",
+        }
         path = self.out_dir / "manifest.json"
         if path.exists():
             old = json.loads(path.read_text())
             differs = [k for k in self.manifest if old.get(k) != self.manifest[k]]
             if differs:
-                raise HarvestError(f"{self.out_dir} holds a different harvest (differs in: {', '.join(differs)}); "
-                                   "use a new folder or delete this one")
+                raise HarvestError(
+                    f"{self.out_dir} holds a different harvest (differs in: {', '.join(differs)}); "
+                    "use a new folder or delete this one"
+                )
             self.manifest = old
         else:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,8 +81,7 @@ class ChatCapture:
     def has(self, batch: int) -> bool:
         return shard_path(self.out_dir, batch).exists()
 
-    def write(self, batch: int, conversation_ids: list[int], prompts: list[list[int]],
-              results: list[Generated]) -> int:
+    def write(self, batch: int, conversation_ids: list[int], prompts: list[list[int]], results: list[Generated]) -> int:
         """Store one generation batch's residuals (kept conversations only); returns tokens stored."""
         acts, toks, seqs, poss = [], [], [], []
         start = int(self.skip_first)
@@ -80,10 +95,12 @@ class ChatCapture:
             seqs.append(torch.full((n - start,), cid, dtype=torch.int64))
             poss.append(torch.arange(start, n, dtype=torch.int32))
         d = int(self.manifest["d_model"])
-        tensors = {"acts": torch.cat(acts) if acts else torch.zeros((0, d), dtype=self.store),
-                   "token_ids": torch.cat(toks) if toks else torch.zeros(0, dtype=torch.int32),
-                   "seq_index": torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.int64),
-                   "position": torch.cat(poss) if poss else torch.zeros(0, dtype=torch.int32)}
+        tensors = {
+            "acts": torch.cat(acts) if acts else torch.zeros((0, d), dtype=self.store),
+            "token_ids": torch.cat(toks) if toks else torch.zeros(0, dtype=torch.int32),
+            "seq_index": torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.int64),
+            "position": torch.cat(poss) if poss else torch.zeros(0, dtype=torch.int32),
+        }
         save_safetensors(tensors, shard_path(self.out_dir, batch), metadata={"hookpoint": self.hookpoint})
         return len(tensors["acts"])
 

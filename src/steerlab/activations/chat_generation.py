@@ -57,9 +57,14 @@ def _truncate_torn_tail(path: Path) -> None:
 
 
 @torch.inference_mode()
-def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
-                     cfg: ChatGenerationConfig = ChatGenerationConfig(), progress: bool = True,
-                     capture: ChatCapture | None = None) -> int:
+def generate_replies(
+    lm: LoadedModel,
+    prompts: list[dict],
+    out_path: Path,
+    cfg: ChatGenerationConfig = ChatGenerationConfig(),
+    progress: bool = True,
+    capture: ChatCapture | None = None,
+) -> int:
     """Append one transcript per prompt ({'id','source','messages','finish_reason'}) to ``out_path``.
 
     Returns the number of transcripts written by this call; already-written ids are skipped. A batch is
@@ -68,19 +73,31 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
     for its residuals only.
     """
     tok = lm.tokenizer
-    sampling = BatchSampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                             repetition_penalty=cfg.repetition_penalty)
+    sampling = BatchSampling(
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        repetition_penalty=cfg.repetition_penalty,
+    )
     stops = stop_token_ids(tok)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _truncate_torn_tail(out_path)
     finished = done_ids(out_path)
-    batches = [prompts[i:i + cfg.batch_size] for i in range(0, len(prompts), cfg.batch_size)]
-    todo = [(b, batch) for b, batch in enumerate(batches)
-            if any(p["id"] not in finished for p in batch) or (capture is not None and not capture.has(b))]
+    batches = [prompts[i : i + cfg.batch_size] for i in range(0, len(prompts), cfg.batch_size)]
+    todo = [
+        (b, batch)
+        for b, batch in enumerate(batches)
+        if any(p["id"] not in finished for p in batch) or (capture is not None and not capture.has(b))
+    ]
     written = 0
-    bar = tqdm(total=len(prompts), initial=sum(p["id"] in finished for p in prompts),
-               desc="chat replies", unit="conv", disable=not progress)
+    bar = tqdm(
+        total=len(prompts),
+        initial=sum(p["id"] in finished for p in prompts),
+        desc="chat replies",
+        unit="conv",
+        disable=not progress,
+    )
     record_at = capture.hookpoint if capture is not None else None
     with out_path.open("a", encoding="utf-8") as out:
         for b, batch in todo:
@@ -89,20 +106,28 @@ def generate_replies(lm: LoadedModel, prompts: list[dict], out_path: Path,
                 ids = tok(p["prompt"], add_special_tokens=False)["input_ids"][: cfg.max_prompt_tokens]
                 user = tok.decode(ids)
                 texts.append(user)
-                templated.append(tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                                          add_generation_prompt=True))
+                templated.append(
+                    tok.apply_chat_template(
+                        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+                    )
+                )
             prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in templated]
-            results = generate_batch(lm.model, prompt_ids, sampling, stops, pad_id, seed=cfg.seed * 1_000_003 + b,
-                                     record=record_at)
+            results = generate_batch(
+                lm.model, prompt_ids, sampling, stops, pad_id, seed=cfg.seed * 1_000_003 + b, record=record_at
+            )
             if capture is not None:
                 capture.write(b, [p["id"] for p in batch], prompt_ids, results)
             for p, user, result in zip(batch, texts, results):
                 if p["id"] in finished:
                     continue
                 reply = tok.decode(result.token_ids, skip_special_tokens=True).strip()
-                record = {"id": p["id"], "source": p["source"],
-                          "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
-                          "finish_reason": result.finish_reason, "generation": asdict(cfg)}
+                record = {
+                    "id": p["id"],
+                    "source": p["source"],
+                    "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
+                    "finish_reason": result.finish_reason,
+                    "generation": asdict(cfg),
+                }
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())

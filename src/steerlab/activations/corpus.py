@@ -40,8 +40,9 @@ class CorpusSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> CorpusSpec:
-        return cls(sources=[CorpusSource(**s) for s in d["sources"]], context_length=d["context_length"],
-                   seed=d["seed"])
+        return cls(
+            sources=[CorpusSource(**s) for s in d["sources"]], context_length=d["context_length"], seed=d["seed"]
+        )
 
 
 def _iter_jsonl(path: Path) -> Iterator[dict]:
@@ -110,7 +111,7 @@ def record_to_sequences(record: dict, tokenizer, source: CorpusSource, context_l
             f"{source.path}: each record needs a string field '{source.text_field}' or a list '{source.messages_field}'"
         )
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    windows = [ids[i:i + context_length] for i in range(0, len(ids), context_length)]
+    windows = [ids[i : i + context_length] for i in range(0, len(ids), context_length)]
     return [w for w in windows if len(w) >= min(32, context_length)]
 
 
@@ -123,8 +124,7 @@ def build_sequences(spec: CorpusSpec, tokenizer, progress: bool = True) -> list[
     sequences: list[list[int]] = []
     for source in spec.sources:
         taken = 0
-        bar = tqdm(total=source.max_tokens, desc=f"tokenize {Path(source.path).name}", unit="tok",
-                   disable=not progress)
+        bar = tqdm(total=source.max_tokens, desc=f"tokenize {Path(source.path).name}", unit="tok", disable=not progress)
         for record in iter_records(source):
             for seq in record_to_sequences(record, tokenizer, source, spec.context_length):
                 if source.max_tokens is not None and taken >= source.max_tokens:

@@ -27,9 +27,14 @@ def default_corpus_dir() -> Path:
     return get_settings().home / "corpora" / "default"
 
 
-def build_chat_transcripts(lm: LoadedModel, out_dir: Path | None = None, limit: int | None = None,
-                           cfg: ChatGenerationConfig = ChatGenerationConfig(batch_size=96),
-                           capture_layer: int | str | None = None, capture_out: Path | None = None) -> Path:
+def build_chat_transcripts(
+    lm: LoadedModel,
+    out_dir: Path | None = None,
+    limit: int | None = None,
+    cfg: ChatGenerationConfig = ChatGenerationConfig(batch_size=96),
+    capture_layer: int | str | None = None,
+    capture_out: Path | None = None,
+) -> Path:
     """Write the chat part of the corpus; prompts go in length order so batches carry little padding.
 
     With ``capture_layer`` the residual stream after that layer is harvested into ``capture_out`` while
@@ -45,9 +50,14 @@ def build_chat_transcripts(lm: LoadedModel, out_dir: Path | None = None, limit: 
     if capture_layer is not None:
         if capture_out is None:
             raise ValueError("capture_out is required with capture_layer")
-        capture = ChatCapture(lm, capture_out, capture_layer, num_batches=-(-len(prompts) // cfg.batch_size),
-                              generation={**asdict(cfg), "prompts": len(prompts), "heldout_every": HELDOUT_EVERY},
-                              keep_id=is_training_id)
+        capture = ChatCapture(
+            lm,
+            capture_out,
+            capture_layer,
+            num_batches=-(-len(prompts) // cfg.batch_size),
+            generation={**asdict(cfg), "prompts": len(prompts), "heldout_every": HELDOUT_EVERY},
+            keep_id=is_training_id,
+        )
     generate_replies(lm, prompts, path, cfg, capture=capture)
     return path
 
@@ -103,8 +113,9 @@ def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
     out_dir = out_dir or default_corpus_dir()
     # split("\n"), not splitlines(): replies hold U+2028, U+0085 ... raw (ensure_ascii=False), which
     # splitlines() also breaks on, tearing a JSON line in two
-    rows = [json.loads(line) for line in (out_dir / "chat.jsonl").read_text(encoding="utf-8").split("\n")
-            if line.strip()]
+    rows = [
+        json.loads(line) for line in (out_dir / "chat.jsonl").read_text(encoding="utf-8").split("\n") if line.strip()
+    ]
     train, held = out_dir / "chat_train.jsonl", out_dir / "heldout" / "chat.jsonl"
     held.parent.mkdir(parents=True, exist_ok=True)
     _write_jsonl(train, [r for r in rows if is_training_id(r["id"])])
@@ -115,16 +126,17 @@ def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
 PARTS = ("text", "chat")
 
 
-def default_corpus_spec(part: str, out_dir: Path | None = None, context_length: int = 256,
-                        seed: int = 0) -> CorpusSpec:
+def default_corpus_spec(part: str, out_dir: Path | None = None, context_length: int = 256, seed: int = 0) -> CorpusSpec:
     """The recipe is harvested in two parts so the large text part need not wait for chat generation;
     the trainer reads both harvests as one stream."""
     out_dir = out_dir or default_corpus_dir()
     if part == "chat":
         sources = [CorpusSource(path=str(out_dir / "chat_train.jsonl"))]
     elif part == "text":
-        sources = [CorpusSource(path=str(out_dir / "text" / f"{name}.jsonl"), max_tokens=budget)
-                   for name, budget in TEXT_BUDGETS.items()]
+        sources = [
+            CorpusSource(path=str(out_dir / "text" / f"{name}.jsonl"), max_tokens=budget)
+            for name, budget in TEXT_BUDGETS.items()
+        ]
     else:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     return CorpusSpec(sources=sources, context_length=context_length, seed=seed)

@@ -61,7 +61,7 @@ def _save_sequences(sequences: list[list[int]], path: Path) -> None:
 def load_sequences(path: Path) -> list[list[int]]:
     data = load_file(str(path))
     tokens, offsets = data["tokens"].tolist(), data["offsets"].tolist()
-    return [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return [tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 def shard_path(out_dir: Path, index: int) -> Path:
@@ -70,32 +70,45 @@ def shard_path(out_dir: Path, index: int) -> Path:
 
 def _prepare(lm: LoadedModel, spec: CorpusSpec, cfg: HarvestConfig, out_dir: Path, progress: bool):
     hookpoint = resolve_hookpoint(lm.model, cfg.layer)
-    wanted = {"model": lm.name, "hookpoint": hookpoint, "store_dtype": cfg.store_dtype, "corpus": spec.to_dict(),
-              "sequences_per_shard": cfg.sequences_per_shard, "skip_first_position": cfg.skip_first_position,
-              "d_model": lm.d_model}
+    wanted = {
+        "model": lm.name,
+        "hookpoint": hookpoint,
+        "store_dtype": cfg.store_dtype,
+        "corpus": spec.to_dict(),
+        "sequences_per_shard": cfg.sequences_per_shard,
+        "skip_first_position": cfg.skip_first_position,
+        "d_model": lm.d_model,
+    }
     manifest_path = out_dir / "manifest.json"
     seq_path = out_dir / "sequences.safetensors"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         differs = [k for k in wanted if manifest.get(k) != wanted[k]]
         if differs:
-            raise HarvestError(f"{out_dir} holds a different harvest (differs in: {', '.join(differs)}); "
-                               "use a new output folder or delete this one")
+            raise HarvestError(
+                f"{out_dir} holds a different harvest (differs in: {', '.join(differs)}); "
+                "use a new output folder or delete this one"
+            )
         if not seq_path.exists():
             raise HarvestError(f"{out_dir} has a manifest but no sequences.safetensors; delete the folder and rerun")
         return hookpoint, manifest, load_sequences(seq_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     sequences = build_sequences(spec, lm.tokenizer, progress=progress)
     _save_sequences(sequences, seq_path)
-    manifest = {**wanted, "num_sequences": len(sequences),
-                "num_shards": -(-len(sequences) // cfg.sequences_per_shard), "complete": False}
+    manifest = {
+        **wanted,
+        "num_sequences": len(sequences),
+        "num_shards": -(-len(sequences) // cfg.sequences_per_shard),
+        "complete": False,
+    }
     _write_json(manifest_path, manifest)
     return hookpoint, manifest, sequences
 
 
 @torch.inference_mode()
-def harvest_shard(lm: LoadedModel, hookpoint: str, sequences: list[list[int]], first_seq: int,
-                  cfg: HarvestConfig) -> dict[str, torch.Tensor]:
+def harvest_shard(
+    lm: LoadedModel, hookpoint: str, sequences: list[list[int]], first_seq: int, cfg: HarvestConfig
+) -> dict[str, torch.Tensor]:
     """Forward a shard's sequences to the hookpoint, batched by similar length, keep real tokens only."""
     store = parse_dtype(cfg.store_dtype)
     pad = lm.tokenizer.pad_token_id or 0
@@ -103,7 +116,7 @@ def harvest_shard(lm: LoadedModel, hookpoint: str, sequences: list[list[int]], f
     acts, toks, seqs, poss = [], [], [], []
     start = 1 if cfg.skip_first_position else 0
     for b in range(0, len(order), cfg.batch_size):
-        idx = order[b:b + cfg.batch_size]
+        idx = order[b : b + cfg.batch_size]
         width = max(len(sequences[i]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -119,26 +132,43 @@ def harvest_shard(lm: LoadedModel, hookpoint: str, sequences: list[list[int]], f
             poss.append(torch.arange(start, n, dtype=torch.int32))
     # restore corpus order inside the shard so shards read like text
     by_seq = torch.cat(seqs).argsort(stable=True)
-    return {"acts": torch.cat(acts)[by_seq].contiguous(), "token_ids": torch.cat(toks)[by_seq],
-            "seq_index": torch.cat(seqs)[by_seq], "position": torch.cat(poss)[by_seq]}
+    return {
+        "acts": torch.cat(acts)[by_seq].contiguous(),
+        "token_ids": torch.cat(toks)[by_seq],
+        "seq_index": torch.cat(seqs)[by_seq],
+        "position": torch.cat(poss)[by_seq],
+    }
 
 
-def harvest(lm: LoadedModel, spec: CorpusSpec, out_dir: Path, cfg: HarvestConfig = HarvestConfig(),
-            progress: bool = True, max_shards: int | None = None) -> dict:
+def harvest(
+    lm: LoadedModel,
+    spec: CorpusSpec,
+    out_dir: Path,
+    cfg: HarvestConfig = HarvestConfig(),
+    progress: bool = True,
+    max_shards: int | None = None,
+) -> dict:
     """Harvest (or resume harvesting) ``spec`` into ``out_dir``; returns the manifest."""
     out_dir = Path(out_dir)
     hookpoint, manifest, sequences = _prepare(lm, spec, cfg, out_dir, progress)
     per = cfg.sequences_per_shard
     missing = [i for i in range(manifest["num_shards"]) if not shard_path(out_dir, i).exists()]
     total_tokens = sum(len(s) - int(cfg.skip_first_position) for s in sequences)
-    done_tokens = total_tokens - sum(len(s) - int(cfg.skip_first_position)
-                                     for i in missing for s in sequences[i * per:(i + 1) * per])
-    bar = tqdm(total=total_tokens, initial=done_tokens, desc=f"harvest {hookpoint}", unit="tok",
-               unit_scale=True, disable=not progress)
+    done_tokens = total_tokens - sum(
+        len(s) - int(cfg.skip_first_position) for i in missing for s in sequences[i * per : (i + 1) * per]
+    )
+    bar = tqdm(
+        total=total_tokens,
+        initial=done_tokens,
+        desc=f"harvest {hookpoint}",
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+    )
     for n, i in enumerate(missing):
         if max_shards is not None and n >= max_shards:
             break
-        chunk = sequences[i * per:(i + 1) * per]
+        chunk = sequences[i * per : (i + 1) * per]
         tensors = harvest_shard(lm, hookpoint, chunk, i * per, cfg)
         save_safetensors(tensors, shard_path(out_dir, i), metadata={"hookpoint": hookpoint})
         bar.update(len(tensors["acts"]))

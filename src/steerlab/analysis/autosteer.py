@@ -143,12 +143,25 @@ class AutoSteerResult:
 
     def ember(self) -> dict:
         """The Ember ``features/auto-edits`` response."""
-        return {"edits": [[{"id": str(uuid.UUID(f.uuid)), "label": f.label, "index_in_sae": f.index}, s]
-                          for f, s in self.edits]}
+        return {
+            "edits": [
+                [{"id": str(uuid.UUID(f.uuid)), "label": f.label, "index_in_sae": f.index}, s] for f, s in self.edits
+            ]
+        }
 
 
-def auto_steer(lm, sae, goal: str, *, config: AutoSteerConfig | None = None, search=None, labels=None,
-               sae_id: str | None = None, embed=None, lexical=None) -> AutoSteerResult:
+def auto_steer(
+    lm,
+    sae,
+    goal: str,
+    *,
+    config: AutoSteerConfig | None = None,
+    search=None,
+    labels=None,
+    sae_id: str | None = None,
+    embed=None,
+    lexical=None,
+) -> AutoSteerResult:
     """Find nudges that make the model pursue ``goal`` while staying fluent and on the question.
     ``search``: a ``FeatureSearch`` over this SAE (adds label-search candidates); ``labels``: index ->
     label; ``embed``/``lexical``: override the sentence embedder / add a word-list checker."""
@@ -157,26 +170,32 @@ def auto_steer(lm, sae, goal: str, *, config: AutoSteerConfig | None = None, sea
         from steerlab.features.identity import sae_identity
 
         sae_id = sae_identity(sae)
-    stimulus = generate_contrastive_stimulus(lm, goal, n=cfg.stimulus_size, max_new_tokens=cfg.stimulus_tokens,
-                                             seed=cfg.seed, sae=sae)
-    sources = {"search": search_candidates(search, sae, goal, cfg.per_source),
-               "mention": mention_candidates(lm, sae, goal, cfg.per_source),
-               "contrast": contrast_candidates(lm, sae, stimulus, cfg.per_source),
-               "gradient": gradient_candidates(lm, sae, stimulus, goal, cfg.per_source)}
+    stimulus = generate_contrastive_stimulus(
+        lm, goal, n=cfg.stimulus_size, max_new_tokens=cfg.stimulus_tokens, seed=cfg.seed, sae=sae
+    )
+    sources = {
+        "search": search_candidates(search, sae, goal, cfg.per_source),
+        "mention": mention_candidates(lm, sae, goal, cfg.per_source),
+        "contrast": contrast_candidates(lm, sae, stimulus, cfg.per_source),
+        "gradient": gradient_candidates(lm, sae, stimulus, goal, cfg.per_source),
+    }
     candidates = merge_candidates(sources, cfg.pool, labels)
     search_run = _StrengthSearch(lm, sae, goal, cfg, embed, lexical)
     grids = {c.index: strengths_for(sae, c.index, cfg, search_run.resid_norm) for c in candidates}
     middle = len(next(iter(grids.values()), [0])) // 2
     trials = search_run.run([[(i, grid[middle])] for i, grid in grids.items()])  # screen the pool
     kept = list(dict.fromkeys(t.edits[0][0] for t in sorted(trials, key=lambda t: t.key, reverse=True)))
-    trials += search_run.run([[(i, s)] for i in kept[:cfg.n_candidates] for k, s in enumerate(grids[i]) if k != middle])
+    trials += search_run.run(
+        [[(i, s)] for i in kept[: cfg.n_candidates] for k, s in enumerate(grids[i]) if k != middle]
+    )
     trials += search_run.run(_combinations(trials, cfg.combine_top))
     trials.sort(key=lambda t: t.key, reverse=True)
     best = trials[0] if trials and trials[0].key > search_run.unsteered.key else search_run.unsteered
     label_of = {c.index: c.label for c in candidates}
     edits = [(FeatureRef.of(i, sae_id, label_of.get(i, "")), float(s)) for i, s in best.edits]
-    return AutoSteerResult(goal, edits, best, search_run.unsteered, trials, candidates, stimulus,
-                           getattr(lm, "name", "default"), sae_id)
+    return AutoSteerResult(
+        goal, edits, best, search_run.unsteered, trials, candidates, stimulus, getattr(lm, "name", "default"), sae_id
+    )
 
 
 def strengths_for(sae, index: int, cfg: AutoSteerConfig, resid_norm: float) -> list[float]:
@@ -210,18 +229,27 @@ class _StrengthSearch:
 
     def __init__(self, lm, sae, goal: str, cfg: AutoSteerConfig, embed, lexical):
         self.lm, self.sae, self.goal, self.cfg = lm, sae, goal, cfg
-        texts = list(cfg.prompts or SCORING_PROMPTS[:cfg.n_prompts])
+        texts = list(cfg.prompts or SCORING_PROMPTS[: cfg.n_prompts])
         self.prompts = [[{"role": "user", "content": t}] for t in texts]
         base = self._generate([None] * len(self.prompts), list(range(len(self.prompts))))
-        self.scorer = ReplyScorer(lm, goal, self.prompts, base, lexical=lexical, embed=embed,
-                                  concept_gain_full=cfg.concept_gain_full, concept_margin=cfg.concept_margin)
+        self.scorer = ReplyScorer(
+            lm,
+            goal,
+            self.prompts,
+            base,
+            lexical=lexical,
+            embed=embed,
+            concept_gain_full=cfg.concept_gain_full,
+            concept_margin=cfg.concept_margin,
+        )
         self.unsteered = self._trials([[]], base)[0]
         self.resid_norm = residual_norm(lm, sae, self.prompts)
 
     def _generate(self, steering: list, prompt_index: list[int]):
         rows = [Row(self.prompts[i], s) for s, i in zip(steering, prompt_index)]
-        return generate_rows(self.lm, self.sae, rows, max_new_tokens=self.cfg.max_new_tokens, temperature=0.0,
-                             seed=self.cfg.seed)
+        return generate_rows(
+            self.lm, self.sae, rows, max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, seed=self.cfg.seed
+        )
 
     def run(self, edit_sets: list[list[tuple[int, float]]]) -> list[Trial]:
         if not edit_sets:
@@ -236,12 +264,17 @@ class _StrengthSearch:
         scores = self.scorer.score(list(range(n)) * len(edit_sets), replies)
         trials = []
         for k, edits in enumerate(edit_sets):
-            block = scores[k * n:(k + 1) * n]
-            trials.append(Trial(list(edits), float(np.mean([s.combined(self.cfg.parts) for s in block])),
-                                float(np.mean([s.concept for s in block])),
-                                float(np.mean([s.relevance for s in block])),
-                                float(np.mean([s.fluency for s in block])),
-                                [r.text for r in replies[k * n:(k + 1) * n]]))
+            block = scores[k * n : (k + 1) * n]
+            trials.append(
+                Trial(
+                    list(edits),
+                    float(np.mean([s.combined(self.cfg.parts) for s in block])),
+                    float(np.mean([s.concept for s in block])),
+                    float(np.mean([s.relevance for s in block])),
+                    float(np.mean([s.fluency for s in block])),
+                    [r.text for r in replies[k * n : (k + 1) * n]],
+                )
+            )
         return trials
 
 

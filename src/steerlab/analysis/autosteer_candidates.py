@@ -30,10 +30,61 @@ from steerlab.analysis.stimulus import ContrastiveStimulus, neutral_conversation
 from steerlab.models.hooks import _hidden, _replace_hidden, register_own_thread_hook
 from steerlab.steering.conversation import prompt_ids
 
-_FILLER = {"a", "an", "the", "of", "to", "in", "on", "at", "for", "and", "or", "be", "is", "are", "more", "less",
-           "very", "like", "as", "with", "about", "your", "you", "my", "me", "it", "its", "talk", "speak", "write",
-           "sound", "act", "use", "reply", "respond", "answer", "always", "every", "each", "when", "do", "make",
-           "mention", "say", "pretend", "someone", "somebody", "style", "tone", "way", "lot", "much", "often"}
+_FILLER = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "for",
+    "and",
+    "or",
+    "be",
+    "is",
+    "are",
+    "more",
+    "less",
+    "very",
+    "like",
+    "as",
+    "with",
+    "about",
+    "your",
+    "you",
+    "my",
+    "me",
+    "it",
+    "its",
+    "talk",
+    "speak",
+    "write",
+    "sound",
+    "act",
+    "use",
+    "reply",
+    "respond",
+    "answer",
+    "always",
+    "every",
+    "each",
+    "when",
+    "do",
+    "make",
+    "mention",
+    "say",
+    "pretend",
+    "someone",
+    "somebody",
+    "style",
+    "tone",
+    "way",
+    "lot",
+    "much",
+    "often",
+}
 
 
 @dataclass
@@ -85,8 +136,9 @@ def mention_candidates(lm, sae, goal: str, k: int) -> list[tuple[int, float]]:
     words = goal_words(goal)
     if not words or k < 1:
         return []
-    result = contrast(lm, sae, topic_conversations(" ".join(words)), neutral_conversations(), k_to_add=4 * k,
-                      k_to_remove=0)
+    result = contrast(
+        lm, sae, topic_conversations(" ".join(words)), neutral_conversations(), k_to_add=4 * k, k_to_remove=0
+    )
     ok = steerable(sae)
     return [(f.index, f.effect) for f in result.dataset_1_features if ok[f.index]][:k]
 
@@ -105,10 +157,10 @@ def nudge_gradient(lm, sae, stimulus: ContrastiveStimulus, goal: str) -> torch.T
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, s in enumerate(seqs):
-        ids[row, :len(s)], mask[row, :len(s)] = torch.tensor(s), 1
+        ids[row, : len(s)], mask[row, : len(s)] = torch.tensor(s), 1
     reply = torch.zeros(len(seqs), width - 1, dtype=torch.bool)  # position t predicts token t + 1
     for row, (start, s) in enumerate(zip(starts, seqs)):
-        reply[row, start - 1:len(s) - 1] = True
+        reply[row, start - 1 : len(s) - 1] = True
     delta = torch.zeros(model.config.hidden_size, dtype=lm.dtype, device=lm.device, requires_grad=True)
 
     def hook(_module, _inputs, output):

@@ -29,9 +29,12 @@ from steerlab.steering.refs import FeatureRef
 from steerlab.steering.variant import Variant
 
 _LEAD = re.compile(r"^\s*(when(ever)?|if|while|once)\s+", re.I)
-_SUBJECT = re.compile(r"^((the\s+)?(user|conversation|person|someone|we|you|they|text|topic|chat)\s+)?"
-                      r"((is|are)\s+)?(talking|talks|talk|asks|ask|asking|mentions|mention|writes|writing|"
-                      r"discusses|discussing|discuss|is|turns|turn|goes)?\s*(to\s+)?(about\s+)?", re.I)
+_SUBJECT = re.compile(
+    r"^((the\s+)?(user|conversation|person|someone|we|you|they|text|topic|chat)\s+)?"
+    r"((is|are)\s+)?(talking|talks|talk|asks|ask|asking|mentions|mention|writes|writing|"
+    r"discusses|discussing|discuss|is|turns|turn|goes)?\s*(to\s+)?(about\s+)?",
+    re.I,
+)
 _SPLIT = re.compile(r"\s*(?:,|;|\bthen\b)\s*", re.I)
 
 
@@ -39,8 +42,9 @@ def parse_specification(specification: str) -> tuple[str, str | None]:
     """``(trigger topic, effect goal or None)`` of "when X, Y" / "if X then Y" / "X"."""
     text = specification.strip().rstrip(".!")
     if not text:
-        raise ValueError("specification: must be a non-empty description, e.g. 'when talking about food, "
-                         "talk like a pirate'")
+        raise ValueError(
+            "specification: must be a non-empty description, e.g. 'when talking about food, talk like a pirate'"
+        )
     parts = _SPLIT.split(_LEAD.sub("", text), maxsplit=1)
     trigger = _SUBJECT.sub("", parts[0]).strip() or parts[0].strip()
     effect = parts[1].strip() if len(parts) > 1 and parts[1].strip() else None
@@ -90,8 +94,18 @@ class AutoConditionalResult:
         return {"conditional": self.condition.json()}
 
 
-def auto_conditional(lm, sae, specification: str, *, config: AutoSteerConfig | None = None, search=None,
-                     labels=None, sae_id: str | None = None, embed=None, lexical=None) -> AutoConditionalResult:
+def auto_conditional(
+    lm,
+    sae,
+    specification: str,
+    *,
+    config: AutoSteerConfig | None = None,
+    search=None,
+    labels=None,
+    sae_id: str | None = None,
+    embed=None,
+    lexical=None,
+) -> AutoConditionalResult:
     """Build the conditional for ``specification`` (see module doc)."""
     trigger_text, effect_text = parse_specification(specification)
     if sae_id is None:
@@ -102,10 +116,20 @@ def auto_conditional(lm, sae, specification: str, *, config: AutoSteerConfig | N
     trigger = FeatureRef.of(index, sae_id, labeler(labels)(index))
     steer = None
     if effect_text:
-        steer = auto_steer(lm, sae, effect_text, config=config, search=search, labels=labels, sae_id=sae_id,
-                           embed=embed, lexical=lexical)
-    return AutoConditionalResult(specification, trigger_text, effect_text, trigger, threshold, steer,
-                                 getattr(lm, "name", "default"), sae_id)
+        steer = auto_steer(
+            lm,
+            sae,
+            effect_text,
+            config=config,
+            search=search,
+            labels=labels,
+            sae_id=sae_id,
+            embed=embed,
+            lexical=lexical,
+        )
+    return AutoConditionalResult(
+        specification, trigger_text, effect_text, trigger, threshold, steer, getattr(lm, "name", "default"), sae_id
+    )
 
 
 def find_trigger(lm, sae, topic: str, *, search=None, candidates: int = 4) -> tuple[int, float]:

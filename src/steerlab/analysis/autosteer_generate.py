@@ -53,8 +53,17 @@ class _PrefillMask:
         return self.batch(hidden, valid)
 
 
-def generate_rows(lm, sae, rows: list[Row], *, max_new_tokens: int = 32, temperature: float = 0.0,
-                  top_p: float = 0.9, seed: int = 0, chunk_rows: int = 32) -> list[Reply]:
+def generate_rows(
+    lm,
+    sae,
+    rows: list[Row],
+    *,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float = 0.9,
+    seed: int = 0,
+    chunk_rows: int = 32,
+) -> list[Reply]:
     """Generate every row's reply (order kept). Every controller is compiled before anything runs.
     ``temperature=0`` is greedy: the same rows always give the same replies."""
     prompts = [prompt_ids(lm.tokenizer, row.messages, field=f"rows[{i}].messages") for i, row in enumerate(rows)]
@@ -71,8 +80,8 @@ def generate_rows(lm, sae, rows: list[Row], *, max_new_tokens: int = 32, tempera
     cfg = BatchSampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     replies: list[Reply] = []
     for n, start in enumerate(range(0, len(rows), chunk_rows)):
-        chunk = prompts[start:start + chunk_rows]
-        chunk_plans = plans[start:start + chunk_rows]
+        chunk = prompts[start : start + chunk_rows]
+        chunk_plans = plans[start : start + chunk_rows]
         editor = None
         if any(p is not None and not p.is_noop for p in chunk_plans):
             editor = _PrefillMask(SteeringBatch(sae, chunk_plans), _left_pad_mask(chunk))
@@ -91,5 +100,5 @@ def _left_pad_mask(prompts: list[list[int]]) -> torch.Tensor:
     width = max(len(p) for p in prompts)
     mask = torch.zeros(len(prompts), width, dtype=torch.bool)
     for r, p in enumerate(prompts):
-        mask[r, width - len(p):] = True
+        mask[r, width - len(p) :] = True
     return mask

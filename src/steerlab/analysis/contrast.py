@@ -63,14 +63,24 @@ def rank_biserial(x: torch.Tensor, y: torch.Tensor, chunk_pairs: int = 20_000_00
     step = max(1, chunk_pairs // (n1 * n2))
     out = torch.empty(n_features)
     for start in range(0, n_features, step):
-        a, b = x[:, None, start:start + step], y[None, :, start:start + step]
+        a, b = x[:, None, start : start + step], y[None, :, start : start + step]
         auc = (a > b).float().mean((0, 1)) + 0.5 * (a == b).float().mean((0, 1))
-        out[start:start + step] = 2 * auc - 1
+        out[start : start + step] = 2 * auc - 1
     return out
 
 
-def contrast(lm, sae, dataset_1, dataset_2, *, top_k: int = 5, k_to_add: int | None = None,
-             k_to_remove: int | None = None, labels=None, variant=None) -> ContrastResult:
+def contrast(
+    lm,
+    sae,
+    dataset_1,
+    dataset_2,
+    *,
+    top_k: int = 5,
+    k_to_add: int | None = None,
+    k_to_remove: int | None = None,
+    labels=None,
+    variant=None,
+) -> ContrastResult:
     """Rank features by how well they separate ``dataset_1`` from ``dataset_2`` (see module doc).
     ``k_to_add`` / ``k_to_remove`` (Ember's names) override ``top_k`` for side 1 / side 2."""
     for name, k in (("top_k", top_k), ("k_to_add", k_to_add), ("k_to_remove", k_to_remove)):
@@ -94,10 +104,20 @@ def contrast(lm, sae, dataset_1, dataset_2, *, top_k: int = 5, k_to_add: int | N
         out = []
         for j in keep.tolist():
             i = int(seen[j])
-            out.append(ContrastFeature(i, label(i), float(effect[j]), float(mean_1[:, i].mean()),
-                                       float(mean_2[:, i].mean()), float(rate_1[:, i].mean()),
-                                       float(rate_2[:, i].mean())))
+            out.append(
+                ContrastFeature(
+                    i,
+                    label(i),
+                    float(effect[j]),
+                    float(mean_1[:, i].mean()),
+                    float(mean_2[:, i].mean()),
+                    float(rate_1[:, i].mean()),
+                    float(rate_2[:, i].mean()),
+                )
+            )
         return out
 
-    return ContrastResult(ranked(1.0, top_k if k_to_add is None else k_to_add),
-                          ranked(-1.0, top_k if k_to_remove is None else k_to_remove))
+    return ContrastResult(
+        ranked(1.0, top_k if k_to_add is None else k_to_add),
+        ranked(-1.0, top_k if k_to_remove is None else k_to_remove),
+    )

@@ -41,8 +41,15 @@ class TokenFeatures:
 class Inspection:
     """The result of ``inspect``: per-token codes plus ways to read them."""
 
-    def __init__(self, tokens: list[str], token_ids: list[int], codes: torch.Tensor, feature_scale: torch.Tensor,
-                 labels=None, event_names: list[str] | None = None):
+    def __init__(
+        self,
+        tokens: list[str],
+        token_ids: list[int],
+        codes: torch.Tensor,
+        feature_scale: torch.Tensor,
+        labels=None,
+        event_names: list[str] | None = None,
+    ):
         self.tokens, self.token_ids = tokens, token_ids
         self.codes_raw = codes  # [T, d_sae]
         self.scale = feature_scale.float().clamp_min(1e-12).to(codes.device)
@@ -115,8 +122,9 @@ class Inspection:
         d_sae = self.codes_raw.shape[1]
         for i, f in enumerate(features):
             if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < d_sae:
-                raise UnknownFeatureError(f"must be a feature index in 0..{d_sae - 1}, got {f!r}",
-                                          field=f"features[{i}]")
+                raise UnknownFeatureError(
+                    f"must be a feature index in 0..{d_sae - 1}, got {f!r}", field=f"features[{i}]"
+                )
         return list(features)
 
 

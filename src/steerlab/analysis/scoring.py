@@ -53,7 +53,7 @@ def harmonic_mean(values: Sequence[float]) -> float:
 
 def repeated_trigram_fraction(token_ids: Sequence[int]) -> float:
     """Share of the reply's token trigrams that already occurred earlier in it (0 = no loop)."""
-    grams = [tuple(token_ids[i:i + 3]) for i in range(len(token_ids) - 2)]
+    grams = [tuple(token_ids[i : i + 3]) for i in range(len(token_ids) - 2)]
     return 0.0 if not grams else 1.0 - len(set(grams)) / len(grams)
 
 
@@ -79,15 +79,15 @@ def reply_perplexities(lm, prompts: list[list[int]], replies: list[list[int]], b
     out: list[float] = []
     pad = lm.tokenizer.pad_token_id or 0
     for start in range(0, len(prompts), batch_rows):
-        seqs = [p + r for p, r in zip(prompts[start:start + batch_rows], replies[start:start + batch_rows])]
+        seqs = [p + r for p, r in zip(prompts[start : start + batch_rows], replies[start : start + batch_rows])]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         target = torch.zeros((len(seqs), width), dtype=torch.bool)  # reply tokens (right padding)
         for row, (p, s) in enumerate(zip(prompts[start:], seqs)):
-            ids[row, :len(s)] = torch.tensor(s)
-            mask[row, :len(s)] = 1
-            target[row, len(p):len(s)] = True
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+            target[row, len(p) : len(s)] = True
         logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits[:, :-1].float().cpu()
         logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
         picked = target[:, 1:]
@@ -114,9 +114,19 @@ class ReplyScore:
 class ReplyScorer:
     """Scores replies to a fixed prompt set for one concept, against the unsteered replies."""
 
-    def __init__(self, lm, concept: str, prompts: list[list[dict]], unsteered: list[Reply], *,
-                 lexical: Callable[[str], float] | None = None, embed=None, concept_gain_full: float = 0.3,
-                 concept_margin: float = 0.1, max_ppl_ratio: float = 10.0):
+    def __init__(
+        self,
+        lm,
+        concept: str,
+        prompts: list[list[dict]],
+        unsteered: list[Reply],
+        *,
+        lexical: Callable[[str], float] | None = None,
+        embed=None,
+        concept_gain_full: float = 0.3,
+        concept_margin: float = 0.1,
+        max_ppl_ratio: float = 10.0,
+    ):
         if embed is None:
             from steerlab.features.embeddings import embed
         self.lm, self.embed, self.lexical = lm, embed, lexical
@@ -129,8 +139,8 @@ class ReplyScorer:
         last_user = [next((m["content"] for m in reversed(p) if m["role"] == "user"), "") for p in prompts]
         vectors = self.embed([concept, *last_user, *[r.text for r in unsteered]])
         self.concept_vec = vectors[0]
-        self.prompt_vecs = vectors[1:1 + len(prompts)]
-        base = vectors[1 + len(prompts):]
+        self.prompt_vecs = vectors[1 : 1 + len(prompts)]
+        base = vectors[1 + len(prompts) :]
         self.base_concept = float(np.mean(base @ self.concept_vec))
         self.base_relevance = np.maximum((base * self.prompt_vecs).sum(-1), 0.05)
         ppl = reply_perplexities(lm, self.prompt_ids, [r.token_ids for r in unsteered])

@@ -85,14 +85,18 @@ class SteeringEvaluation:
 
     @property
     def winner(self) -> str:
-        """"steered" or "prompted", whichever has the higher combined score (ties: prompted, the
+        """ "steered" or "prompted", whichever has the higher combined score (ties: prompted, the
         cheaper method)."""
         steered, prompted = self.methods["steered"].combined, self.methods["prompted"].combined
         return "steered" if steered > prompted else "prompted"
 
     def to_dict(self) -> dict:
-        return {"concept": self.concept, "edits": [list(e) for e in self.edits], "winner": self.winner,
-                "methods": {k: asdict(v) for k, v in self.methods.items()}}
+        return {
+            "concept": self.concept,
+            "edits": [list(e) for e in self.edits],
+            "winner": self.winner,
+            "methods": {k: asdict(v) for k, v in self.methods.items()},
+        }
 
 
 def as_variant(edits, sae_id: str = "eval") -> Variant:
@@ -109,31 +113,48 @@ def as_variant(edits, sae_id: str = "eval") -> Variant:
     return variant
 
 
-def evaluate_steering(lm, sae, concept: Concept, edits, prompts: Sequence[str] = EVAL_PROMPTS, *,
-                      max_new_tokens: int = 32, temperature: float = 0.6, seed: int = 0, embed=None,
-                      parts: Sequence[str] = PARTS) -> SteeringEvaluation:
+def evaluate_steering(
+    lm,
+    sae,
+    concept: Concept,
+    edits,
+    prompts: Sequence[str] = EVAL_PROMPTS,
+    *,
+    max_new_tokens: int = 32,
+    temperature: float = 0.6,
+    seed: int = 0,
+    embed=None,
+    parts: Sequence[str] = PARTS,
+) -> SteeringEvaluation:
     """Score ``edits`` against the unsteered model and the prompting baseline on ``prompts``."""
     variant = as_variant(edits)
     plain = [[{"role": "user", "content": p}] for p in prompts]
     system = {"role": "system", "content": prompting_system_prompt(concept)}
-    rows = ([Row(m) for m in plain] + [Row(m, variant) for m in plain] + [Row([system, *m]) for m in plain])
+    rows = [Row(m) for m in plain] + [Row(m, variant) for m in plain] + [Row([system, *m]) for m in plain]
     replies = generate_rows(lm, sae, rows, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     n = len(prompts)
     scorer = ReplyScorer(lm, concept.description, plain, replies[:n], lexical=concept.checker(), embed=embed)
     scores = scorer.score(list(range(n)) * 3, replies)
     methods = {}
     for k, method in enumerate(METHODS):
-        block = scores[k * n:(k + 1) * n]
-        methods[method] = summarize(method, block, [r.text for r in replies[k * n:(k + 1) * n]], parts)
+        block = scores[k * n : (k + 1) * n]
+        methods[method] = summarize(method, block, [r.text for r in replies[k * n : (k + 1) * n]], parts)
     edit_list = [(f.index, float(v)) for f, v, _ in variant.edits]
     return SteeringEvaluation(concept.name, methods, edit_list, list(prompts))
 
 
 def summarize(method: str, scores: list[ReplyScore], replies: list[str], parts: Sequence[str] = PARTS) -> MethodScores:
     lexical = [s.lexical for s in scores if s.lexical is not None]
-    return MethodScores(method, _mean(s.concept for s in scores), _mean(s.relevance for s in scores),
-                        _mean(s.fluency for s in scores), _mean(s.combined(parts) for s in scores),
-                        _mean(lexical) if lexical else None, _mean(s.concept_similarity for s in scores), replies)
+    return MethodScores(
+        method,
+        _mean(s.concept for s in scores),
+        _mean(s.relevance for s in scores),
+        _mean(s.fluency for s in scores),
+        _mean(s.combined(parts) for s in scores),
+        _mean(lexical) if lexical else None,
+        _mean(s.concept_similarity for s in scores),
+        replies,
+    )
 
 
 def _mean(values) -> float:

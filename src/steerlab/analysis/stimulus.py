@@ -38,10 +38,50 @@ STIMULUS_PROMPTS = (
 )
 NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
 PLAIN_INSTRUCTION = "answer as you normally would"
-_IMPERATIVES = {"act", "add", "always", "answer", "avoid", "be", "behave", "describe", "discuss", "do", "don't",
-                "end", "express", "focus", "include", "make", "mention", "never", "pretend", "reply", "respond",
-                "say", "show", "sound", "speak", "start", "stop", "talk", "tell", "use", "write", "sing", "rhyme",
-                "praise", "complain", "refuse", "shout", "whisper", "swear", "joke", "emphasize", "emphasise"}
+_IMPERATIVES = {
+    "act",
+    "add",
+    "always",
+    "answer",
+    "avoid",
+    "be",
+    "behave",
+    "describe",
+    "discuss",
+    "do",
+    "don't",
+    "end",
+    "express",
+    "focus",
+    "include",
+    "make",
+    "mention",
+    "never",
+    "pretend",
+    "reply",
+    "respond",
+    "say",
+    "show",
+    "sound",
+    "speak",
+    "start",
+    "stop",
+    "talk",
+    "tell",
+    "use",
+    "write",
+    "sing",
+    "rhyme",
+    "praise",
+    "complain",
+    "refuse",
+    "shout",
+    "whisper",
+    "swear",
+    "joke",
+    "emphasize",
+    "emphasise",
+}
 
 
 def goal_instruction(goal: str) -> str:
@@ -61,8 +101,14 @@ def goal_system_prompt(goal: str | None) -> str:
     return f"{NEUTRAL_SYSTEM_PROMPT} In every reply, {instruction}."
 
 
-TOPIC_TEMPLATES = ("Tell me about {}.", "What do you think of {}?", "I have a question about {}.",
-                   "Can you explain {} to me?", "Let's talk about {}.", "Why do people care about {}?")
+TOPIC_TEMPLATES = (
+    "Tell me about {}.",
+    "What do you think of {}?",
+    "I have a question about {}.",
+    "Can you explain {} to me?",
+    "Let's talk about {}.",
+    "Why do people care about {}?",
+)
 NEUTRAL_TOPICS = ("the weather", "my weekend", "a good book", "the bus timetable", "my new chair", "lunch")
 
 
@@ -92,9 +138,17 @@ class ContrastiveStimulus:
         return [self.dataset_1, self.dataset_2]
 
 
-def generate_contrastive_stimulus(lm, goal: str, *, prompts: list[str] | None = None, n: int = 6,
-                                  max_new_tokens: int = 32, temperature: float = 0.6, seed: int = 0,
-                                  sae=None) -> ContrastiveStimulus:
+def generate_contrastive_stimulus(
+    lm,
+    goal: str,
+    *,
+    prompts: list[str] | None = None,
+    n: int = 6,
+    max_new_tokens: int = 32,
+    temperature: float = 0.6,
+    seed: int = 0,
+    sae=None,
+) -> ContrastiveStimulus:
     """Two datasets of ``n`` conversations each (see module doc); one batched generation pass."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: must be a positive integer, got {n!r}")
@@ -103,9 +157,11 @@ def generate_contrastive_stimulus(lm, goal: str, *, prompts: list[str] | None = 
     if not chosen:
         raise ValueError("prompts: must hold at least one user prompt")
     systems = (goal_system_prompt(goal), goal_system_prompt(None))
-    conversations = [[{"role": "system", "content": s}, {"role": "user", "content": p}]
-                     for s in systems for p in chosen]
-    replies = generate_rows(lm, sae, [Row(c) for c in conversations], max_new_tokens=max_new_tokens,
-                            temperature=temperature, seed=seed)
+    conversations = [
+        [{"role": "system", "content": s}, {"role": "user", "content": p}] for s in systems for p in chosen
+    ]
+    replies = generate_rows(
+        lm, sae, [Row(c) for c in conversations], max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
     full = [c + [{"role": "assistant", "content": r.text}] for c, r in zip(conversations, replies)]
     return ContrastiveStimulus(goal, full[:n], full[n:], replies[:n], replies[n:], chosen)

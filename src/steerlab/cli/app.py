@@ -8,7 +8,7 @@ from steerlab.cli import chat, data, features, model, sae, serve
 
 app = typer.Typer(
     help="steerlab: train SAEs on your model, inspect and steer it through labeled features.\n\n"
-    "Quick start: steerlab chat \"Tell me about the sea\" --feature 123=0.8",
+    'Quick start: steerlab chat "Tell me about the sea" --feature 123=0.8',
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

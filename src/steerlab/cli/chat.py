@@ -14,16 +14,28 @@ from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
 @one_line_errors
 def chat(
     prompt: str = typer.Argument(..., help="The user message."),
-    feature: list[str] = typer.Option([], "--feature", "-f", help="IDX=VALUE[:MODE], repeatable. VALUE is in "
-                                      "units where 1.0 is a strong activation; MODE nudge (default), pin or mul."),
-    controller: Path | None = typer.Option(None, "--controller", help="Ember controller JSON file (what the goodfire "
-                                           "SDK's variant.controller.json() gives); --feature edits apply after it."),
+    feature: list[str] = typer.Option(
+        [],
+        "--feature",
+        "-f",
+        help="IDX=VALUE[:MODE], repeatable. VALUE is in "
+        "units where 1.0 is a strong activation; MODE nudge (default), pin or mul.",
+    ),
+    controller: Path | None = typer.Option(
+        None,
+        "--controller",
+        help="Ember controller JSON file (what the goodfire "
+        "SDK's variant.controller.json() gives); --feature edits apply after it.",
+    ),
     system: str | None = typer.Option(None, "--system", help="System prompt (default: the model's own)."),
     max_tokens: int = typer.Option(128, "--max-tokens", help="Most tokens to generate."),
     temperature: float = typer.Option(0.7, "--temperature", help="0 = greedy."),
     top_p: float = typer.Option(0.9, "--top-p"),
     seed: int | None = typer.Option(None, "--seed", help="Same seed, same text."),
-    model: str = MODEL, sae: str | None = SAE, dtype: str = DTYPE, device: str = DEVICE,
+    model: str = MODEL,
+    sae: str | None = SAE,
+    dtype: str = DTYPE,
+    device: str = DEVICE,
 ) -> None:
     """Chat with the model; --feature edits and --controller files steer it through SAE features
     (error-preserving). Steering events that fire are reported on stderr."""

@@ -17,17 +17,26 @@ app = typer.Typer(help="Build the default offline corpus (chat transcripts + pla
 @one_line_errors
 def build_default(
     out: Path | None = typer.Option(None, "--out", help="Folder (default: $STEERLAB_HOME/corpora/default)."),
-    chat: bool = typer.Option(True, "--chat/--no-chat",
-                              help="Generate assistant replies with the model (slow, resumable)."),
-    text: bool = typer.Option(True, "--text/--no-text",
-                              help="Extract plain text from Debian docs and the Python stdlib."),
+    chat: bool = typer.Option(
+        True, "--chat/--no-chat", help="Generate assistant replies with the model (slow, resumable)."
+    ),
+    text: bool = typer.Option(
+        True, "--text/--no-text", help="Extract plain text from Debian docs and the Python stdlib."
+    ),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N prompts (for a quick try)."),
     batch_size: int = typer.Option(96, "--batch-size", help="Prompts decoded together."),
-    capture_out: Path | None = typer.Option(None, "--capture-out", help="Also harvest the chat part while generating "
-                                            "it, into this harvest folder (saves a second pass over ~2M tokens)."),
-    capture_layer: str = typer.Option("18", "--capture-layer", help="Block index or HF module name recorded with "
-                                      "--capture-out."),
-    model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
+    capture_out: Path | None = typer.Option(
+        None,
+        "--capture-out",
+        help="Also harvest the chat part while generating "
+        "it, into this harvest folder (saves a second pass over ~2M tokens).",
+    ),
+    capture_layer: str = typer.Option(
+        "18", "--capture-layer", help="Block index or HF module name recorded with --capture-out."
+    ),
+    model: str = MODEL,
+    dtype: str = DTYPE,
+    device: str = DEVICE,
 ) -> None:
     """Assemble the default corpus: >= 10M tokens, >= 1.5M of them chat in the model's format.
 
@@ -49,9 +58,14 @@ def build_default(
         from steerlab.models.loader import load_model
 
         layer = int(capture_layer) if capture_layer.lstrip("-").isdigit() else capture_layer
-        build_chat_transcripts(load_model(model, dtype=dtype, device=device), out, limit=limit,
-                               cfg=ChatGenerationConfig(batch_size=batch_size),
-                               capture_layer=layer if capture_out else None, capture_out=capture_out)
+        build_chat_transcripts(
+            load_model(model, dtype=dtype, device=device),
+            out,
+            limit=limit,
+            cfg=ChatGenerationConfig(batch_size=batch_size),
+            capture_layer=layer if capture_out else None,
+            capture_out=capture_out,
+        )
         split_chat_heldout(out)
     print(f"corpus in {out}")
 
@@ -59,10 +73,16 @@ def build_default(
 @one_line_errors
 def harvest_cmd(
     out: Path = typer.Option(..., "--out", help="Harvest folder (created; rerun to resume)."),
-    corpus: list[str] = typer.Option([], "--corpus", help="PATH[=MAX_TOKENS] of a .jsonl/.parquet file with 'text' or "
-                                     "'messages', or hf:NAME[:CONFIG]; repeatable."),
-    default_corpus: str | None = typer.Option(None, "--default-corpus", help="text or chat: a part of the built-in "
-                                              "recipe (see 'corpus build-default'); harvest both, train on both."),
+    corpus: list[str] = typer.Option(
+        [],
+        "--corpus",
+        help="PATH[=MAX_TOKENS] of a .jsonl/.parquet file with 'text' or 'messages', or hf:NAME[:CONFIG]; repeatable.",
+    ),
+    default_corpus: str | None = typer.Option(
+        None,
+        "--default-corpus",
+        help="text or chat: a part of the built-in recipe (see 'corpus build-default'); harvest both, train on both.",
+    ),
     layer: str = typer.Option("18", "--layer", help="Block index (0-based) or HF module name, e.g. model.layers.18."),
     context_length: int = typer.Option(256, "--context-length", help="Tokens per sequence."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass."),
@@ -70,7 +90,9 @@ def harvest_cmd(
     sequences_per_shard: int = typer.Option(1024, "--sequences-per-shard"),
     max_shards: int | None = typer.Option(None, "--max-shards", help="Stop after this many new shards (resume later)."),
     seed: int = typer.Option(0, "--seed", help="Order of sequences."),
-    model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
+    model: str = MODEL,
+    dtype: str = DTYPE,
+    device: str = DEVICE,
 ) -> None:
     """Record the residual stream after LAYER for every token of a corpus into resumable shards."""
     from steerlab.activations.corpus import CorpusSource, CorpusSpec
@@ -92,8 +114,13 @@ def harvest_cmd(
     else:
         raise ValueError("give --corpus PATH (repeatable) or --default-corpus")
     lm = load_model(model, dtype=dtype, device=device)
-    cfg = HarvestConfig(layer=int(layer) if layer.lstrip("-").isdigit() else layer, batch_size=batch_size,
-                        sequences_per_shard=sequences_per_shard, store_dtype=store_dtype)
+    cfg = HarvestConfig(
+        layer=int(layer) if layer.lstrip("-").isdigit() else layer,
+        batch_size=batch_size,
+        sequences_per_shard=sequences_per_shard,
+        store_dtype=store_dtype,
+    )
     manifest = harvest(lm, spec, out, cfg, max_shards=max_shards)
-    print(json.dumps({k: manifest.get(k) for k in ("hookpoint", "num_sequences", "num_shards", "complete",
-                                                    "num_tokens")}))
+    print(
+        json.dumps({k: manifest.get(k) for k in ("hookpoint", "num_sequences", "num_shards", "complete", "num_tokens")})
+    )

@@ -87,23 +87,37 @@ def _labels_of(store, sae_id: str, indices: list[int]) -> dict[int, str]:
 @store_errors
 def build(
     sae: Path | None = SAE_PATH,
-    acts: list[Path] = typer.Option([], "--acts", help="Harvest folder (or one shard file in it) from 'steerlab "
-                                    "harvest' at the SAE's hookpoint; repeatable. No model forward is needed."),
-    text_file: Path | None = typer.Option(None, "--text-file", help=".txt, or .jsonl/.parquet with 'text' or "
-                                          "'messages': run through the model up to the hookpoint."),
-    corpus: list[str] = typer.Option([], "--corpus", help="PATH[=MAX_TOKENS] of a .jsonl/.parquet corpus, or "
-                                     "hf:NAME[:CONFIG]; repeatable."),
+    acts: list[Path] = typer.Option(
+        [],
+        "--acts",
+        help="Harvest folder (or one shard file in it) from 'steerlab "
+        "harvest' at the SAE's hookpoint; repeatable. No model forward is needed.",
+    ),
+    text_file: Path | None = typer.Option(
+        None,
+        "--text-file",
+        help=".txt, or .jsonl/.parquet with 'text' or 'messages': run through the model up to the hookpoint.",
+    ),
+    corpus: list[str] = typer.Option(
+        [], "--corpus", help="PATH[=MAX_TOKENS] of a .jsonl/.parquet corpus, or hf:NAME[:CONFIG]; repeatable."
+    ),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Scan at most this many tokens."),
     db: Path | None = DB,
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue an interrupted build from its "
-                                "checkpoint (<db>.build/)."),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Continue an interrupted build from its checkpoint (<db>.build/)."
+    ),
     context_length: int = typer.Option(256, "--context-length", help="Tokens per sequence (corpus input)."),
     batch_tokens: int = typer.Option(4096, "--batch-tokens", help="Tokens per SAE batch."),
     top_examples: int = typer.Option(12, "--top-examples", help="Top-activating contexts kept per feature."),
     compact: bool = typer.Option(False, "--compact", help="VACUUM and leave WAL mode afterwards (for shipping)."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model for corpus input, logit effects and token "
-                                     "strings (default: the harvest's model, else the SAE's)."),
-    dtype: str = DTYPE, device: str = DEVICE,
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model for corpus input, logit effects and token strings (default: the harvest's model, else the SAE's).",
+    ),
+    dtype: str = DTYPE,
+    device: str = DEVICE,
 ) -> None:
     """Scan activations through the SAE and store every feature's statistics, examples, logit effects and
     co-firing features. Resumable: rerun the same command after an interruption."""
@@ -134,10 +148,14 @@ def build(
     if harvest is not None:
         source = harvest
     else:
-        source = CorpusActivations(lm, sae_model.cfg.hookpoint, _sequences(lm, text_file, corpus, context_length,
-                                                                            max_tokens),
-                                   batch_tokens=batch_tokens, max_tokens=max_tokens,
-                                   description={"input": str(text_file) if text_file else corpus})
+        source = CorpusActivations(
+            lm,
+            sae_model.cfg.hookpoint,
+            _sequences(lm, text_file, corpus, context_length, max_tokens),
+            batch_tokens=batch_tokens,
+            max_tokens=max_tokens,
+            description={"input": str(text_file) if text_file else corpus},
+        )
     w_u, norm = unembedding(lm.model)
     vocab = vocabulary(lm.tokenizer, max(w_u.shape[0], len(lm.tokenizer)))
     if harvest is not None:  # the model never runs: keep its unembedding, give the rest of it back
@@ -145,16 +163,34 @@ def build(
         del lm
     db_path = resolve_db(db, sae_path)
     with FeatureStore(db_path) as store:
-        result = build_feature_db(sae_model, source, store, unembedding=(w_u, norm), vocab=vocab,
-                                  work_dir=db_path.with_name(db_path.name + ".build"), cfg=cfg, resume=resume,
-                                  sae_path=sae_path)
+        result = build_feature_db(
+            sae_model,
+            source,
+            store,
+            unembedding=(w_u, norm),
+            vocab=vocab,
+            work_dir=db_path.with_name(db_path.name + ".build"),
+            cfg=cfg,
+            resume=resume,
+            sae_path=sae_path,
+        )
         if compact:
             store.compact()
-    print(json.dumps({"db": str(db_path), "sae_id": result.sae_id, "tokens": result.tokens,
-                      "features": result.features, "dead_features": result.dead_features,
-                      "tokens_per_second": round(result.tokens_per_second, 1),
-                      "scan_seconds": round(result.scan_seconds, 1), "write_seconds": round(result.write_seconds, 1),
-                      "db_bytes": db_path.stat().st_size}))
+    print(
+        json.dumps(
+            {
+                "db": str(db_path),
+                "sae_id": result.sae_id,
+                "tokens": result.tokens,
+                "features": result.features,
+                "dead_features": result.dead_features,
+                "tokens_per_second": round(result.tokens_per_second, 1),
+                "scan_seconds": round(result.scan_seconds, 1),
+                "write_seconds": round(result.write_seconds, 1),
+                "db_bytes": db_path.stat().st_size,
+            }
+        )
+    )
 
 
 def _sequences(lm, text_file: Path | None, corpus: list[str], context_length: int, max_tokens: int | None):
@@ -174,9 +210,13 @@ def _sequences(lm, text_file: Path | None, corpus: list[str], context_length: in
 
 @app.command("show")
 @store_errors
-def show(index: int = typer.Argument(..., help="Feature index."), db: Path | None = DB, sae: Path | None = SAE_PATH,
-         sae_id: str | None = SAE_ID,
-         examples: int = typer.Option(5, "--examples", help="Examples per section.")) -> None:
+def show(
+    index: int = typer.Argument(..., help="Feature index."),
+    db: Path | None = DB,
+    sae: Path | None = SAE_PATH,
+    sae_id: str | None = SAE_ID,
+    examples: int = typer.Option(5, "--examples", help="Examples per section."),
+) -> None:
     """A terminal dashboard of one feature: label, stats, histogram, highlighted examples, logit effects."""
     from rich.console import Console
 
@@ -191,16 +231,22 @@ def show(index: int = typer.Argument(..., help="Feature index."), db: Path | Non
 
 @app.command("export")
 @store_errors
-def export(db: Path | None = DB, sae: Path | None = SAE_PATH, sae_id: str | None = SAE_ID,
-           indices: str | None = typer.Option(None, "--indices", help="e.g. 3,7,10-12 (default: every feature)."),
-           out: Path | None = typer.Option(None, "--out", help="JSON file (default: stdout)."),
-           examples: bool = typer.Option(True, "--examples/--no-examples", help="Include the example contexts."),
-           ) -> None:
+def export(
+    db: Path | None = DB,
+    sae: Path | None = SAE_PATH,
+    sae_id: str | None = SAE_ID,
+    indices: str | None = typer.Option(None, "--indices", help="e.g. 3,7,10-12 (default: every feature)."),
+    out: Path | None = typer.Option(None, "--out", help="JSON file (default: stdout)."),
+    examples: bool = typer.Option(True, "--examples/--no-examples", help="Include the example contexts."),
+) -> None:
     """Features as JSON: {"sae": {...}, "features": [...]}, streamed (bounded memory for any SAE size)."""
     store, sae_id = open_feature_db(db, sae, sae_id)
     with store:
-        features = (store.get_features(sae_id, parse_indices(indices), with_examples=examples) if indices is not None
-                    else store.iter_features(sae_id, with_examples=examples))
+        features = (
+            store.get_features(sae_id, parse_indices(indices), with_examples=examples)
+            if indices is not None
+            else store.iter_features(sae_id, with_examples=examples)
+        )
         if out is None:
             _write_json(sys.stdout, store.get_sae(sae_id), features)
             return
@@ -224,9 +270,13 @@ def _write_json(fh, info, features) -> None:
 
 @app.command("dashboard")
 @store_errors
-def dashboard(index: int = typer.Argument(..., help="Feature index."),
-              out: Path = typer.Option(..., "--out", help="feature.html (self-contained) or feature.png."),
-              db: Path | None = DB, sae: Path | None = SAE_PATH, sae_id: str | None = SAE_ID) -> None:
+def dashboard(
+    index: int = typer.Argument(..., help="Feature index."),
+    out: Path = typer.Option(..., "--out", help="feature.html (self-contained) or feature.png."),
+    db: Path | None = DB,
+    sae: Path | None = SAE_PATH,
+    sae_id: str | None = SAE_ID,
+) -> None:
     """One feature as a file to look at: histogram and highlighted top examples."""
     from steerlab.features.dashboard import write_dashboard
 

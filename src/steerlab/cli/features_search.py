@@ -28,15 +28,27 @@ def label(
     db: Path | None = DB,
     sae: Path | None = SAE_PATH,
     sae_id: str | None = SAE_ID,
-    backend: str = typer.Option("offline", "--backend", help="offline (no network) or openai (any OpenAI-compatible "
-                                "endpoint from STEERLAB_EXPLAINER_BASE_URL / _MODEL / _API_KEY)."),
-    scorer: str | None = typer.Option(None, "--scorer", help="embedding (offline AUC), detection (LLM) or none; "
-                                      "default: embedding for offline, detection for openai."),
-    contexts: str = typer.Option("sentence", "--contexts", help="Offline explainer and embedding scorer: embed "
-                                 "contexts as sentences (better) or as bags of token embeddings ('tokens': ~500x "
-                                 "cheaper on a CPU, labels a 9k-feature SAE in minutes)."),
-    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=256,
-                                           help="LLM requests in flight (openai backend)."),
+    backend: str = typer.Option(
+        "offline",
+        "--backend",
+        help="offline (no network) or openai (any OpenAI-compatible "
+        "endpoint from STEERLAB_EXPLAINER_BASE_URL / _MODEL / _API_KEY).",
+    ),
+    scorer: str | None = typer.Option(
+        None,
+        "--scorer",
+        help="embedding (offline AUC), detection (LLM) or none; default: embedding for offline, detection for openai.",
+    ),
+    contexts: str = typer.Option(
+        "sentence",
+        "--contexts",
+        help="Offline explainer and embedding scorer: embed "
+        "contexts as sentences (better) or as bags of token embeddings ('tokens': ~500x "
+        "cheaper on a CPU, labels a 9k-feature SAE in minutes).",
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, max=256, help="LLM requests in flight (openai backend)."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=0, help="Label at most this many features this run."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096, help="Features per write."),
     relabel: bool = typer.Option(False, "--relabel", help="Label already-labeled features again."),
@@ -64,17 +76,34 @@ def label(
         needs_background = scorer == "embedding" or backend == "offline"
         background = background_examples(store, sae_id, d_sae) if needs_background else []
         explainer, score_with = _backends(backend, scorer, concurrency, background, contexts)
-        result = label_features(store, sae_id, None if rescore else explainer, score_with, relabel=relabel,
-                                rescore=rescore, limit=limit, batch_size=batch_size, progress=not as_json)
-    summary = {"sae": sae_id, "attempted": result.attempted, "labeled": result.labeled, "failed": result.failed,
-               "scored": result.scored, "report": result.report}
+        result = label_features(
+            store,
+            sae_id,
+            None if rescore else explainer,
+            score_with,
+            relabel=relabel,
+            rescore=rescore,
+            limit=limit,
+            batch_size=batch_size,
+            progress=not as_json,
+        )
+    summary = {
+        "sae": sae_id,
+        "attempted": result.attempted,
+        "labeled": result.labeled,
+        "failed": result.failed,
+        "scored": result.scored,
+        "report": result.report,
+    }
     if as_json:
         print(json.dumps(summary))
         return
     from steerlab.features.score import format_report
 
-    print(f"{sae_id}: labeled {result.labeled} of {result.attempted} attempted ({result.failed} left unlabeled), "
-          f"scored {result.scored}")
+    print(
+        f"{sae_id}: labeled {result.labeled} of {result.attempted} attempted ({result.failed} left unlabeled), "
+        f"scored {result.scored}"
+    )
     print(format_report(result.report))
 
 
@@ -98,8 +127,9 @@ def _backends(backend: str, scorer: str, concurrency: int | None, background, co
         from steerlab.settings import get_settings
 
         vocabulary = ConceptVocabulary.load(cache_dir=get_settings().home / "cache")
-        explainer = OfflineExplainer(vocabulary=vocabulary, config=OfflineConfig(contexts=contexts), encode=cache,
-                                     background=background)
+        explainer = OfflineExplainer(
+            vocabulary=vocabulary, config=OfflineConfig(contexts=contexts), encode=cache, background=background
+        )
     if scorer == "embedding":
         from steerlab.features.score import EmbeddingScorer
 
@@ -118,8 +148,11 @@ def search(
     db: Path | None = DB,
     sae: Path | None = SAE_PATH,
     sae_id: str | None = SAE_ID,
-    mode: str = typer.Option("hybrid", "--mode", help="semantic (label embeddings), lexical (full-text) or hybrid "
-                             "(reciprocal-rank fusion of both)."),
+    mode: str = typer.Option(
+        "hybrid",
+        "--mode",
+        help="semantic (label embeddings), lexical (full-text) or hybrid (reciprocal-rank fusion of both).",
+    ),
     top_k: int = typer.Option(10, "--top-k", help="Number of results, 1-1000."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of hits."),
 ) -> None:

@@ -24,9 +24,19 @@ def info(model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE) -> None:
     lm = load_model(model, dtype=dtype, device=device)
     elapsed = time.perf_counter() - start
     prefix, blocks = block_list(lm.model)
-    print(json.dumps({
-        "name": lm.name, "layers": len(blocks), "d_model": lm.d_model, "vocab": lm.config.vocab_size,
-        "dtype": str(lm.dtype).removeprefix("torch."), "device": str(lm.device),
-        "hookpoints": f"{prefix}.0 .. {prefix}.{len(blocks) - 1}", "cache": str(cache_dir_for(lm.name)),
-        "load_seconds": round(elapsed, 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "name": lm.name,
+                "layers": len(blocks),
+                "d_model": lm.d_model,
+                "vocab": lm.config.vocab_size,
+                "dtype": str(lm.dtype).removeprefix("torch."),
+                "device": str(lm.device),
+                "hookpoints": f"{prefix}.0 .. {prefix}.{len(blocks) - 1}",
+                "cache": str(cache_dir_for(lm.name)),
+                "load_seconds": round(elapsed, 2),
+            },
+            indent=2,
+        )
+    )

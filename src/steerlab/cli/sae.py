@@ -16,8 +16,12 @@ app = typer.Typer(help="Train, evaluate, inspect and convert sparse autoencoders
 @app.command("train")
 @one_line_errors
 def train(
-    acts: list[Path] = typer.Option(..., "--acts", help="Harvest folder written by 'steerlab harvest'; repeatable "
-                                    "(e.g. the text and chat parts of the default corpus)."),
+    acts: list[Path] = typer.Option(
+        ...,
+        "--acts",
+        help="Harvest folder written by 'steerlab harvest'; repeatable "
+        "(e.g. the text and chat parts of the default corpus).",
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.jsonl, training_curves.png, sae/."),
     architecture: str = typer.Option("topk", "--architecture", help="topk, batchtopk, jumprelu or relu."),
     expansion: int = typer.Option(16, "--expansion", help="Latents per model dimension (d_sae = expansion * d_model)."),
@@ -25,11 +29,15 @@ def train(
     tokens: int | None = typer.Option(None, "--tokens", help="Training tokens (default: all harvested, one epoch)."),
     batch_size: int = typer.Option(4096, "--batch-size", help="Tokens per optimizer step."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default scales with width)."),
-    holdout_tokens: int = typer.Option(131_072, "--holdout-tokens", help="Tail of the stream kept out of training, "
-                                       "used to measure feature_scale (steering units) and holdout FVU."),
+    holdout_tokens: int = typer.Option(
+        131_072,
+        "--holdout-tokens",
+        help="Tail of the stream kept out of training, used to measure feature_scale (steering units) and holdout FVU.",
+    ),
     seed: int = typer.Option(0, "--seed"),
-    save_dtype: str = typer.Option("float32", "--save-dtype",
-                                   help="Dtype of the final sae/ weights (bfloat16 halves it)."),
+    save_dtype: str = typer.Option(
+        "float32", "--save-dtype", help="Dtype of the final sae/ weights (bfloat16 halves it)."
+    ),
     no_resume: bool = typer.Option(False, "--no-resume", help="Ignore existing checkpoints in OUT."),
 ) -> None:
     """Train an SAE on harvested activations (resumes from OUT's last checkpoint unless --no-resume)."""
@@ -41,8 +49,15 @@ def train(
     manifest = probe.manifest
     hookpoint = manifest["hookpoint"]
     layer = int(hookpoint.rsplit(".", 1)[1]) if hookpoint.rsplit(".", 1)[-1].isdigit() else None
-    cfg = SAEConfig(d_in=probe.d_in, d_sae=expansion * probe.d_in, architecture=architecture, k=k,
-                    model_name=manifest["model"], hookpoint=hookpoint, layer=layer)
+    cfg = SAEConfig(
+        d_in=probe.d_in,
+        d_sae=expansion * probe.d_in,
+        architecture=architecture,
+        k=k,
+        model_name=manifest["model"],
+        hookpoint=hookpoint,
+        layer=layer,
+    )
     train_kwargs = {"total_tokens": tokens, "batch_size": batch_size, "seed": seed, "holdout_tokens": holdout_tokens}
     if lr is not None:
         train_kwargs["lr"] = lr
@@ -56,7 +71,10 @@ def train(
 @one_line_errors
 def evaluate(
     text_file: Path = typer.Option(..., "--text-file", help=".txt, or .jsonl/.parquet with 'text' or 'messages'."),
-    sae: str | None = SAE, model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE,
+    sae: str | None = SAE,
+    model: str = MODEL,
+    dtype: str = DTYPE,
+    device: str = DEVICE,
     max_tokens: int = typer.Option(20_000, "--max-tokens", help="Evaluate on at most this many tokens."),
     context_length: int = typer.Option(256, "--context-length"),
     batch_size: int = typer.Option(8, "--batch-size"),
@@ -87,8 +105,9 @@ def evaluate(
 
 @app.command("info")
 @one_line_errors
-def info(sae: str | None = typer.Argument(None, help="SAE folder; default: the bundled SAE."),
-         model: str = MODEL) -> None:
+def info(
+    sae: str | None = typer.Argument(None, help="SAE folder; default: the bundled SAE."), model: str = MODEL
+) -> None:
     """Print an SAE's configuration (architecture, width, hookpoint, provenance)."""
     from steerlab.sae.base import SAE as SAEModel
     from steerlab.sae.bundled import bundled_sae_path
@@ -102,10 +121,12 @@ def info(sae: str | None = typer.Argument(None, help="SAE folder; default: the b
 
 @app.command("convert")
 @one_line_errors
-def convert(src: Path = typer.Argument(..., help="SAE folder (ours or SAELens)."),
-            dst: Path = typer.Argument(..., help="Output folder."),
-            to: str = typer.Option("saelens", "--to", help="saelens or steerlab."),
-            dtype: str | None = typer.Option(None, "--dtype", help="Weights dtype of the output.")) -> None:
+def convert(
+    src: Path = typer.Argument(..., help="SAE folder (ours or SAELens)."),
+    dst: Path = typer.Argument(..., help="Output folder."),
+    to: str = typer.Option("saelens", "--to", help="saelens or steerlab."),
+    dtype: str | None = typer.Option(None, "--dtype", help="Weights dtype of the output."),
+) -> None:
     """Convert between our folder format and SAELens's (cfg.json + sae_weights.safetensors)."""
     from steerlab.sae.base import SAE as SAEModel
 

@@ -13,8 +13,9 @@ import typer
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
 
-keys_app = typer.Typer(help="Create, list and revoke API keys (stored hashed in the server database).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys (stored hashed in the server database).", no_args_is_help=True
+)
 DB = typer.Option(None, "--server-db", help="Server database (default: $STEERLAB_HOME/server.db).")
 
 
@@ -29,7 +30,10 @@ def _server_settings(server_db: Path | None, **overrides):
 
 @one_line_errors
 def serve(
-    model: str = MODEL, sae: Path | None = SAE, dtype: str = DTYPE, device: str = DEVICE,
+    model: str = MODEL,
+    sae: Path | None = SAE,
+    dtype: str = DTYPE,
+    device: str = DEVICE,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for everyone)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     open_mode: bool = typer.Option(False, "--open", help="No API key needed. Only for a machine you alone use."),
@@ -53,8 +57,9 @@ def serve(
     settings = _server_settings(server_db, host=host, port=port, open_mode=open_mode, max_batch=max_batch)
     start = time.perf_counter()
     # Loaded in a passing thread, so the engine's thread is the one keeping OpenMP workers (torch_threads.py).
-    lab = in_passing_thread(Lab.load, model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch,
-                            max_queue=settings.max_queue)
+    lab = in_passing_thread(
+        Lab.load, model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch, max_queue=settings.max_queue
+    )
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
@@ -62,8 +67,9 @@ def serve(
     # every request for ~0.26 s. Frozen, they are never walked again; what requests allocate still is.
     gc.collect()
     gc.freeze()
-    logging.getLogger("steerlab.server").info(json.dumps({"event": "loaded", "model": lab.model_name,
-                                                          "seconds": round(time.perf_counter() - start, 1)}))
+    logging.getLogger("steerlab.server").info(
+        json.dumps({"event": "loaded", "model": lab.model_name, "seconds": round(time.perf_counter() - start, 1)})
+    )
     try:
         uvicorn.run(create_app(settings, lab), host=host, port=port, log_level="warning")
     finally:
@@ -92,8 +98,9 @@ def list_keys(server_db: Path | None = DB):
 
 @keys_app.command("revoke")
 @one_line_errors
-def revoke_key(key_id: str = typer.Argument(..., help="The key_id shown by 'create' or 'list'."),
-               server_db: Path | None = DB):
+def revoke_key(
+    key_id: str = typer.Argument(..., help="The key_id shown by 'create' or 'list'."), server_db: Path | None = DB
+):
     """Revoke a key; requests with it fail from the next one on."""
     from steerlab.server.keys import KeyStore
 

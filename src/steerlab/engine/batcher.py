@@ -42,15 +42,24 @@ class EngineBusy(Exception):
 
 
 class Engine:
-    def __init__(self, model, tokenizer, hookpoint: str | None, stop_token_ids: set[int],
-                 max_batch: int = 32, max_queue: int = 512, prefill_tokens: int = 4096):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        hookpoint: str | None,
+        stop_token_ids: set[int],
+        max_batch: int = 32,
+        max_queue: int = 512,
+        prefill_tokens: int = 4096,
+    ):
         self.model, self.tokenizer = model, tokenizer
         self.prefill_tokens = prefill_tokens
         self.threads = torch.get_num_threads()
         """Intra-op threads of the engine thread, fixed at start (see ``steerlab.torch_threads``)."""
         """Rows x padded width of one admission forward (bounds its attention memory)."""
-        self.pad_token_id = (tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None
-                             else 0)
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
+        )
         self.stop_token_ids = set(stop_token_ids)
         self.max_batch, self.max_queue = max_batch, max_queue
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
@@ -84,15 +93,22 @@ class Engine:
     def active_count(self) -> int:
         return len(self._active)
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, editor: RowEditor | None = None,
-               loop: asyncio.AbstractEventLoop | None = None) -> Stream:
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        editor: RowEditor | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Stream:
         """Queue a generation; events arrive on the returned stream (async when ``loop`` is given)."""
         params.validate()
         if not prompt_ids:
             raise ValueError("messages: the prompt is empty")
         if len(prompt_ids) + params.max_new_tokens > self.max_positions:
-            raise ValueError(f"messages: prompt ({len(prompt_ids)} tokens) + max_new_tokens "
-                             f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}")
+            raise ValueError(
+                f"messages: prompt ({len(prompt_ids)} tokens) + max_new_tokens "
+                f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}"
+            )
         stream = Stream(loop)
         stream.prompt_tokens = len(prompt_ids)
         seq = SequenceState(list(prompt_ids), params, stream, editor, self.stop_token_ids)
@@ -199,18 +215,21 @@ class Engine:
         ids = torch.full((len(group), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(group), width), dtype=torch.long)
         for row, seq in enumerate(group):  # left padding: every row's last prompt token is at the end
-            ids[row, width - len(seq.prompt_ids):] = torch.tensor(seq.prompt_ids)
-            mask[row, width - len(seq.prompt_ids):] = 1
+            ids[row, width - len(seq.prompt_ids) :] = torch.tensor(seq.prompt_ids)
+            mask[row, width - len(seq.prompt_ids) :] = 1
         extra = {}
         if len(group) > 1:
-            extra = {"attention_mask": mask.to(self.device),
-                     "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)}
+            extra = {
+                "attention_mask": mask.to(self.device),
+                "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(self.device),
+            }
         cache = DynamicCache()
         self._row_editors = [s.editor for s in group]
         self._row_starts = [width - len(s.prompt_ids) for s in group]
         try:
-            out = self.model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True, logits_to_keep=1,
-                             **extra)
+            out = self.model(
+                input_ids=ids.to(self.device), past_key_values=cache, use_cache=True, logits_to_keep=1, **extra
+            )
         finally:
             self._row_starts = None
         self.prefill_forwards += 1
@@ -233,8 +252,9 @@ class Engine:
         if self._fast is not None and self._fast.usable():
             logits = self._fast.step(ids, mask, positions, self._cache)
         else:
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                past_key_values=self._cache, use_cache=True).logits[:, -1]
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self._cache, use_cache=True
+            ).logits[:, -1]
         self._mask = mask
         self.steps += 1
         logits = logits.float().cpu()
@@ -259,7 +279,7 @@ class Engine:
         for row, editor in enumerate(editors):
             if editor is not None:
                 start = starts[row] if starts else 0
-                edited[row:row + 1, start:] = editor(hidden[row:row + 1, start:])
+                edited[row : row + 1, start:] = editor(hidden[row : row + 1, start:])
         return _replace_hidden(output, edited)
 
     def _fail_all(self, message: str) -> None:

@@ -37,7 +37,7 @@ def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
         start = 0
         for m in linears:
             for name in names:
-                setattr(m, name, fused[name][start:start + m.out_features])  # buffers: views, no copy
+                setattr(m, name, fused[name][start : start + m.out_features])  # buffers: views, no copy
             m._bind()
             start += m.out_features
         return PackedLinear(first.in_features, start, first.form, fused)
@@ -45,7 +45,7 @@ def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
         weight = torch.cat([m.weight.detach() for m in linears])
         start = 0
         for m in linears:
-            m.weight = nn.Parameter(weight[start:start + m.out_features], requires_grad=m.weight.requires_grad)
+            m.weight = nn.Parameter(weight[start : start + m.out_features], requires_grad=m.weight.requires_grad)
             start += m.out_features
         fused = nn.Linear(first.in_features, start, bias=False, device="meta")  # no throwaway random init
         fused.weight = nn.Parameter(weight, requires_grad=False)
@@ -76,24 +76,36 @@ class FastDecoder:
         self.model, self.inner = model, inner
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.scaling = self.head_dim ** -0.5
+        self.scaling = self.head_dim**-0.5
         self.layers: list[_Layer] = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             sizes = (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
             if sizes != (self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim):
                 raise ValueError("projection sizes that do not match the heads")
-            if any(norm.weight.shape != (config.hidden_size,) or not hasattr(norm, "variance_epsilon")
-                   for norm in (layer.input_layernorm, layer.post_attention_layernorm)):
+            if any(
+                norm.weight.shape != (config.hidden_size,) or not hasattr(norm, "variance_epsilon")
+                for norm in (layer.input_layernorm, layer.post_attention_layernorm)
+            ):
                 raise ValueError("norms that are not RMSNorm over the hidden size")
             qkv = fuse_linears([attn.q_proj, attn.k_proj, attn.v_proj])
             gate_up = fuse_linears([mlp.gate_proj, mlp.up_proj])
             if qkv is None or gate_up is None:
                 raise ValueError("projections that cannot be fused")
-            self.layers.append(_Layer(layer, layer.input_layernorm, qkv, attn.o_proj,
-                                      layer.post_attention_layernorm, gate_up, mlp.gate_proj.out_features,
-                                      mlp.down_proj, mlp.act_fn,
-                                      tuple(m for m in layer.modules() if m is not layer)))
+            self.layers.append(
+                _Layer(
+                    layer,
+                    layer.input_layernorm,
+                    qkv,
+                    attn.o_proj,
+                    layer.post_attention_layernorm,
+                    gate_up,
+                    mlp.gate_proj.out_features,
+                    mlp.down_proj,
+                    mlp.act_fn,
+                    tuple(m for m in layer.modules() if m is not layer),
+                )
+            )
         self._norm_shape = (config.hidden_size,)
         self._fused_norm = kernels_available() and config.hidden_size % 16 == 0
         self._watched = (model, inner, inner.embed_tokens, inner.norm, inner.rotary_emb, model.lm_head)
@@ -127,8 +139,9 @@ class FastDecoder:
             if module._forward_hooks or module._forward_pre_hooks:
                 return False
         for layer in self.layers:
-            if layer.module._forward_pre_hooks or any(m._forward_hooks or m._forward_pre_hooks
-                                                      for m in layer.submodules):
+            if layer.module._forward_pre_hooks or any(
+                m._forward_hooks or m._forward_pre_hooks for m in layer.submodules
+            ):
                 return False
         return True
 
@@ -142,7 +155,7 @@ class FastDecoder:
             h = self._norm(x, layer.norm1)
             qkv = layer.qkv(h).view(batch, 1, self.heads + 2 * self.kv_heads, self.head_dim).transpose(1, 2)
             qk = _rotate(qkv[:, : self.heads + self.kv_heads], cos, sin)  # queries and keys in one rotation
-            q, k, v = qk[:, : self.heads], qk[:, self.heads:], qkv[:, self.heads + self.kv_heads:]
+            q, k, v = qk[:, : self.heads], qk[:, self.heads :], qkv[:, self.heads + self.kv_heads :]
             k, v = _append(cache.layers[index], k, v)
             # One query per row: the query heads sharing a key/value head as one product (what SDPA with
             # grouped heads computes, ~20% faster at 16 rows), padding masked by a 0 / -inf bias.
@@ -150,7 +163,7 @@ class FastDecoder:
             weights = torch.softmax(scores * self.scaling + bias, dim=-1)
             x = x + layer.o_proj(torch.matmul(weights, v).reshape(batch, 1, -1))
             gate_up = layer.gate_up(self._norm(x, layer.norm2))
-            gate, up = gate_up[..., :layer.gate_size], gate_up[..., layer.gate_size:]
+            gate, up = gate_up[..., : layer.gate_size], gate_up[..., layer.gate_size :]
             x = x + layer.down(layer.act(gate) * up)
             for hook in layer.module._forward_hooks.values():  # as nn.Module calls them
                 replaced = hook(layer.module, (x,), x)
@@ -170,8 +183,13 @@ def _append(layer, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torc
     keys, values = layer.keys, layer.values
     buffers = getattr(layer, "_steerlab_buffers", None)
     length = keys.shape[2]
-    if (buffers is None or buffers[0].shape[:2] != keys.shape[:2] or buffers[0].shape[2] <= length
-            or keys.data_ptr() != buffers[0].data_ptr() or values.data_ptr() != buffers[1].data_ptr()):
+    if (
+        buffers is None
+        or buffers[0].shape[:2] != keys.shape[:2]
+        or buffers[0].shape[2] <= length
+        or keys.data_ptr() != buffers[0].data_ptr()
+        or values.data_ptr() != buffers[1].data_ptr()
+    ):
         shape = (*keys.shape[:2], length + CAPACITY_STEP, keys.shape[3])
         buffers = (keys.new_empty(shape), values.new_empty(shape))
         buffers[0][:, :, :length] = keys

@@ -23,16 +23,21 @@ def _left_pad(t: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([t.new_zeros(t.shape[0], t.shape[1], missing, t.shape[3]), t], dim=2)
 
 
-def join(batch: DynamicCache | None, batch_mask: torch.Tensor | None, new: DynamicCache,
-         new_mask: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
+def join(
+    batch: DynamicCache | None, batch_mask: torch.Tensor | None, new: DynamicCache, new_mask: torch.Tensor
+) -> tuple[DynamicCache, torch.Tensor]:
     """Append ``new``'s rows to ``batch``; returns the joined cache and attention mask [rows, seq]."""
     if batch is None or batch_mask is None or batch_mask.shape[0] == 0:
         return new, new_mask
     length = max(batch_mask.shape[1], new_mask.shape[1])
     data = []
     for (bk, bv), (nk, nv) in zip(_layers(batch), _layers(new)):
-        data.append((torch.cat([_left_pad(bk, length), _left_pad(nk, length)]),
-                     torch.cat([_left_pad(bv, length), _left_pad(nv, length)])))
+        data.append(
+            (
+                torch.cat([_left_pad(bk, length), _left_pad(nk, length)]),
+                torch.cat([_left_pad(bv, length), _left_pad(nv, length)]),
+            )
+        )
     mask = torch.cat([_pad_mask(batch_mask, length), _pad_mask(new_mask, length)])
     return DynamicCache(ddp_cache_data=data), mask
 

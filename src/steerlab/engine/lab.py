@@ -38,12 +38,25 @@ class Lab:
 
     def __post_init__(self) -> None:
         hookpoint = self.sae.cfg.hookpoint if self.sae is not None else None
-        self.engine = Engine(self.lm.model, self.lm.tokenizer, hookpoint, stop_token_ids(self.lm.tokenizer),
-                             max_batch=self.max_batch, max_queue=self.max_queue)
+        self.engine = Engine(
+            self.lm.model,
+            self.lm.tokenizer,
+            hookpoint,
+            stop_token_ids(self.lm.tokenizer),
+            max_batch=self.max_batch,
+            max_queue=self.max_queue,
+        )
 
     @classmethod
-    def load(cls, model: str = "default", sae_path: str | Path | None = None, db_path: str | Path | None = None,
-             dtype: str = "float32", device: str = "cpu", **kw) -> Lab:
+    def load(
+        cls,
+        model: str = "default",
+        sae_path: str | Path | None = None,
+        db_path: str | Path | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        **kw,
+    ) -> Lab:
         """Model + SAE (bundled by default) + the SAE's feature database (``features.db`` next to the
         SAE unless ``db_path`` says otherwise; the lab works without one, minus labels and search)."""
         from steerlab.models.loader import load_model
@@ -64,8 +77,9 @@ class Lab:
             sae_id = known[0].sae_id
             check_database_matches(sae, sae_id, db)
         elif db_path is not None:
-            raise FileNotFoundError(f"feature database {db_path} does not exist; build one with "
-                                    f"'steerlab features build'")
+            raise FileNotFoundError(
+                f"feature database {db_path} does not exist; build one with 'steerlab features build'"
+            )
         return cls(lm, sae, store, sae_id, **kw)
 
     @property
@@ -166,5 +180,7 @@ def check_database_matches(sae, sae_id: str, db: Path) -> None:
 
     loaded = sae_identity(sae)
     if loaded != sae_id:
-        raise ValueError(f"feature database {db} describes SAE {sae_id}, but the loaded SAE is {loaded}; "
-                         f"pass the database built for this SAE (--db) or rebuild it with 'steerlab features build'")
+        raise ValueError(
+            f"feature database {db} describes SAE {sae_id}, but the loaded SAE is {loaded}; "
+            f"pass the database built for this SAE (--db) or rebuild it with 'steerlab features build'"
+        )

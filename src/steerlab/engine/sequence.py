@@ -58,17 +58,17 @@ class SequenceState:
         if observe is not None:  # entropy-bounded nudges decide for the next token
             observe(logits)
         if token in self.stop_token_ids:
-            rest = tokenizer.decode(self.generated, skip_special_tokens=True)[len(self.emitted):]
+            rest = tokenizer.decode(self.generated, skip_special_tokens=True)[len(self.emitted) :]
             return self._finish(TokenEvent(rest, token, index, "stop", events))
         self.generated.append(token)
         text = tokenizer.decode(self.generated, skip_special_tokens=True)
         hit = min((text.index(s) for s in self.params.stop if s and s in text), default=None)
         if hit is not None:
-            return self._finish(TokenEvent(text[len(self.emitted):hit], token, index, "stop", events))
+            return self._finish(TokenEvent(text[len(self.emitted) : hit], token, index, "stop", events))
         if len(self.generated) >= self.params.max_new_tokens:
-            return self._finish(TokenEvent(text[len(self.emitted):], token, index, "length", events))
+            return self._finish(TokenEvent(text[len(self.emitted) :], token, index, "length", events))
         safe = _stream_safe_prefix(text, self.params.stop)
-        delta = safe[len(self.emitted):] if len(safe) > len(self.emitted) else ""
+        delta = safe[len(self.emitted) :] if len(safe) > len(self.emitted) else ""
         self.emitted += delta
         self.stream.completion_tokens = len(self.generated)
         self.stream.push(TokenEvent(delta, token, index, None, events))

@@ -53,25 +53,38 @@ class BuildResult:
 def encode_batch(sae, batch: TokenBatch) -> BatchCodes:
     """Sparse codes of a batch (TopK/BatchTopK never build the dense ``[tokens, d_sae]`` codes)."""
     codes = sae.sparse_encode(batch.acts.to(sae.W_enc.device, sae.W_enc.dtype))
-    return BatchCodes(batch, codes.values.detach().float().cpu(), codes.rows.cpu(), codes.cols.cpu(),
-                      sae.cfg.d_sae)
+    return BatchCodes(batch, codes.values.detach().float().cpu(), codes.rows.cpu(), codes.cols.cpu(), sae.cfg.d_sae)
 
 
 def check_compatible(sae, source) -> None:
     """Refuse activations of another width or (for harvests) another hookpoint, naming both."""
     if source.d_in != sae.cfg.d_in:
-        raise ValueError(f"d_in mismatch: the SAE reads d_in={sae.cfg.d_in} but the activations have "
-                         f"d_model={source.d_in} ({source.model_name}); use an SAE trained on this model")
+        raise ValueError(
+            f"d_in mismatch: the SAE reads d_in={sae.cfg.d_in} but the activations have "
+            f"d_model={source.d_in} ({source.model_name}); use an SAE trained on this model"
+        )
     hookpoint = getattr(source, "hookpoint", None)
     if hookpoint and sae.cfg.hookpoint and hookpoint != sae.cfg.hookpoint:
-        raise ValueError(f"hookpoint mismatch: the SAE reads {sae.cfg.hookpoint} but the activations were "
-                         f"recorded at {hookpoint}; harvest at the SAE's hookpoint")
+        raise ValueError(
+            f"hookpoint mismatch: the SAE reads {sae.cfg.hookpoint} but the activations were "
+            f"recorded at {hookpoint}; harvest at the SAE's hookpoint"
+        )
 
 
-def build_feature_db(sae, source, store, *, unembedding: tuple[torch.Tensor, torch.Tensor | None],
-                     vocab: list[str], work_dir: str | Path, cfg: BuildConfig | None = None, resume: bool = True,
-                     progress: bool = True, sae_path: str | Path | None = None,
-                     on_batch: Callable[[FeatureAccumulator], None] | None = None) -> BuildResult:
+def build_feature_db(
+    sae,
+    source,
+    store,
+    *,
+    unembedding: tuple[torch.Tensor, torch.Tensor | None],
+    vocab: list[str],
+    work_dir: str | Path,
+    cfg: BuildConfig | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    sae_path: str | Path | None = None,
+    on_batch: Callable[[FeatureAccumulator], None] | None = None,
+) -> BuildResult:
     """Scan ``source`` through ``sae`` and write every feature into ``store``.
 
     ``unembedding`` is ``(W_U [vocab, d_model], final-norm weight or None)`` and ``vocab`` the display
@@ -91,14 +104,22 @@ def build_feature_db(sae, source, store, *, unembedding: tuple[torch.Tensor, tor
     if not (resume and acc.load(work_dir, identity)):
         shutil.rmtree(work_dir, ignore_errors=True)
         calibration = (b.acts for b in itertools.islice(source.batches(), _batches_for(cfg.calibrate_tokens, cfg)))
-        acc = FeatureAccumulator(sae.cfg.d_sae, histogram_range(sae, (b.to(sae.W_enc.device) for b in calibration),
-                                                                cfg.calibrate), cfg)
+        acc = FeatureAccumulator(
+            sae.cfg.d_sae, histogram_range(sae, (b.to(sae.W_enc.device) for b in calibration), cfg.calibrate), cfg
+        )
     resumed_from = acc.tokens_done
 
     started = time.perf_counter()
     last_saved = acc.tokens_done
-    with tqdm(total=source.total_tokens, initial=acc.tokens_done, unit="tok", unit_scale=True, desc="features scan",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=source.total_tokens,
+        initial=acc.tokens_done,
+        unit="tok",
+        unit_scale=True,
+        desc="features scan",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for batch in source.batches(skip=acc.batches_done):
             acc.update(encode_batch(sae, batch))
             bar.update(len(batch))
@@ -115,8 +136,10 @@ def build_feature_db(sae, source, store, *, unembedding: tuple[torch.Tensor, tor
     started = time.perf_counter()
     d_sae = sae.cfg.d_sae
     effects = logit_effects(sae.W_dec.detach(), w_u, norm_weight, vocab, top=cfg.logit_top, chunk=WRITE_CHUNK)
-    with store.transaction(), tqdm(total=d_sae, unit="feat", desc="features write", disable=not progress,
-                                   dynamic_ncols=True) as bar:
+    with (
+        store.transaction(),
+        tqdm(total=d_sae, unit="feat", desc="features write", disable=not progress, dynamic_ncols=True) as bar,
+    ):
         store.add_sae(info)
         store.set_vocab(info.sae_id, vocab)
         stored: set[int] = set()
@@ -127,14 +150,22 @@ def build_feature_db(sae, source, store, *, unembedding: tuple[torch.Tensor, tor
             store.put_sequences(info.sae_id, source.sequence_tokens(needed - stored))  # examples point into them
             stored |= needed
             tokens = {s: store.sequence_tokens(info.sae_id, s) for s in needed}
-            store.put_features(feature_records(acc, info.sae_id, start, stop, tokens, vocab, chunk_effects),
-                               replace_examples=True)
+            store.put_features(
+                feature_records(acc, info.sae_id, start, stop, tokens, vocab, chunk_effects), replace_examples=True
+            )
             bar.update(stop - start)
     store.save_vectors(info.sae_id, DECODER_VECTORS, sae.W_dec.detach().cpu().half())
     shutil.rmtree(work_dir, ignore_errors=True)
-    return BuildResult(sae_id=info.sae_id, db_path=str(store.path), tokens=acc.tokens_done, features=d_sae,
-                       dead_features=int((acc.stats.fire_count == 0).sum()), scan_seconds=scan_seconds,
-                       write_seconds=time.perf_counter() - started, resumed_from_tokens=resumed_from)
+    return BuildResult(
+        sae_id=info.sae_id,
+        db_path=str(store.path),
+        tokens=acc.tokens_done,
+        features=d_sae,
+        dead_features=int((acc.stats.fire_count == 0).sum()),
+        scan_seconds=scan_seconds,
+        write_seconds=time.perf_counter() - started,
+        resumed_from_tokens=resumed_from,
+    )
 
 
 def _batches_for(tokens: int, cfg: BuildConfig) -> int:

@@ -27,24 +27,43 @@ class _Rows:
     def __init__(self, table: SlotTable, offset: int, stop: int):
         self.offset = offset
         self.score, self.act, self.seq, self.pos, self.first, self.length, self.window = (
-            getattr(table, name)[offset:stop].tolist() for name in FIELDS)
+            getattr(table, name)[offset:stop].tolist() for name in FIELDS
+        )
 
     def filled(self, f: int) -> list[int]:
         """Slots in use for feature ``f``, best first."""
         return [s for s, score in enumerate(self.score[f - self.offset]) if score > float("-inf")]
 
-    def example(self, f: int, s: int, kind: str, rank: int, tokens: dict[int, list[int]], vocab: list[str],
-                quantile: float | None = None) -> Example:
+    def example(
+        self,
+        f: int,
+        s: int,
+        kind: str,
+        rank: int,
+        tokens: dict[int, list[int]],
+        vocab: list[str],
+        quantile: float | None = None,
+    ) -> Example:
         j = f - self.offset
         seq, first, n = self.seq[j][s], self.first[j][s], self.length[j][s]
-        ids = tokens[seq][first:first + n]
+        ids = tokens[seq][first : first + n]
         acts = self.window[j][s][:n]
         at = self.pos[j][s] - first
         acts[at] = self.act[j][s]  # the exact value (the window holds float16 copies)
         if kind != "top":  # a top token is its sequence's maximum; elsewhere the window may hold a stronger one
             at = max(range(n), key=lambda i: acts[i])
-        return Example(kind=kind, rank=rank, quantile=quantile, tokens=[vocab[i] for i in ids], token_ids=ids,
-                       acts=acts, max_act=acts[at], max_position=at, sequence_id=seq, start=first)
+        return Example(
+            kind=kind,
+            rank=rank,
+            quantile=quantile,
+            tokens=[vocab[i] for i in ids],
+            token_ids=ids,
+            acts=acts,
+            max_act=acts[at],
+            max_position=at,
+            sequence_id=seq,
+            start=first,
+        )
 
 
 def quantile_picks(acts: list[float], buckets: int, per_bucket: int) -> list[tuple[int, float]]:
@@ -61,8 +80,15 @@ def quantile_picks(acts: list[float], buckets: int, per_bucket: int) -> list[tup
     return picks
 
 
-def feature_records(acc: FeatureAccumulator, sae_id: str, start: int, stop: int, tokens: dict[int, list[int]],
-                    vocab: list[str], effects: list[tuple[list[TokenEffect], list[TokenEffect]]]) -> list[Feature]:
+def feature_records(
+    acc: FeatureAccumulator,
+    sae_id: str,
+    start: int,
+    stop: int,
+    tokens: dict[int, list[int]],
+    vocab: list[str],
+    effects: list[tuple[list[TokenEffect], list[TokenEffect]]],
+) -> list[Feature]:
     """Records of features ``start..stop-1``. ``tokens`` maps the ``needed_sequences`` to their token
     ids; ``effects`` holds the features' (promoted, suppressed) lists in order."""
     cfg = acc.cfg
@@ -74,16 +100,36 @@ def feature_records(acc: FeatureAccumulator, sae_id: str, start: int, stop: int,
         examples = [top.example(f, s, "top", r, tokens, vocab) for r, s in enumerate(top.filled(f))]
         sampled = sample.filled(f)
         picks = quantile_picks([sample.act[j][s] for s in sampled], cfg.quantile_buckets, cfg.per_bucket)
-        examples += [sample.example(f, sampled[p], "quantile", r, tokens, vocab, quantile=q)
-                     for r, (p, q) in enumerate(picks)]
+        examples += [
+            sample.example(f, sampled[p], "quantile", r, tokens, vocab, quantile=q) for r, (p, q) in enumerate(picks)
+        ]
         for r, p in enumerate(acc.pool.silent_windows(f, cfg.nonactivating)):
             seq, first, n = pool_seq[p], pool_start[p], pool_length[p]
-            ids = tokens[seq][first:first + n]
-            examples.append(Example(kind="nonactivating", rank=r, tokens=[vocab[i] for i in ids], token_ids=ids,
-                                    acts=[0.0] * len(ids), max_act=0.0, max_position=0, sequence_id=seq,
-                                    start=first))
+            ids = tokens[seq][first : first + n]
+            examples.append(
+                Example(
+                    kind="nonactivating",
+                    rank=r,
+                    tokens=[vocab[i] for i in ids],
+                    token_ids=ids,
+                    acts=[0.0] * len(ids),
+                    max_act=0.0,
+                    max_position=0,
+                    sequence_id=seq,
+                    start=first,
+                )
+            )
         promoted, suppressed = effects[j]
-        records.append(Feature(uuid=feature_uuid(sae_id, f), sae_id=sae_id, index=f, stats=stats[j],
-                               examples=examples, promoted=promoted, suppressed=suppressed,
-                               cofiring=acc.cofiring.top(f, cfg.cofiring_top)))
+        records.append(
+            Feature(
+                uuid=feature_uuid(sae_id, f),
+                sae_id=sae_id,
+                index=f,
+                stats=stats[j],
+                examples=examples,
+                promoted=promoted,
+                suppressed=suppressed,
+                cofiring=acc.cofiring.top(f, cfg.cofiring_top),
+            )
+        )
     return records

@@ -52,16 +52,19 @@ class HarvestActivations:
                 manifest0 = manifest
             for key in ("model", "hookpoint", "d_model"):
                 if manifest.get(key) != manifest0.get(key):
-                    raise HarvestError(f"{folder} was harvested with {key}={manifest.get(key)!r} but {paths[0]} "
-                                       f"with {manifest0.get(key)!r}; use harvests of one model and hookpoint")
+                    raise HarvestError(
+                        f"{folder} was harvested with {key}={manifest.get(key)!r} but {paths[0]} "
+                        f"with {manifest0.get(key)!r}; use harvests of one model and hookpoint"
+                    )
             if path.is_file():
                 files = [path]
             else:
-                files = [shard_path(folder, i) for i in range(manifest["num_shards"])
-                         if shard_path(folder, i).exists()]
+                files = [shard_path(folder, i) for i in range(manifest["num_shards"]) if shard_path(folder, i).exists()]
             if "num_sequences" not in manifest:
-                raise HarvestError(f"{folder} has no token sequences yet (a chat capture writes them when it "
-                                   "finishes: rerun its 'steerlab corpus build-default ... --capture-out' command)")
+                raise HarvestError(
+                    f"{folder} has no token sequences yet (a chat capture writes them when it "
+                    "finishes: rerun its 'steerlab corpus build-default ... --capture-out' command)"
+                )
             self.shards += [(f, offset) for f in files]
             self.folders.append((folder, offset, int(manifest["num_sequences"])))
             offset += int(manifest["num_sequences"])
@@ -83,8 +86,12 @@ class HarvestActivations:
         return total if self.max_tokens is None else min(total, self.max_tokens)
 
     def fingerprint(self) -> dict:
-        return {"kind": "harvest", "shards": [str(f) for f, _ in self.shards], "batch_tokens": self.batch_tokens,
-                "max_tokens": self.max_tokens}
+        return {
+            "kind": "harvest",
+            "shards": [str(f) for f, _ in self.shards],
+            "batch_tokens": self.batch_tokens,
+            "max_tokens": self.max_tokens,
+        }
 
     def batches(self, skip: int = 0) -> Iterator[TokenBatch]:
         """Batches after the first ``skip`` (a shard wholly before ``skip`` is never read)."""
@@ -103,8 +110,12 @@ class HarvestActivations:
                     if loaded is None:
                         loaded = fh.get_tensor("token_ids"), fh.get_tensor("position"), fh.get_slice("acts")
                     token_ids, position, acts = loaded
-                    yield TokenBatch(acts=acts[start:end].float(), token_ids=token_ids[start:end].long(),
-                                     seq=seq_index[start:end].long() + offset, pos=position[start:end].long())
+                    yield TokenBatch(
+                        acts=acts[start:end].float(),
+                        token_ids=token_ids[start:end].long(),
+                        seq=seq_index[start:end].long() + offset,
+                        pos=position[start:end].long(),
+                    )
 
     def sequence_tokens(self, seq_ids: set[int]) -> dict[int, list[int]]:
         """Token ids of the given global sequence ids (from each folder's sequences.safetensors)."""
@@ -119,15 +130,23 @@ class HarvestActivations:
             tokens, offsets = self._sequences[folder]
             for s in wanted:
                 local = s - offset
-                out[s] = tokens[offsets[local]:offsets[local + 1]].tolist()
+                out[s] = tokens[offsets[local] : offsets[local + 1]].tolist()
         return out
 
 
 class CorpusActivations:
     """Token sequences run through the model up to the hookpoint, a few sequences per forward."""
 
-    def __init__(self, lm, hookpoint: str, sequences: list[list[int]], batch_tokens: int = 4096,
-                 max_tokens: int | None = None, skip_first_position: bool = True, description: dict | None = None):
+    def __init__(
+        self,
+        lm,
+        hookpoint: str,
+        sequences: list[list[int]],
+        batch_tokens: int = 4096,
+        max_tokens: int | None = None,
+        skip_first_position: bool = True,
+        description: dict | None = None,
+    ):
         if not sequences:
             raise ValueError("the corpus holds no sequences to scan")
         self.lm, self.hookpoint, self.sequences = lm, hookpoint, sequences
@@ -152,9 +171,15 @@ class CorpusActivations:
         return total if self.max_tokens is None else min(total, self.max_tokens)
 
     def fingerprint(self) -> dict:
-        return {"kind": "corpus", **self.description, "sequences": len(self.sequences),
-                "tokens": sum(map(len, self.sequences)), "batch_tokens": self.batch_tokens,
-                "max_tokens": self.max_tokens, "first_position": self.first}
+        return {
+            "kind": "corpus",
+            **self.description,
+            "sequences": len(self.sequences),
+            "tokens": sum(map(len, self.sequences)),
+            "batch_tokens": self.batch_tokens,
+            "max_tokens": self.max_tokens,
+            "first_position": self.first,
+        }
 
     def batches(self, skip: int = 0) -> Iterator[TokenBatch]:
         from steerlab.models.hooks import forward_to_hookpoint
@@ -170,15 +195,16 @@ class CorpusActivations:
             ids = torch.full((len(chosen), width), self.lm.tokenizer.pad_token_id or 0, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for r, i in enumerate(chosen):  # right padding: real tokens keep positions 0..n-1
-                ids[r, :len(self.sequences[i])] = torch.tensor(self.sequences[i])
-                mask[r, :len(self.sequences[i])] = 1
+                ids[r, : len(self.sequences[i])] = torch.tensor(self.sequences[i])
+                mask[r, : len(self.sequences[i])] = 1
             device = self.lm.device
             hidden = forward_to_hookpoint(self.lm.model, ids.to(device), self.hookpoint, mask.to(device)).float().cpu()
             keep = mask.bool()
-            keep[:, :self.first] = False
+            keep[:, : self.first] = False
             rows, cols = keep.nonzero(as_tuple=True)
-            yield TokenBatch(acts=hidden[rows, cols], token_ids=ids[rows, cols],
-                             seq=torch.tensor(chosen)[rows], pos=cols)
+            yield TokenBatch(
+                acts=hidden[rows, cols], token_ids=ids[rows, cols], seq=torch.tensor(chosen)[rows], pos=cols
+            )
 
     def sequence_tokens(self, seq_ids: set[int]) -> dict[int, list[int]]:
         return {s: list(self.sequences[s]) for s in seq_ids}

@@ -60,13 +60,21 @@ class BuildConfig:
     """Save the state every this many tokens (and at the end of the scan)."""
 
     def __post_init__(self) -> None:
-        for name in ("top_examples", "sample_size", "window", "hist_bins", "batch_tokens", "checkpoint_tokens",
-                     "quantile_buckets"):
+        for name in (
+            "top_examples",
+            "sample_size",
+            "window",
+            "hist_bins",
+            "batch_tokens",
+            "checkpoint_tokens",
+            "quantile_buckets",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.cofiring_sample <= self.sample_size:
-            raise ValueError(f"cofiring_sample must be in 1..sample_size = 1..{self.sample_size}, "
-                             f"got {self.cofiring_sample}")
+            raise ValueError(
+                f"cofiring_sample must be in 1..sample_size = 1..{self.sample_size}, got {self.cofiring_sample}"
+            )
         if not 0 <= self.window_after < self.window:
             raise ValueError(f"window_after must be in 0..window-1 = 0..{self.window - 1}, got {self.window_after}")
 
@@ -101,15 +109,23 @@ class FeatureAccumulator:
         self.batches_done += 1
 
     def _parts(self) -> dict:
-        return {"stats": self.stats, "top": self.top, "sample": self.sample, "pool": self.pool,
-                "cofiring": self.cofiring}
+        return {
+            "stats": self.stats,
+            "top": self.top,
+            "sample": self.sample,
+            "pool": self.pool,
+            "cofiring": self.cofiring,
+        }
 
     def save(self, folder: Path, identity: dict) -> None:
         """Write the checkpoint atomically (temp file + rename)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.cofiring.flush()
-        tensors = {f"{part}.{name}": t.contiguous() for part, obj in self._parts().items()
-                   for name, t in obj.state_dict().items()}
+        tensors = {
+            f"{part}.{name}": t.contiguous()
+            for part, obj in self._parts().items()
+            for name, t in obj.state_dict().items()
+        }
         meta = {"identity": json.dumps(identity, sort_keys=True), "batches_done": str(self.batches_done)}
         save_safetensors(tensors, folder / CHECKPOINT, metadata=meta)
 
@@ -123,13 +139,16 @@ class FeatureAccumulator:
                 meta = fh.metadata() or {}
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
         except Exception as err:  # safetensors raises several types for a damaged file
-            raise ValueError(f"{path}: unreadable build checkpoint ({str(err).splitlines()[0]}); delete it or "
-                             "pass --no-resume") from None
+            raise ValueError(
+                f"{path}: unreadable build checkpoint ({str(err).splitlines()[0]}); delete it or pass --no-resume"
+            ) from None
         stored = json.loads(meta.get("identity", "{}"))
         differs = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
         if differs:
-            raise ValueError(f"{path} is the checkpoint of a different build (differs in: {', '.join(differs)}); "
-                             "pass --no-resume to start over")
+            raise ValueError(
+                f"{path} is the checkpoint of a different build (differs in: {', '.join(differs)}); "
+                "pass --no-resume to start over"
+            )
         for part, obj in self._parts().items():
             obj.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")})
         self.batches_done = int(meta["batches_done"])
@@ -139,5 +158,8 @@ class FeatureAccumulator:
 def checkpoint_identity(sae_id: str, source_fingerprint: dict, cfg: BuildConfig) -> dict:
     """What must match for a checkpoint to be continued (the token budget may grow, so not max_tokens)."""
     fingerprint = {k: v for k, v in source_fingerprint.items() if k != "max_tokens"}
-    return {"sae_id": sae_id, "source": json.dumps(fingerprint, sort_keys=True),
-            "config": json.dumps({k: v for k, v in asdict(cfg).items() if k != "checkpoint_tokens"}, sort_keys=True)}
+    return {
+        "sae_id": sae_id,
+        "source": json.dumps(fingerprint, sort_keys=True),
+        "config": json.dumps({k: v for k, v in asdict(cfg).items() if k != "checkpoint_tokens"}, sort_keys=True),
+    }

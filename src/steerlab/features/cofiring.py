@@ -55,7 +55,7 @@ class CofiringCounter:
         buffered and merged into the table every ``flush_pairs`` pairs (one sort per merge); samples are
         taken ``chunk`` at a time, so the first batches (where every firing is sampled) stay small too."""
         for at in range(0, owners.numel(), self.chunk):
-            self._add(codes, owners[at:at + self.chunk], rows[at:at + self.chunk], fired, sample_size)
+            self._add(codes, owners[at : at + self.chunk], rows[at : at + self.chunk], fired, sample_size)
 
     def _add(self, codes: BatchCodes, owners: Tensor, rows: Tensor, fired: Tensor, sample_size: int) -> None:
         if self.slots == 0 or owners.numel() == 0:
@@ -102,5 +102,8 @@ class CofiringCounter:
         if total <= 0:
             return []
         self.flush()
-        return [(int(p), round(min(float(w) / total, 1.0), 4))
-                for p, w in zip(self.partner[feature], self.weight[feature]) if p >= 0 and w > 0][:n]
+        return [
+            (int(p), round(min(float(w) / total, 1.0), 4))
+            for p, w in zip(self.partner[feature], self.weight[feature])
+            if p >= 0 and w > 0
+        ][:n]

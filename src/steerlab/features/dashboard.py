@@ -41,12 +41,17 @@ def _histogram_svg(feature: Feature, width: int = 480, height: int = 120) -> str
         return '<p class="dim">no activations recorded</p>'
     top, n = max(hist.counts), len(hist.counts)
     bar = width / n
-    bars = "".join(f'<rect x="{i * bar:.1f}" y="{height - height * c / top:.1f}" width="{max(bar - 1, 1):.1f}" '
-                   f'height="{height * c / top:.1f}" fill="#f80"><title>{hist.edges[i]:.3g}..{hist.edges[i + 1]:.3g}: '
-                   f'{c}</title></rect>' for i, c in enumerate(hist.counts))
-    return (f'<svg width="{width}" height="{height + 16}" role="img" aria-label="activation histogram">{bars}'
-            f'<text x="0" y="{height + 14}" font-size="11">{hist.edges[0]:.3g}</text>'
-            f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">{hist.edges[-1]:.3g}</text></svg>')
+    bars = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - height * c / top:.1f}" width="{max(bar - 1, 1):.1f}" '
+        f'height="{height * c / top:.1f}" fill="#f80"><title>{hist.edges[i]:.3g}..{hist.edges[i + 1]:.3g}: '
+        f"{c}</title></rect>"
+        for i, c in enumerate(hist.counts)
+    )
+    return (
+        f'<svg width="{width}" height="{height + 16}" role="img" aria-label="activation histogram">{bars}'
+        f'<text x="0" y="{height + 14}" font-size="11">{hist.edges[0]:.3g}</text>'
+        f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">{hist.edges[-1]:.3g}</text></svg>'
+    )
 
 
 def feature_html(feature: Feature, cofiring_labels: dict[int, str] | None = None, examples: int = 10) -> str:
@@ -56,12 +61,16 @@ def feature_html(feature: Feature, cofiring_labels: dict[int, str] | None = None
     stats = "".join(f'<tr><td class="dim">{_e(k)}</td><td>{_e(v)}</td></tr>' for k, v in summary_rows(feature))
     tops = "".join(_example_html(e, scale) for e in feature.examples_of("top")[:examples])
     quantiles = "".join(_example_html(e, scale) for e in feature.examples_of("quantile")[:examples])
-    effects = "".join(f"<tr><td>{_e(repr(p.token))}</td><td class=dim>{p.value:+.3f}</td></tr>"
-                      for p in feature.promoted)
-    suppressed = "".join(f"<tr><td>{_e(repr(s.token))}</td><td class=dim>{s.value:+.3f}</td></tr>"
-                         for s in feature.suppressed)
-    cofiring = "".join(f"<tr><td>{i}</td><td>{share:.0%}</td><td>{_e(cofiring_labels.get(i, ''))}</td></tr>"
-                       for i, share in feature.cofiring)
+    effects = "".join(
+        f"<tr><td>{_e(repr(p.token))}</td><td class=dim>{p.value:+.3f}</td></tr>" for p in feature.promoted
+    )
+    suppressed = "".join(
+        f"<tr><td>{_e(repr(s.token))}</td><td class=dim>{s.value:+.3f}</td></tr>" for s in feature.suppressed
+    )
+    cofiring = "".join(
+        f"<tr><td>{i}</td><td>{share:.0%}</td><td>{_e(cofiring_labels.get(i, ''))}</td></tr>"
+        for i, share in feature.cofiring
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>feature {feature.index}</title><style>{_CSS}</style></head>
 <body><h1>Feature {feature.index} <span class="dim">{_e(feature.sae_id)}</span></h1>
@@ -84,14 +93,22 @@ def feature_png(feature: Feature, path: str | Path, examples: int = 8) -> None:
     from matplotlib.font_manager import FontProperties
 
     shown = feature.examples_of("top")[:examples]
-    fig, (hist_ax, text_ax) = plt.subplots(2, 1, figsize=(11, 3 + 0.42 * max(len(shown), 1)),
-                                           gridspec_kw={"height_ratios": [2.2, 0.42 * max(len(shown), 1)]})
-    fig.suptitle(f"feature {feature.index}: {label_line(feature)}", fontsize=11, x=0.01, ha="left",
-                 parse_math=False)
+    fig, (hist_ax, text_ax) = plt.subplots(
+        2,
+        1,
+        figsize=(11, 3 + 0.42 * max(len(shown), 1)),
+        gridspec_kw={"height_ratios": [2.2, 0.42 * max(len(shown), 1)]},
+    )
+    fig.suptitle(f"feature {feature.index}: {label_line(feature)}", fontsize=11, x=0.01, ha="left", parse_math=False)
     hist = feature.stats.histogram if feature.stats else None
     if hist is not None and hist.counts:
-        hist_ax.bar(hist.edges[:-1], hist.counts, width=[b - a for a, b in zip(hist.edges, hist.edges[1:])],
-                    align="edge", color="#f80")
+        hist_ax.bar(
+            hist.edges[:-1],
+            hist.counts,
+            width=[b - a for a, b in zip(hist.edges, hist.edges[1:])],
+            align="edge",
+            color="#f80",
+        )
     hist_ax.set_xlabel("activation (firing tokens)")
     hist_ax.set_ylabel("tokens")
     text_ax.axis("off")
@@ -111,9 +128,16 @@ def feature_png(feature: Feature, path: str | Path, examples: int = 8) -> None:
             if x > 0.97:
                 break
             shown_token = display_token(token)
-            text_ax.text(x, y, shown_token, fontproperties=font, va="center", parse_math=False,
-                         transform=text_ax.transAxes,
-                         bbox={"facecolor": (1, 0.47, 0, strength(act, scale)), "edgecolor": "none", "pad": 0.5})
+            text_ax.text(
+                x,
+                y,
+                shown_token,
+                fontproperties=font,
+                va="center",
+                parse_math=False,
+                transform=text_ax.transAxes,
+                bbox={"facecolor": (1, 0.47, 0, strength(act, scale)), "edgecolor": "none", "pad": 0.5},
+            )
             line += shown_token
     _save_atomic(fig, Path(path))
     plt.close(fig)

@@ -30,8 +30,9 @@ def sparkline(counts: list[int]) -> str:
     top = max(counts, default=0)
     if top <= 0:
         return ""
-    return "".join(" " if c == 0 else SPARK[min(len(SPARK) - 1, int((len(SPARK) - 1) * c / top + 0.999))]
-                   for c in counts)
+    return "".join(
+        " " if c == 0 else SPARK[min(len(SPARK) - 1, int((len(SPARK) - 1) * c / top + 0.999))] for c in counts
+    )
 
 
 def summary_rows(feature: Feature) -> list[tuple[str, str]]:
@@ -39,8 +40,11 @@ def summary_rows(feature: Feature) -> list[tuple[str, str]]:
     s = feature.stats
     if s is None:
         return [("stats", "not built (run 'steerlab features build')")]
-    rows = [("density", f"{s.density:.3%} of {s.tokens_scanned:,} tokens"),
-            ("max", f"{s.max_act:.3f}"), ("mean (firing)", f"{s.mean_act:.3f}")]
+    rows = [
+        ("density", f"{s.density:.3%} of {s.tokens_scanned:,} tokens"),
+        ("max", f"{s.max_act:.3f}"),
+        ("mean (firing)", f"{s.mean_act:.3f}"),
+    ]
     if s.quantiles:
         rows.append(("quantiles", "  ".join(f"q{k}={v:.3g}" for k, v in s.quantiles.items())))
     return rows

@@ -47,8 +47,12 @@ def _effects_table(feature: Feature, top: int) -> Table:
     for i in range(max(len(promoted), len(suppressed))):
         p = promoted[i] if i < len(promoted) else None
         s = suppressed[i] if i < len(suppressed) else None
-        table.add_row(repr(p.token) if p else "", f"{p.value:+.3f}" if p else "",
-                      repr(s.token) if s else "", f"{s.value:+.3f}" if s else "")
+        table.add_row(
+            repr(p.token) if p else "",
+            f"{p.value:+.3f}" if p else "",
+            repr(s.token) if s else "",
+            f"{s.value:+.3f}" if s else "",
+        )
     return table
 
 
@@ -62,8 +66,13 @@ def feature_page(feature: Feature, cofiring_labels: dict[int, str], examples: in
     parts.append(stats)
     hist = feature.stats.histogram if feature.stats else None
     if hist is not None and hist.counts:
-        parts.append(Text.assemble(("histogram ", "dim"), (sparkline(hist.counts), "yellow"),
-                                   (f"  {hist.edges[0]:.2g} .. {hist.edges[-1]:.3g}", "dim")))
+        parts.append(
+            Text.assemble(
+                ("histogram ", "dim"),
+                (sparkline(hist.counts), "yellow"),
+                (f"  {hist.edges[0]:.2g} .. {hist.edges[-1]:.3g}", "dim"),
+            )
+        )
     parts.append(_examples_block("top activations", feature.examples_of("top")[:examples], scale))
     quantile = feature.examples_of("quantile")
     if quantile:
@@ -79,5 +88,10 @@ def feature_page(feature: Feature, cofiring_labels: dict[int, str], examples: in
             table.add_row(str(index), f"{share:.0%}", cofiring_labels.get(index, ""))
         parts.append(Text("co-firing features", style="bold"))
         parts.append(table)
-    return Panel(Group(*parts), title=f"feature {feature.index}", subtitle=f"{feature.sae_id}  uuid {feature.uuid}",
-                 title_align="left", subtitle_align="left")
+    return Panel(
+        Group(*parts),
+        title=f"feature {feature.index}",
+        subtitle=f"{feature.sae_id}  uuid {feature.uuid}",
+        title_align="left",
+        subtitle_align="left",
+    )

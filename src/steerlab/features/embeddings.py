@@ -44,8 +44,9 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 
     model = get_model()
     with torch.inference_mode():
-        vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+        vectors = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

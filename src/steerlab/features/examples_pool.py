@@ -49,8 +49,13 @@ class ContextPool:
         room = (ends - starts - self.width + 1).clamp(min=1)
         first = starts + mix_hash(seq_ids, _SALT + 1) % room
         length = torch.minimum(ends - first, torch.tensor(self.width))
-        candidates = {"score": priority, "seq": seq_ids, "start": codes.batch.pos[first].int(),
-                      "length": length.to(torch.int16), "active": codes.active_features(first, length)}
+        candidates = {
+            "score": priority,
+            "seq": seq_ids,
+            "start": codes.batch.pos[first].int(),
+            "length": length.to(torch.int16),
+            "active": codes.active_features(first, length),
+        }
         merged, pick = torch.cat([self.score, priority]).topk(self.size)
         for name in FIELDS[1:]:
             both = torch.cat([getattr(self, name), candidates[name]])

@@ -45,8 +45,9 @@ class SlotTable:
         for name in FIELDS:
             getattr(self, name).copy_(state[name])
 
-    def offer(self, codes: BatchCodes, idx: Tensor, scores: Tensor,
-              one_per_sequence: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def offer(
+        self, codes: BatchCodes, idx: Tensor, scores: Tensor, one_per_sequence: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Consider nonzero codes ``idx`` (indices into ``codes.values``) with selection ``scores``;
         returns (feature, batch row, slot) of the candidates that took a slot."""
         feats = codes.cols[idx]

@@ -33,17 +33,25 @@ def model_slug(model_name: str) -> str:
 def sae_identity(sae) -> str:
     """Stable id such as ``smollm2-135m-instruct/model.layers.18/topk-9216-1a2b3c4d5e``."""
     cfg = sae.cfg
-    return (f"{model_slug(cfg.model_name)}/{cfg.hookpoint or f'layer{cfg.layer}'}/"
-            f"{cfg.architecture}-{cfg.d_sae}-{weights_hash(sae)}")
+    return (
+        f"{model_slug(cfg.model_name)}/{cfg.hookpoint or f'layer{cfg.layer}'}/"
+        f"{cfg.architecture}-{cfg.d_sae}-{weights_hash(sae)}"
+    )
 
 
 def sae_info(sae, path: str | Path | None = None):
     from steerlab.features.schema import SAEInfo
 
     cfg = sae.cfg
-    return SAEInfo(sae_id=sae_identity(sae), model=cfg.model_name or "", hookpoint=cfg.hookpoint or "",
-                   d_in=cfg.d_in, d_sae=cfg.d_sae, architecture=cfg.architecture,
-                   path=None if path is None else str(path))
+    return SAEInfo(
+        sae_id=sae_identity(sae),
+        model=cfg.model_name or "",
+        hookpoint=cfg.hookpoint or "",
+        d_in=cfg.d_in,
+        d_sae=cfg.d_sae,
+        architecture=cfg.architecture,
+        path=None if path is None else str(path),
+    )
 
 
 def default_db_path(sae_path: str | Path) -> Path:
@@ -64,5 +72,6 @@ def pick_sae_id(store, sae_id: str | None = None, sae=None) -> str:
         raise UnknownSAEError(f"{store.path} holds no SAE yet; run 'steerlab features build'")
     if sae is not None:
         return store.get_sae(sae_identity(sae)).sae_id
-    raise UnknownSAEError(f"{store.path} holds {len(saes)} SAEs ({', '.join(s.sae_id for s in saes)}); "
-                          "choose one with --sae-id")
+    raise UnknownSAEError(
+        f"{store.path} holds {len(saes)} SAEs ({', '.join(s.sae_id for s in saes)}); choose one with --sae-id"
+    )

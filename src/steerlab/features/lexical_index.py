@@ -33,6 +33,7 @@ class LexicalIndex:
         if not match or limit < 1:
             return []
         with self._lock:
-            rows = self._conn.execute("SELECT rowid, rank FROM labels WHERE labels MATCH ? ORDER BY rank LIMIT ?",
-                                      (match, int(limit))).fetchall()
+            rows = self._conn.execute(
+                "SELECT rowid, rank FROM labels WHERE labels MATCH ? ORDER BY rank LIMIT ?", (match, int(limit))
+            ).fetchall()
         return [(position, -float(rank)) for position, rank in rows]

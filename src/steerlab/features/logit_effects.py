@@ -14,8 +14,13 @@ from torch import Tensor
 
 from steerlab.features.schema import TokenEffect
 
-_NORM_NAMES = ("model.norm", "transformer.ln_f", "model.final_layernorm", "gpt_neox.final_layer_norm",
-               "model.decoder.final_layer_norm")
+_NORM_NAMES = (
+    "model.norm",
+    "transformer.ln_f",
+    "model.final_layernorm",
+    "gpt_neox.final_layer_norm",
+    "model.decoder.final_layer_norm",
+)
 
 
 def unembedding(model) -> tuple[Tensor, Tensor | None]:
@@ -42,20 +47,23 @@ def vocabulary(tokenizer, size: int) -> list[str]:
 
 
 @torch.no_grad()
-def logit_effects(decoder: Tensor, w_u: Tensor, norm_weight: Tensor | None, vocab: list[str], top: int = 10,
-                  chunk: int = 256):
+def logit_effects(
+    decoder: Tensor, w_u: Tensor, norm_weight: Tensor | None, vocab: list[str], top: int = 10, chunk: int = 256
+):
     """Yield ``(promoted, suppressed)`` TokenEffect lists per decoder row, in row order.
 
     ``decoder: [n, d_model]``; processed ``chunk`` rows at a time, so memory is ``chunk x vocab``."""
     w_u = w_u.float()
     k = min(top, w_u.shape[0])
     for start in range(0, decoder.shape[0], chunk):
-        rows = decoder[start:start + chunk].float().to(w_u.device)
+        rows = decoder[start : start + chunk].float().to(w_u.device)
         if norm_weight is not None:
             rows = rows * norm_weight.float().to(w_u.device)
         logits = rows @ w_u.T  # [chunk, vocab]
         high, high_idx = logits.topk(k, dim=1)
         low, low_idx = logits.topk(k, dim=1, largest=False)
         for values, ids, lows, low_ids in zip(high.tolist(), high_idx.tolist(), low.tolist(), low_idx.tolist()):
-            yield ([TokenEffect(token=vocab[i], token_id=i, value=round(v, 5)) for i, v in zip(ids, values)],
-                   [TokenEffect(token=vocab[i], token_id=i, value=round(v, 5)) for i, v in zip(low_ids, lows)])
+            yield (
+                [TokenEffect(token=vocab[i], token_id=i, value=round(v, 5)) for i, v in zip(ids, values)],
+                [TokenEffect(token=vocab[i], token_id=i, value=round(v, 5)) for i, v in zip(low_ids, lows)],
+            )

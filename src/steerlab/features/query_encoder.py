@@ -137,19 +137,32 @@ def export_onnx(transformer, path: Path, int8: bool = False) -> None:
         config._attn_implementation = "eager"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer and deprecation chatter: the check below is what counts
-            torch.onnx.export(Body(transformer).eval(), (ids, torch.ones_like(ids)), tmp, dynamo=False,
-                              input_names=["input_ids", "attention_mask"], output_names=["token_embeddings"],
-                              dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                            "attention_mask": {0: "batch", 1: "tokens"},
-                                            "token_embeddings": {0: "batch", 1: "tokens"}},
-                              opset_version=17)
+            torch.onnx.export(
+                Body(transformer).eval(),
+                (ids, torch.ones_like(ids)),
+                tmp,
+                dynamo=False,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["token_embeddings"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "token_embeddings": {0: "batch", 1: "tokens"},
+                },
+                opset_version=17,
+            )
         from onnxruntime.transformers import optimizer
         from onnxruntime.transformers.fusion_options import FusionOptions
 
         options = FusionOptions("bert")
         options.use_multi_head_attention = True  # Q, K, V stay MatMul nodes, which int8 can then store
-        fused = optimizer.optimize_model(tmp, model_type="bert", num_heads=config.num_attention_heads,
-                                         hidden_size=config.hidden_size, optimization_options=options)
+        fused = optimizer.optimize_model(
+            tmp,
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+            optimization_options=options,
+        )
         fused.save_model_to_file(tmp)
         if int8:
             _quantize_weights(tmp)
@@ -167,8 +180,9 @@ def _quantize_weights(path: str) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     config = DefaultWeightOnlyQuantConfig(block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, bits=8)
-    quantizer = MatMulNBitsQuantizer(onnx.load(path), bits=8, block_size=INT8_BLOCK, is_symmetric=True,
-                                     accuracy_level=4, algo_config=config)
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(path), bits=8, block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, algo_config=config
+    )
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     quantizer.process()
     quantizer.model.save_model_to_file(path, use_external_data_format=False)
@@ -191,8 +205,10 @@ def build_encoder(int8: bool) -> OnnxQueryEncoder | None:
         log.warning("int8 query encoder has cosine %.4f to PyTorch on a probe; using PyTorch", cosine)
         return None
     if not int8 and float(np.abs(vector - reference).max()) > FP32_TOLERANCE:
-        log.warning("ONNX query encoder differs from PyTorch by %.2g on a probe; using PyTorch",
-                    float(np.abs(vector - reference).max()))
+        log.warning(
+            "ONNX query encoder differs from PyTorch by %.2g on a probe; using PyTorch",
+            float(np.abs(vector - reference).max()),
+        )
         return None
     return encoder
 

@@ -54,8 +54,14 @@ class EmbeddingScorer(Scorer):
 
     name = "embedding-auc"
 
-    def __init__(self, encode: Encoder | None = None, max_positives: int = 6, max_negatives: int = 8,
-                 background: Sequence[Example] | None = None, contexts: str = "sentence"):
+    def __init__(
+        self,
+        encode: Encoder | None = None,
+        max_positives: int = 6,
+        max_negatives: int = 8,
+        background: Sequence[Example] | None = None,
+        contexts: str = "sentence",
+    ):
         self.encode = encode or EmbeddingCache()
         self.contexts = contexts
         self.name = "embedding-auc" if contexts == "sentence" else f"embedding-auc:{contexts}"
@@ -69,8 +75,9 @@ class EmbeddingScorer(Scorer):
             if label is not None:
                 texts += view_texts(held_out_positives(f, self.max_positives)[0], self.contexts)
         label_vecs = dict(zip(texts, self.encode(texts))) if texts else {}
-        return [self._score_one(f, label, label_vecs) if label is not None else None
-                for f, label in zip(features, labels)]
+        return [
+            self._score_one(f, label, label_vecs) if label is not None else None for f, label in zip(features, labels)
+        ]
 
     def _score_one(self, feature: Feature, label: Label, label_vecs: dict) -> Label:
         positives, in_sample = held_out_positives(feature, self.max_positives)
@@ -83,8 +90,14 @@ class EmbeddingScorer(Scorer):
         sim_pos = ContextVectors(positives, self.encode, self.contexts).similarity(vec)[0]
         sim_neg = ContextVectors(negatives, self.encode, self.contexts).similarity(vec)[0]
         value = float(auc(sim_pos, sim_neg))
-        details = {"auc": round(value, 4), "n_pos": len(positives), "n_neg": len(negatives), "in_sample": in_sample,
-                   "mean_sim_pos": round(float(sim_pos.mean()), 4), "mean_sim_neg": round(float(sim_neg.mean()), 4)}
+        details = {
+            "auc": round(value, 4),
+            "n_pos": len(positives),
+            "n_neg": len(negatives),
+            "in_sample": in_sample,
+            "mean_sim_pos": round(float(sim_pos.mean()), 4),
+            "mean_sim_neg": round(float(sim_neg.mean()), 4),
+        }
         return scored(label, value, self.name, details)
 
 
@@ -108,8 +121,11 @@ def score_report(labels: dict[int, Label], d_sae: int | None = None, bins: int =
 
 def format_report(report: dict, width: int = 40) -> str:
     """Human-readable lines: summary, quantiles, and a text histogram."""
-    lines = [f"labeled {report['labeled']}" + (f" of {report['features']}" if report["features"] else "")
-             + f" features, scored {report['scored']}, mean score {report['mean']}"]
+    lines = [
+        f"labeled {report['labeled']}"
+        + (f" of {report['features']}" if report["features"] else "")
+        + f" features, scored {report['scored']}, mean score {report['mean']}"
+    ]
     if report["quantiles"]:
         quantiles = report["quantiles"].items()
         lines.append("quantiles: " + "  ".join(f"p{round(float(q) * 100)}={v:.3f}" for q, v in quantiles))

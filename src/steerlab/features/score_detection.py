@@ -59,12 +59,14 @@ class DetectionScorer(Scorer):
         random.Random(f"{self.seed}/{feature.sae_id}/{feature.index}").shuffle(mix)
         return [text for text, _ in mix], [truth for _, truth in mix], in_sample
 
-    def score(self, features: Sequence[Feature], labels: Sequence[Label | None],
-              on_done: Callable[[], None] | None = None) -> list[Label | None]:
+    def score(
+        self, features: Sequence[Feature], labels: Sequence[Label | None], on_done: Callable[[], None] | None = None
+    ) -> list[Label | None]:
         trials = [self._trial(f, lab) if lab is not None else None for f, lab in zip(features, labels)]
         asked = [i for i, t in enumerate(trials) if t is not None]
-        answers = self.client.complete_all([build_detection_prompt(labels[i].text, trials[i][0]) for i in asked],
-                                           on_done)
+        answers = self.client.complete_all(
+            [build_detection_prompt(labels[i].text, trials[i][0]) for i in asked], on_done
+        )
         out = list(labels)
         for i, answer in zip(asked, answers):
             _, truth, in_sample = trials[i]
@@ -75,7 +77,13 @@ class DetectionScorer(Scorer):
             tpr = sum(c and t for c, t in zip(calls, truth)) / max(1, sum(truth))
             tnr = sum((not c) and (not t) for c, t in zip(calls, truth)) / max(1, len(truth) - sum(truth))
             value = 0.5 * (tpr + tnr)
-            details = {"balanced_accuracy": round(value, 4), "tpr": round(tpr, 4), "tnr": round(tnr, 4),
-                       "n_pos": sum(truth), "n_neg": len(truth) - sum(truth), "in_sample": in_sample}
+            details = {
+                "balanced_accuracy": round(value, 4),
+                "tpr": round(tpr, 4),
+                "tnr": round(tnr, 4),
+                "n_pos": sum(truth),
+                "n_neg": len(truth) - sum(truth),
+                "in_sample": in_sample,
+            }
             out[i] = scored(labels[i], value, self.name, details)
         return out

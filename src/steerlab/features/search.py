@@ -103,8 +103,11 @@ class FeatureSearch:
         vectors = None if stored is None else _float_rows(stored)
         labeled = np.zeros(self.d_sae, dtype=bool)
         labeled[list(self.labels)] = True
-        if vectors is None or vectors.shape != (self.d_sae, EMBED_DIM) or not np.array_equal(
-                np.abs(vectors).sum(1) > 0, labeled):
+        if (
+            vectors is None
+            or vectors.shape != (self.d_sae, EMBED_DIM)
+            or not np.array_equal(np.abs(vectors).sum(1) > 0, labeled)
+        ):
             vectors = np.zeros((self.d_sae, EMBED_DIM), dtype=np.float32)
             if self.labels:
                 vectors[list(self.labels)] = embed_unique([lab.text for lab in self.labels.values()], batch_size=128)
@@ -227,8 +230,11 @@ class FeatureSearch:
         if self._decoder is None:
             stored = self.store.load_vectors(self.sae_id, DECODER_VECTORS)
             if stored is None:
-                raise SearchInputError("decoder", f"no decoder vectors stored for SAE {self.sae_id!r}; "
-                                                  "pass the SAE's W_dec or rebuild the feature database")
+                raise SearchInputError(
+                    "decoder",
+                    f"no decoder vectors stored for SAE {self.sae_id!r}; "
+                    "pass the SAE's W_dec or rebuild the feature database",
+                )
             self._decoder = _unit_rows(stored)
         return self._decoder
 
@@ -245,8 +251,13 @@ class FeatureSearch:
         uuid = self._uuids.get(index)
         if uuid is None:
             uuid = self._uuids[index] = feature_uuid(self.sae_id, index)
-        return SearchHit.model_construct(index=int(index), uuid=uuid, label=label.text if label else "",
-                                         score=float(score), label_score=label.score if label else None)
+        return SearchHit.model_construct(
+            index=int(index),
+            uuid=uuid,
+            label=label.text if label else "",
+            score=float(score),
+            label_score=label.score if label else None,
+        )
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[SearchHit]:
         return [self._hit(int(i), float(scores[i])) for i in rows if np.isfinite(scores[i])]
@@ -256,8 +267,10 @@ def _strength(label: Label) -> tuple[float, float]:
     """Order of features sharing a label: the explainer's evidence (how strongly the feature's contexts point
     to the label; picks the right feature 16/46 vs 11/46 by score in the concept check), then the label score."""
     evidence = label.score_details.get("evidence") if label.score_details else None
-    return (float(evidence) if isinstance(evidence, (int, float)) else float("-inf"),
-            -1.0 if label.score is None else label.score)
+    return (
+        float(evidence) if isinstance(evidence, (int, float)) else float("-inf"),
+        -1.0 if label.score is None else label.score,
+    )
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

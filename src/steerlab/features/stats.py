@@ -41,8 +41,14 @@ class StatsAccumulator:
         self.hist.view(-1).index_add_(0, cols * (self.bins + 1) + bin_index, torch.ones_like(cols, dtype=torch.int32))
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"hist_hi": self.hist_hi, "fire_count": self.fire_count, "act_sum": self.act_sum,
-                "act_max": self.act_max, "hist": self.hist, "tokens": self.tokens}
+        return {
+            "hist_hi": self.hist_hi,
+            "fire_count": self.fire_count,
+            "act_sum": self.act_sum,
+            "act_max": self.act_max,
+            "hist": self.hist,
+            "tokens": self.tokens,
+        }
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         for name, value in state.items():
@@ -86,10 +92,16 @@ class StatsAccumulator:
             while len(counts) > 1 and counts[-1] == 0:  # drop empty bins above the max
                 counts.pop()
                 edges.pop()
-            records.append(FeatureStats(
-                density=fired / max(tokens, 1), max_act=top, mean_act=float(self.act_sum[f]) / fired,
-                quantiles={str(q): min(_short(v), top) for q, v in zip(QUANTILES, qs[j])},
-                histogram=Histogram(edges=edges, counts=counts), tokens_scanned=tokens))
+            records.append(
+                FeatureStats(
+                    density=fired / max(tokens, 1),
+                    max_act=top,
+                    mean_act=float(self.act_sum[f]) / fired,
+                    quantiles={str(q): min(_short(v), top) for q, v in zip(QUANTILES, qs[j])},
+                    histogram=Histogram(edges=edges, counts=counts),
+                    tokens_scanned=tokens,
+                )
+            )
         return records
 
 

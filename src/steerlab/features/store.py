@@ -30,11 +30,19 @@ from steerlab.features.store_schema import (
     UnknownSAEError,
 )
 
-__all__ = ["FeatureStore", "StoreError", "UnknownSAEError", "FeatureIndexError", "StoreSchemaError",
-           "UnknownFeatureError"]
+__all__ = [
+    "FeatureStore",
+    "StoreError",
+    "UnknownSAEError",
+    "FeatureIndexError",
+    "StoreSchemaError",
+    "UnknownFeatureError",
+]
 
-_INSERT_EXAMPLE = (f"INSERT INTO examples (sae_key, idx, {', '.join(codec.EXAMPLE_COLUMNS)}) "
-                   f"VALUES ({', '.join('?' * (2 + len(codec.EXAMPLE_COLUMNS)))})")
+_INSERT_EXAMPLE = (
+    f"INSERT INTO examples (sae_key, idx, {', '.join(codec.EXAMPLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (2 + len(codec.EXAMPLE_COLUMNS)))})"
+)
 _VECTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
@@ -64,14 +72,16 @@ class FeatureStore(FeatureQueries, CorpusTables):
                 raise StoreError(f"{self.path}: no feature database there; build one with 'steerlab features build'")
             uri = f"file:{quote(str(self.path.resolve()))}"
             try:
-                return self._probe(sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False,
-                                                   isolation_level=None))
+                return self._probe(
+                    sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+                )
             except sqlite3.OperationalError:
                 # SQLite >= 3.22 reads a WAL database even where it cannot create the -shm index; an
                 # older library (or an odd medium) refuses: read the file as an immutable snapshot.
                 # A shipped database is compacted (no WAL), so the snapshot is the whole truth.
-                return self._probe(sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False,
-                                                   isolation_level=None))
+                return self._probe(
+                    sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+                )
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder; give the path of a .db file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +170,10 @@ class FeatureStore(FeatureQueries, CorpusTables):
     def add_sae(self, info: SAEInfo) -> None:
         """Register (or update the description of) an SAE."""
         with self.transaction():
-            self._conn.execute("INSERT INTO saes (sae_id, info) VALUES (?, ?) ON CONFLICT (sae_id) DO UPDATE SET "
-                               "info = excluded.info", (info.sae_id, info.model_dump_json()))
+            self._conn.execute(
+                "INSERT INTO saes (sae_id, info) VALUES (?, ?) ON CONFLICT (sae_id) DO UPDATE SET info = excluded.info",
+                (info.sae_id, info.model_dump_json()),
+            )
         self._sae_cache.pop(info.sae_id, None)
 
     def _sae(self, sae_id: str) -> tuple[int, SAEInfo]:
@@ -189,8 +201,9 @@ class FeatureStore(FeatureQueries, CorpusTables):
             raise FeatureIndexError(f"feature index must be an integer, got {index!r}")
         index = int(index)
         if not 0 <= index < info.d_sae:
-            raise FeatureIndexError(f"feature {index} does not exist in SAE {sae_id!r}: index must be in "
-                                    f"0..d_sae-1 = 0..{info.d_sae - 1}")
+            raise FeatureIndexError(
+                f"feature {index} does not exist in SAE {sae_id!r}: index must be in 0..d_sae-1 = 0..{info.d_sae - 1}"
+            )
         return index
 
     # ---------------------------------------------------------------- features
@@ -217,11 +230,14 @@ class FeatureStore(FeatureQueries, CorpusTables):
             "ON CONFLICT (sae_key, idx) DO UPDATE SET stats = coalesce(excluded.stats, stats), "
             "promoted = coalesce(excluded.promoted, promoted), suppressed = coalesce(excluded.suppressed, "
             "suppressed), cofiring = coalesce(excluded.cofiring, cofiring)",
-            (key, index, stats, *effects, cofiring))
+            (key, index, stats, *effects, cofiring),
+        )
         if f.examples or replace_examples:
             self._conn.execute("DELETE FROM examples WHERE sae_key = ? AND idx = ?", (key, index))
-            self._conn.executemany(_INSERT_EXAMPLE, [
-                (key, index, *codec.example_row(e, vocab, self._sequence(key, e.sequence_id))) for e in f.examples])
+            self._conn.executemany(
+                _INSERT_EXAMPLE,
+                [(key, index, *codec.example_row(e, vocab, self._sequence(key, e.sequence_id))) for e in f.examples],
+            )
         if f.label is not None:
             self._write_label(key, index, f.label)
 
@@ -238,12 +254,19 @@ class FeatureStore(FeatureQueries, CorpusTables):
                 self._write_label(key, index, label)
 
     def _write_label(self, key: int, index: int, label: Label | None) -> None:
-        values = (None,) * 5 if label is None else (label.text, label.explainer, label.score, label.scorer,
-                                                    codec.dumps(label.score_details))
-        self._conn.execute("UPDATE features SET label_text = ?, label_explainer = ?, label_score = ?, "
-                           "label_scorer = ?, label_details = ? WHERE sae_key = ? AND idx = ?", (*values, key, index))
-        rowid = self._conn.execute("SELECT rowid FROM features WHERE sae_key = ? AND idx = ?",
-                                   (key, index)).fetchone()[0]
+        values = (
+            (None,) * 5
+            if label is None
+            else (label.text, label.explainer, label.score, label.scorer, codec.dumps(label.score_details))
+        )
+        self._conn.execute(
+            "UPDATE features SET label_text = ?, label_explainer = ?, label_score = ?, "
+            "label_scorer = ?, label_details = ? WHERE sae_key = ? AND idx = ?",
+            (*values, key, index),
+        )
+        rowid = self._conn.execute("SELECT rowid FROM features WHERE sae_key = ? AND idx = ?", (key, index)).fetchone()[
+            0
+        ]
         self._conn.execute("DELETE FROM label_fts WHERE rowid = ?", (rowid,))
         if label is not None:
             self._conn.execute("INSERT INTO label_fts (rowid, text) VALUES (?, ?)", (rowid, label.text))

@@ -45,23 +45,36 @@ def pack_acts(acts: list[float]) -> bytes:
     positions = [i for i, a in enumerate(acts) if a != 0.0]
     values = [float(acts[i]) for i in positions]
     code = "f" if _is_float32(values) else "d"
-    return (_HEADER.pack(code.encode(), len(acts), len(positions)) + array("H", positions).tobytes()
-            + array(code, values).tobytes())
+    return (
+        _HEADER.pack(code.encode(), len(acts), len(positions))
+        + array("H", positions).tobytes()
+        + array(code, values).tobytes()
+    )
 
 
 def unpack_acts(blob: bytes) -> list[float]:
     code, length, nnz = _HEADER.unpack_from(blob)
     offset = _HEADER.size
-    positions = array("H", blob[offset:offset + 2 * nnz])
-    values = array(code.decode(), blob[offset + 2 * nnz:])
+    positions = array("H", blob[offset : offset + 2 * nnz])
+    values = array(code.decode(), blob[offset + 2 * nnz :])
     dense = [0.0] * length
     for p, v in zip(positions, values):
         dense[p] = v
     return dense
 
 
-EXAMPLE_COLUMNS = ("kind", "rank", "quantile", "sequence_id", "start", "max_act", "max_position", "token_ids",
-                   "acts", "tokens")
+EXAMPLE_COLUMNS = (
+    "kind",
+    "rank",
+    "quantile",
+    "sequence_id",
+    "start",
+    "max_act",
+    "max_position",
+    "token_ids",
+    "acts",
+    "tokens",
+)
 FROM_SEQUENCE = b""  # token_ids blob meaning "the sequence's tokens from ``start``"
 
 
@@ -71,14 +84,31 @@ def example_row(example: Example, vocab: list[str] | None, sequence: list[int] |
     if len(example.tokens) > MAX_TOKENS or len(ids) > MAX_TOKENS:
         raise ValueError(f"an example may hold at most {MAX_TOKENS} tokens, got {len(example.tokens)}")
     start = example.start
-    in_sequence = (sequence is not None and start is not None and start >= 0 and len(ids) == len(example.acts)
-                   and sequence[start:start + len(ids)] == ids)
-    same = vocab is not None and len(ids) == len(example.tokens) and all(
-        0 <= i < len(vocab) and vocab[i] == t for i, t in zip(ids, example.tokens))
+    in_sequence = (
+        sequence is not None
+        and start is not None
+        and start >= 0
+        and len(ids) == len(example.acts)
+        and sequence[start : start + len(ids)] == ids
+    )
+    same = (
+        vocab is not None
+        and len(ids) == len(example.tokens)
+        and all(0 <= i < len(vocab) and vocab[i] == t for i, t in zip(ids, example.tokens))
+    )
     tokens = None if same else json.dumps(example.tokens, ensure_ascii=False)
-    return (example.kind, example.rank, example.quantile, example.sequence_id, start, float(example.max_act),
-            example.max_position, FROM_SEQUENCE if in_sequence else pack_token_ids(ids),
-            pack_acts(list(example.acts)), tokens)
+    return (
+        example.kind,
+        example.rank,
+        example.quantile,
+        example.sequence_id,
+        start,
+        float(example.max_act),
+        example.max_position,
+        FROM_SEQUENCE if in_sequence else pack_token_ids(ids),
+        pack_acts(list(example.acts)),
+        tokens,
+    )
 
 
 def example_from_row(row, vocab: list[str] | None, sequence_of) -> Example:
@@ -86,7 +116,7 @@ def example_from_row(row, vocab: list[str] | None, sequence_of) -> Example:
     kind, rank, quantile, sequence_id, start, max_act, max_position, ids_blob, acts_blob, tokens = row
     acts = unpack_acts(acts_blob)
     if ids_blob == FROM_SEQUENCE:
-        ids = (sequence_of(sequence_id) or [])[start:start + len(acts)]
+        ids = (sequence_of(sequence_id) or [])[start : start + len(acts)]
     else:
         ids = unpack_token_ids(ids_blob)
     if tokens is not None:
@@ -95,16 +125,30 @@ def example_from_row(row, vocab: list[str] | None, sequence_of) -> Example:
         token_strings = [vocab[i] if 0 <= i < len(vocab) else "" for i in ids]
     else:  # a vocabulary row went missing: show ids rather than fail
         token_strings = [f"<{i}>" for i in ids]
-    return Example(kind=kind, rank=rank, quantile=quantile, tokens=token_strings, token_ids=ids, acts=acts,
-                   max_act=max_act, max_position=max_position, sequence_id=sequence_id, start=start)
+    return Example(
+        kind=kind,
+        rank=rank,
+        quantile=quantile,
+        tokens=token_strings,
+        token_ids=ids,
+        acts=acts,
+        max_act=max_act,
+        max_position=max_position,
+        sequence_id=sequence_id,
+        start=start,
+    )
 
 
 def effects_json(effects: list[TokenEffect], vocab: list[str] | None) -> str | None:
     """``[[id, value], ...]``; a token string is kept only where it differs from the vocabulary's."""
     if not effects:
         return None
-    rows = [[e.token_id, e.value] if vocab is not None and 0 <= e.token_id < len(vocab)
-            and vocab[e.token_id] == e.token else [e.token_id, e.value, e.token] for e in effects]
+    rows = [
+        [e.token_id, e.value]
+        if vocab is not None and 0 <= e.token_id < len(vocab) and vocab[e.token_id] == e.token
+        else [e.token_id, e.value, e.token]
+        for e in effects
+    ]
     return dumps(rows)
 
 

@@ -39,8 +39,9 @@ class CorpusTables:
         key, _ = self._sae(sae_id)
         packed = {int(s): codec.pack_token_ids(list(ids)) for s, ids in sequences.items()}
         with self.transaction():
-            self._conn.executemany("INSERT OR REPLACE INTO sequences VALUES (?, ?, ?)",
-                                   [(key, s, blob) for s, blob in packed.items()])
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?)", [(key, s, blob) for s, blob in packed.items()]
+            )
             self._sequences_of(key).update(packed)
 
     def sequence_tokens(self, sae_id: str, sequence_id: int) -> list[int] | None:
@@ -50,8 +51,9 @@ class CorpusTables:
     def _sequences_of(self, key: int) -> dict[int, bytes]:
         if key not in self._sequence_cache:
             with self._lock:
-                rows = self._conn.execute("SELECT sequence_id, token_ids FROM sequences WHERE sae_key = ?",
-                                          (key,)).fetchall()
+                rows = self._conn.execute(
+                    "SELECT sequence_id, token_ids FROM sequences WHERE sae_key = ?", (key,)
+                ).fetchall()
             self._sequence_cache[key] = dict(rows)
         return self._sequence_cache[key]
 

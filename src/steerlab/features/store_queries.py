@@ -13,8 +13,9 @@ from steerlab.features import store_codec as codec
 from steerlab.features.schema import Example, Feature, FeatureStats, Label, feature_uuid
 from steerlab.features.store_schema import StoreError
 
-_FEATURE_COLUMNS = ("idx, stats, promoted, suppressed, cofiring, label_text, label_explainer, label_score, "
-                    "label_scorer, label_details")
+_FEATURE_COLUMNS = (
+    "idx, stats, promoted, suppressed, cofiring, label_text, label_explainer, label_score, label_scorer, label_details"
+)
 _EXAMPLE_COLUMNS = "idx, " + ", ".join(codec.EXAMPLE_COLUMNS)
 _KIND_ORDER = {"top": 0, "quantile": 1, "random": 2, "nonactivating": 3}
 _CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
@@ -53,17 +54,23 @@ class FeatureQueries:
         rows, examples = {}, {}
         with self._lock:
             for start in range(0, len(unique), _CHUNK):
-                chunk = unique[start:start + _CHUNK]
+                chunk = unique[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                for row in self._conn.execute(f"SELECT {_FEATURE_COLUMNS} FROM features WHERE sae_key = ? AND "
-                                              f"idx IN ({marks})", (key, *chunk)):
+                for row in self._conn.execute(
+                    f"SELECT {_FEATURE_COLUMNS} FROM features WHERE sae_key = ? AND idx IN ({marks})", (key, *chunk)
+                ):
                     rows[row[0]] = row
                 if with_examples:
-                    cursor = self._conn.execute(f"SELECT {_EXAMPLE_COLUMNS} FROM examples WHERE sae_key = ? AND "
-                                                f"idx IN ({marks})", (key, *chunk))
+                    cursor = self._conn.execute(
+                        f"SELECT {_EXAMPLE_COLUMNS} FROM examples WHERE sae_key = ? AND idx IN ({marks})", (key, *chunk)
+                    )
                     self._collect_examples(key, cursor, examples)
-        return [self._feature_from_row(sae_id, rows[i], examples.get(i, [])) if i in rows
-                else Feature(uuid=feature_uuid(sae_id, i), sae_id=sae_id, index=i) for i in wanted]
+        return [
+            self._feature_from_row(sae_id, rows[i], examples.get(i, []))
+            if i in rows
+            else Feature(uuid=feature_uuid(sae_id, i), sae_id=sae_id, index=i)
+            for i in wanted
+        ]
 
     def iter_features(self, sae_id: str, with_examples: bool = True, batch_size: int = 256) -> Iterator[Feature]:
         """Every stored feature in index order, ``batch_size`` rows in memory at a time."""
@@ -73,12 +80,16 @@ class FeatureQueries:
         after = -1
         while True:
             with self._lock:
-                rows = self._conn.execute(f"SELECT {_FEATURE_COLUMNS} FROM features WHERE sae_key = ? AND idx > ? "
-                                          "ORDER BY idx LIMIT ?", (key, after, batch_size)).fetchall()
+                rows = self._conn.execute(
+                    f"SELECT {_FEATURE_COLUMNS} FROM features WHERE sae_key = ? AND idx > ? ORDER BY idx LIMIT ?",
+                    (key, after, batch_size),
+                ).fetchall()
                 examples: dict[int, list[Example]] = {}
                 if rows and with_examples:
-                    cursor = self._conn.execute(f"SELECT {_EXAMPLE_COLUMNS} FROM examples WHERE sae_key = ? AND "
-                                                "idx BETWEEN ? AND ?", (key, rows[0][0], rows[-1][0]))
+                    cursor = self._conn.execute(
+                        f"SELECT {_EXAMPLE_COLUMNS} FROM examples WHERE sae_key = ? AND idx BETWEEN ? AND ?",
+                        (key, rows[0][0], rows[-1][0]),
+                    )
                     self._collect_examples(key, cursor, examples)
             if not rows:
                 return
@@ -90,25 +101,37 @@ class FeatureQueries:
         vocab = self._vocab(key)
         for row in cursor:
             out.setdefault(row[0], []).append(
-                codec.example_from_row(row[1:], vocab, lambda seq: self._sequence(key, seq)))
+                codec.example_from_row(row[1:], vocab, lambda seq: self._sequence(key, seq))
+            )
         for examples in out.values():
             examples.sort(key=lambda e: (_KIND_ORDER.get(e.kind, 9), e.rank))
 
     def count_features(self, sae_id: str) -> int:
         key, _ = self._sae(sae_id)
         with self._lock:
-            return self._conn.execute("SELECT count(*) FROM features WHERE sae_key = ? AND stats IS NOT NULL",
-                                      (key,)).fetchone()[0]
+            return self._conn.execute(
+                "SELECT count(*) FROM features WHERE sae_key = ? AND stats IS NOT NULL", (key,)
+            ).fetchone()[0]
 
     def labels(self, sae_id: str) -> dict[int, Label]:
         key, _ = self._sae(sae_id)
         with self._lock:
-            rows = self._conn.execute("SELECT idx, label_text, label_explainer, label_score, label_scorer, "
-                                      "label_details FROM features WHERE sae_key = ? AND label_text IS NOT NULL "
-                                      "ORDER BY idx", (key,)).fetchall()
-        return {idx: Label(text=text, explainer=explainer or "", score=score, scorer=scorer,
-                           score_details=codec.loads(details) or {})
-                for idx, text, explainer, score, scorer, details in rows}
+            rows = self._conn.execute(
+                "SELECT idx, label_text, label_explainer, label_score, label_scorer, "
+                "label_details FROM features WHERE sae_key = ? AND label_text IS NOT NULL "
+                "ORDER BY idx",
+                (key,),
+            ).fetchall()
+        return {
+            idx: Label(
+                text=text,
+                explainer=explainer or "",
+                score=score,
+                scorer=scorer,
+                score_details=codec.loads(details) or {},
+            )
+            for idx, text, explainer, score, scorer, details in rows
+        }
 
     def fts_search(self, sae_id: str, query: str, limit: int) -> list[tuple[int, float]]:
         """(index, score) of labels matching any word of ``query``, best first; score is ``-bm25``
@@ -120,7 +143,9 @@ class FeatureQueries:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT f.idx, bm25(label_fts) AS rank FROM label_fts JOIN features f ON f.rowid = label_fts.rowid "
-                "WHERE label_fts MATCH ? AND f.sae_key = ? ORDER BY rank LIMIT ?", (match, key, int(limit))).fetchall()
+                "WHERE label_fts MATCH ? AND f.sae_key = ? ORDER BY rank LIMIT ?",
+                (match, key, int(limit)),
+            ).fetchall()
         return [(idx, -float(rank)) for idx, rank in rows]
 
     def get_feature_by_uuid(self, uuid: str, with_examples: bool = True) -> Feature:
@@ -134,11 +159,26 @@ class FeatureQueries:
 
     def _feature_from_row(self, sae_id: str, row, examples) -> Feature:
         idx, stats, promoted, suppressed, cofiring, text, explainer, score, scorer, details = row
-        label = None if text is None else Label(text=text, explainer=explainer or "", score=score, scorer=scorer,
-                                                 score_details=codec.loads(details) or {})
+        label = (
+            None
+            if text is None
+            else Label(
+                text=text,
+                explainer=explainer or "",
+                score=score,
+                scorer=scorer,
+                score_details=codec.loads(details) or {},
+            )
+        )
         vocab = self._vocab(self._sae(sae_id)[0])
-        return Feature(uuid=feature_uuid(sae_id, idx), sae_id=sae_id, index=idx,
-                       stats=None if stats is None else FeatureStats.model_validate_json(stats),
-                       examples=examples, label=label, promoted=codec.effects_from_json(promoted, vocab),
-                       suppressed=codec.effects_from_json(suppressed, vocab),
-                       cofiring=[(int(i), float(v)) for i, v in codec.loads(cofiring) or []])
+        return Feature(
+            uuid=feature_uuid(sae_id, idx),
+            sae_id=sae_id,
+            index=idx,
+            stats=None if stats is None else FeatureStats.model_validate_json(stats),
+            examples=examples,
+            label=label,
+            promoted=codec.effects_from_json(promoted, vocab),
+            suppressed=codec.effects_from_json(suppressed, vocab),
+            cofiring=[(int(i), float(v)) for i, v in codec.loads(cofiring) or []],
+        )

@@ -20,7 +20,8 @@ APPLICATION_ID = 0x5354524C  # "STRL": marks the file as ours for `file(1)` and 
 FTS_TOKENIZE = "porter unicode61"
 """How label text is split for lexical search (``refusal`` finds ``refusals``); search's in-memory index uses it too."""
 
-TABLES = """
+TABLES = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS saes (
     sae_key INTEGER PRIMARY KEY,
@@ -57,7 +58,9 @@ CREATE TABLE IF NOT EXISTS vocab (
     tokens TEXT NOT NULL
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS label_fts USING fts5(text, tokenize = '%s');
-""" % FTS_TOKENIZE
+"""
+    % FTS_TOKENIZE
+)
 
 
 class StoreError(Exception):
@@ -98,8 +101,9 @@ def read_version(conn: sqlite3.Connection, path: str) -> int | None:
     if not names:
         return None
     if "meta" not in names:
-        raise StoreSchemaError(f"{path}: an SQLite file but not a steerlab feature database (no meta table); "
-                               "pass --db with another path")
+        raise StoreSchemaError(
+            f"{path}: an SQLite file but not a steerlab feature database (no meta table); pass --db with another path"
+        )
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None or not str(row[0]).isdigit():
         raise StoreSchemaError(f"{path}: feature database without a valid schema_version")
@@ -109,17 +113,22 @@ def read_version(conn: sqlite3.Connection, path: str) -> int | None:
 def check_version(version: int, path: str, readonly: bool) -> None:
     """Refuse versions we cannot read; older ones are migrated by ``migrate`` (writable opens only)."""
     if version > SCHEMA_VERSION:
-        raise StoreSchemaError(f"{path}: written by a newer steerlab (schema {version}; this one reads "
-                               f"{SCHEMA_VERSION}); upgrade steerlab")
+        raise StoreSchemaError(
+            f"{path}: written by a newer steerlab (schema {version}; this one reads {SCHEMA_VERSION}); upgrade steerlab"
+        )
     if version < SCHEMA_VERSION:
         missing = [v for v in range(version, SCHEMA_VERSION) if v not in MIGRATIONS]
         if missing:
-            raise StoreSchemaError(f"{path}: feature database from an older steerlab (schema {version}; this one "
-                                   f"reads {SCHEMA_VERSION}) and it cannot be migrated; rebuild it with "
-                                   "'steerlab features build'")
+            raise StoreSchemaError(
+                f"{path}: feature database from an older steerlab (schema {version}; this one "
+                f"reads {SCHEMA_VERSION}) and it cannot be migrated; rebuild it with "
+                "'steerlab features build'"
+            )
         if readonly:
-            raise StoreSchemaError(f"{path}: feature database needs migrating from schema {version} to "
-                                   f"{SCHEMA_VERSION}; open it once writable (or rebuild it)")
+            raise StoreSchemaError(
+                f"{path}: feature database needs migrating from schema {version} to "
+                f"{SCHEMA_VERSION}; open it once writable (or rebuild it)"
+            )
 
 
 def _create_tables(conn: sqlite3.Connection) -> None:

@@ -47,8 +47,9 @@ class Generated:
         return (prompt + self.token_ids)[: len(self.activations)] if self.activations is not None else []
 
 
-def sample_rows(logits: torch.Tensor, cfg: BatchSampling, generator: torch.Generator | None,
-                seen: torch.Tensor | None = None) -> torch.Tensor:
+def sample_rows(
+    logits: torch.Tensor, cfg: BatchSampling, generator: torch.Generator | None, seen: torch.Tensor | None = None
+) -> torch.Tensor:
     """Next token per row from ``logits: [rows, vocab]``; ``seen: [rows, vocab]`` bool for the penalty."""
     logits = logits.float()
     if seen is not None and cfg.repetition_penalty != 1.0:
@@ -72,8 +73,15 @@ def sample_rows(logits: torch.Tensor, cfg: BatchSampling, generator: torch.Gener
 
 
 @torch.inference_mode()
-def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_token_ids: set[int],
-                   pad_token_id: int, seed: int | None = None, record: str | None = None) -> list[Generated]:
+def generate_batch(
+    model,
+    prompts: list[list[int]],
+    cfg: BatchSampling,
+    stop_token_ids: set[int],
+    pad_token_id: int,
+    seed: int | None = None,
+    record: str | None = None,
+) -> list[Generated]:
     """Continue every prompt (token ids) until a stop token or ``max_new_tokens``; order is kept.
 
     ``record``: a hookpoint whose residual stream is returned per row in ``Generated.activations``.
@@ -88,8 +96,8 @@ def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_tok
     ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, p in enumerate(prompts):  # left padding: every row's last prompt token is at the end
-        ids[row, width - len(p):] = torch.tensor(p)
-        mask[row, width - len(p):] = 1
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     vocab = model.get_output_embeddings().out_features
     seen = torch.zeros((len(prompts), vocab), dtype=torch.bool)
@@ -104,8 +112,13 @@ def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_tok
     pieces: list[list[torch.Tensor]] = [[] for _ in prompts]
     with capture_residual(model, [record]) if record else nullcontext({}) as captured:
         for step in range(cfg.max_new_tokens):
-            logits = model(input_ids=step_ids.to(device), attention_mask=mask.to(device),
-                           position_ids=step_pos.to(device), past_key_values=cache, use_cache=True).logits[:, -1]
+            logits = model(
+                input_ids=step_ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=step_pos.to(device),
+                past_key_values=cache,
+                use_cache=True,
+            ).logits[:, -1]
             if record:
                 _keep_residuals(captured[record], pieces, live, prompts if step == 0 else None)
             tokens = sample_rows(logits.cpu(), cfg, generator, seen)
@@ -130,16 +143,17 @@ def generate_batch(model, prompts: list[list[int]], cfg: BatchSampling, stop_tok
     return [Generated(tokens, reason, a) for tokens, reason, a in zip(out, finish, acts)]
 
 
-def _keep_residuals(hidden: torch.Tensor, pieces: list[list[torch.Tensor]], live: torch.Tensor,
-                    prompts: list[list[int]] | None) -> None:
+def _keep_residuals(
+    hidden: torch.Tensor, pieces: list[list[torch.Tensor]], live: torch.Tensor, prompts: list[list[int]] | None
+) -> None:
     """Append this step's residuals to each row's list: the whole (unpadded) prompt on the first step,
     then the one token each live row read."""
     hidden = hidden.float().cpu()
     if prompts is not None:
         width = hidden.shape[1]
         for row, p in enumerate(prompts):
-            pieces[row].append(hidden[row, width - len(p):].clone())
+            pieces[row].append(hidden[row, width - len(p) :].clone())
         return
     last = hidden[:, -1].clone()
     for i, row in enumerate(live.tolist()):
-        pieces[row].append(last[i:i + 1])
+        pieces[row].append(last[i : i + 1])

@@ -60,8 +60,9 @@ class StreamEvent:
 
 
 @torch.inference_mode()
-def stream_tokens(model, tokenizer, input_ids: list[int], params: SamplingParams,
-                  stop_token_ids: set[int]) -> Iterator[StreamEvent]:
+def stream_tokens(
+    model, tokenizer, input_ids: list[int], params: SamplingParams, stop_token_ids: set[int]
+) -> Iterator[StreamEvent]:
     """Yield text increments as tokens are sampled; the last event carries the finish reason."""
     from transformers import DynamicCache
 
@@ -79,20 +80,20 @@ def stream_tokens(model, tokenizer, input_ids: list[int], params: SamplingParams
         token = sample_next(logits, params, generator)
         text = tokenizer.decode(generated, skip_special_tokens=True)
         if token in stop_token_ids:
-            yield StreamEvent(text[len(emitted):], token, "stop")
+            yield StreamEvent(text[len(emitted) :], token, "stop")
             return
         generated.append(token)
         text = tokenizer.decode(generated, skip_special_tokens=True)
         hit = min((text.index(s) for s in params.stop if s and s in text), default=None)
         if hit is not None:
-            yield StreamEvent(text[len(emitted):hit], token, "stop")
+            yield StreamEvent(text[len(emitted) : hit], token, "stop")
             return
         if step == params.max_new_tokens - 1:
-            yield StreamEvent(text[len(emitted):], token, "length")
+            yield StreamEvent(text[len(emitted) :], token, "length")
             return
         safe = _stream_safe_prefix(text, params.stop)
         if len(safe) > len(emitted):
-            yield StreamEvent(safe[len(emitted):], token)
+            yield StreamEvent(safe[len(emitted) :], token)
             emitted = safe
         ids = torch.tensor([[token]], device=device)
 

@@ -42,8 +42,9 @@ def _cpu_flags() -> set[str]:
 
 def _library_path() -> Path:
     """The compiled kernel for this source, this torch and these flags (a change to any builds anew)."""
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + torch.__version__.encode()
-                         + " ".join(COMPILE_FLAGS).encode())
+    key = hashlib.sha256(
+        b"".join(p.read_bytes() for p in SOURCES) + torch.__version__.encode() + " ".join(COMPILE_FLAGS).encode()
+    )
     base = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
     return base / f"steerlab_cpu_kernels-{key.hexdigest()[:16]}.so"
 
@@ -55,9 +56,18 @@ def _compile(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
     os.close(fd)
     torch_lib = Path(torch.__file__).parent / "lib"
-    command = [compiler, *COMPILE_FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
-               *(f"-I{p}" for p in include_paths()), *map(str, SOURCES),
-               f"-L{torch_lib}", "-lc10", "-ltorch_cpu", "-o", tmp]
+    command = [
+        compiler,
+        *COMPILE_FLAGS,
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        *(f"-I{p}" for p in include_paths()),
+        *map(str, SOURCES),
+        f"-L{torch_lib}",
+        "-lc10",
+        "-ltorch_cpu",
+        "-o",
+        tmp,
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
@@ -104,5 +114,3 @@ def _load() -> bool:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         log.warning("CPU kernels unavailable (%s); PyTorch's own ops are used", reason)
         return False
-
-

@@ -104,6 +104,7 @@ def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[s
     captured: dict[str, torch.Tensor] = {}
     handles = []
     for name in hookpoints:
+
         def hook(_module, _inputs, output, name=name):
             captured[name] = _hidden(output).detach()
 
@@ -120,8 +121,9 @@ class _StopForward(Exception):
 
 
 @torch.inference_mode()
-def forward_to_hookpoint(model: nn.Module, input_ids: torch.Tensor, hookpoint: str,
-                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def forward_to_hookpoint(
+    model: nn.Module, input_ids: torch.Tensor, hookpoint: str, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Run the model only up to ``hookpoint`` and return its hidden state [batch, seq, d_model].
 
     Later blocks and the LM head never run, which is what makes harvesting cheap.

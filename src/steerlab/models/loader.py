@@ -123,8 +123,12 @@ def resolve_checkpoint(name_or_path: str) -> str:
     return name  # an HF hub name: transformers fetches it (or finds it in the HF cache)
 
 
-def load_model(name_or_path: str = "default", dtype: str | torch.dtype = "float32",
-               device: str | torch.device = "cpu", packed: bool = True) -> LoadedModel:
+def load_model(
+    name_or_path: str = "default",
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    packed: bool = True,
+) -> LoadedModel:
     """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason.
 
     On a CPU in float32, linear layers whose weights have an exact compact form (bf16 or GGUF-style

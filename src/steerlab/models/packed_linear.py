@@ -115,8 +115,12 @@ class PackedLinear(nn.Module):
         return (blocks * self.scale[..., None] + self.offset[..., None]).reshape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.requires_grad or x.dtype is not torch.float32 or x.device.type != "cpu"
-                or x.numel() >= LARGE_BATCH_ROWS * self.in_features):
+        if (
+            x.requires_grad
+            or x.dtype is not torch.float32
+            or x.device.type != "cpu"
+            or x.numel() >= LARGE_BATCH_ROWS * self.in_features
+        ):
             return F.linear(x, self.weight.to(x.dtype))  # gradients, other dtypes, long prefills: the plain product
         if x.dim() == 2:
             return self._kernel(x, *self._weights)

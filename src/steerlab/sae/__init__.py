@@ -1,9 +1,9 @@
 """Sparse autoencoders: variants, training, and save/load in our format and SAELens's.
 
-    from steerlab.sae import SAE, SAEConfig, TrainConfig, TensorActivationSource, train_sae
-    sae = train_sae(SAEConfig(d_in=576, d_sae=9216), TrainConfig(), TensorActivationSource(acts), "runs/sae")
-    sae = SAE.load("runs/sae/sae")           # ours or a SAELens folder
-    codes = sae.encode(resid)                # [..., d_sae], dense
+from steerlab.sae import SAE, SAEConfig, TrainConfig, TensorActivationSource, train_sae
+sae = train_sae(SAEConfig(d_in=576, d_sae=9216), TrainConfig(), TensorActivationSource(acts), "runs/sae")
+sae = SAE.load("runs/sae/sae")           # ours or a SAELens folder
+codes = sae.encode(resid)                # [..., d_sae], dense
 """
 
 from steerlab.sae.base import SAE, SAEOutput

@@ -27,12 +27,15 @@ def load_sae_for(lm, sae_path: str | Path | None = None, device=None):
     if sae_path is None:
         sae_path = bundled_sae_path(lm.name)
         if sae_path is None:
-            raise SAEFormatError(f"no SAE is bundled for model {lm.name!r}; pass --sae PATH "
-                                 f"(train one with 'steerlab sae train')")
+            raise SAEFormatError(
+                f"no SAE is bundled for model {lm.name!r}; pass --sae PATH (train one with 'steerlab sae train')"
+            )
     sae = SAE.load(sae_path, device=device or lm.device)
     if sae.cfg.d_in != lm.d_model:
-        raise SAEFormatError(f"SAE {sae_path} reads d_in={sae.cfg.d_in} but model {lm.name} has "
-                             f"d_model={lm.d_model}; use an SAE trained on this model")
+        raise SAEFormatError(
+            f"SAE {sae_path} reads d_in={sae.cfg.d_in} but model {lm.name} has "
+            f"d_model={lm.d_model}; use an SAE trained on this model"
+        )
     sae.cfg.hookpoint = resolve_hookpoint(lm.model, sae.cfg.hookpoint or sae.cfg.layer)
     sae.requires_grad_(False)
     return sae

@@ -93,9 +93,7 @@ class SAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"unknown SAE config key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
-            )
+            raise ValueError(f"unknown SAE config key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
         missing = sorted(name for name in ("d_in", "d_sae") if name not in data)
         if missing:
             raise ValueError(f"SAE config is missing required key(s): {', '.join(missing)}")

@@ -13,8 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-PANELS = (("fvu", "FVU", True), ("l0", "L0 (active latents / token)", False),
-          ("dead_fraction", "dead fraction", False), ("lr", "learning rate", False))
+PANELS = (
+    ("fvu", "FVU", True),
+    ("l0", "L0 (active latents / token)", False),
+    ("dead_fraction", "dead fraction", False),
+    ("lr", "learning rate", False),
+)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ from steerlab.activations.corpus import CorpusSource, iter_records, record_to_se
 from steerlab.models.hooks import capture_residual, edit_residual
 
 
-def sequences_from_text_file(path: str | Path, tokenizer, context_length: int = 256,
-                             max_tokens: int | None = None) -> list[list[int]]:
+def sequences_from_text_file(
+    path: str | Path, tokenizer, context_length: int = 256, max_tokens: int | None = None
+) -> list[list[int]]:
     """A .txt file (split into windows) or a .jsonl/.parquet corpus (text or chat records)."""
     path = Path(path)
     if not path.is_file():
@@ -58,7 +59,7 @@ def evaluate_sae(lm, sae, sequences: list[list[int]], batch_size: int = 8, progr
     n_pred = 0
     sq_err, x_sum, x_sq, n_tok, l0_sum = 0.0, torch.zeros(sae.cfg.d_in, dtype=torch.float64), 0.0, 0, 0.0
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in tqdm(batches, desc="eval", unit="batch", disable=not progress):
         width = max(len(sequences[i]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -97,7 +98,7 @@ def evaluate_sae(lm, sae, sequences: list[list[int]], batch_size: int = 8, progr
         logp_sae = torch.log_softmax(spliced[:, :-1].float(), -1)
         kl = (logp_clean.exp() * (logp_clean - logp_sae)).sum(-1)
         sums["kl"] += float(kl[mask[:, 1:].bool()].sum())
-    total_var = x_sq - float((x_sum ** 2).sum()) / n_tok
+    total_var = x_sq - float((x_sum**2).sum()) / n_tok
     ce = {k: sums[k] / n_pred for k in ("clean", "sae", "zero")}
     return {
         "fvu": sq_err / total_var,

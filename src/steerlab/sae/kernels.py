@@ -44,8 +44,16 @@ class SparseCodes:
 
     __slots__ = ("_transpose", "batch", "cols", "d_sae", "offsets", "rows", "values")
 
-    def __init__(self, values: Tensor, rows: Tensor, cols: Tensor, offsets: Tensor, batch: int,
-                 d_sae: int, _transpose: list | None = None) -> None:
+    def __init__(
+        self,
+        values: Tensor,
+        rows: Tensor,
+        cols: Tensor,
+        offsets: Tensor,
+        batch: int,
+        d_sae: int,
+        _transpose: list | None = None,
+    ) -> None:
         self.values = values  # [nnz]
         self.rows = rows  # [nnz] int64, token index, non-decreasing
         self.cols = cols  # [nnz] int64, latent index
@@ -87,8 +95,9 @@ class SparseCodes:
         latent-grouped triples: a fused, parallel gather-sum, about 2x faster on CPU than a
         CSR sparse matmul."""
         order, rows_by_col, col_offsets = self.transposed()
-        return F.embedding_bag(rows_by_col, dense, col_offsets, mode="sum",
-                               per_sample_weights=values[order].to(dense.dtype))
+        return F.embedding_bag(
+            rows_by_col, dense, col_offsets, mode="sum", per_sample_weights=values[order].to(dense.dtype)
+        )
 
     def to_dense(self) -> Tensor:
         """[batch, d_sae] dense codes."""
@@ -128,13 +137,13 @@ class _SelectPreacts(torch.autograd.Function):
             grad_benc = col_sum if need_benc else None
             grad_bdec = -(W_enc @ col_sum) if need_bdec else None
         if need_x:
-            grad_x = F.embedding_bag(codes.cols, W_enc.t().contiguous(), codes.offsets, mode="sum",
-                                     per_sample_weights=grad).to(x.dtype)
+            grad_x = F.embedding_bag(
+                codes.cols, W_enc.t().contiguous(), codes.offsets, mode="sum", per_sample_weights=grad
+            ).to(x.dtype)
         return grad_x, grad_W, grad_benc, grad_bdec, None, None
 
 
-def select_preacts(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, pre: Tensor,
-                   codes: SparseCodes) -> Tensor:
+def select_preacts(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, pre: Tensor, codes: SparseCodes) -> Tensor:
     """[nnz] pre-activations at the positions of ``codes``, differentiable w.r.t. x and the
     encoder. ``pre`` must equal ``(x - b_dec) @ W_enc + b_enc``, computed without grad by the
     caller (who needs it to choose the positions); it is read once and not kept."""

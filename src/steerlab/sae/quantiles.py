@@ -58,9 +58,7 @@ class FeatureQuantiles:
         values, features = values[keep], features[keep]
         if values.numel() == 0:
             return
-        flat = features.to(self.counts.device) * self.n_bins + self._bin_index(values).to(
-            self.counts.device
-        )
+        flat = features.to(self.counts.device) * self.n_bins + self._bin_index(values).to(self.counts.device)
         self.counts.view(-1).index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
         values, features = values.float().to(self.top.device), features.to(self.top.device)
         self.minimum.scatter_reduce_(0, features, values, reduce="amin")

@@ -44,9 +44,7 @@ def get_sae_class(name: str) -> type[SAE]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown SAE architecture {name!r}; allowed: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        raise ValueError(f"unknown SAE architecture {name!r}; allowed: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def create_sae(cfg: SAEConfig, *, device: str | None = None, generator=None) -> SAE:

@@ -146,7 +146,8 @@ def load_saelens(path: str | Path, device: str | torch.device | None = None, dty
     scale_path = path / FEATURE_SCALE_FILENAME
     t["feature_scale"] = (
         load_tensors(scale_path).get("feature_scale", torch.ones(d_sae)).to(torch.float64)
-        if scale_path.is_file() else torch.ones(d_sae, dtype=torch.float64)
+        if scale_path.is_file()
+        else torch.ones(d_sae, dtype=torch.float64)
     )
     return build_from_tensors(cfg, t, weights_path, device=device, dtype=dtype)
 

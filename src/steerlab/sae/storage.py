@@ -138,8 +138,6 @@ def check_tensors(
         raise SAEFormatError(f"{path}: unexpected tensor(s) {', '.join(extra)}")
     for name, shape in {**expected, **optional}.items():
         if name in tensors and tuple(tensors[name].shape) != tuple(shape):
-            raise SAEFormatError(
-                f"{path}: tensor {name} has shape {list(tensors[name].shape)}, expected {list(shape)}"
-            )
+            raise SAEFormatError(f"{path}: tensor {name} has shape {list(tensors[name].shape)}, expected {list(shape)}")
         if name in tensors and not tensors[name].is_floating_point():
             raise SAEFormatError(f"{path}: tensor {name} has dtype {tensors[name].dtype}, expected a float")

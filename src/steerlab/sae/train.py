@@ -42,8 +42,19 @@ log = logging.getLogger(__name__)
 PLOT_EVERY_S = 60.0  # refresh training_curves.png at checkpoints, at most this often (and at the end)
 
 # Fields that shape the trajectory: a resumed run must agree on all of them.
-TRAJECTORY_FIELDS = ("lr", "batch_size", "total_tokens", "warmup_steps", "decay", "decay_fraction",
-                     "auxk_alpha", "dead_tokens_threshold", "b_dec_init", "holdout_tokens", "seed")
+TRAJECTORY_FIELDS = (
+    "lr",
+    "batch_size",
+    "total_tokens",
+    "warmup_steps",
+    "decay",
+    "decay_fraction",
+    "auxk_alpha",
+    "dead_tokens_threshold",
+    "b_dec_init",
+    "holdout_tokens",
+    "seed",
+)
 
 
 @dataclass
@@ -129,7 +140,8 @@ class SAETrainer:
             "total_steps": steps,
             "warmup_steps": t.warmup_steps if t.warmup_steps is not None else min(1000, steps // 20),
             "dead_tokens_threshold": t.dead_tokens_threshold
-            if t.dead_tokens_threshold is not None else min(10_000_000, steps * t.batch_size // 10),
+            if t.dead_tokens_threshold is not None
+            else min(10_000_000, steps * t.batch_size // 10),
             "holdout_tokens": holdout,
         }
 
@@ -189,16 +201,29 @@ class SAETrainer:
             self._train(sae, optimizer, state, generator, progress)
         return self._finish(sae, state)
 
-    def _train(self, sae: SAE, optimizer: torch.optim.Optimizer, state: TrainerState,
-               generator: torch.Generator, progress: bool) -> None:
+    def _train(
+        self,
+        sae: SAE,
+        optimizer: torch.optim.Optimizer,
+        state: TrainerState,
+        generator: torch.Generator,
+        progress: bool,
+    ) -> None:
         p, device = self.plan, self.plan["device"]
         batch_size, total_steps = p["batch_size"], p["total_steps"]
         schedule = (p["total_steps"], p["lr"], p["warmup_steps"], p["decay"], p["decay_fraction"])
         sums: dict[str, Tensor] = {}
         interval_steps, interval_start = 0, time.perf_counter()
         last_plot = interval_start
-        bar = tqdm(total=p["total_tokens"], initial=state.tokens, unit="tok", unit_scale=True,
-                   desc=f"train {self.cfg.architecture} SAE", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=p["total_tokens"],
+            initial=state.tokens,
+            unit="tok",
+            unit_scale=True,
+            desc=f"train {self.cfg.architecture} SAE",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         sae.train()
         batches = self.source.iter_batches(batch_size, start_token=state.tokens, seed=p["seed"])
         for x in batches:
@@ -224,8 +249,14 @@ class SAETrainer:
             state.tokens_since_fired[out.fired] = 0
             state.step += 1
             state.tokens += batch_size
-            for key, value in (("loss", loss), ("fvu", out.fvu), ("l0", out.l0), ("auxk", out.aux_loss),
-                               ("sparsity_loss", out.sparsity_loss), ("dead_fraction", dead.float().mean())):
+            for key, value in (
+                ("loss", loss),
+                ("fvu", out.fvu),
+                ("l0", out.l0),
+                ("auxk", out.aux_loss),
+                ("sparsity_loss", out.sparsity_loss),
+                ("dead_fraction", dead.float().mean()),
+            ):
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
             interval_steps += 1
             bar.update(batch_size)
@@ -234,13 +265,21 @@ class SAETrainer:
             if state.step % p["log_every_steps"] == 0 or checkpoint_now:
                 elapsed = time.perf_counter() - interval_start
                 state.elapsed_s += elapsed
-                record = {"step": state.step, "tokens": state.tokens, "lr": lr,
-                          **{k: round(float(v) / interval_steps, 6) for k, v in sums.items()},
-                          "tokens_per_s": round(interval_steps * batch_size / max(elapsed, 1e-9), 1),
-                          "elapsed_s": round(state.elapsed_s, 2)}
+                record = {
+                    "step": state.step,
+                    "tokens": state.tokens,
+                    "lr": lr,
+                    **{k: round(float(v) / interval_steps, 6) for k, v in sums.items()},
+                    "tokens_per_s": round(interval_steps * batch_size / max(elapsed, 1e-9), 1),
+                    "elapsed_s": round(state.elapsed_s, 2),
+                }
                 append_metrics(self.metrics_path, record)
-                bar.set_postfix(fvu=f"{record['fvu']:.4f}", l0=f"{record['l0']:.1f}",
-                                dead=f"{record['dead_fraction']:.3f}", refresh=False)
+                bar.set_postfix(
+                    fvu=f"{record['fvu']:.4f}",
+                    l0=f"{record['l0']:.1f}",
+                    dead=f"{record['dead_fraction']:.3f}",
+                    refresh=False,
+                )
                 sums, interval_steps = {}, 0
             if checkpoint_now:
                 state.rng_state = generator.get_state()
@@ -291,8 +330,14 @@ class SAETrainer:
         return sae
 
 
-def train_sae(cfg: SAEConfig, train_cfg: TrainConfig, activations: ActivationSource, out_dir: str | Path,
-              resume: bool = True, progress: bool = True) -> SAE:
+def train_sae(
+    cfg: SAEConfig,
+    train_cfg: TrainConfig,
+    activations: ActivationSource,
+    out_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+) -> SAE:
     """Train an SAE of ``cfg`` on ``activations``; writes checkpoints, ``metrics.jsonl``,
     ``training_curves.png`` and the final ``sae/`` folder under ``out_dir``. With ``resume``
     an interrupted run in ``out_dir`` continues exactly where its last checkpoint left off."""

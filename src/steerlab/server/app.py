@@ -41,10 +41,13 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
     """Build the app. ``lab`` is injected by tests and ``steerlab serve``; routes that need a model
     answer 503 until one is attached."""
     settings = settings or ServerSettings()
-    app = FastAPI(title="steerlab", version=__version__,
-                  description="Self-hosted interpretability lab: SAE features, search, inspection and "
-                              "steering. Speaks the Ember (goodfire SDK) and OpenAI protocols.",
-                  lifespan=_lifespan)
+    app = FastAPI(
+        title="steerlab",
+        version=__version__,
+        description="Self-hosted interpretability lab: SAE features, search, inspection and "
+        "steering. Speaks the Ember (goodfire SDK) and OpenAI protocols.",
+        lifespan=_lifespan,
+    )
     app.state.settings = settings
     app.state.keys = KeyStore(settings.resolved_db_path())
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
@@ -53,12 +56,16 @@ def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
     app.state.lab = lab
     app.state.autosteer_gate = threading.BoundedSemaphore(settings.autosteer_concurrency)
     if settings.open_mode:
-        log.warning("OPEN MODE: no API key is required; anyone who can reach %s:%s can use this server",
-                    settings.host, settings.port)
+        log.warning(
+            "OPEN MODE: no API key is required; anyone who can reach %s:%s can use this server",
+            settings.host,
+            settings.port,
+        )
     install_error_handlers(app)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/health", tags=["ops"])

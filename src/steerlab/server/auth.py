@@ -32,8 +32,11 @@ async def require_caller(request: Request) -> Caller:
     else:
         key = _bearer(request)
         if key is None:
-            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>' "
-                                "(create one with 'steerlab keys create NAME')", code="missing_api_key")
+            raise APIError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>' (create one with 'steerlab keys create NAME')",
+                code="missing_api_key",
+            )
         info = state.keys.verify(key)
         if info is None:
             raise APIError(401, "invalid or revoked API key", code="invalid_api_key")

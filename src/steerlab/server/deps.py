@@ -20,11 +20,19 @@ def check_model(lab, name: str | None, field: str = "model") -> None:
     if name is None:
         return
     if canonical_name(name) != lab.model_name:
-        raise APIError(404, f"{field}: model {name!r} is not served here; available: {lab.model_name}",
-                       param=field, code="model_not_found")
+        raise APIError(
+            404,
+            f"{field}: model {name!r} is not served here; available: {lab.model_name}",
+            param=field,
+            code="model_not_found",
+        )
 
 
 def check_limit(value: int, limit: int, field: str, what: str) -> None:
     if value > limit:
-        raise APIError(400, f"{field}: {value} {what} is over this server's limit of {limit}",
-                       param=field, code=f"max_{what.replace(' ', '_')}")
+        raise APIError(
+            400,
+            f"{field}: {value} {what} is over this server's limit of {limit}",
+            param=field,
+            code=f"max_{what.replace(' ', '_')}",
+        )

@@ -18,24 +18,43 @@ from steerlab.server.rate_limits import RateLimited
 
 log = logging.getLogger("steerlab.server")
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
 
 
 class APIError(Exception):
     """Raise from a route to answer ``status`` with a JSON error naming ``param``."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
-def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": _TYPES.get(status, "server_error" if status >= 500 else
-                                                              "invalid_request_error"),
-                      "param": param, "code": code}}
+def error_response(
+    status: int, message: str, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+            "param": param,
+            "code": code,
+        }
+    }
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -61,8 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RateLimited)
     async def _limited(_request: Request, err: RateLimited):
-        return error_response(429, str(err), code=f"{err.what}_per_minute",
-                              headers={"Retry-After": str(err.retry_after)})
+        return error_response(
+            429, str(err), code=f"{err.what}_per_minute", headers={"Retry-After": str(err.retry_after)}
+        )
 
     @app.exception_handler(ValueError)
     async def _value(_request: Request, err: ValueError):

@@ -48,24 +48,30 @@ class KeyStore:
             raise ValueError("key name must be 1..100 characters")
         key = PREFIX + secrets.token_urlsafe(32)
         info = KeyInfo(secrets.token_hex(8), name, key[:8], time.time(), None)
-        self._db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,NULL)",
-                         (info.key_id, info.name, info.prefix, _hash(key), info.created_at))
+        self._db.execute(
+            "INSERT INTO api_keys VALUES (?,?,?,?,?,NULL)",
+            (info.key_id, info.name, info.prefix, _hash(key), info.created_at),
+        )
         return info, key
 
     def verify(self, key: str) -> KeyInfo | None:
         """The key's info if it exists and is not revoked, else None."""
-        row = self._db.execute("SELECT key_id, name, prefix, created_at, revoked_at FROM api_keys "
-                               "WHERE hash = ? AND revoked_at IS NULL", (_hash(key),)).fetchone()
+        row = self._db.execute(
+            "SELECT key_id, name, prefix, created_at, revoked_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
+            (_hash(key),),
+        ).fetchone()
         return KeyInfo(*row) if row else None
 
     def revoke(self, key_id: str) -> bool:
-        cur = self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-                               (time.time(), key_id))
+        cur = self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (time.time(), key_id)
+        )
         return cur.rowcount == 1
 
     def list(self) -> list[KeyInfo]:
-        rows = self._db.execute("SELECT key_id, name, prefix, created_at, revoked_at FROM api_keys "
-                                "ORDER BY created_at").fetchall()
+        rows = self._db.execute(
+            "SELECT key_id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at"
+        ).fetchall()
         return [KeyInfo(*r) for r in rows]
 
     def close(self) -> None:

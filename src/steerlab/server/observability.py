@@ -19,10 +19,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("steerlab_requests_total", "HTTP requests", ["route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("steerlab_request_seconds", "HTTP request latency", ["route"],
-                                 registry=self.registry)
+        self.requests = Counter("steerlab_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("steerlab_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
         self.tokens = Counter("steerlab_generated_tokens_total", "Tokens generated", registry=self.registry)
         self.queue = Gauge("steerlab_engine_queue", "Requests waiting for the engine", registry=self.registry)
         self.active = Gauge("steerlab_engine_active", "Sequences being decoded", registry=self.registry)
@@ -40,8 +38,9 @@ class ObservabilityMiddleware:
             return
         declared = dict(scope.get("headers") or {}).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await error_response(413, f"request body over the limit of {self.max_body} bytes",
-                                 code="max_body_bytes")(scope, receive, send)
+            await error_response(413, f"request body over the limit of {self.max_body} bytes", code="max_body_bytes")(
+                scope, receive, send
+            )
             return
         seen = 0
 
@@ -65,18 +64,32 @@ class ObservabilityMiddleware:
             await self.app(scope, limited_receive, recording_send)
         except _BodyTooLarge:
             status["code"] = 413
-            await error_response(413, f"request body over the limit of {self.max_body} bytes",
-                                 code="max_body_bytes")(scope, receive, send)
+            await error_response(413, f"request body over the limit of {self.max_body} bytes", code="max_body_bytes")(
+                scope, receive, send
+            )
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(name, str(status["code"])).inc()
             self.metrics.latency.labels(name).observe(elapsed)
-            caller = getattr(scope.get("state", {}).get("caller"), "key_id", None) if isinstance(
-                scope.get("state"), dict) else None
-            log.info(json.dumps({"method": scope["method"], "path": scope["path"], "route": name,
-                                 "status": status["code"], "ms": round(elapsed * 1000, 1), "caller": caller}))
+            caller = (
+                getattr(scope.get("state", {}).get("caller"), "key_id", None)
+                if isinstance(scope.get("state"), dict)
+                else None
+            )
+            log.info(
+                json.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": name,
+                        "status": status["code"],
+                        "ms": round(elapsed * 1000, 1),
+                        "caller": caller,
+                    }
+                )
+            )
 
 
 class _BodyTooLarge(Exception):

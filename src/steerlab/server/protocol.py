@@ -40,6 +40,10 @@ class ChatRequest(BaseModel):
         return stops
 
     def sampling(self, default_max: int) -> SamplingParams:
-        return SamplingParams(max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max,
-                              temperature=self.temperature, top_p=self.top_p, seed=self.seed,
-                              stop=[s for s in (self.stop or []) if s])
+        return SamplingParams(
+            max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=[s for s in (self.stop or []) if s],
+        )

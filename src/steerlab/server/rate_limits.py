@@ -10,8 +10,9 @@ from limits import RateLimitItemPerMinute, storage, strategies
 
 class RateLimited(Exception):
     def __init__(self, what: str, limit: int, retry_after: float):
-        super().__init__(f"rate limit exceeded: {limit} {what} per minute for this API key; "
-                         f"retry after {math.ceil(retry_after)} s")
+        super().__init__(
+            f"rate limit exceeded: {limit} {what} per minute for this API key; retry after {math.ceil(retry_after)} s"
+        )
         self.what, self.limit, self.retry_after = what, limit, max(1, math.ceil(retry_after))
 
 

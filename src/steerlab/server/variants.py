@@ -27,31 +27,46 @@ class VariantStore:
         text = json.dumps(controller, separators=(",", ":"))
         if len(text) > MAX_CONTROLLER_BYTES:
             raise APIError(413, f"controller: over {MAX_CONTROLLER_BYTES} bytes", "controller", "max_controller_bytes")
-        row = {"variant_id": "v-" + secrets.token_urlsafe(9), "name": name, "model": model,
-               "controller": controller, "created_at": time.time()}
-        self._db.execute("INSERT INTO variants VALUES (?,?,?,?,?,?)",
-                         (row["variant_id"], name, model, text, owner, row["created_at"]))
+        row = {
+            "variant_id": "v-" + secrets.token_urlsafe(9),
+            "name": name,
+            "model": model,
+            "controller": controller,
+            "created_at": time.time(),
+        }
+        self._db.execute(
+            "INSERT INTO variants VALUES (?,?,?,?,?,?)",
+            (row["variant_id"], name, model, text, owner, row["created_at"]),
+        )
         return row
 
     def get(self, variant_id: str) -> dict:
-        found = self._db.execute("SELECT variant_id, name, model, controller, created_at FROM variants "
-                                 "WHERE variant_id = ?", (variant_id,)).fetchone()
+        found = self._db.execute(
+            "SELECT variant_id, name, model, controller, created_at FROM variants WHERE variant_id = ?", (variant_id,)
+        ).fetchone()
         if found is None:
             raise APIError(404, f"variant_id: no saved variant {variant_id!r}", "variant_id", "variant_not_found")
         vid, name, model, controller, created = found
-        return {"variant_id": vid, "name": name, "model": model, "controller": json.loads(controller),
-                "created_at": created}
+        return {
+            "variant_id": vid,
+            "name": name,
+            "model": model,
+            "controller": json.loads(controller),
+            "created_at": created,
+        }
 
     def list(self, owner: str, limit: int = 200) -> list[dict]:
-        rows = self._db.execute("SELECT variant_id FROM variants WHERE owner = ? ORDER BY created_at DESC LIMIT ?",
-                                (owner, limit)).fetchall()
+        rows = self._db.execute(
+            "SELECT variant_id FROM variants WHERE owner = ? ORDER BY created_at DESC LIMIT ?", (owner, limit)
+        ).fetchall()
         return [self.get(r[0]) for r in rows]
 
     def delete(self, variant_id: str, owner: str) -> None:
         cur = self._db.execute("DELETE FROM variants WHERE variant_id = ? AND owner = ?", (variant_id, owner))
         if cur.rowcount == 0:
-            raise APIError(404, f"variant_id: no saved variant {variant_id!r} of yours", "variant_id",
-                           "variant_not_found")
+            raise APIError(
+                404, f"variant_id: no saved variant {variant_id!r} of yours", "variant_id", "variant_not_found"
+            )
 
     def editor_for(self, lab, controller: dict | None, variant_id: str | None, caller):
         """The per-sequence steering editor for a request (None = unsteered)."""

@@ -18,7 +18,23 @@ from steerlab.steering.errors import (
 from steerlab.steering.refs import FeatureGroup, FeatureRef
 from steerlab.steering.variant import InferenceContext, NestedScope, Variant
 
-__all__ = ["Comparison", "ConditionGroup", "ContextLengthError", "Controller", "ControllerError",
-           "ConversationError", "DatasetError", "EditError", "FeatureGroup", "FeatureRef", "InferenceAborted",
-           "InferenceContext", "Intervention", "NestedScope", "Scope", "SteeringError", "UnknownFeatureError",
-           "Variant"]
+__all__ = [
+    "Comparison",
+    "ConditionGroup",
+    "ContextLengthError",
+    "Controller",
+    "ControllerError",
+    "ConversationError",
+    "DatasetError",
+    "EditError",
+    "FeatureGroup",
+    "FeatureRef",
+    "InferenceAborted",
+    "InferenceContext",
+    "Intervention",
+    "NestedScope",
+    "Scope",
+    "SteeringError",
+    "UnknownFeatureError",
+    "Variant",
+]

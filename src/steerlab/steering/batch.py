@@ -37,8 +37,9 @@ class SteeringState:
 
 
 class SteeringBatch:
-    def __init__(self, sae, plans: list[ControllerPlan], states: list[SteeringState] | None = None,
-                 capture: bool = False):
+    def __init__(
+        self, sae, plans: list[ControllerPlan], states: list[SteeringState] | None = None, capture: bool = False
+    ):
         self.sae, self.plans = sae, list(plans)
         self.states = list(states) if states is not None else [SteeringState.initial(p) for p in self.plans]
         if len(self.states) != len(self.plans):
@@ -61,8 +62,9 @@ class SteeringBatch:
     @staticmethod
     def concat(batches: list[SteeringBatch]) -> SteeringBatch:
         first = batches[0]
-        return SteeringBatch(first.sae, [p for b in batches for p in b.plans],
-                             [s for b in batches for s in b.states], first.capture)
+        return SteeringBatch(
+            first.sae, [p for b in batches for p in b.plans], [s for b in batches for s in b.states], first.capture
+        )
 
     def drain_events(self) -> list[list[tuple[str, int]]]:
         """Per row, the events fired since the last drain: ``(name, position)``."""
@@ -129,8 +131,9 @@ class SteeringBatch:
         if not t.n_slots:
             return torch.zeros(rows, 0, seq, dtype=torch.bool, device=codes.device)
         cond = t.conditions(codes, valid)  # [R, S, T]
-        prior = torch.tensor([s.active + [False] * (t.n_slots - len(s.active)) for s in self.states],
-                             device=codes.device)
+        prior = torch.tensor(
+            [s.active + [False] * (t.n_slots - len(s.active)) for s in self.states], device=codes.device
+        )
         slots: list[torch.Tensor] = []
         for k in range(t.n_slots):
             parent = t.parent[:, k]

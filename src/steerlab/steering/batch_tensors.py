@@ -66,8 +66,9 @@ class BatchTensors:
         right_sides = [leaf.right if isinstance(leaf.right, Side) else None for _, leaf in leaves]
         self.right = _pad_sides(right_sides, dev)
         self.right_is_feature = torch.tensor([s is not None for s in right_sides], dtype=torch.bool, device=dev)
-        self.right_const = torch.tensor([0.0 if isinstance(leaf.right, Side) else leaf.right for _, leaf in leaves],
-                                        device=dev)
+        self.right_const = torch.tensor(
+            [0.0 if isinstance(leaf.right, Side) else leaf.right for _, leaf in leaves], device=dev
+        )
         self.op = torch.tensor([leaf.op for _, leaf in leaves], dtype=torch.long, device=dev)
         self.threshold = torch.tensor([leaf.threshold for _, leaf in leaves], device=dev)
 
@@ -75,12 +76,14 @@ class BatchTensors:
         root = torch.full((len(plans), self.n_slots), false_node, dtype=torch.long)
         leaf_off = group_off = 0
         for r, plan in enumerate(plans):
+
             def node(child: int, leaf_off=leaf_off, group_off=group_off) -> int:
                 return leaf_off + child if child >= 0 else n_leaves + group_off + (-1 - child)
 
             for j, group in enumerate(plan.groups):
-                by_height[group.height].append((n_leaves + group_off + j, group.join_and,
-                                                [node(c) for c in group.children]))
+                by_height[group.height].append(
+                    (n_leaves + group_off + j, group.join_and, [node(c) for c in group.children])
+                )
             for k, scope in enumerate(plan.scopes):
                 root[r, k] = n_leaves + group_off + scope.root
             leaf_off += len(plan.leaves)
@@ -91,9 +94,13 @@ class BatchTensors:
             groups = by_height[height]
             width = max(len(children) for _, _, children in groups)
             child = [c + [true_node if is_and else false_node] * (width - len(c)) for _, is_and, c in groups]
-            self.levels.append((torch.tensor([g for g, _, _ in groups], dtype=torch.long, device=dev),
-                                torch.tensor([a for _, a, _ in groups], dtype=torch.bool, device=dev),
-                                torch.tensor(child, dtype=torch.long, device=dev)))
+            self.levels.append(
+                (
+                    torch.tensor([g for g, _, _ in groups], dtype=torch.long, device=dev),
+                    torch.tensor([a for _, a, _ in groups], dtype=torch.bool, device=dev),
+                    torch.tensor(child, dtype=torch.long, device=dev),
+                )
+            )
 
     def _side_values(self, codes: torch.Tensor, side: dict) -> torch.Tensor:
         """[L, T]: each leaf's side read as its strongest member, in the sender's units."""
@@ -108,14 +115,19 @@ class BatchTensors:
         left = self._side_values(codes, self.left)
         right = self._side_values(codes, self.right)
         right = torch.where(self.right_is_feature[:, None], right, self.right_const[:, None])
-        compared = torch.stack([left > right, left < right, left >= right, left <= right,
-                                left == right, left != right])  # [6, L, T]
+        compared = torch.stack(
+            [left > right, left < right, left >= right, left <= right, left == right, left != right]
+        )  # [6, L, T]
         leaf_values = compared.gather(0, self.op[None, :, None].expand(1, *left.shape))[0]
         leaf_values = leaf_values & valid[self.leaf_row]
         seq = valid.shape[1]
-        nodes = torch.cat([leaf_values, torch.zeros(self.n_nodes - len(leaf_values) - 1, seq, dtype=torch.bool,
-                                                    device=valid.device),
-                           torch.ones(1, seq, dtype=torch.bool, device=valid.device)])
+        nodes = torch.cat(
+            [
+                leaf_values,
+                torch.zeros(self.n_nodes - len(leaf_values) - 1, seq, dtype=torch.bool, device=valid.device),
+                torch.ones(1, seq, dtype=torch.bool, device=valid.device),
+            ]
+        )
         for group_ids, is_and, children in self.levels:
             values = nodes[children]  # [n, C, T]
             result = torch.where(is_and[:, None], values.all(1), values.any(1))
@@ -138,5 +150,9 @@ def _pad_sides(sides: list[Side | None], device) -> dict:
         inv_scale[i, :n] = torch.tensor(s.inv_scales)
         strength[i, :n] = torch.tensor(s.strengths)
         mask[i, :n] = True
-    return {"index": index.to(device), "inv_scale": inv_scale.to(device), "strength": strength.to(device),
-            "mask": mask.to(device)}
+    return {
+        "index": index.to(device),
+        "inv_scale": inv_scale.to(device),
+        "strength": strength.to(device),
+        "mask": mask.to(device),
+    }

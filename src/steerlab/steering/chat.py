@@ -25,8 +25,9 @@ def stop_token_ids(tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def stream_chat(lm, messages: list[dict], params: SamplingParams, sae=None,
-                edits: Sequence[FeatureEdit] = ()) -> Iterator[StreamEvent]:
+def stream_chat(
+    lm, messages: list[dict], params: SamplingParams, sae=None, edits: Sequence[FeatureEdit] = ()
+) -> Iterator[StreamEvent]:
     """Stream the assistant's reply; edits (validated first) apply to prompt and generated tokens."""
     edits = list(edits)
     if edits:

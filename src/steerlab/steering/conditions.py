@@ -37,8 +37,9 @@ def check_number(value, field: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ControllerError(f"must be a finite number, got {value!r}", field=field)
     if abs(value) > MAX_MAGNITUDE:
-        raise ControllerError(f"must be within ±{MAX_MAGNITUDE:g} (1.0 is a strong activation), got {value!r}",
-                              field=field)
+        raise ControllerError(
+            f"must be within ±{MAX_MAGNITUDE:g} (1.0 is a strong activation), got {value!r}", field=field
+        )
     return value
 
 
@@ -50,8 +51,10 @@ class _Joinable:
         return _join(self, as_condition(other), "OR")
 
     def __bool__(self):
-        raise TypeError("a steering condition has no truth value; combine conditions with & and |, "
-                        "not 'and'/'or' or chained comparisons")
+        raise TypeError(
+            "a steering condition has no truth value; combine conditions with & and |, "
+            "not 'and'/'or' or chained comparisons"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,8 +71,12 @@ class Comparison(_Joinable):
         if self.op not in OPERATORS:
             raise ControllerError(f"must be one of {' '.join(OPERATORS)}, got {self.op!r}", field="operator")
         right = self.right
-        if isinstance(right, FeatureRef) or hasattr(right, "index_in_sae") or hasattr(right, "features") \
-                or (hasattr(right, "__iter__") and not isinstance(right, (str, bytes))):
+        if (
+            isinstance(right, FeatureRef)
+            or hasattr(right, "index_in_sae")
+            or hasattr(right, "features")
+            or (hasattr(right, "__iter__") and not isinstance(right, (str, bytes)))
+        ):
             right = as_group(right)
             if not len(right):
                 raise ControllerError("must name at least one feature", field="right_hand")
@@ -130,8 +137,7 @@ def as_condition(obj) -> Comparison | ConditionGroup:
         return Comparison(as_group(obj.left_hand), obj.operator, obj.right_hand)
     if hasattr(obj, "conditionals") and hasattr(obj, "operator"):  # SDK ConditionalGroup
         return ConditionGroup(tuple(as_condition(c) for c in obj.conditionals), obj.operator)
-    raise ControllerError(f"expected a condition such as feature > 0.5, got {type(obj).__name__}",
-                          field="condition")
+    raise ControllerError(f"expected a condition such as feature > 0.5, got {type(obj).__name__}", field="condition")
 
 
 def as_condition_group(obj) -> ConditionGroup:

@@ -56,8 +56,12 @@ class Scope:
     event_name: str | None = None
 
     def json(self) -> dict:
-        return {"conditionals": self.condition.json(), "controller": self.controller.json(),
-                "is_active": self.is_active, "event_name": self.event_name}
+        return {
+            "conditionals": self.condition.json(),
+            "controller": self.controller.json(),
+            "is_active": self.is_active,
+            "event_name": self.event_name,
+        }
 
 
 @dataclass(eq=False)
@@ -84,8 +88,7 @@ class Controller:
         return json.dumps(self.json())
 
     def content_name(self) -> str:
-        body = {"interventions": [i.json() for i in self.interventions],
-                "scopes": [s.json() for s in self.scopes]}
+        body = {"interventions": [i.json() for i in self.interventions], "scopes": [s.json() for s in self.scopes]}
         return "controller__" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:8]
 
     def is_empty(self) -> bool:
@@ -110,8 +113,9 @@ class Controller:
                 raise ControllerError(f"not valid JSON ({err})", field="controller") from None
         _expect(data, dict, path.rstrip(".") or "controller", "an object")
         return cls(
-            interventions=[_intervention(x, f"{path}interventions[{i}]")
-                           for i, x in enumerate(_list(data, "interventions", path))],
+            interventions=[
+                _intervention(x, f"{path}interventions[{i}]") for i, x in enumerate(_list(data, "interventions", path))
+            ],
             scopes=[_scope(x, f"{path}scopes[{i}]") for i, x in enumerate(_list(data, "scopes", path))],
             name=_optional(data, "name", str, path) or "",
             nonzero_strength_threshold=_setting(data, "nonzero_strength_threshold", path),
@@ -175,8 +179,9 @@ def _feature(data, path: str) -> FeatureRef:
     strength = data.get("max_activation_strength", 1)
     _expect(strength, (int, float), f"{path}.max_activation_strength", "a positive number")
     if not (math.isfinite(strength) and 1e-6 <= strength <= 1e6):
-        raise ControllerError(f"must be a positive number in [1e-6, 1e6], got {strength}",
-                              field=f"{path}.max_activation_strength")
+        raise ControllerError(
+            f"must be a positive number in [1e-6, 1e6], got {strength}", field=f"{path}.max_activation_strength"
+        )
     uuid = data.get("uuid", "")
     return FeatureRef(index, str(uuid), _optional(data, "label", str, path) or "", strength)
 

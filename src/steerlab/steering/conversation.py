@@ -55,8 +55,9 @@ def check_context(model, n_tokens: int, field: str = "messages") -> None:
     """A conversation the model cannot read in one window is an error, not a silent truncation."""
     limit = context_length(model)
     if limit is not None and n_tokens > limit:
-        raise ContextLengthError(f"the conversation is {n_tokens} tokens but the model's context is {limit}",
-                                 field=field)
+        raise ContextLengthError(
+            f"the conversation is {n_tokens} tokens but the model's context is {limit}", field=field
+        )
 
 
 def token_strings(tokenizer, ids: list[int]) -> list[str]:

@@ -40,8 +40,9 @@ def parse_edit(text: str, default_mode: str = "nudge") -> FeatureEdit:
             raise ValueError
         edit = FeatureEdit(int(idx.strip()), float(value.strip()), (mode.strip() or default_mode))
     except ValueError:
-        raise EditError(f"--feature {text!r}: expected IDX=VALUE or IDX=VALUE:MODE with MODE in "
-                        f"{'/'.join(MODES)}, e.g. 1234=0.8") from None
+        raise EditError(
+            f"--feature {text!r}: expected IDX=VALUE or IDX=VALUE:MODE with MODE in {'/'.join(MODES)}, e.g. 1234=0.8"
+        ) from None
     if edit.mode not in MODES:
         raise EditError(f"--feature {text!r}: mode must be one of {', '.join(MODES)}")
     if not math.isfinite(edit.value):

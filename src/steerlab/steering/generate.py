@@ -47,8 +47,13 @@ class ChatCompletion:
         return len(self.token_ids)
 
 
-def sampling_params(max_completion_tokens: int = 128, temperature: float = 0.6, top_p: float = 0.9,
-                    stop: str | list[str] | None = None, seed: int | None = None) -> SamplingParams:
+def sampling_params(
+    max_completion_tokens: int = 128,
+    temperature: float = 0.6,
+    top_p: float = 0.9,
+    stop: str | list[str] | None = None,
+    seed: int | None = None,
+) -> SamplingParams:
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if not all(isinstance(s, str) for s in stops):
         raise ConversationError("must be a string or a list of strings", field="stop")
@@ -59,9 +64,18 @@ def sampling_params(max_completion_tokens: int = 128, temperature: float = 0.6, 
 
 
 @torch.inference_mode()
-def stream_chat_completion(lm, messages, variant=None, *, sae=None, max_completion_tokens: int = 128,
-                           temperature: float = 0.6, top_p: float = 0.9, stop: str | list[str] | None = None,
-                           seed: int | None = None) -> Iterator[ChatChunk]:
+def stream_chat_completion(
+    lm,
+    messages,
+    variant=None,
+    *,
+    sae=None,
+    max_completion_tokens: int = 128,
+    temperature: float = 0.6,
+    top_p: float = 0.9,
+    stop: str | list[str] | None = None,
+    seed: int | None = None,
+) -> Iterator[ChatChunk]:
     """Stream the assistant's reply token by token; ``variant`` as in ``resolve.Steering.of``."""
     from transformers import DynamicCache
 
@@ -90,20 +104,20 @@ def stream_chat_completion(lm, messages, variant=None, *, sae=None, max_completi
                 batch.observe_logits(logits[None])
             token = sample_next(logits, params, generator)
             if token in stops:
-                rest = tokenizer.decode(generated, skip_special_tokens=True)[len(emitted):]
+                rest = tokenizer.decode(generated, skip_special_tokens=True)[len(emitted) :]
                 yield ChatChunk(rest, token, index, "stop", events)
                 return
             generated.append(token)
             text = tokenizer.decode(generated, skip_special_tokens=True)
             hit = min((text.index(s) for s in params.stop if s and s in text), default=None)
             if hit is not None:
-                yield ChatChunk(text[len(emitted):hit], token, index, "stop", events)
+                yield ChatChunk(text[len(emitted) : hit], token, index, "stop", events)
                 return
             if index == budget - 1:
-                yield ChatChunk(text[len(emitted):], token, index, "length", events)
+                yield ChatChunk(text[len(emitted) :], token, index, "length", events)
                 return
             safe = _stream_safe_prefix(text, params.stop)
-            delta = safe[len(emitted):] if len(safe) > len(emitted) else ""
+            delta = safe[len(emitted) :] if len(safe) > len(emitted) else ""
             emitted += delta
             yield ChatChunk(delta, token, index, None, events)
             step_ids = torch.tensor([[token]], device=lm.device)
@@ -123,8 +137,9 @@ def chat_completion(lm, messages, variant=None, *, sae=None, **sampling) -> Chat
 
 
 @torch.inference_mode()
-def next_token_logits(lm, messages, variant=None, *, sae=None, top_k: int | None = 10,
-                      filter_vocabulary: list[str] | None = None) -> dict[str, float]:
+def next_token_logits(
+    lm, messages, variant=None, *, sae=None, top_k: int | None = 10, filter_vocabulary: list[str] | None = None
+) -> dict[str, float]:
     """Logits of the token that would come next (the assistant's first, or the continuation of a
     final assistant message), highest first: the top ``top_k``, optionally only among
     ``filter_vocabulary`` (strings that must each be one token)."""
@@ -160,7 +175,9 @@ def _single_token_ids(tokenizer, vocabulary: list[str]) -> list[int]:
     for i, text in enumerate(vocabulary):
         encoded = tokenizer.encode(text, add_special_tokens=False) if isinstance(text, str) else []
         if len(encoded) != 1:
-            raise ConversationError(f"{text!r} is {len(encoded)} tokens for this model; each entry must be one token",
-                                    field=f"filter_vocabulary[{i}]")
+            raise ConversationError(
+                f"{text!r} is {len(encoded)} tokens for this model; each entry must be one token",
+                field=f"filter_vocabulary[{i}]",
+            )
         ids.append(encoded[0])
     return ids

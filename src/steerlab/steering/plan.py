@@ -90,11 +90,11 @@ def compile_controller(controller: Controller, sae, sae_id: str | None = None) -
     d_sae = sae.cfg.d_sae
     for path, ref in controller.iter_features():
         if ref.index >= d_sae:
-            raise UnknownFeatureError(f"feature index must be in 0..{d_sae - 1}, got {ref.index}",
-                                      field=f"{path}.index_in_sae")
+            raise UnknownFeatureError(
+                f"feature index must be in 0..{d_sae - 1}, got {ref.index}", field=f"{path}.index_in_sae"
+            )
         if sae_id is not None and ref.uuid and ref.uuid.replace("-", "") != FeatureRef.of(ref.index, sae_id).uuid:
-            raise UnknownFeatureError(f"{ref.uuid} is not feature {ref.index} of SAE {sae_id!r}",
-                                      field=f"{path}.uuid")
+            raise UnknownFeatureError(f"{ref.uuid} is not feature {ref.index} of SAE {sae_id!r}", field=f"{path}.uuid")
     scale = sae.feature_scale.detach().float().clamp_min(1e-12).cpu().tolist()
     builder = _Builder(scale)
     builder.add_layer(controller)
@@ -129,8 +129,11 @@ class _Builder:
             self.add_scopes(scope.controller, slot, threshold if inner is None else inner)
 
     def side(self, group: FeatureGroup) -> Side:
-        return Side(tuple(f.index for f in group), tuple(1.0 / self.scale[f.index] for f in group),
-                    tuple(float(f.max_activation_strength) for f in group))
+        return Side(
+            tuple(f.index for f in group),
+            tuple(1.0 / self.scale[f.index] for f in group),
+            tuple(float(f.max_activation_strength) for f in group),
+        )
 
     def add_group(self, cond: ConditionGroup, threshold: float) -> int:
         children, height = [], 1
@@ -171,5 +174,12 @@ class _Builder:
         def bound(x):
             return None if x is None else float(x)
 
-        return ControllerPlan(features, tuple(coefs), tuple(self.scopes), tuple(self.leaves), tuple(self.groups),
-                              bound(ctrl.min_nudge_entropy), bound(ctrl.max_nudge_entropy))
+        return ControllerPlan(
+            features,
+            tuple(coefs),
+            tuple(self.scopes),
+            tuple(self.leaves),
+            tuple(self.groups),
+            bound(ctrl.min_nudge_entropy),
+            bound(ctrl.max_nudge_entropy),
+        )

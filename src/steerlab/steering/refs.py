@@ -39,8 +39,12 @@ class FeatureRef:
         return cls(index, uuid_lib.UUID(feature_uuid(sae_id, index)).hex, label)
 
     def json(self) -> dict:
-        return {"uuid": self.uuid, "label": self.label, "index_in_sae": self.index,
-                "max_activation_strength": self.max_activation_strength}
+        return {
+            "uuid": self.uuid,
+            "label": self.label,
+            "index_in_sae": self.index,
+            "max_activation_strength": self.max_activation_strength,
+        }
 
     def __repr__(self) -> str:
         return f"FeatureRef({self.index}, {self.label!r})" if self.label else f"FeatureRef({self.index})"
@@ -150,8 +154,9 @@ def as_feature(obj, sae_id: str | None = None, labels=None) -> FeatureRef:
     if index is None and hasattr(obj, "uuid"):
         index = getattr(obj, "index", None)
     if index is None:
-        raise EditError(f"expected a feature index, FeatureRef or feature record, got {type(obj).__name__}",
-                        field="feature")
+        raise EditError(
+            f"expected a feature index, FeatureRef or feature record, got {type(obj).__name__}", field="feature"
+        )
     raw_uuid = obj.uuid
     uuid = raw_uuid.hex if isinstance(raw_uuid, uuid_lib.UUID) else str(raw_uuid)
     if not hasattr(obj, "index_in_sae") and "-" in uuid:  # a database record: send it the way the SDK would

@@ -41,8 +41,9 @@ class Steering:
             handlers = getattr(variant, "_handlers", None)
             handlers = dict(handlers) if isinstance(handlers, dict) else {}
             return cls(Controller.from_json(sdk_controller.json()), handlers)
-        raise SteeringError(f"expected a Variant, a controller or its JSON, got {type(variant).__name__}",
-                            field="model")
+        raise SteeringError(
+            f"expected a Variant, a controller or its JSON, got {type(variant).__name__}", field="model"
+        )
 
     def plan(self, sae, sae_id: str | None = None) -> ControllerPlan | None:
         if self.controller.is_empty():

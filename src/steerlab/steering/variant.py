@@ -123,8 +123,10 @@ class _Edits:
         return event_name
 
     def _controller(self) -> Controller:
-        return Controller(interventions=[Intervention(m, FeatureGroup([f]), v) for f, v, m in self._edits],
-                          scopes=[s._scope() for s in self.scopes])
+        return Controller(
+            interventions=[Intervention(m, FeatureGroup([f]), v) for f, v, m in self._edits],
+            scopes=[s._scope() for s in self.scopes],
+        )
 
 
 class Variant(_Edits):

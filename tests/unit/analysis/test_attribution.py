@@ -10,12 +10,15 @@ from steerlab.models.hooks import _hidden, _replace_hidden
 from steerlab.steering.conversation import conversation_ids
 from steerlab.steering.errors import ConversationError
 
-CONVO = [{"role": "user", "content": "the cat sat on the mat"},
-         {"role": "assistant", "content": "and the dog ran in the park"}]
+CONVO = [
+    {"role": "user", "content": "the cat sat on the mat"},
+    {"role": "assistant", "content": "and the dog ran in the park"},
+]
 
 
 def logit_with_ablation(lm, sae, ids, position, token, ablate=None):
     """The target logit when feature ``ablate = (pos, index)`` is zeroed at one token (error kept)."""
+
     def hook(_m, _i, output):
         h = _hidden(output)
         codes = sae.encode(h)
@@ -42,8 +45,9 @@ def test_attribution_predicts_single_ablations(tiny_lm, tiny_sae):
     assert result.logit == pytest.approx(plain, abs=1e-4)  # the SAE's error term is kept
     top = result.top(6)
     predicted = torch.tensor([a.attribution for a in top])
-    actual = torch.tensor([plain - logit_with_ablation(tiny_lm, tiny_sae, ids, position, token, (a.position, a.index))
-                           for a in top])
+    actual = torch.tensor(
+        [plain - logit_with_ablation(tiny_lm, tiny_sae, ids, position, token, (a.position, a.index)) for a in top]
+    )
     assert torch.equal(predicted.sign(), actual.sign())
     torch.testing.assert_close(actual, predicted, rtol=0.3, atol=0.05 * float(predicted.abs().max()))
 

@@ -38,7 +38,8 @@ def promote_token(lm, sae, index: int, token: str) -> None:
     target = lm.tokenizer.encode(token)[0]
     delta = torch.zeros(lm.model.config.hidden_size, requires_grad=True)
     hook = lm.model.get_submodule(sae.cfg.hookpoint).register_forward_hook(
-        lambda _m, _i, out: _replace_hidden(out, _hidden(out) + delta))
+        lambda _m, _i, out: _replace_hidden(out, _hidden(out) + delta)
+    )
     try:
         with torch.enable_grad():
             total = 0
@@ -60,8 +61,15 @@ def crafted_sae(tiny_lm, tiny_sae):
 
 
 def small_config(**kw) -> AutoSteerConfig:
-    base = dict(n_candidates=4, per_source=3, n_prompts=2, stimulus_size=3, stimulus_tokens=12, max_new_tokens=12,
-                push=(0.5, 1.0, 2.0, 4.0))
+    base = dict(
+        n_candidates=4,
+        per_source=3,
+        n_prompts=2,
+        stimulus_size=3,
+        stimulus_tokens=12,
+        max_new_tokens=12,
+        push=(0.5, 1.0, 2.0, 4.0),
+    )
     return AutoSteerConfig(**{**base, **kw})
 
 
@@ -82,8 +90,9 @@ def test_stimulus_pairs_the_same_prompts_with_and_without_the_goal(tiny_lm, tiny
         assert yes[-1]["role"] == no[-1]["role"] == "assistant"
     assert stimulus.ember() == [stimulus.dataset_1, stimulus.dataset_2]
     assert goal_instruction("pirates") == "talk about pirates"
-    assert goal_system_prompt(None).replace("answer as you normally would", "X") == \
-        goal_system_prompt("talk like a pirate").replace("talk like a pirate", "X")
+    assert goal_system_prompt(None).replace("answer as you normally would", "X") == goal_system_prompt(
+        "talk like a pirate"
+    ).replace("talk like a pirate", "X")
     with pytest.raises(ValueError, match="specification"):
         goal_instruction("  ")
 
@@ -95,17 +104,31 @@ def test_gradient_source_ranks_the_crafted_feature_first(tiny_lm, crafted_sae):
 
 
 def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(tiny_lm, crafted_sae):
-    concept_only = auto_steer(tiny_lm, crafted_sae, GOAL, config=small_config(parts=("concept",)), sae_id="tiny",
-                              embed=no_embedding, lexical=pi_checker)
-    (feature, strength), = concept_only.edits
+    concept_only = auto_steer(
+        tiny_lm,
+        crafted_sae,
+        GOAL,
+        config=small_config(parts=("concept",)),
+        sae_id="tiny",
+        embed=no_embedding,
+        lexical=pi_checker,
+    )
+    ((feature, strength),) = concept_only.edits
     assert feature.index == CRAFTED and strength > 0
     assert "gradient" in {c.index: c for c in concept_only.candidates}[CRAFTED].evidence
     assert concept_only.best.concept > concept_only.unsteered.concept
     assert concept_only.trials == sorted(concept_only.trials, key=lambda t: t.key, reverse=True)
 
-    balanced = auto_steer(tiny_lm, crafted_sae, GOAL, config=small_config(parts=("concept", "fluency")),
-                          sae_id="tiny", embed=no_embedding, lexical=pi_checker)
-    (feature_b, strength_b), = balanced.edits
+    balanced = auto_steer(
+        tiny_lm,
+        crafted_sae,
+        GOAL,
+        config=small_config(parts=("concept", "fluency")),
+        sae_id="tiny",
+        embed=no_embedding,
+        lexical=pi_checker,
+    )
+    ((feature_b, strength_b),) = balanced.edits
     assert feature_b.index == CRAFTED and 0 < strength_b < strength  # less push: more fluent, still on goal
     assert balanced.best.fluency > concept_only.best.fluency and balanced.best.concept > 0
 
@@ -135,15 +158,21 @@ def test_merge_is_round_robin_and_combinations_use_the_best_strengths():
     assert merged[0].evidence == {"search": 0.9, "contrast": 0.5}
     from steerlab.analysis.autosteer import Trial
 
-    trials = [Trial([(1, 2.0)], 0.5, 0, 0, 0), Trial([(1, 4.0)], 0.2, 0, 0, 0), Trial([(2, 1.0)], 0.4, 0, 0, 0),
-              Trial([(3, 1.0)], 0.0, 0, 0, 0)]
+    trials = [
+        Trial([(1, 2.0)], 0.5, 0, 0, 0),
+        Trial([(1, 4.0)], 0.2, 0, 0, 0),
+        Trial([(2, 1.0)], 0.4, 0, 0, 0),
+        Trial([(3, 1.0)], 0.0, 0, 0, 0),
+    ]
     combos = _combinations(trials, 3)
     assert combos == [[(1, 2.0), (2, 1.0)], [(1, 1.0), (2, 0.5)]]  # 3 never helped: left out
 
 
 def test_parse_conditional_specifications():
-    assert parse_specification("when the user talks about cooking, talk like a pirate") == \
-        ("cooking", "talk like a pirate")
+    assert parse_specification("when the user talks about cooking, talk like a pirate") == (
+        "cooking",
+        "talk like a pirate",
+    )
     assert parse_specification("If France comes up then speak French.") == ("France comes up", "speak French")
     assert parse_specification("whenever dogs are mentioned") == ("dogs are mentioned", None)
     with pytest.raises(ValueError, match="specification"):
@@ -151,9 +180,15 @@ def test_parse_conditional_specifications():
 
 
 def test_auto_conditional_builds_a_working_scope(tiny_lm, crafted_sae):
-    result = auto_conditional(tiny_lm, crafted_sae, "when talking about France, talk about pi",
-                              config=small_config(parts=("concept",)), sae_id="tiny", embed=no_embedding,
-                              lexical=pi_checker)
+    result = auto_conditional(
+        tiny_lm,
+        crafted_sae,
+        "when talking about France, talk about pi",
+        config=small_config(parts=("concept",)),
+        sae_id="tiny",
+        embed=no_embedding,
+        lexical=pi_checker,
+    )
     assert result.trigger_text == "France" and result.effect_text == "talk about pi"
     assert result.threshold > 0
     cond = result.condition

@@ -9,8 +9,10 @@ from steerlab.steering.conversation import conversation_ids
 from steerlab.steering.errors import ContextLengthError, SteeringError, UnknownFeatureError
 from steerlab.steering.variant import Variant
 
-CONVO = [{"role": "user", "content": "the cat sat on the mat"},
-         {"role": "assistant", "content": "and the dog ran in the park"}]
+CONVO = [
+    {"role": "user", "content": "the cat sat on the mat"},
+    {"role": "assistant", "content": "and the dog ran in the park"},
+]
 
 
 def raw_codes(lm, sae, messages):
@@ -34,8 +36,12 @@ def test_aggregates_and_top(tiny_lm, tiny_sae):
     result = inspect(tiny_lm, tiny_sae, CONVO, labels=lambda i: f"feature {i}")
     units = result.codes_units
     fired = units > 0
-    for by, expected in [("count", fired.sum(0).float()), ("sum", units.sum(0)), ("max", units.max(0).values),
-                         ("mean", units.sum(0) / fired.sum(0).clamp_min(1))]:
+    for by, expected in [
+        ("count", fired.sum(0).float()),
+        ("sum", units.sum(0)),
+        ("max", units.max(0).values),
+        ("mean", units.sum(0) / fired.sum(0).clamp_min(1)),
+    ]:
         torch.testing.assert_close(result.aggregate(by)[0], expected)
     top = result.top(4, by="mean")
     assert [a.act_units for a in top] == sorted((a.act_units for a in top), reverse=True)

@@ -93,13 +93,24 @@ def test_evaluation_compares_steered_prompted_and_unsteered(tiny_lm, tiny_sae):
     promote_token(tiny_lm, tiny_sae, CRAFTED, "pi")
     concept = Concept("pi", "the token pi", "talk about pi")
     concept.checker = lambda: pi_checker
-    result = evaluate_steering(tiny_lm, tiny_sae, concept, {CRAFTED: 0.2}, ["hello there", "the cat sat"],
-                               max_new_tokens=12, temperature=0.0, embed=letter_embed)
+    result = evaluate_steering(
+        tiny_lm,
+        tiny_sae,
+        concept,
+        {CRAFTED: 0.2},
+        ["hello there", "the cat sat"],
+        max_new_tokens=12,
+        temperature=0.0,
+        embed=letter_embed,
+    )
     assert set(result.methods) == set(METHODS) and result.edits == [(CRAFTED, 0.2)]
     steered, unsteered = result.methods["steered"], result.methods["unsteered"]
     assert steered.lexical > unsteered.lexical and steered.concept > 0
-    assert all(0.0 <= getattr(m, p) <= 1.0 for m in result.methods.values()
-               for p in ("concept", "relevance", "fluency", "combined"))
+    assert all(
+        0.0 <= getattr(m, p) <= 1.0
+        for m in result.methods.values()
+        for p in ("concept", "relevance", "fluency", "combined")
+    )
     assert len(steered.replies) == 2 and any("pi" in r for r in steered.replies)
     assert result.winner in ("steered", "prompted")
     data = result.to_dict()

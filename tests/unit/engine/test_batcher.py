@@ -15,8 +15,14 @@ from steerlab.steering.chat import chat_input_ids, stop_token_ids
 from steerlab.steering.edits import FeatureEdit
 
 HOOK = "model.layers.1"
-PROMPTS = ["the cat", "bonjour le monde, le chat est sur la table", "def add(a, b):", "pirates say arr",
-           "What is the capital of France?", "the dog ran in the park and"]
+PROMPTS = [
+    "the cat",
+    "bonjour le monde, le chat est sur la table",
+    "def add(a, b):",
+    "pirates say arr",
+    "What is the capital of France?",
+    "the dog ran in the park and",
+]
 
 
 @pytest.fixture()
@@ -84,8 +90,9 @@ def test_engine_matches_the_single_sequence_sampler_with_seed(setup):
     with edit_residual(lm.model, HOOK, _editor(sae, 3)):
         ref = "".join(e.text for e in stream_tokens(lm.model, lm.tokenizer, ids, params, stop_token_ids(lm.tokenizer)))
     # a neighbour in the batch with other steering must not matter
-    other = engine.submit(_prompt(lm, "pirates say arr"), SamplingParams(max_new_tokens=20, temperature=0),
-                          _editor(sae, 2))
+    other = engine.submit(
+        _prompt(lm, "pirates say arr"), SamplingParams(max_new_tokens=20, temperature=0), _editor(sae, 2)
+    )
     assert engine.generate(ids, params, _editor(sae, 3))[0] == ref
     other.text()
 
@@ -111,11 +118,14 @@ def test_async_streams_from_an_event_loop(setup):
 
     async def run():
         loop = asyncio.get_running_loop()
-        streams = [engine.submit(_prompt(lm, p), SamplingParams(max_new_tokens=6, temperature=0), loop=loop)
-                   for p in PROMPTS[:3]]
+        streams = [
+            engine.submit(_prompt(lm, p), SamplingParams(max_new_tokens=6, temperature=0), loop=loop)
+            for p in PROMPTS[:3]
+        ]
 
         async def collect(s):
             return "".join([e.text async for e in s])
+
         return await asyncio.gather(*(collect(s) for s in streams))
 
     # In a thread of its own: another suite's fixture (Playwright's sync API) may hold a running loop here.

@@ -28,8 +28,9 @@ def both_ways(model, fast):
     mask = torch.cat([mask, mask.new_ones((2, 1))], dim=1)
     theirs_cache, ours_cache = cache, copy.deepcopy(cache)
     with torch.inference_mode():
-        theirs = model(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs_cache,
-                       use_cache=True).logits[:, -1]
+        theirs = model(
+            input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs_cache, use_cache=True
+        ).logits[:, -1]
         ours = fast.step(token, mask, position, ours_cache)
         for layer in range(len(model.model.layers)):  # the caches hold the same keys and values after it
             assert torch.allclose(theirs_cache.layers[layer].keys, ours_cache.layers[layer].keys, atol=1e-5)
@@ -95,8 +96,9 @@ def test_many_steps_past_the_buffer_room_and_a_rebuilt_cache():
                 theirs, mask = kv_cache.select(theirs, mask, keep)
                 token, position = token[keep], position[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            expected = model(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs,
-                             use_cache=True).logits[:, -1]
+            expected = model(
+                input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs, use_cache=True
+            ).logits[:, -1]
             got = fast.step(token, mask, position, cache)
             assert torch.allclose(expected, got, atol=1e-5), step
             token, position = expected.argmax(-1, keepdim=True), position + 1

@@ -11,8 +11,9 @@ from steerlab.sae.variants.topk import TopKSAE
 
 
 def saved_sae(folder, seed: int):
-    cfg = SAEConfig(d_in=64, d_sae=32, architecture="topk", k=4, model_name="tiny-llama",
-                    hookpoint="model.layers.1", layer=1)
+    cfg = SAEConfig(
+        d_in=64, d_sae=32, architecture="topk", k=4, model_name="tiny-llama", hookpoint="model.layers.1", layer=1
+    )
     sae = TopKSAE(cfg, generator=torch.Generator().manual_seed(seed)).eval()
     sae.save(folder)
     return sae

@@ -60,8 +60,9 @@ def make_crafted_sae(lm, model_name: str = "tiny-llama", seed: int = 0):
     from steerlab.sae.variants.topk import TopKSAE
 
     torch.manual_seed(seed)
-    cfg = SAEConfig(d_in=lm.d_model, d_sae=D_SAE, architecture="topk", k=4, model_name=model_name,
-                    hookpoint=HOOKPOINT, layer=1)
+    cfg = SAEConfig(
+        d_in=lm.d_model, d_sae=D_SAE, architecture="topk", k=4, model_name=model_name, hookpoint=HOOKPOINT, layer=1
+    )
     sae = TopKSAE(cfg, generator=torch.Generator().manual_seed(seed)).eval().requires_grad_(False)
     target = token_id(lm.tokenizer, " mat")
     xs, is_target = [], []
@@ -94,6 +95,21 @@ def small_build_config():
     """Small batches and frequent checkpoints, so a few hundred tokens exercise every code path."""
     from steerlab.features.build_state import BuildConfig
 
-    return BuildConfig(top_examples=4, sample_size=8, cofiring_sample=8, quantile_buckets=2, per_bucket=2,
-                       nonactivating=2, pool_size=6, window=16, window_after=4, hist_bins=10, calibrate_tokens=128,
-                       batch_tokens=96, checkpoint_tokens=150, cofiring_slots=8, cofiring_top=4, logit_top=5)
+    return BuildConfig(
+        top_examples=4,
+        sample_size=8,
+        cofiring_sample=8,
+        quantile_buckets=2,
+        per_bucket=2,
+        nonactivating=2,
+        pool_size=6,
+        window=16,
+        window_after=4,
+        hist_bins=10,
+        calibrate_tokens=128,
+        batch_tokens=96,
+        checkpoint_tokens=150,
+        cofiring_slots=8,
+        cofiring_top=4,
+        logit_top=5,
+    )

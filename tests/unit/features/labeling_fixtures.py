@@ -80,20 +80,34 @@ def make_example(text: str, kind: str, rank: int, fire: Callable[[str], bool] | 
     tokens = re.findall(r"\s*\S+", text)
     acts = [scale * (1.0 + 0.1 * (i % 3)) if fire and fire(t) else 0.0 for i, t in enumerate(tokens)]
     top = max(range(len(acts)), key=lambda i: acts[i])
-    return Example(kind=kind, rank=rank, tokens=tokens, token_ids=[hash(t) % 1000 for t in tokens], acts=acts,
-                   max_act=acts[top], max_position=top if acts[top] > 0 else 0,
-                   quantile=0.5 if kind == "quantile" else None)
+    return Example(
+        kind=kind,
+        rank=rank,
+        tokens=tokens,
+        token_ids=[hash(t) % 1000 for t in tokens],
+        acts=acts,
+        max_act=acts[top],
+        max_position=top if acts[top] > 0 else 0,
+        quantile=0.5 if kind == "quantile" else None,
+    )
 
 
-def make_feature(index: int, texts: list[str], fire: Callable[[str], bool], negatives: list[str],
-                 promoted: list[str] = ()) -> Feature:
+def make_feature(
+    index: int, texts: list[str], fire: Callable[[str], bool], negatives: list[str], promoted: list[str] = ()
+) -> Feature:
     """Top examples from the first 8 texts, quantile examples (held out) from the rest, English negatives."""
     examples = [make_example(t, "top", r, fire) for r, t in enumerate(texts[:8])]
     examples += [make_example(t, "quantile", r, fire, scale=0.5) for r, t in enumerate(texts[8:])]
     examples += [make_example(t, "nonactivating", r, None) for r, t in enumerate(negatives)]
     effects = [TokenEffect(token=t, token_id=i, value=1.0 - 0.1 * i) for i, t in enumerate(promoted)]
-    return Feature(uuid=feature_uuid(SAE_ID, index), sae_id=SAE_ID, index=index, examples=examples,
-                   promoted=effects, stats=FeatureStats(density=0.01, max_act=1.2, mean_act=0.6))
+    return Feature(
+        uuid=feature_uuid(SAE_ID, index),
+        sae_id=SAE_ID,
+        index=index,
+        examples=examples,
+        promoted=effects,
+        stats=FeatureStats(density=0.01, max_act=1.2, mean_act=0.6),
+    )
 
 
 def crafted_features() -> dict[str, Feature]:
@@ -123,10 +137,27 @@ class FakeLLMServer:
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 answer = server.respond(body["messages"])
-                status, payload = answer if isinstance(answer, tuple) else (200, json.dumps(
-                    {"id": "x", "object": "chat.completion", "model": body["model"],
-                     "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": answer}}]}))
+                status, payload = (
+                    answer
+                    if isinstance(answer, tuple)
+                    else (
+                        200,
+                        json.dumps(
+                            {
+                                "id": "x",
+                                "object": "chat.completion",
+                                "model": body["model"],
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": answer},
+                                    }
+                                ],
+                            }
+                        ),
+                    )
+                )
                 data = payload.encode() if isinstance(payload, str) else payload
                 try:
                     self.send_response(status)

@@ -25,9 +25,17 @@ def run_build(lm, sae, db_path, cfg, source=None, **kwargs):
     source = source or CorpusActivations(lm, HOOKPOINT, corpus_sequences(lm.tokenizer), batch_tokens=cfg.batch_tokens)
     w_u, norm = unembedding(lm.model)
     with FeatureStore(db_path) as store:
-        return build_feature_db(sae, source, store, unembedding=(w_u, norm), vocab=vocabulary(lm.tokenizer, len(w_u)),
-                                work_dir=db_path.with_name(db_path.name + ".build"), cfg=cfg, progress=False,
-                                **kwargs)
+        return build_feature_db(
+            sae,
+            source,
+            store,
+            unembedding=(w_u, norm),
+            vocab=vocabulary(lm.tokenizer, len(w_u)),
+            work_dir=db_path.with_name(db_path.name + ".build"),
+            cfg=cfg,
+            progress=False,
+            **kwargs,
+        )
 
 
 def crafted_truth(lm, sae):
@@ -68,7 +76,7 @@ def test_crafted_feature_stats_and_examples(tiny_lm, crafted_sae, small_build_co
         assert all((a > 0) == (t == target) for a, t in zip(e.acts, e.token_ids))
         assert len(e.token_ids) <= small_build_config.window
         seq = sequences[e.sequence_id]
-        assert any(seq[i:i + len(e.token_ids)] == e.token_ids for i in range(len(seq)))  # a real slice
+        assert any(seq[i : i + len(e.token_ids)] == e.token_ids for i in range(len(seq)))  # a real slice
     quantile = feature.examples_of("quantile")
     assert quantile and [e.quantile for e in quantile] == sorted(e.quantile for e in quantile)
     silent = feature.examples_of("nonactivating")
@@ -143,8 +151,13 @@ def test_a_checkpoint_of_another_build_is_refused(tiny_lm, crafted_sae, small_bu
 
 def test_harvest_input_gives_the_same_feature(tiny_lm, crafted_sae, small_build_config, tmp_path, corpus_file):
     spec = CorpusSpec(sources=[CorpusSource(path=str(corpus_file))], context_length=64)
-    harvest(tiny_lm, spec, tmp_path / "acts", HarvestConfig(layer=1, sequences_per_shard=8, batch_size=4,
-                                                            store_dtype="float32"), progress=False)
+    harvest(
+        tiny_lm,
+        spec,
+        tmp_path / "acts",
+        HarvestConfig(layer=1, sequences_per_shard=8, batch_size=4, store_dtype="float32"),
+        progress=False,
+    )
     source = HarvestActivations([tmp_path / "acts"], batch_tokens=small_build_config.batch_tokens)
     sequences = build_sequences(spec, tiny_lm.tokenizer, progress=False)  # what the harvest recorded
     assert source.total_tokens == sum(len(s) - 1 for s in sequences)
@@ -220,14 +233,22 @@ def test_cofiring_estimate_from_a_small_sample(tiny_lm):
     for b in range(n_batches):
         rows = torch.arange(per_batch).repeat_interleave(2)
         cols = torch.tensor([0, 1, 0, 2] * (per_batch // 2))
-        batch = TokenBatch(acts=torch.zeros(per_batch, 1), token_ids=torch.zeros(per_batch, dtype=torch.long),
-                           seq=torch.full((per_batch,), b), pos=torch.arange(per_batch))
+        batch = TokenBatch(
+            acts=torch.zeros(per_batch, 1),
+            token_ids=torch.zeros(per_batch, dtype=torch.long),
+            seq=torch.full((per_batch,), b),
+            pos=torch.arange(per_batch),
+        )
         codes = BatchCodes(batch, torch.ones(len(rows)), rows, cols, d_sae)
         fired += torch.bincount(codes.cols, minlength=d_sae)
         from steerlab.features.batch_codes import uniform_priority
-        owners, at, _ = sample.offer(codes, torch.arange(len(rows)),
-                                     uniform_priority(codes.seq_of_row[codes.rows], codes.batch.pos[codes.rows],
-                                                      codes.cols), one_per_sequence=False)
+
+        owners, at, _ = sample.offer(
+            codes,
+            torch.arange(len(rows)),
+            uniform_priority(codes.seq_of_row[codes.rows], codes.batch.pos[codes.rows], codes.cols),
+            one_per_sequence=False,
+        )
         counter.update(codes, owners, at, fired, 16)
     shares = dict(counter.top(0))
     assert shares[1] == pytest.approx(0.5, abs=0.2) and shares[2] == pytest.approx(0.5, abs=0.2)

@@ -14,8 +14,14 @@ from tests.unit.features.labeling_fixtures import FakeLLMServer, crafted_feature
 
 
 def fast_config(base_url: str, **kw) -> LLMConfig:
-    defaults = {"model": "stand-in", "api_key": "sk-test", "timeout_s": 2.0, "max_retries": 1, "backoff_s": 0.05,
-                "concurrency": 4}
+    defaults = {
+        "model": "stand-in",
+        "api_key": "sk-test",
+        "timeout_s": 2.0,
+        "max_retries": 1,
+        "backoff_s": 0.05,
+        "concurrency": 4,
+    }
     return LLMConfig(base_url=base_url, **{**defaults, **kw})
 
 
@@ -76,16 +82,19 @@ def test_server_that_times_out_leaves_features_unlabeled_quickly():
     assert elapsed < 1.5  # 2 attempts x 0.3 s + backoff, concurrently: the run is not stuck on the server
 
 
-@pytest.mark.parametrize("reply", [
-    (200, "this is not json"),
-    (200, '{"choices": []}'),
-    (200, '{"choices": [{"message": {"content": null}}]}'),
-    "",
-    "I'm sorry, I cannot determine what this feature does.",
-    "{\"label\": \"French text\"}",
-    "A very long rambling answer that goes on and on describing many different things at great length",
-    (400, '{"error": "bad request"}'),
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        (200, "this is not json"),
+        (200, '{"choices": []}'),
+        (200, '{"choices": [{"message": {"content": null}}]}'),
+        "",
+        "I'm sorry, I cannot determine what this feature does.",
+        '{"label": "French text"}',
+        "A very long rambling answer that goes on and on describing many different things at great length",
+        (400, '{"error": "bad request"}'),
+    ],
+)
 def test_garbage_answers_leave_the_feature_unlabeled(reply):
     features = list(crafted_features().values())
     with FakeLLMServer(lambda messages: reply) as server:
@@ -107,12 +116,19 @@ def test_unreachable_endpoint_gives_none_not_an_exception():
     assert OpenAIExplainer(config).explain([crafted_features()["french"]]) == [None]
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("French text", "French text"),
-    ("  Label: Python code.\nBecause it has def.", "Python code"),
-    ('"refusals to harmful requests"', "refusals to harmful requests"),
-    ("", None), ("   \n ", None), ("1234", None), ("```python", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("French text", "French text"),
+        ("  Label: Python code.\nBecause it has def.", "Python code"),
+        ('"refusals to harmful requests"', "refusals to harmful requests"),
+        ("", None),
+        ("   \n ", None),
+        ("1234", None),
+        ("```python", None),
+        (None, None),
+    ],
+)
 def test_clean_label(raw, expected):
     assert clean_label(raw) == expected
 
@@ -160,11 +176,18 @@ def test_offline_labels_do_not_depend_on_batching(offline_explainer):
     assert together == alone
 
 
-GERMAN = ["Der Hund läuft jeden Morgen durch den großen Park.", "Wir haben gestern Abend zusammen gegessen.",
-          "Das Wetter ist heute kalt und es regnet seit Stunden.", "Meine Schwester arbeitet in einer Bank.",
-          "Kannst du mir bitte das Salz geben?", "Die Kinder spielen im Garten hinter dem Haus.",
-          "Ich habe das Buch noch nicht gelesen.", "Der Zug kommt um acht Uhr am Bahnhof an.",
-          "Er trinkt seinen Kaffee immer ohne Zucker.", "Im Sommer fahren wir oft an die See."]
+GERMAN = [
+    "Der Hund läuft jeden Morgen durch den großen Park.",
+    "Wir haben gestern Abend zusammen gegessen.",
+    "Das Wetter ist heute kalt und es regnet seit Stunden.",
+    "Meine Schwester arbeitet in einer Bank.",
+    "Kannst du mir bitte das Salz geben?",
+    "Die Kinder spielen im Garten hinter dem Haus.",
+    "Ich habe das Buch noch nicht gelesen.",
+    "Der Zug kommt um acht Uhr am Bahnhof an.",
+    "Er trinkt seinen Kaffee immer ohne Zucker.",
+    "Im Sommer fahren wir oft an die See.",
+]
 
 
 def test_language_identifier_names_languages_and_abstains_on_fragments():
@@ -195,11 +218,18 @@ def test_a_language_phrase_needs_the_language_in_the_contexts():
     from tests.unit.features.labeling_fixtures import ENGLISH, make_feature
 
     assert claimed_language("Spanish text") == "Spanish" and claimed_language("shell commands") is None
-    about_spain = ["Spanish cooking uses a lot of olive oil and garlic.", "Madrid is the capital of Spain.",
-                   "Many Spanish speakers live in Mexico and Argentina.", "The Spanish guitar has nylon strings.",
-                   "Flamenco dancing comes from the south of Spain.", "Seville is famous for its Spanish oranges.",
-                   "She learned Spanish history at school in Valencia.", "Paella is a Spanish rice dish.",
-                   "Barcelona hosted the Olympic Games in 1992.", "Spanish painters like Goya and Picasso."]
+    about_spain = [
+        "Spanish cooking uses a lot of olive oil and garlic.",
+        "Madrid is the capital of Spain.",
+        "Many Spanish speakers live in Mexico and Argentina.",
+        "The Spanish guitar has nylon strings.",
+        "Flamenco dancing comes from the south of Spain.",
+        "Seville is famous for its Spanish oranges.",
+        "She learned Spanish history at school in Valencia.",
+        "Paella is a Spanish rice dish.",
+        "Barcelona hosted the Olympic Games in 1992.",
+        "Spanish painters like Goya and Picasso.",
+    ]
     phrases = ["Spanish text", "European countries"]
     vocab = ConceptVocabulary(phrases, embed(phrases))
     feature = make_feature(4, about_spain, lambda t: True, ENGLISH[:8])

@@ -30,8 +30,20 @@ def built(tmp_path_factory, tiny_model_dir):
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus_texts()))
     lm = load_model(str(tiny_model_dir))
     make_crafted_sae(lm, model_name=str(tiny_model_dir)).save(root / "sae")
-    res = _run("features", "build", "--sae", root / "sae", "--text-file", corpus, "--context-length", 64,
-               "--batch-tokens", 128, "--top-examples", 5)
+    res = _run(
+        "features",
+        "build",
+        "--sae",
+        root / "sae",
+        "--text-file",
+        corpus,
+        "--context-length",
+        64,
+        "--batch-tokens",
+        128,
+        "--top-examples",
+        5,
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     return root, summary
@@ -48,8 +60,17 @@ def test_show_is_a_readable_dashboard(built):
     root, _ = built
     res = _run("features", "show", CRAFTED, "--sae", root / "sae")
     assert res.exit_code == 0, res.output
-    for needle in ("feature 5", "(unlabeled)", "density", "histogram", "top activations", " mat", "promotes",
-                   "suppresses", "co-firing"):
+    for needle in (
+        "feature 5",
+        "(unlabeled)",
+        "density",
+        "histogram",
+        "top activations",
+        " mat",
+        "promotes",
+        "suppresses",
+        "co-firing",
+    ):
         assert needle in res.stdout, needle
 
 
@@ -63,8 +84,9 @@ def test_export_json(built, tmp_path):
     crafted = data["features"][0]
     top = [e for e in crafted["examples"] if e["kind"] == "top"]
     assert len(top) == 5 and all(e["tokens"][e["max_position"]] == " mat" for e in top)
-    res = _run("features", "export", "--db", root / "sae" / "features.db", "--out", tmp_path / "all.json",
-               "--no-examples")
+    res = _run(
+        "features", "export", "--db", root / "sae" / "features.db", "--out", tmp_path / "all.json", "--no-examples"
+    )
     assert res.exit_code == 0, res.output
     everything = json.loads((tmp_path / "all.json").read_text())["features"]
     assert [f["index"] for f in everything] == list(range(D_SAE)) and all(f["examples"] == [] for f in everything)
@@ -117,7 +139,8 @@ def test_build_refuses_an_sae_of_another_width(tiny_model_dir, tmp_path, steerla
     from steerlab.sae.variants.topk import TopKSAE
 
     TopKSAE(SAEConfig(d_in=32, d_sae=8, k=2, hookpoint="model.layers.1", model_name=str(tiny_model_dir))).save(
-        tmp_path / "narrow")
+        tmp_path / "narrow"
+    )
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"text": corpus_texts(1)[0]}) + "\n")
     res = _run("features", "build", "--sae", tmp_path / "narrow", "--text-file", corpus)

@@ -68,8 +68,9 @@ def test_switched_off_by_environment(monkeypatch):
     assert np.array_equal(embed_one("French text"), embed_one_torch("French text"))
 
 
-@pytest.mark.parametrize("value, expected", [(None, "int8"), ("onnx", "int8"), ("FP32", "fp32"), (" torch ", "torch"),
-                                             ("int4", "int8")])
+@pytest.mark.parametrize(
+    "value, expected", [(None, "int8"), ("onnx", "int8"), ("FP32", "fp32"), (" torch ", "torch"), ("int4", "int8")]
+)
 def test_precision_from_environment(monkeypatch, caplog, value, expected):
     if value is None:
         monkeypatch.delenv("STEERLAB_QUERY_ENCODER", raising=False)

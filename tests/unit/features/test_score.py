@@ -27,10 +27,10 @@ def scorer() -> EmbeddingScorer:
 
 def test_right_labels_score_high_and_wrong_labels_low(scorer):
     features = crafted_features()
-    right = scorer.score(list(features.values()), [label("French text"), label("Python code"),
-                                                   label('"because" tokens')])
-    wrong = scorer.score(list(features.values()), [label("Python code"), label("French text"),
-                                                   label("animals")])
+    right = scorer.score(
+        list(features.values()), [label("French text"), label("Python code"), label('"because" tokens')]
+    )
+    wrong = scorer.score(list(features.values()), [label("Python code"), label("French text"), label("animals")])
     for good, bad in zip(right, wrong):
         assert good.scorer == "embedding-auc"
         assert good.score_details["in_sample"] is False  # judged on quantile examples the explainer never saw
@@ -54,8 +54,9 @@ def test_unlabeled_features_stay_unlabeled(scorer):
 
 def test_feature_without_negatives_falls_back_to_background():
     features = crafted_features()
-    bare = features["french"].model_copy(update={"examples": [e for e in features["french"].examples
-                                                              if e.kind != "nonactivating"]})
+    bare = features["french"].model_copy(
+        update={"examples": [e for e in features["french"].examples if e.kind != "nonactivating"]}
+    )
     background = features["python"].examples_of("nonactivating")
     assert EmbeddingScorer().score([bare], [label("French text")])[0].score is None
     scored = EmbeddingScorer(background=background).score([bare], [label("French text")])[0]
@@ -91,17 +92,27 @@ def test_detection_garbage_keeps_the_label_unscored():
     assert scored.text == "French text" and scored.score is None
 
 
-@pytest.mark.parametrize("answer, n, expected", [
-    ("[1, 0, 1]", 3, [1, 0, 1]), ("answers: [true, false]", 2, [1, 0]), ("[1, 0]", 3, None),
-    ("[1, 2, 0]", 3, None), ("no list", 2, None), (None, 2, None), ("[1, 0", 2, None),
-])
+@pytest.mark.parametrize(
+    "answer, n, expected",
+    [
+        ("[1, 0, 1]", 3, [1, 0, 1]),
+        ("answers: [true, false]", 2, [1, 0]),
+        ("[1, 0]", 3, None),
+        ("[1, 2, 0]", 3, None),
+        ("no list", 2, None),
+        (None, 2, None),
+        ("[1, 0", 2, None),
+    ],
+)
 def test_parse_answers(answer, n, expected):
     assert parse_answers(answer, n) == expected
 
 
 def test_score_report_quantiles_and_histogram():
-    labels = {i: Label(text="x", explainer="offline", score=s, scorer="embedding-auc")
-              for i, s in enumerate([0.1, 0.5, 0.55, 0.9, 0.95, 1.0])}
+    labels = {
+        i: Label(text="x", explainer="offline", score=s, scorer="embedding-auc")
+        for i, s in enumerate([0.1, 0.5, 0.55, 0.9, 0.95, 1.0])
+    }
     labels[10] = Label(text="unscored", explainer="offline")
     report = score_report(labels, d_sae=20)
     assert (report["features"], report["labeled"], report["scored"]) == (20, 7, 6)
@@ -128,6 +139,7 @@ def test_auc_counts_ties_half_and_handles_empty_sides():
 
 def test_token_bag_scorer_agrees_on_crafted_features():
     features = crafted_features()
-    scored = EmbeddingScorer(contexts="tokens").score([features["french"], features["python"]],
-                                                      [label("French text"), label("Python code")])
+    scored = EmbeddingScorer(contexts="tokens").score(
+        [features["french"], features["python"]], [label("French text"), label("Python code")]
+    )
     assert all(s.score > 0.8 and s.scorer == "embedding-auc:tokens" for s in scored)

@@ -26,10 +26,11 @@ FRENCH, PYTHON, BECAUSE, UNFIRED, TWIN_OF_FRENCH = 0, 1, 2, 3, 4
 def new_store(path) -> FeatureStore:
     """Three crafted features, the rest never fired; decoder row 4 is nearly row 0."""
     store = FeatureStore(path)
-    store.add_sae(SAEInfo(sae_id=SAE_ID, model="tiny", hookpoint="model.layers.1", d_in=4, d_sae=D_SAE,
-                          architecture="topk"))
+    store.add_sae(
+        SAEInfo(sae_id=SAE_ID, model="tiny", hookpoint="model.layers.1", d_in=4, d_sae=D_SAE, architecture="topk")
+    )
     store.put_features(list(crafted_features().values()))
-    decoder = torch.eye(D_SAE, 4 * D_SAE)[:, :4 * D_SAE]
+    decoder = torch.eye(D_SAE, 4 * D_SAE)[:, : 4 * D_SAE]
     decoder[TWIN_OF_FRENCH] = decoder[FRENCH] + 0.1 * decoder[TWIN_OF_FRENCH]
     store.save_vectors(SAE_ID, "decoder", decoder)
     return store
@@ -40,8 +41,13 @@ def labeled_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("features") / "features.db"
     with new_store(path) as store:
         background = background_examples(store, SAE_ID, D_SAE)
-        result = label_features(store, SAE_ID, OfflineExplainer(background=background),
-                                EmbeddingScorer(background=background), progress=False)
+        result = label_features(
+            store,
+            SAE_ID,
+            OfflineExplainer(background=background),
+            EmbeddingScorer(background=background),
+            progress=False,
+        )
     assert (result.attempted, result.labeled, result.failed) == (D_SAE, 3, D_SAE - 3)
     return path
 
@@ -77,17 +83,41 @@ def test_semantic_search_understands_paraphrases(searcher, query):
     assert top == {"langue française": FRENCH, "def functions in code": PYTHON}.get(query, BECAUSE)
 
 
-@pytest.mark.parametrize("query", ['"', '"French', 'NEAR(French text)', "*", "Fren*", "(((", "French)", "AND OR NOT",
-                                   "text:French", "^French", "French - text", "'; DROP TABLE features; --", "🙂"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '"French',
+        "NEAR(French text)",
+        "*",
+        "Fren*",
+        "(((",
+        "French)",
+        "AND OR NOT",
+        "text:French",
+        "^French",
+        "French - text",
+        "'; DROP TABLE features; --",
+        "🙂",
+    ],
+)
 def test_hostile_fts_syntax_never_errors(searcher, query):
     for mode in ("lexical", "hybrid"):
         assert isinstance(searcher.search(query, top_k=5, mode=mode), list)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"query": ""}, "query"), ({"query": "   "}, "query"), ({"query": "x" * (MAX_QUERY_CHARS + 1)}, "query"),
-    ({"top_k": 0}, "top_k"), ({"top_k": 1001}, "top_k"), ({"top_k": True}, "top_k"), ({"mode": "fuzzy"}, "mode"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "query"),
+        ({"query": "x" * (MAX_QUERY_CHARS + 1)}, "query"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_k": 1001}, "top_k"),
+        ({"top_k": True}, "top_k"),
+        ({"mode": "fuzzy"}, "mode"),
+    ],
+)
 def test_bad_input_names_the_field(searcher, kwargs, field):
     args = {"query": "French", "top_k": 5, "mode": "semantic", **kwargs}
     with pytest.raises(SearchInputError) as err:
@@ -196,14 +226,17 @@ def test_cli_label_then_search(tmp_path):
     assert out.exit_code == 0 and json.loads(out.stdout)[0]["index"] == FRENCH
 
 
-@pytest.mark.parametrize("args, message", [
-    (["search", "", "--db", "{db}"], "query"),
-    (["search", "x", "--db", "{db}", "--top-k", "0"], "top_k"),
-    (["search", "x", "--db", "{db}", "--mode", "fuzzy"], "--mode"),
-    (["search", "x", "--db", "{db}", "--sae-id", "nope"], "unknown SAE"),
-    (["search", "x", "--db", "{missing}"], "--db"),
-    (["label", "--db", "{db}", "--backend", "gpt"], "--backend"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "", "--db", "{db}"], "query"),
+        (["search", "x", "--db", "{db}", "--top-k", "0"], "top_k"),
+        (["search", "x", "--db", "{db}", "--mode", "fuzzy"], "--mode"),
+        (["search", "x", "--db", "{db}", "--sae-id", "nope"], "unknown SAE"),
+        (["search", "x", "--db", "{missing}"], "--db"),
+        (["label", "--db", "{db}", "--backend", "gpt"], "--backend"),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     path = tmp_path / "cli.db"
     new_store(path).close()

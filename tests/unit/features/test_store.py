@@ -32,28 +32,81 @@ VOCAB = ["<pad>", " the", " cat", " sat", "\n", "é"]
 
 
 def info(sae_id: str = SAE_ID, d_sae: int = 16) -> SAEInfo:
-    return SAEInfo(sae_id=sae_id, model="tiny", hookpoint="model.layers.1", d_in=8, d_sae=d_sae,
-                   architecture="topk", path="/somewhere")
+    return SAEInfo(
+        sae_id=sae_id,
+        model="tiny",
+        hookpoint="model.layers.1",
+        d_in=8,
+        d_sae=d_sae,
+        architecture="topk",
+        path="/somewhere",
+    )
 
 
 def full_feature(index: int = 3, label: Label | None = None) -> Feature:
     """A record with every field set, including values a compact encoding could lose."""
     examples = [
-        Example(kind="top", rank=0, tokens=[" the", " cat", " sat"], token_ids=[1, 2, 3], acts=[0.0, 2.5, 0.125],
-                max_act=2.5, max_position=1, sequence_id=7),
-        Example(kind="top", rank=1, tokens=["x", "\n", "<b>"], token_ids=[70_000, 4, 1], acts=[0.1, 0.0, 0.3],
-                max_act=0.3, max_position=2, sequence_id=None),  # strings not from the vocab, ids > uint16
-        Example(kind="quantile", rank=0, quantile=0.5, tokens=["é", " the"], token_ids=[5, 1], acts=[1.0, 0.0],
-                max_act=1.0, max_position=0, sequence_id=2),
-        Example(kind="nonactivating", rank=0, tokens=[" cat"], token_ids=[2], acts=[0.0], max_act=0.0,
-                max_position=0, sequence_id=9),
+        Example(
+            kind="top",
+            rank=0,
+            tokens=[" the", " cat", " sat"],
+            token_ids=[1, 2, 3],
+            acts=[0.0, 2.5, 0.125],
+            max_act=2.5,
+            max_position=1,
+            sequence_id=7,
+        ),
+        Example(
+            kind="top",
+            rank=1,
+            tokens=["x", "\n", "<b>"],
+            token_ids=[70_000, 4, 1],
+            acts=[0.1, 0.0, 0.3],
+            max_act=0.3,
+            max_position=2,
+            sequence_id=None,
+        ),  # strings not from the vocab, ids > uint16
+        Example(
+            kind="quantile",
+            rank=0,
+            quantile=0.5,
+            tokens=["é", " the"],
+            token_ids=[5, 1],
+            acts=[1.0, 0.0],
+            max_act=1.0,
+            max_position=0,
+            sequence_id=2,
+        ),
+        Example(
+            kind="nonactivating",
+            rank=0,
+            tokens=[" cat"],
+            token_ids=[2],
+            acts=[0.0],
+            max_act=0.0,
+            max_position=0,
+            sequence_id=9,
+        ),
     ]
-    stats = FeatureStats(density=0.0125, max_act=2.5, mean_act=1.1, quantiles={"0.5": 1.0, "0.99": 2.4},
-                         histogram=Histogram(edges=[0.0, 1.0, 2.0, 2.5], counts=[3, 1, 1]), tokens_scanned=400)
-    return Feature(uuid=feature_uuid(SAE_ID, index), sae_id=SAE_ID, index=index, stats=stats, examples=examples,
-                   promoted=[TokenEffect(token=" cat", token_id=2, value=0.75)],
-                   suppressed=[TokenEffect(token=" the", token_id=1, value=-0.5)],
-                   cofiring=[(4, 0.5), (9, 0.125)], label=label)
+    stats = FeatureStats(
+        density=0.0125,
+        max_act=2.5,
+        mean_act=1.1,
+        quantiles={"0.5": 1.0, "0.99": 2.4},
+        histogram=Histogram(edges=[0.0, 1.0, 2.0, 2.5], counts=[3, 1, 1]),
+        tokens_scanned=400,
+    )
+    return Feature(
+        uuid=feature_uuid(SAE_ID, index),
+        sae_id=SAE_ID,
+        index=index,
+        stats=stats,
+        examples=examples,
+        promoted=[TokenEffect(token=" cat", token_id=2, value=0.75)],
+        suppressed=[TokenEffect(token=" the", token_id=1, value=-0.5)],
+        cofiring=[(4, 0.5), (9, 0.125)],
+        label=label,
+    )
 
 
 @pytest.fixture()
@@ -116,9 +169,14 @@ def test_get_iter_count(store):
 
 def test_labels_and_fts(store):
     store.put_features([full_feature(i) for i in range(4)])
-    store.set_labels(SAE_ID, {0: Label(text="French text", explainer="e"),
-                              1: Label(text="Python function definitions", explainer="e"),
-                              2: Label(text="refusals to harmful requests", explainer="e")})
+    store.set_labels(
+        SAE_ID,
+        {
+            0: Label(text="French text", explainer="e"),
+            1: Label(text="Python function definitions", explainer="e"),
+            2: Label(text="refusals to harmful requests", explainer="e"),
+        },
+    )
     assert set(store.labels(SAE_ID)) == {0, 1, 2}
     assert store.fts_search(SAE_ID, "french", 5)[0][0] == 0
     assert store.fts_search(SAE_ID, "refusal", 5)[0][0] == 2  # porter stemming
@@ -130,8 +188,10 @@ def test_labels_and_fts(store):
     assert store.fts_search(SAE_ID, "python", 5) == [] and store.fts_search(SAE_ID, "rust", 5)[0][0] == 1
 
 
-@pytest.mark.parametrize("query", ['"', 'python"', "NEAR(a b)", "text:python", "py*", "-python", "a AND",
-                                   "(", "') OR 1=1 --", "", "   ", "^python"])
+@pytest.mark.parametrize(
+    "query",
+    ['"', 'python"', "NEAR(a b)", "text:python", "py*", "-python", "a AND", "(", "') OR 1=1 --", "", "   ", "^python"],
+)
 def test_fts_query_syntax_cannot_error_or_inject(store, query):
     store.set_label(SAE_ID, 1, Label(text="Python function definitions", explainer="e"))
     hits = store.fts_search(SAE_ID, query, 5)
@@ -283,7 +343,8 @@ def test_a_v1_database_is_migrated_in_place(tmp_path):
     with FeatureStore(path, readonly=True) as ro:
         assert ro.sequence_tokens(SAE_ID, 7) == [0, 1, 2, 3, 1]
         assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            str(store_schema.SCHEMA_VERSION),)
+            str(store_schema.SCHEMA_VERSION),
+        )
 
 
 def test_unmigratable_and_newer_schemas_are_refused(tmp_path):

@@ -15,8 +15,8 @@ def sparse_activations(n: int = 8192, d: int = 32, n_dirs: int = 96, active: int
     idx = torch.rand(n, n_dirs, generator=g).argsort(dim=1)[:, :active]  # distinct per token
     coef = torch.rand(n, active, generator=g) * 2 + 0.5
     offset = torch.randn(d, generator=g)
-    return F.embedding_bag(idx, dirs, per_sample_weights=coef, mode="sum") + offset + 0.01 * torch.randn(
-        n, d, generator=g
+    return (
+        F.embedding_bag(idx, dirs, per_sample_weights=coef, mode="sum") + offset + 0.01 * torch.randn(n, d, generator=g)
     )
 
 

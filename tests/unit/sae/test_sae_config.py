@@ -21,8 +21,15 @@ def test_builtin_architectures_are_registered():
 
 
 def test_config_round_trips_through_dict():
-    cfg = SAEConfig(d_in=32, d_sae=128, architecture="jumprelu", hookpoint="model.layers.3", layer=3,
-                    model_name="m", extra={"run": "a"})
+    cfg = SAEConfig(
+        d_in=32,
+        d_sae=128,
+        architecture="jumprelu",
+        hookpoint="model.layers.3",
+        layer=3,
+        model_name="m",
+        extra={"run": "a"},
+    )
     again = SAEConfig.from_dict(cfg.to_dict())
     assert again == cfg
     assert cfg.to_dict()["hookpoint"] == "model.layers.3"
@@ -53,8 +60,12 @@ def test_unknown_architecture_lists_allowed():
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"d_in": 0, "d_sae": 4}, "d_in"), ({"d_in": 4, "d_sae": -1}, "d_sae"),
-     ({"d_in": 4, "d_sae": 8, "k": 9}, "k"), ({"d_in": 4, "d_sae": 8, "k": 2, "dtype": "int8"}, "dtype")],
+    [
+        ({"d_in": 0, "d_sae": 4}, "d_in"),
+        ({"d_in": 4, "d_sae": -1}, "d_sae"),
+        ({"d_in": 4, "d_sae": 8, "k": 9}, "k"),
+        ({"d_in": 4, "d_sae": 8, "k": 2, "dtype": "int8"}, "dtype"),
+    ],
 )
 def test_bad_values_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field}:"):

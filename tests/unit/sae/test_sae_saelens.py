@@ -22,8 +22,12 @@ D_IN, D_SAE = 32, 128
 
 
 def ours(arch: str) -> SAE:
-    sae = create_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, k=8, architecture=arch, hookpoint="model.layers.5",
-                               layer=5, model_name="tiny-llama"), generator=torch.Generator().manual_seed(0))
+    sae = create_sae(
+        SAEConfig(
+            d_in=D_IN, d_sae=D_SAE, k=8, architecture=arch, hookpoint="model.layers.5", layer=5, model_name="tiny-llama"
+        ),
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
         sae.b_enc.copy_(0.2 * torch.randn(D_SAE, generator=g))
@@ -36,8 +40,10 @@ def ours(arch: str) -> SAE:
     return sae.eval()
 
 
-@pytest.mark.parametrize(("arch", "saelens_arch"),
-                         [("topk", "topk"), ("relu", "standard"), ("jumprelu", "jumprelu"), ("batchtopk", "jumprelu")])
+@pytest.mark.parametrize(
+    ("arch", "saelens_arch"),
+    [("topk", "topk"), ("relu", "standard"), ("jumprelu", "jumprelu"), ("batchtopk", "jumprelu")],
+)
 def test_saelens_loads_what_we_write(tmp_path, acts, arch, saelens_arch):
     sae = ours(arch)
     save_saelens(sae, tmp_path / "sl")
@@ -72,8 +78,9 @@ def _their_sae(kind: str):
     if kind == "topk":
         sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8))
     elif kind == "topk_rescaled_no_bdec":  # options we fold into the weights on import
-        sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8, rescale_acts_by_decoder_norm=True,
-                                    apply_b_dec_to_input=False))
+        sae = TopKSAE(
+            TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8, rescale_acts_by_decoder_norm=True, apply_b_dec_to_input=False)
+        )
     elif kind == "standard":
         sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE))
     else:
@@ -91,8 +98,10 @@ def _their_sae(kind: str):
     return sae.eval()
 
 
-@pytest.mark.parametrize(("kind", "arch"), [("topk", "topk"), ("topk_rescaled_no_bdec", "topk"),
-                                            ("standard", "relu"), ("jumprelu", "jumprelu")])
+@pytest.mark.parametrize(
+    ("kind", "arch"),
+    [("topk", "topk"), ("topk_rescaled_no_bdec", "topk"), ("standard", "relu"), ("jumprelu", "jumprelu")],
+)
 def test_we_load_what_saelens_writes(tmp_path, acts, kind, arch):
     theirs = _their_sae(kind)
     theirs.save_model(str(tmp_path / "sl"))

@@ -12,8 +12,10 @@ from steerlab.sae import SAE, SAEConfig, SAEFormatError, create_sae, list_archit
 
 
 def trained_like(arch: str) -> SAE:
-    sae = create_sae(SAEConfig(d_in=32, d_sae=128, k=8, architecture=arch, hookpoint="model.layers.2", layer=2,
-                               model_name="tiny"), generator=torch.Generator().manual_seed(1))
+    sae = create_sae(
+        SAEConfig(d_in=32, d_sae=128, k=8, architecture=arch, hookpoint="model.layers.2", layer=2, model_name="tiny"),
+        generator=torch.Generator().manual_seed(1),
+    )
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -117,10 +119,16 @@ def test_nan_weights(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [("{not json", "cfg.json: invalid JSON"), ("[1, 2]", "cfg.json: expected a JSON object"),
-     (json.dumps({"d_in": 32, "d_sae": 128, "k": 8, "learning_rate": 1}), "unknown SAE config key(s): learning_rate"),
-     (json.dumps({"d_in": 32, "d_sae": 128, "architecture": "gated"}), "allowed: batchtopk, jumprelu, relu, topk"),
-     (json.dumps({"num_latents": 128, "expansion_factor": 4, "k": 8}), "EleutherAI sparsify checkpoint")],
+    [
+        ("{not json", "cfg.json: invalid JSON"),
+        ("[1, 2]", "cfg.json: expected a JSON object"),
+        (
+            json.dumps({"d_in": 32, "d_sae": 128, "k": 8, "learning_rate": 1}),
+            "unknown SAE config key(s): learning_rate",
+        ),
+        (json.dumps({"d_in": 32, "d_sae": 128, "architecture": "gated"}), "allowed: batchtopk, jumprelu, relu, topk"),
+        (json.dumps({"num_latents": 128, "expansion_factor": 4, "k": 8}), "EleutherAI sparsify checkpoint"),
+    ],
 )
 def test_bad_cfg_json(tmp_path, content, expected):
     path = _saved(tmp_path)

@@ -67,8 +67,15 @@ class DiesAfter:
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu", "relu"])
 def test_resume_after_kill_is_bit_identical(tmp_path, acts, arch):
     source = TensorActivationSource(acts[:4096], epochs=2)
-    tcfg = TrainConfig(batch_size=128, total_tokens=24 * 128, checkpoint_every_steps=5, log_every_steps=2,
-                       dead_tokens_threshold=128, holdout_tokens=512, seed=3)
+    tcfg = TrainConfig(
+        batch_size=128,
+        total_tokens=24 * 128,
+        checkpoint_every_steps=5,
+        log_every_steps=2,
+        dead_tokens_threshold=128,
+        holdout_tokens=512,
+        seed=3,
+    )
     cfg = small_cfg(arch, k=2)  # k=2: some latents go dead, so the AuxK path is exercised
     straight = train_sae(cfg, tcfg, source, tmp_path / "a", progress=False)
 

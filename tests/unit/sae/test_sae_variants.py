@@ -12,8 +12,10 @@ D_IN, D_SAE, K = 32, 128, 8
 
 
 def make(arch: str, dtype: str = "float32", seed: int = 0):
-    sae = create_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, architecture=arch, dtype=dtype,
-                               jumprelu_init_threshold=0.3), generator=torch.Generator().manual_seed(seed))
+    sae = create_sae(
+        SAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, architecture=arch, dtype=dtype, jumprelu_init_threshold=0.3),
+        generator=torch.Generator().manual_seed(seed),
+    )
     with torch.no_grad():  # off-default biases so bias handling is exercised
         g = torch.Generator().manual_seed(seed + 1)
         sae.b_enc.copy_(0.1 * torch.randn(D_SAE, generator=g))
@@ -152,6 +154,7 @@ def test_decoder_constraint(acts):
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(D_SAE))
     out = sae(acts[:256], dead_mask=torch.ones(D_SAE, dtype=torch.bool))
     (out.fvu + out.aux_loss).backward()
+
     def radial(grad):  # per row: |component of the gradient along the decoder row| / |gradient|
         return ((grad * sae.W_dec).sum(1).abs() / grad.norm(dim=1).clamp_min(1e-12)).max()
 

@@ -39,14 +39,17 @@ def test_ember_auto_edits_conditional_and_contrastive_dataset(steered_server):
     assert [m["role"] for m in first[0]][-1] == "assistant"
 
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/v1/autosteer", {"goal": ""}, "goal"),
-    ("/v1/autosteer", {"goal": "   "}, "goal"),
-    ("/v1/autosteer", {"goal": "x" * 501}, "goal"),
-    ("/v1/autosteer", {"goal": "pirate", "strength": 3}, "strength"),
-    ("/api/inference/v1/features/auto-edits", {"specification": 7}, "specification"),
-    ("/api/inference/v1/features/auto-conditional", {}, "specification"),
-])
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/v1/autosteer", {"goal": ""}, "goal"),
+        ("/v1/autosteer", {"goal": "   "}, "goal"),
+        ("/v1/autosteer", {"goal": "x" * 501}, "goal"),
+        ("/v1/autosteer", {"goal": "pirate", "strength": 3}, "strength"),
+        ("/api/inference/v1/features/auto-edits", {"specification": 7}, "specification"),
+        ("/api/inference/v1/features/auto-conditional", {}, "specification"),
+    ],
+)
 def test_bad_goals_are_400_naming_the_field(steered_server, path, body, field):
     client, _ = steered_server
     r = client.post(path, json=body)

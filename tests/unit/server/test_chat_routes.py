@@ -35,16 +35,19 @@ def test_openai_client_unchanged(server):
     assert text == reply.choices[0].message.content
 
 
-@pytest.mark.parametrize("patch, field", [
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-    ({"temperature": 9}, "temperature"),
-    ({"max_completion_tokens": 100000}, "max_completion_tokens"),
-    ({"model": "gpt-5"}, "model"),
-    ({"messages": [{"role": "user", "content": "the cat " * 300}]}, "messages"),
-    ({"stop": ["x" * 100]}, "stop"),
-    ({"variant_id": "v-missing"}, "variant_id"),
-])
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"temperature": 9}, "temperature"),
+        ({"max_completion_tokens": 100000}, "max_completion_tokens"),
+        ({"model": "gpt-5"}, "model"),
+        ({"messages": [{"role": "user", "content": "the cat " * 300}]}, "messages"),
+        ({"stop": ["x" * 100]}, "stop"),
+        ({"variant_id": "v-missing"}, "variant_id"),
+    ],
+)
 def test_bad_chat_requests_name_the_field(server, patch, field):
     client, _ = server
     r = client.post("/v1/chat/completions", json={"messages": MSG, "model": "tiny-llama", **patch})
@@ -55,6 +58,10 @@ def test_bad_chat_requests_name_the_field(server, patch, field):
 
 def test_non_json_and_wrong_types(server):
     client, _ = server
-    assert client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
-                       ).status_code == 400
+    assert (
+        client.post(
+            "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
     assert client.post("/v1/chat/completions", json=[1, 2]).status_code == 400

@@ -24,8 +24,13 @@ def fuzzed_app(tmp_path_factory, tiny_tokenizer):
     sae = create_sae(SAEConfig(d_in=64, d_sae=128, architecture="topk", k=8, hookpoint="model.layers.1"))
     sae.requires_grad_(False)
     lab = Lab(LoadedModel("tiny-llama", make_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer), sae, max_batch=8)
-    settings_ = ServerSettings(db_path=tmp_path_factory.mktemp("fuzz") / "s.db", open_mode=True,
-                               max_completion_tokens=8, requests_per_minute=100_000, tokens_per_minute=10**9)
+    settings_ = ServerSettings(
+        db_path=tmp_path_factory.mktemp("fuzz") / "s.db",
+        open_mode=True,
+        max_completion_tokens=8,
+        requests_per_minute=100_000,
+        tokens_per_minute=10**9,
+    )
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(settings_, lab))
     lab.close()
 

@@ -4,10 +4,20 @@ MSG = [{"role": "user", "content": "the cat"}]
 
 
 def controller(index: int, value: float, mode: str = "nudge") -> dict:
-    feature = {"uuid": "00000000-0000-0000-0000-%012d" % index, "label": f"f{index}", "index_in_sae": index,
-               "max_activation_strength": 1}
-    return {"interventions": [{"mode": mode, "features": {"features": [feature]}, "value": value}], "scopes": [],
-            "name": "test", "nonzero_strength_threshold": None, "min_nudge_entropy": None, "max_nudge_entropy": None}
+    feature = {
+        "uuid": "00000000-0000-0000-0000-%012d" % index,
+        "label": f"f{index}",
+        "index_in_sae": index,
+        "max_activation_strength": 1,
+    }
+    return {
+        "interventions": [{"mode": mode, "features": {"features": [feature]}, "value": value}],
+        "scopes": [],
+        "name": "test",
+        "nonzero_strength_threshold": None,
+        "min_nudge_entropy": None,
+        "max_nudge_entropy": None,
+    }
 
 
 def _chat(client, **extra):

@@ -17,8 +17,10 @@ def test_quick_routes_answer_while_many_inspections_wait_for_the_model(tmp_path,
     with TestClient(create_app(settings, lab)) as client:
         statuses, health = [], []
         with lab.engine.lock:  # the model is busy: every inspection blocks on a worker thread
-            waiters = [threading.Thread(target=lambda: statuses.append(client.post("/v1/inspect", json=body)
-                                                                        .status_code)) for _ in range(WAITERS)]
+            waiters = [
+                threading.Thread(target=lambda: statuses.append(client.post("/v1/inspect", json=body).status_code))
+                for _ in range(WAITERS)
+            ]
             for t in waiters:
                 t.start()
             probe = threading.Thread(target=lambda: health.append(client.get("/health").status_code))

@@ -13,8 +13,17 @@ SAE_ID = "tiny-llama/model.layers.1/topk-128"
 
 def make_tiny_sae(d_in: int = 64, d_sae: int = 128, k: int = 16, seed: int = 0):
     torch.manual_seed(seed)
-    sae = create_sae(SAEConfig(d_in=d_in, d_sae=d_sae, architecture="topk", k=k, hookpoint="model.layers.1",
-                               layer=1, model_name="tiny-llama"))
+    sae = create_sae(
+        SAEConfig(
+            d_in=d_in,
+            d_sae=d_sae,
+            architecture="topk",
+            k=k,
+            hookpoint="model.layers.1",
+            layer=1,
+            model_name="tiny-llama",
+        )
+    )
     sae.feature_scale.uniform_(0.5, 2.0)
     return sae.requires_grad_(False)
 

@@ -33,8 +33,11 @@ def test_pin_sets_mul_scales_nudge_adds(tiny_sae, h, variant, mode, value):
     f = tiny_sae.encode(h)[0]
     j = strongest(tiny_sae, h)
     scale = tiny_sae.feature_scale[j]
-    expected = {"pin": torch.full_like(f[:, j], value) * scale, "mul": f[:, j] * value,
-                "nudge": f[:, j] + value * scale}[mode]
+    expected = {
+        "pin": torch.full_like(f[:, j], value) * scale,
+        "mul": f[:, j] * value,
+        "nudge": f[:, j] + value * scale,
+    }[mode]
     variant.set(j, value, mode=mode)
     batch, delta = run(tiny_sae, variant, h)
     torch.testing.assert_close(batch.last_codes[0, :, j], expected)
@@ -52,10 +55,14 @@ def test_edits_compose_in_order_and_respect_max_activation_strength(tiny_sae, h,
     variant.set(j, 0.5)
     ctrl = variant.controller
     feature = {"uuid": "", "label": "", "index_in_sae": j}
-    ctrl.interventions += Controller.from_json({"interventions": [
-        {"mode": "mul", "features": {"features": [feature]}, "value": 2.0},
-        {"mode": "nudge", "features": {"features": [{**feature, "max_activation_strength": 4}]}, "value": 1.0},
-    ]}).interventions
+    ctrl.interventions += Controller.from_json(
+        {
+            "interventions": [
+                {"mode": "mul", "features": {"features": [feature]}, "value": 2.0},
+                {"mode": "nudge", "features": {"features": [{**feature, "max_activation_strength": 4}]}, "value": 1.0},
+            ]
+        }
+    ).interventions
     batch = SteeringBatch(tiny_sae, [compile_controller(ctrl, tiny_sae)], capture=True)
     batch(h)
     torch.testing.assert_close(batch.last_codes[0, :, j], (f[:, j] + 0.5 * s) * 2 + 0.25 * s)
@@ -83,7 +90,7 @@ def test_scope_turns_on_exactly_at_first_token_where_condition_holds(tiny_sae, h
     assert batch.drain_events() == [[(name, p)]]
     # split into a prefill and one-token decode steps: same edits, the event once, same position
     batch = SteeringBatch(tiny_sae, [plan_of(variant, tiny_sae)])
-    parts = [batch(h[:, :2]) - h[:, :2]] + [batch(h[:, t:t + 1]) - h[:, t:t + 1] for t in range(2, h.shape[1])]
+    parts = [batch(h[:, :2]) - h[:, :2]] + [batch(h[:, t : t + 1]) - h[:, t : t + 1] for t in range(2, h.shape[1])]
     torch.testing.assert_close(torch.cat(parts, 1), delta)
     assert batch.drain_events() == [[(name, p)]] and batch.drain_events() == [[]]
 
@@ -109,10 +116,18 @@ def test_comparisons_and_groups_per_token(tiny_sae, h, variant):
     a, b = variant.feature(a_idx), variant.feature(b_idx)
     ua, ub = units[:, a_idx], units[:, b_idx]
     t1, t2 = float(ua.median()), float(ub.median())
-    cases = [(a > t1, ua > t1), (a < t1, ua < t1), (a >= t1, ua >= t1), (a <= t1, ua <= t1),
-             (a == 0, ua == 0), (a != 0, ua != 0), (a > b, ua > ub), ((a | b) > t1, torch.maximum(ua, ub) > t1),
-             (((a > t1) & (b < t2)) | (a >= b), ((ua > t1) & (ub < t2)) | (ua >= ub)),
-             ((a > t1) & ((b > t2) | (a < b)), (ua > t1) & ((ub > t2) | (ua < ub)))]
+    cases = [
+        (a > t1, ua > t1),
+        (a < t1, ua < t1),
+        (a >= t1, ua >= t1),
+        (a <= t1, ua <= t1),
+        (a == 0, ua == 0),
+        (a != 0, ua != 0),
+        (a > b, ua > ub),
+        ((a | b) > t1, torch.maximum(ua, ub) > t1),
+        (((a > t1) & (b < t2)) | (a >= b), ((ua > t1) & (ub < t2)) | (ua >= ub)),
+        ((a > t1) & ((b > t2) | (a < b)), (ua > t1) & ((ub > t2) | (ua < ub))),
+    ]
     for cond, _ in cases:
         variant.handle_when(cond, lambda ctx: None)
     batch = SteeringBatch(tiny_sae, [plan_of(variant, tiny_sae)])

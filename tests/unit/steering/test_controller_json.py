@@ -130,27 +130,42 @@ def _valid() -> dict:
     return v.controller.json()
 
 
-@pytest.mark.parametrize("mutate,field", [
-    (lambda d: d["interventions"][0].update(mode="shout"), "interventions[0].mode"),
-    (lambda d: d["interventions"][0].update(value=float("nan")), "interventions[0].value"),
-    (lambda d: d["interventions"][0].update(value="big"), "interventions[0].value"),
-    (lambda d: d["interventions"][0]["features"].update(features=[]), "interventions[0].features.features"),
-    (lambda d: d["interventions"][0]["features"]["features"][0].update(index_in_sae=-1),
-     "interventions[0].features.features[0].index_in_sae"),
-    (lambda d: d["interventions"][0]["features"]["features"][0].update(max_activation_strength=0),
-     "interventions[0].features.features[0].max_activation_strength"),
-    (lambda d: d["scopes"][0]["conditionals"]["conditionals"][0].update(operator="=>"),
-     "scopes[0].conditionals.conditionals[0].operator"),
-    (lambda d: d["scopes"][0]["conditionals"]["conditionals"][0].pop("left_hand"),
-     "scopes[0].conditionals.conditionals[0].left_hand"),
-    (lambda d: d["scopes"][0]["conditionals"]["conditionals"][0].update(right_hand=float("inf")),
-     "scopes[0].conditionals.conditionals[0].right_hand"),
-    (lambda d: d["scopes"][0]["conditionals"].update(operator="XOR"), "scopes[0].conditionals.operator"),
-    (lambda d: d["scopes"][0]["controller"]["interventions"][0].update(mode=None),
-     "scopes[0].controller.interventions[0].mode"),
-    (lambda d: d["scopes"][0].update(is_active="yes"), "scopes[0].is_active"),
-    (lambda d: d.update(scopes={}), "scopes"),
-])
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda d: d["interventions"][0].update(mode="shout"), "interventions[0].mode"),
+        (lambda d: d["interventions"][0].update(value=float("nan")), "interventions[0].value"),
+        (lambda d: d["interventions"][0].update(value="big"), "interventions[0].value"),
+        (lambda d: d["interventions"][0]["features"].update(features=[]), "interventions[0].features.features"),
+        (
+            lambda d: d["interventions"][0]["features"]["features"][0].update(index_in_sae=-1),
+            "interventions[0].features.features[0].index_in_sae",
+        ),
+        (
+            lambda d: d["interventions"][0]["features"]["features"][0].update(max_activation_strength=0),
+            "interventions[0].features.features[0].max_activation_strength",
+        ),
+        (
+            lambda d: d["scopes"][0]["conditionals"]["conditionals"][0].update(operator="=>"),
+            "scopes[0].conditionals.conditionals[0].operator",
+        ),
+        (
+            lambda d: d["scopes"][0]["conditionals"]["conditionals"][0].pop("left_hand"),
+            "scopes[0].conditionals.conditionals[0].left_hand",
+        ),
+        (
+            lambda d: d["scopes"][0]["conditionals"]["conditionals"][0].update(right_hand=float("inf")),
+            "scopes[0].conditionals.conditionals[0].right_hand",
+        ),
+        (lambda d: d["scopes"][0]["conditionals"].update(operator="XOR"), "scopes[0].conditionals.operator"),
+        (
+            lambda d: d["scopes"][0]["controller"]["interventions"][0].update(mode=None),
+            "scopes[0].controller.interventions[0].mode",
+        ),
+        (lambda d: d["scopes"][0].update(is_active="yes"), "scopes[0].is_active"),
+        (lambda d: d.update(scopes={}), "scopes"),
+    ],
+)
 def test_malformed_controller_names_the_field(mutate, field):
     data = _valid()
     mutate(data)
@@ -175,10 +190,12 @@ def test_unknown_feature_index_names_its_path(tiny_sae):
 
 def test_lenient_forms_are_accepted():
     """Hand-written JSON: bare feature objects, missing optional keys, NaN settings (= unset)."""
-    text = ('{"interventions": [{"mode": "pin", "features": {"index_in_sae": 3}, "value": 0}],'
-            ' "scopes": [{"conditionals": {"conditionals": [{"left_hand": {"index_in_sae": 1}, "operator": ">",'
-            ' "right_hand": {"uuid": "u", "label": "b", "index_in_sae": 2}}], "operator": "OR"},'
-            ' "controller": {}}], "min_nudge_entropy": NaN}')
+    text = (
+        '{"interventions": [{"mode": "pin", "features": {"index_in_sae": 3}, "value": 0}],'
+        ' "scopes": [{"conditionals": {"conditionals": [{"left_hand": {"index_in_sae": 1}, "operator": ">",'
+        ' "right_hand": {"uuid": "u", "label": "b", "index_in_sae": 2}}], "operator": "OR"},'
+        ' "controller": {}}], "min_nudge_entropy": NaN}'
+    )
     ctrl = Controller.from_json(text)
     assert ctrl.interventions[0].features[0].index == 3 and ctrl.min_nudge_entropy is None
     assert ctrl.scopes[0].condition.items[0].right.indices == [2]

@@ -20,8 +20,12 @@ GREEDY = dict(max_completion_tokens=12, temperature=0)
 
 def test_same_seed_same_text(tiny_lm, tiny_sae, variant):
     variant.set(3, 1.0)
-    runs = [chat_completion(tiny_lm, MESSAGES, variant, sae=tiny_sae, max_completion_tokens=15, temperature=1.0,
-                            seed=s).text for s in (1, 1, 2)]
+    runs = [
+        chat_completion(
+            tiny_lm, MESSAGES, variant, sae=tiny_sae, max_completion_tokens=15, temperature=1.0, seed=s
+        ).text
+        for s in (1, 1, 2)
+    ]
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
@@ -41,7 +45,7 @@ def _crossing_in_reply(lm, sae, messages, reply_ids):
     """A feature whose activation first crosses a threshold at a generated token (not in the prompt)."""
     prompt = prompt_ids(lm.tokenizer, messages)
     ids = torch.tensor([prompt + reply_ids])
-    units = (sae.encode(forward_to_hookpoint(lm.model, ids, sae.cfg.hookpoint))[0] / sae.feature_scale)
+    units = sae.encode(forward_to_hookpoint(lm.model, ids, sae.cfg.hookpoint))[0] / sae.feature_scale
     n = len(prompt)
     for j in units[n:].max(0).values.argsort(descending=True).tolist():
         q = n + int(units[n:-1, j].argmax())
@@ -59,8 +63,8 @@ def test_conditional_variant_changes_output_only_after_it_fires(tiny_lm, tiny_sa
     chunks = list(stream_chat_completion(tiny_lm, MESSAGES, variant, sae=tiny_sae, **GREEDY))
     ids = [c.token_id for c in chunks]
     # the token at reply index k is the first input on which the condition holds; its output is k + 1
-    assert ids[:k + 1] == plain.token_ids[:k + 1]
-    assert ids[k + 1:] != plain.token_ids[k + 1:len(ids)]
+    assert ids[: k + 1] == plain.token_ids[: k + 1]
+    assert ids[k + 1 :] != plain.token_ids[k + 1 : len(ids)]
     assert [c.token_index for c in chunks if c.event_names] == [k + 1] and chunks[k + 1].event_names == [name]
     assert len(seen) == 1
 
@@ -140,8 +144,9 @@ def test_row_steering_in_the_engine_matches_in_process_generation(tiny_lm, tiny_
     engine = Engine(tiny_lm.model, tiny_lm.tokenizer, tiny_sae.cfg.hookpoint, stop_token_ids(tiny_lm.tokenizer))
     try:
         editor = RowSteering(tiny_sae, compile_controller(variant.controller, tiny_sae))
-        text, _, events = engine.generate(prompt_ids(tiny_lm.tokenizer, MESSAGES),
-                                          SamplingParams(max_new_tokens=8, temperature=0), editor)
+        text, _, events = engine.generate(
+            prompt_ids(tiny_lm.tokenizer, MESSAGES), SamplingParams(max_new_tokens=8, temperature=0), editor
+        )
     finally:
         engine.close()
     assert text == expected.text and events == ["always"] == expected.event_names
@@ -160,8 +165,18 @@ def test_cli_chat_with_controller_file(tiny_model_dir, tmp_path, tiny_sae, steer
     data["interventions"][0]["mode"] = "shout"
     bad.write_text(json.dumps(data))
     runner = CliRunner()
-    base = ["chat", "hi", "--model", str(tiny_model_dir), "--sae", str(sae_dir), "--max-tokens", "4",
-            "--temperature", "0"]
+    base = [
+        "chat",
+        "hi",
+        "--model",
+        str(tiny_model_dir),
+        "--sae",
+        str(sae_dir),
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+    ]
     res = runner.invoke(app, base + ["--controller", str(good), "--feature", "5=0:pin"])
     assert res.exit_code == 0, res.output
     assert "hello-event" in res.output

@@ -5,5 +5,12 @@ from steerlab.features.explain.llm import ChatClient, LLMConfig
 from steerlab.features.explain.offline import OfflineConfig, OfflineExplainer
 from steerlab.features.explain.openai_explainer import OpenAIExplainer
 
-__all__ = ["ChatClient", "Explainer", "LLMConfig", "OfflineConfig", "OfflineExplainer", "OpenAIExplainer",
-           "clean_label"]
+__all__ = [
+    "ChatClient",
+    "Explainer",
+    "LLMConfig",
+    "OfflineConfig",
+    "OfflineExplainer",
+    "OpenAIExplainer",
+    "clean_label",
+]

@@ -15,13 +15,47 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 NAMES = {
-    "ar": "Arabic", "bg": "Bulgarian", "ca": "Catalan", "cs": "Czech", "da": "Danish", "de": "German",
-    "el": "Greek", "en": "English", "eo": "Esperanto", "es": "Spanish", "et": "Estonian", "eu": "Basque",
-    "fa": "Persian", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian",
-    "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "la": "Latin",
-    "lt": "Lithuanian", "lv": "Latvian", "nl": "Dutch", "no": "Norwegian", "pl": "Polish", "pt": "Portuguese",
-    "ro": "Romanian", "ru": "Russian", "sk": "Slovak", "sl": "Slovenian", "sr": "Serbian", "sv": "Swedish",
-    "th": "Thai", "tr": "Turkish", "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
+    "ar": "Arabic",
+    "bg": "Bulgarian",
+    "ca": "Catalan",
+    "cs": "Czech",
+    "da": "Danish",
+    "de": "German",
+    "el": "Greek",
+    "en": "English",
+    "eo": "Esperanto",
+    "es": "Spanish",
+    "et": "Estonian",
+    "eu": "Basque",
+    "fa": "Persian",
+    "fi": "Finnish",
+    "fr": "French",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "hr": "Croatian",
+    "hu": "Hungarian",
+    "id": "Indonesian",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "la": "Latin",
+    "lt": "Lithuanian",
+    "lv": "Latvian",
+    "nl": "Dutch",
+    "no": "Norwegian",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "sk": "Slovak",
+    "sl": "Slovenian",
+    "sr": "Serbian",
+    "sv": "Swedish",
+    "th": "Thai",
+    "tr": "Turkish",
+    "uk": "Ukrainian",
+    "vi": "Vietnamese",
+    "zh": "Chinese",
 }
 MIN_CONFIDENCE = 0.5
 """Below this the identifier is guessing (code, numbers, two-word fragments): counted as no language."""
@@ -47,8 +81,9 @@ def language_shares(texts: Sequence[str]) -> Counter[str]:
     return Counter({code: n / max(1, len(texts)) for code, n in counts.items()})
 
 
-def dominant_language(texts: Sequence[str], background: Counter[str], share: float = 0.6,
-                      background_max: float = 0.3) -> tuple[str, float] | None:
+def dominant_language(
+    texts: Sequence[str], background: Counter[str], share: float = 0.6, background_max: float = 0.3
+) -> tuple[str, float] | None:
     """``(language name, share)`` when most ``texts`` are in one non-English language that is not
     common in the background contexts; otherwise None."""
     shares = language_shares(texts)
@@ -69,9 +104,12 @@ def claimed_language(phrase: str) -> str | None:
 LANGUAGE_NAMES = frozenset(NAMES.values())
 CODES = {name: code for code, name in NAMES.items()}
 _NAME = "|".join(sorted(LANGUAGE_NAMES, key=len, reverse=True))
-_ASKED = re.compile(rf"\b(?:in|into|speak|speaks|speaking|write|writes|writing|written|reply|replies|respond|answer|"
-                    rf"talk|talks|talking|translate|translated)\s+({_NAME})\b|\b({_NAME})\s+"
-                    rf"(?:text|language|speech)\b", re.IGNORECASE)
+_ASKED = re.compile(
+    rf"\b(?:in|into|speak|speaks|speaking|write|writes|writing|written|reply|replies|respond|answer|"
+    rf"talk|talks|talking|translate|translated)\s+({_NAME})\b|\b({_NAME})\s+"
+    rf"(?:text|language|speech)\b",
+    re.IGNORECASE,
+)
 
 
 def requested_language(text: str) -> str | None:

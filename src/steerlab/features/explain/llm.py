@@ -44,9 +44,14 @@ class LLMConfig:
         if not s.explainer_base_url:
             raise ValueError("explainer_base_url is not set: export STEERLAB_EXPLAINER_BASE_URL=http://host:port/v1")
         key = s.explainer_api_key.get_secret_value() if s.explainer_api_key else None
-        cfg = cls(base_url=s.explainer_base_url, model=s.explainer_model, api_key=key,
-                  timeout_s=s.explainer_timeout_s, max_retries=s.explainer_max_retries,
-                  concurrency=s.explainer_concurrency)
+        cfg = cls(
+            base_url=s.explainer_base_url,
+            model=s.explainer_model,
+            api_key=key,
+            timeout_s=s.explainer_timeout_s,
+            max_retries=s.explainer_max_retries,
+            concurrency=s.explainer_concurrency,
+        )
         for name, value in overrides.items():
             if value is not None:
                 setattr(cfg, name, value)
@@ -83,8 +88,9 @@ class ChatClient:
                 await asyncio.sleep(min(8.0, retry_after) if retry_after is not None else delay)
         return None
 
-    async def acomplete_all(self, requests: Sequence[Messages],
-                            on_done: Callable[[], None] | None = None) -> list[str | None]:
+    async def acomplete_all(
+        self, requests: Sequence[Messages], on_done: Callable[[], None] | None = None
+    ) -> list[str | None]:
         """Answers in request order; ``on_done`` is called after each request finishes (progress bars)."""
         cfg = self.config
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
@@ -101,8 +107,7 @@ class ChatClient:
 
             return list(await asyncio.gather(*(tracked(m) for m in requests)))
 
-    def complete_all(self, requests: Sequence[Messages],
-                     on_done: Callable[[], None] | None = None) -> list[str | None]:
+    def complete_all(self, requests: Sequence[Messages], on_done: Callable[[], None] | None = None) -> list[str | None]:
         """Blocking version; safe to call from inside a running event loop (runs in a worker thread)."""
         return run_sync(self.acomplete_all(requests, on_done))
 

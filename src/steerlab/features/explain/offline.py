@@ -33,13 +33,40 @@ from steerlab.features.explain.views import ContextVectors, Encoder, view_texts
 from steerlab.features.schema import Example, Feature, Label
 
 PUNCTUATION_NAMES = {
-    ".": "periods", ",": "commas", ":": "colons", ";": "semicolons", "?": "question marks",
-    "!": "exclamation marks", "(": "opening parentheses", ")": "closing parentheses", "[": "opening brackets",
-    "]": "closing brackets", "{": "opening braces", "}": "closing braces", '"': "quotation marks",
-    "'": "apostrophes", "-": "hyphens", "--": "dashes", "/": "slashes", "\\": "backslashes", "_": "underscores",
-    "*": "asterisks", "#": "hash signs", "=": "equals signs", "<": "less-than signs", ">": "greater-than signs",
-    "$": "dollar signs", "%": "percent signs", "&": "ampersands", "@": "at signs", "|": "pipes", "`": "backticks",
-    "...": "ellipses", "\n": "line breaks", "\n\n": "paragraph breaks", "": "whitespace",
+    ".": "periods",
+    ",": "commas",
+    ":": "colons",
+    ";": "semicolons",
+    "?": "question marks",
+    "!": "exclamation marks",
+    "(": "opening parentheses",
+    ")": "closing parentheses",
+    "[": "opening brackets",
+    "]": "closing brackets",
+    "{": "opening braces",
+    "}": "closing braces",
+    '"': "quotation marks",
+    "'": "apostrophes",
+    "-": "hyphens",
+    "--": "dashes",
+    "/": "slashes",
+    "\\": "backslashes",
+    "_": "underscores",
+    "*": "asterisks",
+    "#": "hash signs",
+    "=": "equals signs",
+    "<": "less-than signs",
+    ">": "greater-than signs",
+    "$": "dollar signs",
+    "%": "percent signs",
+    "&": "ampersands",
+    "@": "at signs",
+    "|": "pipes",
+    "`": "backticks",
+    "...": "ellipses",
+    "\n": "line breaks",
+    "\n\n": "paragraph breaks",
+    "": "whitespace",
 }
 
 
@@ -124,8 +151,13 @@ class OfflineExplainer(Explainer):
 
     name = "offline:concepts+tokens"
 
-    def __init__(self, vocabulary: ConceptVocabulary | None = None, config: OfflineConfig | None = None,
-                 encode: Encoder | None = None, background: Sequence[Example] | None = None):
+    def __init__(
+        self,
+        vocabulary: ConceptVocabulary | None = None,
+        config: OfflineConfig | None = None,
+        encode: Encoder | None = None,
+        background: Sequence[Example] | None = None,
+    ):
         self.config = config or OfflineConfig()
         self.vocabulary = vocabulary or ConceptVocabulary.load()
         self.encode = encode or EmbeddingCache()
@@ -168,8 +200,9 @@ class OfflineExplainer(Explainer):
         token, share = max(token_evidence(acts, self._token_background), key=lambda ts: ts[1], default=("", 0.0))
         if share >= cfg.single_token_share:
             return self._label(token_label(token), share)
-        language = dominant_language([example_text(e) for e in acts], self._language_background,
-                                     share=cfg.language_share)
+        language = dominant_language(
+            [example_text(e) for e in acts], self._language_background, share=cfg.language_share
+        )
         best = self._best_concept(concept_scores, language[0] if language else None)
         text = vocab.phrases[best]
         if language is not None:

@@ -25,8 +25,9 @@ class LabelRunResult:
     report: dict = field(default_factory=dict)
 
 
-def plan_targets(d_sae: int, existing: dict[int, Label], *, relabel: bool, rescore: bool,
-                 limit: int | None) -> list[int]:
+def plan_targets(
+    d_sae: int, existing: dict[int, Label], *, relabel: bool, rescore: bool, limit: int | None
+) -> list[int]:
     """Indices to work on: unlabeled ones (all under ``relabel``; labeled ones under ``rescore``)."""
     if rescore:
         targets = sorted(existing)
@@ -48,9 +49,18 @@ def background_examples(store, sae_id: str, d_sae: int, features: int = 64) -> l
     return [e for f in sample for e in negative_examples(f)]
 
 
-def label_features(store, sae_id: str, explainer: Explainer | None, scorer: Scorer | None = None, *,
-                   relabel: bool = False, rescore: bool = False, limit: int | None = None,
-                   batch_size: int = 64, progress: bool = True) -> LabelRunResult:
+def label_features(
+    store,
+    sae_id: str,
+    explainer: Explainer | None,
+    scorer: Scorer | None = None,
+    *,
+    relabel: bool = False,
+    rescore: bool = False,
+    limit: int | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> LabelRunResult:
     """Label (or with ``rescore`` only re-score) the SAE's features; returns counts and the score report."""
     from tqdm import tqdm
 
@@ -64,7 +74,7 @@ def label_features(store, sae_id: str, explainer: Explainer | None, scorer: Scor
     result = LabelRunResult()
     with tqdm(total=len(targets), unit="feat", desc="label", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(targets), batch_size):
-            chunk = targets[start:start + batch_size]
+            chunk = targets[start : start + batch_size]
             features = store.get_features(sae_id, chunk, with_examples=True)
             labels: Sequence[Label | None]
             labels = [existing.get(f.index) for f in features] if rescore else explainer.explain(features)

@@ -54,8 +54,15 @@ def ember_logits(body: LogitsBody, request: Request, _caller: Caller = Depends(r
     from steerlab.steering.generate import next_token_logits
 
     lab, messages = _conversation(request, body)
-    logits = lab.run_exclusive(next_token_logits, lab.lm, messages, body.controller, sae=lab.sae, top_k=body.top_k,
-                               filter_vocabulary=body.filter_vocabulary)
+    logits = lab.run_exclusive(
+        next_token_logits,
+        lab.lm,
+        messages,
+        body.controller,
+        sae=lab.sae,
+        top_k=body.top_k,
+        filter_vocabulary=body.filter_vocabulary,
+    )
     return {"logits": logits}
 
 
@@ -76,9 +83,18 @@ def ember_features(body: FeaturesBody, request: Request, _caller: Caller = Depen
     lab, messages = _conversation(request, body)
     found = _inspection(lab, messages, body.controller)
     tokens = found.per_token(features=body.include_feature_indexes)
-    return {"tokens": [{"token": t.token, "attributions": [
-        {"id": lab.feature_id(a.index), "index_in_sae": a.index, "activation_strength": a.act_units}
-        for a in t.features]} for t in tokens]}
+    return {
+        "tokens": [
+            {
+                "token": t.token,
+                "attributions": [
+                    {"id": lab.feature_id(a.index), "index_in_sae": a.index, "activation_strength": a.act_units}
+                    for a in t.features
+                ],
+            }
+            for t in tokens
+        ]
+    }
 
 
 class InspectBody(ConversationBody):
@@ -95,10 +111,11 @@ def native_inspect(body: InspectBody, request: Request, _caller: Caller = Depend
     def feature(a) -> dict:
         return {"index": a.index, "label": a.label, "activation": a.act_units, "count": a.count}
 
-    return {"tokens": [{"token": t.token, "top": [feature(a) for a in t.features]}
-                       for t in found.per_token(k=body.top_k)],
-            "top_features": [feature(a) for a in found.top(body.top_k, by=body.aggregate_by)],
-            "events": found.event_names}
+    return {
+        "tokens": [{"token": t.token, "top": [feature(a) for a in t.features]} for t in found.per_token(k=body.top_k)],
+        "top_features": [feature(a) for a in found.top(body.top_k, by=body.aggregate_by)],
+        "events": found.event_names,
+    }
 
 
 class ContrastBody(BaseModel):
@@ -129,18 +146,26 @@ def _contrast(request: Request, body: ContrastBody):
 @router.post(f"{EMBER}/chat-attribution/contrast", tags=["ember"])
 def ember_contrast(body: ContrastBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     lab, result = _contrast(request, body)
-    return {"dataset_1_features": [lab.wire_feature(f.index) for f in result.dataset_1_features],
-            "dataset_2_features": [lab.wire_feature(f.index) for f in result.dataset_2_features]}
+    return {
+        "dataset_1_features": [lab.wire_feature(f.index) for f in result.dataset_1_features],
+        "dataset_2_features": [lab.wire_feature(f.index) for f in result.dataset_2_features],
+    }
 
 
 @router.post("/v1/contrast", tags=["native"])
 def native_contrast(body: ContrastBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     """Features that separate the two datasets; ``score`` is the rank-biserial effect (positive favours 1)."""
     _, result = _contrast(request, body)
-    return {side: [{"index": f.index, "label": f.label, "score": f.effect, "mean_1": f.mean_units_1,
-                    "mean_2": f.mean_units_2} for f in features]
-            for side, features in (("dataset_1_features", result.dataset_1_features),
-                                   ("dataset_2_features", result.dataset_2_features))}
+    return {
+        side: [
+            {"index": f.index, "label": f.label, "score": f.effect, "mean_1": f.mean_units_1, "mean_2": f.mean_units_2}
+            for f in features
+        ]
+        for side, features in (
+            ("dataset_1_features", result.dataset_1_features),
+            ("dataset_2_features", result.dataset_2_features),
+        )
+    }
 
 
 class AttributionBody(ConversationBody):

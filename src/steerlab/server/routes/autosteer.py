@@ -27,15 +27,21 @@ T = TypeVar("T")
 
 class SpecificationBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    specification: str = Field(min_length=1, max_length=MAX_SPECIFICATION_CHARS,
-                               description="What the model should do, in plain language, e.g. 'talk like a pirate'.")
+    specification: str = Field(
+        min_length=1,
+        max_length=MAX_SPECIFICATION_CHARS,
+        description="What the model should do, in plain language, e.g. 'talk like a pirate'.",
+    )
     model: str | None = None
 
 
 class GoalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    goal: str = Field(min_length=1, max_length=MAX_SPECIFICATION_CHARS,
-                      description="What the model should do, in plain language, e.g. 'talk like a pirate'.")
+    goal: str = Field(
+        min_length=1,
+        max_length=MAX_SPECIFICATION_CHARS,
+        description="What the model should do, in plain language, e.g. 'talk like a pirate'.",
+    )
     model: str | None = None
 
 
@@ -46,8 +52,12 @@ def _search_job(request: Request, text: str, field: str, run: Callable[..., T]) 
     lab = get_lab(request)
     gate = request.app.state.autosteer_gate
     if not gate.acquire(blocking=False):
-        raise APIError(503, "AutoSteer is busy with other requests (each takes tens of seconds here); retry soon",
-                       code="autosteer_busy", headers={"Retry-After": "30"})
+        raise APIError(
+            503,
+            "AutoSteer is busy with other requests (each takes tens of seconds here); retry soon",
+            code="autosteer_busy",
+            headers={"Retry-After": "30"},
+        )
     try:
         return run(lab, text.strip())
     finally:
@@ -64,8 +74,9 @@ def _auto_steer(request: Request):
     from steerlab.analysis.autosteer import auto_steer
 
     def run(lab, goal: str):
-        return auto_steer(lab.lm, lab.sae, goal, config=_config(request), search=lab.search, labels=lab.labels,
-                          sae_id=lab.sae_id)
+        return auto_steer(
+            lab.lm, lab.sae, goal, config=_config(request), search=lab.search, labels=lab.labels, sae_id=lab.sae_id
+        )
 
     return run
 
@@ -78,23 +89,26 @@ def ember_auto_edits(body: SpecificationBody, request: Request, _caller: Caller 
 
 
 @router.post(f"{EMBER}/features/auto-conditional", tags=["ember"])
-def ember_auto_conditional(body: SpecificationBody, request: Request,
-                           _caller: Caller = Depends(require_caller)) -> dict:
+def ember_auto_conditional(
+    body: SpecificationBody, request: Request, _caller: Caller = Depends(require_caller)
+) -> dict:
     """``{"conditional": ConditionalGroup}``: a trigger feature and threshold for 'when X' specifications."""
     from steerlab.analysis.autosteer_conditional import auto_conditional
 
     check_model(get_lab(request), body.model)
 
     def run(lab, spec):
-        return auto_conditional(lab.lm, lab.sae, spec, config=_config(request), search=lab.search,
-                                labels=lab.labels, sae_id=lab.sae_id)
+        return auto_conditional(
+            lab.lm, lab.sae, spec, config=_config(request), search=lab.search, labels=lab.labels, sae_id=lab.sae_id
+        )
 
     return _search_job(request, body.specification, "specification", run).ember()
 
 
 @router.post(f"{EMBER}/attributions/generate-contrastive-dataset", tags=["ember"])
-def ember_contrastive_dataset(body: SpecificationBody, request: Request,
-                              _caller: Caller = Depends(require_caller)) -> list:
+def ember_contrastive_dataset(
+    body: SpecificationBody, request: Request, _caller: Caller = Depends(require_caller)
+) -> list:
     """``[dataset_1, dataset_2]``: replies written with and without the specification as an instruction."""
     from steerlab.analysis.stimulus import generate_contrastive_stimulus
 
@@ -114,11 +128,18 @@ def native_autosteer(body: GoalBody, request: Request, _caller: Caller = Depends
     best, base = result.best, result.unsteered
     return {
         "goal": result.goal,
-        "edits": [{"index": f.index, "uuid": f.uuid, "label": f.label, "value": float(s), "mode": "nudge"}
-                  for f, s in result.edits],
+        "edits": [
+            {"index": f.index, "uuid": f.uuid, "label": f.label, "value": float(s), "mode": "nudge"}
+            for f, s in result.edits
+        ],
         "controller": result.controller.json(),
-        "score": {"steered": best.score, "unsteered": base.score, "concept": best.concept,
-                  "relevance": best.relevance, "fluency": best.fluency},
+        "score": {
+            "steered": best.score,
+            "unsteered": base.score,
+            "concept": best.concept,
+            "relevance": best.relevance,
+            "fluency": best.fluency,
+        },
         "example_replies": best.replies[:3],
         "tried": len(result.trials),
     }

@@ -50,8 +50,11 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
     lab, stream = _start(request, body, caller)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        return StreamingResponse(_sse(request, caller, lab, stream, completion_id, created),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _sse(request, caller, lab, stream, completion_id, created),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
     parts, events, reason, error = [], [], None, None
     async for event in stream:
         parts.append(event.text)
@@ -60,12 +63,26 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
     _charge(request, caller, stream)
     if error:
         raise APIError(500, error)
-    return {"id": completion_id, "object": "chat.completion", "created": created, "model": lab.model_name,
-            "system_fingerprint": "steerlab", "gf_event_names": events or None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
-                         "finish_reason": FINISH.get(reason, reason)}],
-            "usage": {"prompt_tokens": stream.prompt_tokens, "completion_tokens": stream.completion_tokens,
-                      "total_tokens": stream.prompt_tokens + stream.completion_tokens}}
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": lab.model_name,
+        "system_fingerprint": "steerlab",
+        "gf_event_names": events or None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(parts)},
+                "finish_reason": FINISH.get(reason, reason),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": stream.prompt_tokens,
+            "completion_tokens": stream.completion_tokens,
+            "total_tokens": stream.prompt_tokens + stream.completion_tokens,
+        },
+    }
 
 
 async def _sse(request: Request, caller: Caller, lab, stream, completion_id: str, created: int):
@@ -74,12 +91,22 @@ async def _sse(request: Request, caller: Caller, lab, stream, completion_id: str
             if event.error:
                 yield f"data: {json.dumps({'error': {'message': event.error, 'type': 'server_error'}})}\n\n"
                 break
-            chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                     "model": lab.model_name, "system_fingerprint": "steerlab",
-                     "gf_event_names": event.events or None,
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": event.text},
-                                  "gf_token_index": event.index,
-                                  "finish_reason": FINISH.get(event.finish_reason, event.finish_reason)}]}
+            chunk = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": lab.model_name,
+                "system_fingerprint": "steerlab",
+                "gf_event_names": event.events or None,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": event.text},
+                        "gf_token_index": event.index,
+                        "finish_reason": FINISH.get(event.finish_reason, event.finish_reason),
+                    }
+                ],
+            }
             yield f"data: {json.dumps(chunk)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
@@ -102,5 +129,4 @@ async def openai_chat(body: ChatRequest, request: Request, caller: Caller = Depe
 @router.get("/v1/models", tags=["openai"])
 async def list_models(request: Request, _caller: Caller = Depends(require_caller)):
     lab = get_lab(request)
-    return {"object": "list", "data": [{"id": lab.model_name, "object": "model", "created": 0,
-                                        "owned_by": "steerlab"}]}
+    return {"object": "list", "data": [{"id": lab.model_name, "object": "model", "created": 0, "owned_by": "steerlab"}]}

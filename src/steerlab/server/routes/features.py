@@ -17,26 +17,36 @@ MAX_IDS = 1000
 
 def _search(lab):
     if lab.search is None:
-        raise APIError(404, "no feature database is loaded for this SAE; build one with 'steerlab features build' "
-                            "and start the server with it", code="no_feature_database")
+        raise APIError(
+            404,
+            "no feature database is loaded for this SAE; build one with 'steerlab features build' "
+            "and start the server with it",
+            code="no_feature_database",
+        )
     return lab.search
 
 
 def _index(lab, index: int, field: str = "index") -> int:
     if not 0 <= index < lab.d_sae:
-        raise APIError(404, f"{field}: feature {index} does not exist; indices run 0..{lab.d_sae - 1}", field,
-                       "feature_not_found")
+        raise APIError(
+            404, f"{field}: feature {index} does not exist; indices run 0..{lab.d_sae - 1}", field, "feature_not_found"
+        )
     return index
 
 
 # ----------------------------------------------------------------------------------- Ember
 @router.get(f"{EMBER}/features/search", tags=["ember"])
-def ember_search(request: Request, query: str = Query(..., max_length=512), page: int = Query(1, ge=1, le=100),
-                 perPage: int = Query(10, ge=1, le=100), model: str | None = None,  # noqa: N803 (wire name)
-                 _caller: Caller = Depends(require_caller)) -> dict:
+def ember_search(
+    request: Request,
+    query: str = Query(..., max_length=512),
+    page: int = Query(1, ge=1, le=100),
+    perPage: int = Query(10, ge=1, le=100),
+    model: str | None = None,  # noqa: N803 (wire name)
+    _caller: Caller = Depends(require_caller),
+) -> dict:
     lab = get_lab(request)
     check_model(lab, model)
-    hits = _search(lab).search(query, top_k=page * perPage)[(page - 1) * perPage:]
+    hits = _search(lab).search(query, top_k=page * perPage)[(page - 1) * perPage :]
     return {"features": [{**lab.wire_feature(h.index), "relevance": h.score} for h in hits]}
 
 
@@ -74,8 +84,9 @@ def ember_lookup(body: LookupBody, request: Request, _caller: Caller = Depends(r
 
 
 @router.get(f"{EMBER}/features/", tags=["ember"])
-def ember_list(request: Request, feature_id: list[str] = Query(..., max_length=MAX_IDS),
-               _caller: Caller = Depends(require_caller)) -> dict:
+def ember_list(
+    request: Request, feature_id: list[str] = Query(..., max_length=MAX_IDS), _caller: Caller = Depends(require_caller)
+) -> dict:
     lab = get_lab(request)
     return {"features": [lab.wire_feature(lab.index_of(f)) for f in feature_id]}
 
@@ -107,33 +118,68 @@ def ember_neighbors(body: NeighborsBody, request: Request, _caller: Caller = Dep
 def list_saes(request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     lab = get_lab(request)
     cfg = lab.sae.cfg
-    return {"saes": [{"sae_id": lab.sae_id, "model": lab.model_name, "hookpoint": cfg.hookpoint,
-                      "architecture": cfg.architecture, "d_in": cfg.d_in, "d_sae": cfg.d_sae,
-                      "feature_database": lab.store is not None}]}
+    return {
+        "saes": [
+            {
+                "sae_id": lab.sae_id,
+                "model": lab.model_name,
+                "hookpoint": cfg.hookpoint,
+                "architecture": cfg.architecture,
+                "d_in": cfg.d_in,
+                "d_sae": cfg.d_sae,
+                "feature_database": lab.store is not None,
+            }
+        ]
+    }
 
 
 @router.get("/v1/features/search", tags=["native"])
-def native_search(request: Request, q: str = Query(..., max_length=512),
-                  mode: str = Query("hybrid", pattern="^(hybrid|semantic|lexical)$"),
-                  top_k: int = Query(20, ge=1, le=200), _caller: Caller = Depends(require_caller)) -> dict:
+def native_search(
+    request: Request,
+    q: str = Query(..., max_length=512),
+    mode: str = Query("hybrid", pattern="^(hybrid|semantic|lexical)$"),
+    top_k: int = Query(20, ge=1, le=200),
+    _caller: Caller = Depends(require_caller),
+) -> dict:
     lab = get_lab(request)
     hits = _search(lab).search(q, top_k=top_k, mode=mode)
-    density = {f.index: (f.stats.density if f.stats else None)
-               for f in lab.store.get_features(lab.sae_id, [h.index for h in hits])} if hits else {}
-    return {"features": [{"index": h.index, "uuid": h.uuid, "label": h.label, "score": h.label_score,
-                          "relevance": h.score, "density": density.get(h.index)} for h in hits]}
+    density = (
+        {
+            f.index: (f.stats.density if f.stats else None)
+            for f in lab.store.get_features(lab.sae_id, [h.index for h in hits])
+        }
+        if hits
+        else {}
+    )
+    return {
+        "features": [
+            {
+                "index": h.index,
+                "uuid": h.uuid,
+                "label": h.label,
+                "score": h.label_score,
+                "relevance": h.score,
+                "density": density.get(h.index),
+            }
+            for h in hits
+        ]
+    }
 
 
 @router.get("/v1/features/{index}", tags=["native"])
-def native_feature(index: int, request: Request, neighbors: int = Query(10, ge=0, le=100),
-                   _caller: Caller = Depends(require_caller)) -> dict:
+def native_feature(
+    index: int, request: Request, neighbors: int = Query(10, ge=0, le=100), _caller: Caller = Depends(require_caller)
+) -> dict:
     """Everything about one feature: stats, histogram, examples, logit effects, neighbors, co-firing."""
     lab = get_lab(request)
     search = _search(lab)
     feature = lab.store.get_feature(lab.sae_id, _index(lab, index), with_examples=True)
     out = feature.model_dump()
-    out["neighbors"] = [{"index": h.index, "label": h.label, "similarity": h.score}
-                        for h in (search.neighbors(index, top_k=neighbors) if neighbors else [])]
-    out["cofiring_features"] = [{"index": i, "label": lab.labels.get(i, ""), "fraction": frac}
-                                for i, frac in feature.cofiring]
+    out["neighbors"] = [
+        {"index": h.index, "label": h.label, "similarity": h.score}
+        for h in (search.neighbors(index, top_k=neighbors) if neighbors else [])
+    ]
+    out["cofiring_features"] = [
+        {"index": i, "label": lab.labels.get(i, ""), "fraction": frac} for i, frac in feature.cofiring
+    ]
     return out
