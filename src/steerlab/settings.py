@@ -1,24 +1,77 @@
-"""Process-wide settings, read from the environment (``STEERLAB_*``) so CLI, server and tests agree."""
+"""Every ``STEERLAB_*`` setting in one object, so CLI, server, client and the layers beneath them agree.
+
+``steerlab`` reads the environment once at start-up (:func:`get_settings`): a variable that looks like
+ours but is not one is warned about with the closest known name, and a value that does not parse stops
+the program with one line naming the variable. Command-line flags go on top through
+:func:`load_settings`, which keeps the environment's value for every flag that was not given.
+``docs/settings.md`` lists the variables; ``scripts/write_settings_doc.py`` writes its table from here.
+"""
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+import threading
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("steerlab.settings")
+
+ENV_PREFIX = "STEERLAB_"
+OUTSIDE_THE_RUNTIME = {
+    "STEERLAB_TORCH": "install.sh only: the pip requirement for PyTorch (default torch==2.13.0, the CPU wheel; "
+    "set e.g. STEERLAB_TORCH=torch on a CUDA machine).",
+    "STEERLAB_SCREENSHOTS": "tests/e2e only: the folder the web UI tests save screenshots in.",
+}
+"""Variables read by the installer or the tests, never by steerlab itself: known, so never warned about."""
+
+
+class SettingsError(ValueError):
+    """A STEERLAB_* variable (or the flag standing for it) whose value does not parse."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STEERLAB_", extra="ignore")
+    """Each field ``name`` is read from ``STEERLAB_NAME`` (any case); flags of ``steerlab serve`` and
+    friends override the fields they stand for."""
 
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    # -- where things live, what runs the model
     home: Path = Field(
         default=Path.home() / ".cache" / "steerlab",
-        description="Where converted models, corpora, activation shards and checkpoints live.",
+        description="Where converted models, corpora, activation shards, checkpoints and caches live.",
     )
-    device: str = Field(default="cpu", description="Torch device: cpu, cuda, cuda:1, ...")
-    dtype: str = Field(default="float32", description="Model dtype: float32 or bfloat16.")
+    device: str = Field(default="cpu", description="Torch device of the model: cpu, cuda or cuda:N (flag --device).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="Model dtype (flag --dtype); bfloat16 is slower on CPUs without bf16 units."
+    )
+    fast_decode: bool = Field(
+        default=True,
+        description="Decode Llama-architecture models on the CPU in our own loop (engine/fast_decode.py); "
+        "0 uses the model's own forward.",
+    )
+    packed_weights: bool = Field(
+        default=True,
+        description="Build and use our CPU kernels (models/cpu_kernels.py) for packed linear layers and "
+        "RMSNorm; 0 keeps PyTorch's own ops.",
+    )
 
-    # Feature labeling through any OpenAI-compatible chat endpoint (steerlab features label --backend openai).
+    # -- feature search
+    query_encoder: Literal["int8", "fp32", "torch"] = Field(
+        default="int8",
+        description="How search queries are embedded: int8 or fp32 ONNX Runtime graph, or eager PyTorch; "
+        "onnx means int8, an unknown value is warned about and int8 used.",
+    )
+    query_encoder_threads: int | None = Field(
+        default=None,
+        description="Threads of the ONNX query encoder (at least 1); unset: up to two of this machine's cores.",
+    )
+
+    # -- feature labeling through any OpenAI-compatible chat endpoint (steerlab features label --backend openai)
     explainer_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint root incl. version, e.g. https://api.openai.com/v1."
     )
@@ -28,10 +81,151 @@ class Settings(BaseSettings):
     explainer_max_retries: int = Field(default=3, ge=0, description="Retries per request (exponential backoff).")
     explainer_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
 
+    # -- steerlab serve
+    host: str = Field(default="127.0.0.1", description="Interface to listen on, 0.0.0.0 for everyone (flag --host).")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on (flag --port).")
+    open_mode: bool = Field(
+        default=False,
+        description="No API keys needed: only for a machine you alone use; logged loudly at start (flag --open).",
+    )
+    db_path: Path | None = Field(
+        default=None,
+        description="Server database (API keys, saved variants); unset: STEERLAB_HOME/server.db (flag --server-db).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description='Origins allowed by CORS, as JSON (["https://a.example"]); empty: none.'
+    )
+    requests_per_minute: int = Field(default=600, ge=1, description="Requests per minute per API key.")
+    tokens_per_minute: int = Field(
+        default=200_000, ge=1, description="Prompt + completion tokens per minute per API key."
+    )
+    max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body accepted.")
+    max_messages: int = Field(default=256, ge=1, description="Most messages in one conversation.")
+    max_prompt_tokens: int = Field(default=4096, ge=1, description="Most prompt tokens in one request.")
+    max_completion_tokens: int = Field(default=1024, ge=1, description="Most tokens one request may generate.")
+    max_dataset_conversations: int = Field(
+        default=512, ge=1, description="Most conversations in one dataset request (contrast, AutoSteer)."
+    )
+    max_batch: int = Field(default=32, ge=1, description="Sequences decoded together by the engine (flag --max-batch).")
+    max_queue: int = Field(default=512, ge=1, description="Waiting requests before 503 + Retry-After.")
+    worker_threads: int = Field(
+        default=256,
+        ge=8,
+        le=4096,
+        description="Threads for synchronous routes. Requests that need the model (inspect, attribution) wait "
+        "for it on these threads; with fewer threads than such waiters, a millisecond search waits behind them.",
+    )
+    autosteer_concurrency: int = Field(
+        default=1, ge=1, description="AutoSteer/AutoConditional searches run at once; one more gets 503 + Retry-After."
+    )
+    autosteer_effort: Literal["quick", "thorough"] = Field(
+        default="quick",
+        description="quick fits the goodfire SDK's 60 s timeout on a CPU; thorough tries twice the edits.",
+    )
+
+    @field_validator("query_encoder", mode="before")
+    @classmethod
+    def _known_precision(cls, value: object) -> object:
+        """A speed knob: a wrong value costs speed, not the search, so it is warned about, not refused."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip().lower()
+        if value == "onnx":
+            return "int8"
+        if value not in ("int8", "fp32", "torch"):
+            log.warning("%sQUERY_ENCODER=%r is not one of int8, fp32, torch; using int8", ENV_PREFIX, value)
+            return "int8"
+        return value
+
+    @field_validator("query_encoder_threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value: object) -> object:
+        """At least one thread; a value that is not a whole number is warned about and the default used."""
+        if value is None or value == "":
+            return None
+        try:
+            return max(1, int(value))
+        except (TypeError, ValueError):
+            log.warning("%sQUERY_ENCODER_THREADS=%r is not a whole number; using the default", ENV_PREFIX, value)
+            return None
+
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
+    def resolved_db_path(self) -> Path:
+        """The server database: ``db_path``, else ``server.db`` under ``home``."""
+        return self.db_path or self.home / "server.db"
+
+
+def variable_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def known_variables() -> list[str]:
+    return [variable_name(field) for field in Settings.model_fields] + list(OUTSIDE_THE_RUNTIME)
+
+
+def load_settings(**flags: object) -> Settings:
+    """The environment's settings with the given flags on top; a flag that is None was not given, so the
+    environment's value (or the default) stays. Raises :class:`SettingsError` naming the variable."""
+    given = {field: value for field, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            source = f"flag for {field}" if field in given else variable_name(field)
+            problems.append(f"{source}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+_warned: set[str] = set()
+
+
+def warn_unknown_variables(environment: dict[str, str]) -> list[str]:
+    """Warn once per process about each STEERLAB_* variable that steerlab does not read (a typo is otherwise
+    silent), naming the closest known one. Returns the unknown names."""
+    known = known_variables()
+    unknown = sorted(
+        name for name in (n.upper() for n in environment) if name.startswith(ENV_PREFIX) and name not in known
+    )
+    for name in unknown:
+        if name in _warned:
+            continue
+        _warned.add(name)
+        # Compared without the prefix every name shares, which would make any two look alike.
+        suffixes = {known_name.removeprefix(ENV_PREFIX): known_name for known_name in known}
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
+        hint = f"; did you mean {suffixes[close[0]]}?" if close else "; see docs/settings.md for the known ones"
+        log.warning("unknown environment variable %s is ignored%s", name, hint)
+    return unknown
+
+
+_lock = threading.Lock()
+_current: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+
+
+def _our_environment() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)))
+
 
 def get_settings() -> Settings:
-    return Settings()
+    """The process-wide settings, read from the environment on first use and kept; read again only after a
+    STEERLAB_* variable changed (as tests change them). What :func:`use_settings` installed wins until then."""
+    global _current
+    environment = _our_environment()
+    with _lock:
+        if _current is None or _current[0] != environment:
+            warn_unknown_variables(dict(environment))
+            _current = (environment, load_settings())
+        return _current[1]
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make ``settings`` (the environment plus a command's flags) the object every layer reads."""
+    global _current
+    with _lock:
+        _current = (_our_environment(), settings)
+    return settings

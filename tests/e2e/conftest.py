@@ -162,9 +162,9 @@ def open_mode_url(tmp_path_factory):
     import uvicorn
 
     from steerlab.server.app import create_app
-    from steerlab.server.config import ServerSettings
+    from steerlab.settings import Settings
 
-    settings = ServerSettings(db_path=tmp_path_factory.mktemp("open") / "server.db", open_mode=True)
+    settings = Settings(db_path=tmp_path_factory.mktemp("open") / "server.db", open_mode=True)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning")
     )

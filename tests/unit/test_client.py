@@ -139,11 +139,11 @@ def test_autosteer_in_process(client, monkeypatch):
 def http_client(tiny_lm, tiny_sae, tmp_path):
     from steerlab.engine.lab import Lab
     from steerlab.server.app import create_app
-    from steerlab.server.config import ServerSettings
+    from steerlab.settings import Settings
 
     promote_token(tiny_lm, tiny_sae, CRAFTED, "pi")
     lab = Lab(tiny_lm, tiny_sae, max_batch=4)
-    with TestClient(create_app(ServerSettings(db_path=tmp_path / "server.db", open_mode=True), lab)) as http:
+    with TestClient(create_app(Settings(db_path=tmp_path / "server.db", open_mode=True), lab)) as http:
         yield steerlab.Client(api_key="test-key", base_url="http://testserver", http_client=http)
     lab.close()
 

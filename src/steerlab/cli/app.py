@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from steerlab.cli import chat, data, features, model, sae, serve
+from steerlab.cli.errors import one_line_errors
 
 app = typer.Typer(
     help="steerlab: train SAEs on your model, inspect and steer it through labeled features.\n\n"
@@ -13,6 +14,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+@one_line_errors
+def read_settings() -> None:
+    """Read the STEERLAB_* environment before any command: unknown names warned about, bad values refused."""
+    from steerlab.settings import get_settings
+
+    get_settings()
+
+
 app.command("chat")(chat.chat)
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="corpus")

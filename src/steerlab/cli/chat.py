@@ -34,8 +34,8 @@ def chat(
     seed: int | None = typer.Option(None, "--seed", help="Same seed, same text."),
     model: str = MODEL,
     sae: str | None = SAE,
-    dtype: str = DTYPE,
-    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
 ) -> None:
     """Chat with the model; --feature edits and --controller files steer it through SAE features
     (error-preserving). Steering events that fire are reported on stderr."""

@@ -35,8 +35,8 @@ def build_default(
         "18", "--capture-layer", help="Block index or HF module name recorded with --capture-out."
     ),
     model: str = MODEL,
-    dtype: str = DTYPE,
-    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
 ) -> None:
     """Assemble the default corpus: >= 10M tokens, >= 1.5M of them chat in the model's format.
 
@@ -91,8 +91,8 @@ def harvest_cmd(
     max_shards: int | None = typer.Option(None, "--max-shards", help="Stop after this many new shards (resume later)."),
     seed: int = typer.Option(0, "--seed", help="Order of sequences."),
     model: str = MODEL,
-    dtype: str = DTYPE,
-    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
 ) -> None:
     """Record the residual stream after LAYER for every token of a corpus into resumable shards."""
     from steerlab.activations.corpus import CorpusSource, CorpusSpec

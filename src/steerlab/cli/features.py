@@ -116,8 +116,8 @@ def build(
         "-m",
         help="Model for corpus input, logit effects and token strings (default: the harvest's model, else the SAE's).",
     ),
-    dtype: str = DTYPE,
-    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
 ) -> None:
     """Scan activations through the SAE and store every feature's statistics, examples, logit effects and
     co-firing features. Resumable: rerun the same command after an interruption."""

@@ -15,7 +15,7 @@ app = typer.Typer(help="Load models, convert the bundled GGUF, list hookpoints."
 
 @app.command("info")
 @one_line_errors
-def info(model: str = MODEL, dtype: str = DTYPE, device: str = DEVICE) -> None:
+def info(model: str = MODEL, dtype: str | None = DTYPE, device: str | None = DEVICE) -> None:
     """Load a model (converting and caching the bundled GGUF on first use) and print its shape and load time."""
     from steerlab.models.hooks import block_list
     from steerlab.models.loader import cache_dir_for, load_model

@@ -7,37 +7,40 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
 
+if TYPE_CHECKING:
+    from steerlab.settings import Settings
+
 keys_app = typer.Typer(
     help="Create, list and revoke API keys (stored hashed in the server database).", no_args_is_help=True
 )
-DB = typer.Option(None, "--server-db", help="Server database (default: $STEERLAB_HOME/server.db).")
-
-
-def _server_settings(server_db: Path | None, **overrides):
-    from steerlab.server.config import ServerSettings
-
-    settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
-    if server_db is not None:
-        settings.db_path = server_db
-    return settings
+DB = typer.Option(None, "--server-db", help="Server database (env STEERLAB_DB_PATH, default $STEERLAB_HOME/server.db).")
 
 
 @one_line_errors
 def serve(
     model: str = MODEL,
     sae: Path | None = SAE,
-    dtype: str = DTYPE,
-    device: str = DEVICE,
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for everyone)."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535),
-    open_mode: bool = typer.Option(False, "--open", help="No API key needed. Only for a machine you alone use."),
-    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Sequences decoded together."),
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
+    host: str | None = typer.Option(
+        None, "--host", help="Interface to listen on, 0.0.0.0 for everyone (env STEERLAB_HOST, default 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Env STEERLAB_PORT, default 8000."),
+    open_mode: bool | None = typer.Option(
+        None,
+        "--open/--no-open",
+        help="No API key needed. Only for a machine you alone use (env STEERLAB_OPEN_MODE, default off).",
+    ),
+    max_batch: int | None = typer.Option(
+        None, "--max-batch", min=1, help="Sequences decoded together (env STEERLAB_MAX_BATCH, default 32)."
+    ),
     server_db: Path | None = DB,
     db: Path | None = typer.Option(None, "--db", help="Feature database (default: features.db next to the SAE)."),
 ) -> None:
@@ -45,7 +48,18 @@ def serve(
 
     Clients: goodfire.Client(api_key=KEY, base_url="http://HOST:PORT"); OpenAI(base_url="http://HOST:PORT/v1").
     Create a key first with 'steerlab keys create NAME' (or pass --open on your own machine).
+    Every option not given here comes from its STEERLAB_* variable (docs/settings.md).
     """
+    from steerlab.settings import load_settings, use_settings
+
+    settings = load_settings(
+        dtype=dtype, device=device, host=host, port=port, open_mode=open_mode, max_batch=max_batch, db_path=server_db
+    )
+    run_server(use_settings(settings), model, sae, db)
+
+
+def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None) -> None:
+    """Load the lab as ``settings`` say and serve it until interrupted."""
     import uvicorn
 
     from steerlab.blas_threads import single_threaded_blas
@@ -54,11 +68,17 @@ def serve(
     from steerlab.torch_threads import in_passing_thread
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = _server_settings(server_db, host=host, port=port, open_mode=open_mode, max_batch=max_batch)
     start = time.perf_counter()
     # Loaded in a passing thread, so the engine's thread is the one keeping OpenMP workers (torch_threads.py).
     lab = in_passing_thread(
-        Lab.load, model, sae, db, dtype=dtype, device=device, max_batch=settings.max_batch, max_queue=settings.max_queue
+        Lab.load,
+        model,
+        sae,
+        db,
+        dtype=settings.dtype,
+        device=settings.device,
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
     )
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
@@ -71,7 +91,7 @@ def serve(
         json.dumps({"event": "loaded", "model": lab.model_name, "seconds": round(time.perf_counter() - start, 1)})
     )
     try:
-        uvicorn.run(create_app(settings, lab), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, lab), host=settings.host, port=settings.port, log_level="warning")
     finally:
         lab.close()
 
@@ -81,8 +101,9 @@ def serve(
 def create_key(name: str = typer.Argument(..., help="Who or what the key is for."), server_db: Path | None = DB):
     """Create a key and print it once (only its hash is stored)."""
     from steerlab.server.keys import KeyStore
+    from steerlab.settings import load_settings
 
-    info, key = KeyStore(_server_settings(server_db).resolved_db_path()).create(name)
+    info, key = KeyStore(load_settings(db_path=server_db).resolved_db_path()).create(name)
     print(json.dumps({"key_id": info.key_id, "name": info.name, "api_key": key}))
 
 
@@ -91,8 +112,9 @@ def create_key(name: str = typer.Argument(..., help="Who or what the key is for.
 def list_keys(server_db: Path | None = DB):
     """List keys (id, name, prefix, created, revoked)."""
     from steerlab.server.keys import KeyStore
+    from steerlab.settings import load_settings
 
-    for k in KeyStore(_server_settings(server_db).resolved_db_path()).list():
+    for k in KeyStore(load_settings(db_path=server_db).resolved_db_path()).list():
         print(json.dumps(k.__dict__))
 
 
@@ -103,7 +125,8 @@ def revoke_key(
 ):
     """Revoke a key; requests with it fail from the next one on."""
     from steerlab.server.keys import KeyStore
+    from steerlab.settings import load_settings
 
-    if not KeyStore(_server_settings(server_db).resolved_db_path()).revoke(key_id):
+    if not KeyStore(load_settings(db_path=server_db).resolved_db_path()).revoke(key_id):
         raise ValueError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'")
     print(json.dumps({"revoked": key_id}))

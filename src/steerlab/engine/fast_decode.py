@@ -14,7 +14,6 @@ model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 from steerlab.models.cpu_kernels import kernels_available
 from steerlab.models.packed_linear import PackedLinear
+from steerlab.settings import get_settings
 
 
 def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
@@ -119,7 +119,7 @@ class FastDecoder:
     @staticmethod
     def supports(model: nn.Module) -> bool:
         """Llama-architecture decoders (Llama, SmolLM, Mistral-style without sliding windows) on the CPU."""
-        if os.environ.get("STEERLAB_FAST_DECODE", "1").strip().lower() in ("0", "false", "no", "off"):
+        if not get_settings().fast_decode:
             return False
         config = getattr(model, "config", None)
         if config is None or getattr(config, "model_type", None) != "llama":

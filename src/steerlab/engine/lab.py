@@ -53,12 +53,13 @@ class Lab:
         model: str = "default",
         sae_path: str | Path | None = None,
         db_path: str | Path | None = None,
-        dtype: str = "float32",
-        device: str = "cpu",
+        dtype: str | None = None,
+        device: str | None = None,
         **kw,
     ) -> Lab:
         """Model + SAE (bundled by default) + the SAE's feature database (``features.db`` next to the
-        SAE unless ``db_path`` says otherwise; the lab works without one, minus labels and search)."""
+        SAE unless ``db_path`` says otherwise; the lab works without one, minus labels and search).
+        ``dtype`` and ``device`` default to the settings (STEERLAB_DTYPE, STEERLAB_DEVICE)."""
         from steerlab.models.loader import load_model
         from steerlab.sae.bundled import bundled_sae_path, load_sae_for
 

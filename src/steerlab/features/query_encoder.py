@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from steerlab.settings import get_settings
+
 log = logging.getLogger("steerlab.features")
 
-PRECISIONS = ("int8", "fp32", "torch")
 FP32_TOLERANCE = 1e-4
 """Largest difference from the PyTorch vector allowed on the probe before the fp32 graph is trusted."""
 INT8_MIN_COSINE = 0.99
@@ -48,25 +49,13 @@ MAX_THREADS = 2
 
 
 def precision() -> str:
-    """``STEERLAB_QUERY_ENCODER`` (int8 | fp32 | torch; ``onnx`` means int8), int8 when unset or unknown."""
-    raw = os.environ.get("STEERLAB_QUERY_ENCODER", "int8").strip().lower()
-    if raw == "onnx":
-        return "int8"
-    if raw not in PRECISIONS:
-        log.warning("STEERLAB_QUERY_ENCODER=%r is not one of %s; using int8", raw, ", ".join(PRECISIONS))
-        return "int8"
-    return raw
+    """The ``query_encoder`` setting (STEERLAB_QUERY_ENCODER): int8, fp32 or torch."""
+    return get_settings().query_encoder
 
 
 def encoder_threads() -> int:
-    """``STEERLAB_QUERY_ENCODER_THREADS``, else up to two of this machine's cores."""
-    raw = os.environ.get("STEERLAB_QUERY_ENCODER_THREADS")
-    if raw:
-        try:
-            return max(1, int(raw))
-        except ValueError:
-            log.warning("STEERLAB_QUERY_ENCODER_THREADS=%r is not a whole number; using the default", raw)
-    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    """The ``query_encoder_threads`` setting, else up to two of this machine's cores."""
+    return get_settings().query_encoder_threads or max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
 _lock = threading.Lock()
@@ -104,8 +93,6 @@ class OnnxQueryEncoder:
 
 
 def _cache_path(model_dir: Path, int8: bool) -> Path:
-    from steerlab.settings import get_settings
-
     weights = model_dir / "model.safetensors"
     stat = weights.stat()
     key = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{GRAPH_VERSION}:{'int8' if int8 else 'fp32'}"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from steerlab.settings import get_settings
+
 log = logging.getLogger("steerlab.models")
 
 SOURCES = sorted((Path(__file__).with_name("csrc")).glob("*.cpp"))
@@ -90,7 +92,7 @@ def kernels_available() -> bool:
 
 
 def _load() -> bool:
-    if os.environ.get("STEERLAB_PACKED_WEIGHTS", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not get_settings().packed_weights:
         return False
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         log.info("CPU kernels: need Linux on x86-64; PyTorch's own ops are used")

@@ -125,11 +125,12 @@ def resolve_checkpoint(name_or_path: str) -> str:
 
 def load_model(
     name_or_path: str = "default",
-    dtype: str | torch.dtype = "float32",
-    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
     packed: bool = True,
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason.
+    """Load a causal LM and its tokenizer; raises ModelNotFoundError with a one-line reason. ``dtype`` and
+    ``device`` default to the settings (STEERLAB_DTYPE, STEERLAB_DEVICE).
 
     On a CPU in float32, linear layers whose weights have an exact compact form (bf16 or GGUF-style
     blocks) keep that form and multiply through ``packed_linear.py`` unless ``packed`` is False: same
@@ -138,7 +139,9 @@ def load_model(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a sub-second weight copy needs no bar; our CLI output stays clean
-    torch_dtype, dev = parse_dtype(dtype), parse_device(device)
+    settings = get_settings()
+    torch_dtype = parse_dtype(settings.dtype if dtype is None else dtype)
+    dev = parse_device(settings.device if device is None else device)
     checkpoint = resolve_checkpoint(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)

@@ -18,13 +18,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from steerlab import __version__
 from steerlab.server.auth import Caller, require_caller
-from steerlab.server.config import ServerSettings
 from steerlab.server.errors import install_error_handlers
 from steerlab.server.keys import KeyStore
 from steerlab.server.observability import Metrics, ObservabilityMiddleware
 from steerlab.server.rate_limits import RateLimiter
 from steerlab.server.routes import analysis, autosteer, chat, features, ui, variants
 from steerlab.server.variants import VariantStore
+from steerlab.settings import Settings, get_settings
 
 log = logging.getLogger("steerlab.server")
 
@@ -37,10 +37,10 @@ async def _lifespan(app: FastAPI):
     yield
 
 
-def create_app(settings: ServerSettings | None = None, lab=None) -> FastAPI:
+def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
     """Build the app. ``lab`` is injected by tests and ``steerlab serve``; routes that need a model
-    answer 503 until one is attached."""
-    settings = settings or ServerSettings()
+    answer 503 until one is attached. ``settings`` defaults to the process-wide ones."""
+    settings = settings or get_settings()
     app = FastAPI(
         title="steerlab",
         version=__version__,

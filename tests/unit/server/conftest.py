@@ -3,8 +3,8 @@ from fastapi.testclient import TestClient
 
 from steerlab.engine.lab import Lab
 from steerlab.server.app import create_app
-from steerlab.server.config import ServerSettings
 from steerlab.server.keys import KeyStore
+from steerlab.settings import Settings
 
 
 @pytest.fixture()
@@ -17,7 +17,7 @@ def tiny_lab(tiny_lm):
 @pytest.fixture()
 def server(tmp_path, tiny_lab):
     """(TestClient, API key) for an app over the tiny model."""
-    settings = ServerSettings(db_path=tmp_path / "server.db", max_completion_tokens=64, max_prompt_tokens=200)
+    settings = Settings(db_path=tmp_path / "server.db", max_completion_tokens=64, max_prompt_tokens=200)
     _, key = KeyStore(settings.resolved_db_path()).create("tester")
     with TestClient(create_app(settings, tiny_lab)) as client:
         client.headers["Authorization"] = f"Bearer {key}"
@@ -36,7 +36,7 @@ def steered_server(tmp_path, tiny_lm):
     sae = create_sae(SAEConfig(d_in=64, d_sae=128, architecture="topk", k=8, hookpoint="model.layers.1"))
     sae.requires_grad_(False).feature_scale.fill_(3.0)
     lab = Lab(tiny_lm, sae, max_batch=8)
-    settings = ServerSettings(db_path=tmp_path / "server.db", open_mode=True)
+    settings = Settings(db_path=tmp_path / "server.db", open_mode=True)
     with TestClient(create_app(settings, lab)) as client:
         yield client, lab
     lab.close()

@@ -4,13 +4,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from steerlab.server.app import create_app
-from steerlab.server.config import ServerSettings
 from steerlab.server.keys import KeyStore
+from steerlab.settings import Settings
 
 
 @pytest.fixture()
 def settings(tmp_path):
-    return ServerSettings(db_path=tmp_path / "server.db", requests_per_minute=5, max_body_bytes=2048)
+    return Settings(db_path=tmp_path / "server.db", requests_per_minute=5, max_body_bytes=2048)
 
 
 def test_keys_are_stored_hashed_and_revocation_is_immediate(settings):

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 
 from steerlab.engine.lab import Lab
 from steerlab.server.app import create_app
-from steerlab.server.config import ServerSettings
+from steerlab.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def fuzzed_app(tmp_path_factory, tiny_tokenizer):
     sae = create_sae(SAEConfig(d_in=64, d_sae=128, architecture="topk", k=8, hookpoint="model.layers.1"))
     sae.requires_grad_(False)
     lab = Lab(LoadedModel("tiny-llama", make_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer), sae, max_batch=8)
-    settings_ = ServerSettings(
+    settings_ = Settings(
         db_path=tmp_path_factory.mktemp("fuzz") / "s.db",
         open_mode=True,
         max_completion_tokens=8,

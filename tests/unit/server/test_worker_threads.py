@@ -5,14 +5,14 @@ import threading
 from fastapi.testclient import TestClient
 
 from steerlab.server.app import create_app
-from steerlab.server.config import ServerSettings
+from steerlab.settings import Settings
 
 WAITERS = 48  # more than anyio's default pool of 40 worker threads
 
 
 def test_quick_routes_answer_while_many_inspections_wait_for_the_model(tmp_path, steered_server):
     _, lab = steered_server
-    settings = ServerSettings(db_path=tmp_path / "other.db", open_mode=True, worker_threads=64)
+    settings = Settings(db_path=tmp_path / "other.db", open_mode=True, worker_threads=64)
     body = {"messages": [{"role": "user", "content": "hello there"}]}
     with TestClient(create_app(settings, lab)) as client:
         statuses, health = [], []
