@@ -6,7 +6,7 @@ running its own copy of the script), ``--rounds`` times each. Every benchmark he
 object; the numeric leaves of both sides are printed side by side with their ratio (medians over
 rounds), and written to ``--out``.
 
-    python benchmarks/ab.py --base 1de1b7a -- benchmarks/search.py --db src/steerlab/assets/saes/smollm2-135m-instruct/features.db
+    python benchmarks/ab.py --base 1de1b7a -- benchmarks/search.py --db DB
     python benchmarks/ab.py --base HEAD~3 --rounds 2 -- benchmarks/serve.py --tokens 48 --streams 16
 """
 
