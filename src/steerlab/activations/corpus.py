@@ -13,8 +13,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steerlab.errors import InvalidInputError
 
-class CorpusError(ValueError):
+
+class CorpusError(InvalidInputError):
     """A corpus file or spec that cannot be read; the message names the file/field and what is allowed."""
 
 

@@ -12,6 +12,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+from steerlab.errors import NotFoundError
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys (stored hashed in the server database).", no_args_is_help=True
@@ -105,5 +106,5 @@ def revoke_key(
     from steerlab.server.keys import KeyStore
 
     if not KeyStore(_server_settings(server_db).resolved_db_path()).revoke(key_id):
-        raise ValueError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'")
+        raise NotFoundError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'", field="key_id")
     print(json.dumps({"revoked": key_id}))

@@ -27,18 +27,20 @@ from transformers import DynamicCache
 from steerlab.engine import kv_cache
 from steerlab.engine.sequence import RowEditor, SequenceState
 from steerlab.engine.stream import Stream, TokenEvent
+from steerlab.errors import BusyError, InvalidInputError
 from steerlab.generation.sampler import SamplingParams
 from steerlab.models.hooks import _hidden, _replace_hidden
 
 log = logging.getLogger("steerlab.engine")
 
 
-class EngineBusy(Exception):
-    """The waiting queue is full; try again after ``retry_after`` seconds."""
+class EngineBusy(BusyError):
+    """The waiting queue is full; try again after ``retry_after`` seconds (the server answers 503)."""
+
+    code = "engine_busy"
 
     def __init__(self, waiting: int, retry_after: int = 2):
-        super().__init__(f"server busy: {waiting} requests already waiting; retry after {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(f"server busy: {waiting} requests already waiting; retry after {retry_after} s", retry_after)
 
 
 class Engine:
@@ -103,11 +105,12 @@ class Engine:
         """Queue a generation; events arrive on the returned stream (async when ``loop`` is given)."""
         params.validate()
         if not prompt_ids:
-            raise ValueError("messages: the prompt is empty")
+            raise InvalidInputError("the prompt is empty", field="messages")
         if len(prompt_ids) + params.max_new_tokens > self.max_positions:
-            raise ValueError(
-                f"messages: prompt ({len(prompt_ids)} tokens) + max_new_tokens "
-                f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}"
+            raise InvalidInputError(
+                f"prompt ({len(prompt_ids)} tokens) + max_new_tokens "
+                f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}",
+                field="messages",
             )
         stream = Stream(loop)
         stream.prompt_tokens = len(prompt_ids)

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from steerlab.errors import UnknownFeatureError
 from steerlab.features import store_codec as codec
 from steerlab.features import store_schema as schema_sql
 from steerlab.features.schema import Feature, Label, SAEInfo
 from steerlab.features.store_corpus import CorpusTables
-from steerlab.features.store_queries import FeatureQueries, UnknownFeatureError
+from steerlab.features.store_queries import FeatureQueries
 from steerlab.features.store_schema import (
     FeatureIndexError,
     StoreError,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
+from steerlab.errors import InvalidInputError, UnknownFeatureError
 from steerlab.features import store_codec as codec
 from steerlab.features.schema import Example, Feature, FeatureStats, Label, feature_uuid
-from steerlab.features.store_schema import StoreError
 
 _FEATURE_COLUMNS = (
     "idx, stats, promoted, suppressed, cofiring, label_text, label_explainer, label_score, label_scorer, label_details"
@@ -20,13 +20,6 @@ _EXAMPLE_COLUMNS = "idx, " + ", ".join(codec.EXAMPLE_COLUMNS)
 _KIND_ORDER = {"top": 0, "quantile": 1, "random": 2, "nonactivating": 3}
 _CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
 _FTS_OPERATORS = {"AND", "OR", "NOT", "NEAR"}
-
-
-class UnknownFeatureError(StoreError, KeyError):
-    """No feature with that UUID in the store."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown feature"
 
 
 def fts_match_expression(query: str, max_words: int = 32) -> str:
@@ -76,7 +69,7 @@ class FeatureQueries:
         """Every stored feature in index order, ``batch_size`` rows in memory at a time."""
         key, _ = self._sae(sae_id)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"must be >= 1, got {batch_size}", field="batch_size")
         after = -1
         while True:
             with self._lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from steerlab.errors import NotFoundError, SteerlabError
 from steerlab.features.schema import SCHEMA_VERSION
 
 APPLICATION_ID = 0x5354524C  # "STRL": marks the file as ours for `file(1)` and for a quick check
@@ -63,19 +64,18 @@ CREATE VIRTUAL TABLE IF NOT EXISTS label_fts USING fts5(text, tokenize = '%s');
 )
 
 
-class StoreError(Exception):
+class StoreError(SteerlabError):
     """Anything wrong with a feature database or a request to it."""
 
 
-class UnknownSAEError(StoreError, KeyError):
+class UnknownSAEError(StoreError, NotFoundError, KeyError):
     """No SAE with that id in the store (a KeyError too, so callers that expect lookups to fail can)."""
 
-    def __str__(self) -> str:  # KeyError would wrap the message in quotes
-        return str(self.args[0]) if self.args else "unknown SAE"
 
-
-class FeatureIndexError(StoreError, IndexError):
+class FeatureIndexError(StoreError, NotFoundError, IndexError):
     """A feature index outside ``0..d_sae-1``."""
+
+    code = "feature_not_found"
 
 
 class StoreSchemaError(StoreError):

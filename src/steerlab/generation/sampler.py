@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from steerlab.errors import InvalidInputError
+
 
 @dataclass
 class SamplingParams:
@@ -23,11 +25,11 @@ class SamplingParams:
 
     def validate(self) -> SamplingParams:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise InvalidInputError(f"must be >= 1, got {self.max_new_tokens}", field="max_new_tokens")
         if not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
+            raise InvalidInputError(f"must be in [0, 5], got {self.temperature}", field="temperature")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidInputError(f"must be in (0, 1], got {self.top_p}", field="top_p")
         return self
 
 

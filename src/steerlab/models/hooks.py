@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from steerlab.errors import InvalidInputError
+
 Editor = Callable[[torch.Tensor], torch.Tensor]  # hidden [batch, seq, d_model] -> same shape
 
 
@@ -34,7 +36,7 @@ def register_own_thread_hook(module: nn.Module, hook: Callable) -> torch.utils.h
     return module.register_forward_hook(guarded)
 
 
-class HookpointError(ValueError):
+class HookpointError(InvalidInputError):
     """A layer index or module name that the model does not have."""
 
 

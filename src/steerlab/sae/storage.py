@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from steerlab.errors import InvalidInputError
 from steerlab.tensor_files import save_safetensors
 
 DTYPES: dict[str, torch.dtype] = {
@@ -30,7 +31,7 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
-class SAEFormatError(ValueError):
+class SAEFormatError(InvalidInputError):
     """An SAE folder or file is missing, corrupt, or does not match its config."""
 
 
@@ -39,7 +40,7 @@ def to_dtype(name: str | torch.dtype) -> torch.dtype:
         return name
     key = name.removeprefix("torch.")
     if key not in DTYPES:
-        raise ValueError(f"dtype: unknown {name!r}; allowed: {', '.join(DTYPES)}")
+        raise InvalidInputError(f"unknown {name!r}", field="dtype", allowed=", ".join(DTYPES))
     return DTYPES[key]
 
 
