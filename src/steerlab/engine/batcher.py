@@ -28,7 +28,7 @@ from steerlab.engine import kv_cache
 from steerlab.engine.sequence import RowEditor, SequenceState
 from steerlab.engine.stream import Stream, TokenEvent
 from steerlab.generation.sampler import SamplingParams
-from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.models.hooks import output_hidden, replace_output_hidden
 
 log = logging.getLogger("steerlab.engine")
 
@@ -273,14 +273,14 @@ class Engine:
         editors = self._row_editors
         if threading.current_thread() is not self._thread or not any(e is not None for e in editors):
             return None  # another user's forward (analysis, tests): not ours to steer
-        hidden = _hidden(output)
+        hidden = output_hidden(output)
         edited = hidden.clone()
         starts = self._row_starts
         for row, editor in enumerate(editors):
             if editor is not None:
                 start = starts[row] if starts else 0
                 edited[row : row + 1, start:] = editor(hidden[row : row + 1, start:])
-        return _replace_hidden(output, edited)
+        return replace_output_hidden(output, edited)
 
     def _fail_all(self, message: str) -> None:
         for seq in self._active:

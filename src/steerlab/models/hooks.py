@@ -75,11 +75,13 @@ def layer_index(model: nn.Module, hookpoint: str) -> int | None:
     return int(tail) if head == prefix and tail.isdigit() else None
 
 
-def _hidden(output):
+def output_hidden(output):
+    """The hidden state in a block's forward output (HF blocks return a tuple or, in newer releases, the tensor)."""
     return output[0] if isinstance(output, tuple) else output
 
 
-def _replace_hidden(output, hidden):
+def replace_output_hidden(output, hidden):
+    """``output`` with its hidden state swapped for ``hidden``, in the same shape: what a hook returns to edit."""
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
@@ -89,7 +91,7 @@ def edit_residual(model: nn.Module, hookpoint: str, editor: Editor) -> Iterator[
     module = model.get_submodule(hookpoint)
 
     def hook(_module, _inputs, output):
-        return _replace_hidden(output, editor(_hidden(output)))
+        return replace_output_hidden(output, editor(output_hidden(output)))
 
     handle = register_own_thread_hook(module, hook)
     try:
@@ -106,7 +108,7 @@ def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[s
     for name in hookpoints:
 
         def hook(_module, _inputs, output, name=name):
-            captured[name] = _hidden(output).detach()
+            captured[name] = output_hidden(output).detach()
 
         handles.append(register_own_thread_hook(model.get_submodule(name), hook))
     try:
@@ -132,7 +134,7 @@ def forward_to_hookpoint(
     result: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
-        result.append(_hidden(output))
+        result.append(output_hidden(output))
         raise _StopForward
 
     handle = register_own_thread_hook(module, hook)
