@@ -1,8 +1,11 @@
 """Hookpoints: read and write the residual stream after any block, by the HF module's own name.
 
-The model is never rewritten: we attach plain forward hooks to the module named e.g.
-``model.layers.18`` (the residual stream after block 18) and remove them afterwards, which
-restores the original computation bit for bit.
+Hooks do not rewrite the model: we attach plain forward hooks to the module named e.g.
+``model.layers.18`` (the residual stream after block 18) and remove them afterwards, which restores
+the computation before them bit for bit. (Loading does replace weights: on a CPU, linear layers
+become ``PackedLinear`` (``packed_linear.py``), and the engine's fast decoder makes the q/k/v and
+gate/up weights views of fused tensors (``engine/fast_decode.py``). Both keep each block's output
+up to the order of the sums, and the block outputs are where these hooks read and write.)
 
 Every hook here acts only on forwards run by the thread that installed it. The server's engine
 thread decodes on the same model object while another thread runs an analysis (AutoSteer takes a
