@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +139,3 @@ def build_sequences(spec: CorpusSpec, tokenizer, progress: bool = True) -> list[
         bar.close()
     random.Random(spec.seed).shuffle(sequences)
     return sequences
-
-
-def count_tokens(sequences: Iterable[list[int]]) -> int:
-    return sum(len(s) for s in sequences)

@@ -90,10 +90,6 @@ class AutoConditionalResult:
         variant.set_when(self.condition, dict(self.edits))
         return variant
 
-    def ember(self) -> dict:
-        """The Ember ``features/auto-conditional`` response."""
-        return {"conditional": self.condition.json()}
-
 
 def auto_conditional(
     lm,

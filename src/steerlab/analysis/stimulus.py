@@ -134,10 +134,6 @@ class ContrastiveStimulus:
     replies_2: list[Reply]
     prompts: list[str]
 
-    def ember(self) -> list[list[list[dict]]]:
-        """The Ember ``generate-contrastive-dataset`` response: ``[dataset_1, dataset_2]``."""
-        return [self.dataset_1, self.dataset_2]
-
 
 def generate_contrastive_stimulus(
     lm,

@@ -37,7 +37,7 @@ def resolve_db(db: Path | None, sae: Path | None) -> Path:
 
 
 def open_feature_db(db: Path | None, sae: Path | None, sae_id: str | None, readonly: bool = True):
-    """(store, sae_id) for the reading commands (part B's label/search commands use it too)."""
+    """(store, sae_id) for the reading commands and for ``label``/``search`` (``features_search.py``)."""
     from steerlab.features.identity import pick_sae_id
     from steerlab.features.store import FeatureStore
 
@@ -277,5 +277,5 @@ def dashboard(
     print(f"wrote {write_dashboard(feature, out, labels)}")
 
 
-# Part B registers `label` and `search` on this app from its own module; it edits the next line:
+# `label` and `search` live in features_search.py and register themselves on this app when imported:
 from steerlab.cli import features_search  # noqa: E402,F401

@@ -18,8 +18,8 @@ from typing import TypeVar
 from steerlab.engine.batcher import Engine
 from steerlab.errors import ConflictError, InvalidInputError, MissingFileError
 from steerlab.generation.sampler import SamplingParams
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 from steerlab.models.loader import LoadedModel
-from steerlab.steering.chat import chat_input_ids, stop_token_ids
 from steerlab.steering.conversation import check_messages
 from steerlab.steering.errors import ConversationError
 

@@ -93,14 +93,14 @@ def stream_tokens(
         if step == params.max_new_tokens - 1:
             yield StreamEvent(text[len(emitted) :], token, "length")
             return
-        safe = _stream_safe_prefix(text, params.stop)
+        safe = stream_safe_prefix(text, params.stop)
         if len(safe) > len(emitted):
             yield StreamEvent(safe[len(emitted) :], token)
             emitted = safe
         ids = torch.tensor([[token]], device=device)
 
 
-def _stream_safe_prefix(text: str, stops: list[str]) -> str:
+def stream_safe_prefix(text: str, stops: list[str]) -> str:
     """Text that can be shown now: no half multi-byte character, no tail that may begin a stop string."""
     text = text.rstrip("\ufffd")
     for stop in stops:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.datastructures import MutableHeaders
@@ -16,15 +17,21 @@ log = logging.getLogger("steerlab.server.access")
 
 
 class Metrics:
-    """Per-app registry (so several apps in one process, e.g. tests, never collide)."""
+    """Per-app registry (so several apps in one process, e.g. tests, never collide).
 
-    def __init__(self) -> None:
+    The engine gauges are read at scrape time from ``engine()`` (the attached lab's engine, or
+    ``None`` while there is none: then they read 0), so they are never stale.
+    """
+
+    def __init__(self, engine: Callable[[], object | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("steerlab_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
         self.latency = Histogram("steerlab_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
         self.tokens = Counter("steerlab_generated_tokens_total", "Tokens generated", registry=self.registry)
         self.queue = Gauge("steerlab_engine_queue", "Requests waiting for the engine", registry=self.registry)
+        self.queue.set_function(lambda: getattr(engine(), "queue_depth", 0))
         self.active = Gauge("steerlab_engine_active", "Sequences being decoded", registry=self.registry)
+        self.active.set_function(lambda: getattr(engine(), "active_count", 0))
 
 
 class ObservabilityMiddleware:
