@@ -17,8 +17,8 @@ import torch
 
 from steerlab.activations.offline_sources import default_chat_prompts
 from steerlab.generation.batch_generate import BatchSampling, generate_batch
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 from steerlab.models.loader import load_model
-from steerlab.steering.chat import chat_input_ids, stop_token_ids
 
 
 def main() -> None:

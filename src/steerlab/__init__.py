@@ -13,6 +13,7 @@ _LAZY = {
     "Variant": "steerlab.steering.variant",
     "FeatureGroup": "steerlab.steering.refs",
     "InferenceAborted": "steerlab.steering.errors",
+    "SteerlabError": "steerlab.errors",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -174,10 +174,11 @@ class LocalBackend:
 
     def attribute(self, messages, index: int, model="default") -> AttributionResponse:
         from steerlab.analysis.attribution import attribute
+        from steerlab.server.wire import attribution_response
 
         self.check_model(model)
         result = attribute(self.lm, self.sae, messages, index, labels=self.labels)
-        ember = result.ember(self.sae_id)
+        ember = attribution_response(result, self.sae_id)
         features = [
             AttributionFeature(
                 self.feature(i), value, [(t["index"], t["activation_strength"]) for t in entry["tokens"]]

@@ -136,11 +136,6 @@ class AttributionResponse:
 
 
 # ---------------------------------------------------------------------------------- chat (SDK shapes)
-class ChatMessage(BaseModel):
-    role: str
-    content: str
-
-
 class ChatCompletionChoice(BaseModel):
     index: int
     message: dict

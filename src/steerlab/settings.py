@@ -19,6 +19,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from steerlab.errors import InvalidInputError
+
 log = logging.getLogger("steerlab.settings")
 
 ENV_PREFIX = "STEERLAB_"
@@ -30,8 +32,8 @@ OUTSIDE_THE_RUNTIME = {
 """Variables read by the installer or the tests, never by steerlab itself: known, so never warned about."""
 
 
-class SettingsError(ValueError):
-    """A STEERLAB_* variable (or the flag standing for it) whose value does not parse."""
+class SettingsError(InvalidInputError):
+    """A STEERLAB_* variable (or the flag standing for it) whose value does not parse; ``field`` names it."""
 
 
 class Settings(BaseSettings):
@@ -175,10 +177,12 @@ def load_settings(**flags: object) -> Settings:
     except ValidationError as err:
         problems = []
         for error in err.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            source = f"flag for {field}" if field in given else variable_name(field)
-            problems.append(f"{source}={error.get('input')!r}: {error['msg']}")
-        raise SettingsError("invalid setting " + "; ".join(problems)) from None
+            field = str(error["loc"][0])
+            source = f"--{field.replace('_', '-')}" if field in given else variable_name(field)
+            problems.append((source, f"{error.get('input')!r} is not valid: {error['msg']}"))
+        if len(problems) == 1:
+            raise SettingsError(problems[0][1], field=problems[0][0]) from None
+        raise SettingsError("; ".join(f"{source}={message}" for source, message in problems)) from None
 
 
 _warned: set[str] = set()

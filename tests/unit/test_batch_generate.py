@@ -1,7 +1,7 @@
 import torch
 
 from steerlab.generation.batch_generate import BatchSampling, generate_batch, sample_rows
-from steerlab.steering.chat import chat_input_ids, stop_token_ids
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 
 
 def _greedy_alone(lm, prompt: list[int], steps: int, stops: set[int]) -> list[int]:

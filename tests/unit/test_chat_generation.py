@@ -66,7 +66,7 @@ def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm,
     assert ShardActivationSource(whole).num_tokens == manifest["num_tokens"]
     # the feature-database builder reads it too: example contexts are whole conversations by id
     from steerlab.features.build_sources import HarvestActivations
-    from steerlab.steering.chat import chat_input_ids
+    from steerlab.models.chat_template import chat_input_ids
 
     assert manifest["num_sequences"] == 5
     source = HarvestActivations([whole])

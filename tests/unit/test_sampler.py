@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from steerlab.generation.sampler import SamplingParams, _stream_safe_prefix, sample_next, stream_tokens
-from steerlab.steering.chat import chat_input_ids, stop_token_ids, stream_chat
+from steerlab.generation.sampler import SamplingParams, sample_next, stream_safe_prefix, stream_tokens
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
+from steerlab.steering.chat import stream_chat
 
 
 def _run(lm, **kw):
@@ -35,8 +36,8 @@ def test_stop_sequence_cuts_text(tiny_lm):
 
 
 def test_safe_prefix_holds_back_partial_stop():
-    assert _stream_safe_prefix("hello wor", ["world"]) == "hello "
-    assert _stream_safe_prefix("abc\ufffd", []) == "abc"
+    assert stream_safe_prefix("hello wor", ["world"]) == "hello "
+    assert stream_safe_prefix("abc\ufffd", []) == "abc"
 
 
 def test_top_p_keeps_only_the_nucleus():

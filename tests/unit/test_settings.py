@@ -111,8 +111,17 @@ def test_a_bad_value_is_one_line_naming_the_variable(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["keys", "list", "--server-db", str(tmp_path / "server.db")])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: invalid setting STEERLAB_PORT='abc': Input should be a valid integer, unable to parse string as an "
+        "error: STEERLAB_PORT: 'abc' is not valid: Input should be a valid integer, unable to parse string as an "
         "integer"
+    ]
+
+
+def test_a_bad_flag_is_one_line_naming_the_flag(monkeypatch):
+    monkeypatch.setattr(serve_module, "run_server", lambda *args: pytest.fail("served with a bad dtype"))
+    result = CliRunner().invoke(app, ["serve", "--dtype", "int4"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --dtype: 'int4' is not valid: Input should be 'float32', 'bfloat16' or 'float16'"
     ]
 
 

@@ -25,9 +25,9 @@ import torch
 
 from steerlab.activations.harvest import HarvestError, _save_sequences, _write_json, shard_path
 from steerlab.generation.batch_generate import Generated
+from steerlab.models.chat_template import chat_input_ids
 from steerlab.models.hooks import resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
-from steerlab.steering.chat import chat_input_ids
 from steerlab.tensor_files import save_safetensors
 
 

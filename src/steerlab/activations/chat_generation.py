@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from steerlab.activations.chat_capture import ChatCapture
 from steerlab.generation.batch_generate import BatchSampling, generate_batch
+from steerlab.models.chat_template import stop_token_ids
 from steerlab.models.loader import LoadedModel
-from steerlab.steering.chat import stop_token_ids
 
 
 @dataclass

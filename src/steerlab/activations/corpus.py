@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steerlab.errors import InvalidInputError
 
-class CorpusError(ValueError):
+
+class CorpusError(InvalidInputError):
     """A corpus file or spec that cannot be read; the message names the file/field and what is allowed."""
 
 
@@ -137,7 +139,3 @@ def build_sequences(spec: CorpusSpec, tokenizer, progress: bool = True) -> list[
         bar.close()
     random.Random(spec.seed).shuffle(sequences)
     return sequences
-
-
-def count_tokens(sequences: Iterable[list[int]]) -> int:
-    return sum(len(s) for s in sequences)

@@ -19,6 +19,7 @@ from steerlab.activations.chat_capture import ChatCapture
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
 from steerlab.activations.corpus import CorpusSource, CorpusSpec
 from steerlab.activations.offline_sources import default_chat_prompts, plain_documents
+from steerlab.errors import InvalidInputError
 from steerlab.models.loader import LoadedModel
 from steerlab.settings import get_settings
 
@@ -49,7 +50,7 @@ def build_chat_transcripts(
     capture = None
     if capture_layer is not None:
         if capture_out is None:
-            raise ValueError("capture_out is required with capture_layer")
+            raise InvalidInputError("is required with capture_layer", field="capture_out")
         capture = ChatCapture(
             lm,
             capture_out,
@@ -138,5 +139,5 @@ def default_corpus_spec(part: str, out_dir: Path | None = None, context_length: 
             for name, budget in TEXT_BUDGETS.items()
         ]
     else:
-        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+        raise InvalidInputError(f"unknown {part!r}", field="part", allowed=", ".join(PARTS))
     return CorpusSpec(sources=sources, context_length=context_length, seed=seed)

@@ -23,12 +23,13 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from steerlab.activations.corpus import CorpusSpec, build_sequences
+from steerlab.errors import InvalidInputError
 from steerlab.models.hooks import forward_to_hookpoint, resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
 from steerlab.tensor_files import save_safetensors
 
 
-class HarvestError(ValueError):
+class HarvestError(InvalidInputError):
     """A harvest folder that does not match the requested run, or is damaged."""
 
 

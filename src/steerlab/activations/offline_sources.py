@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from steerlab.errors import NotFoundError
+
 DEBIAN_PACKAGES = "debian-handbook wordnet-base dict-gcide fortunes abs-guide gnu-standards manpages manpages-dev"
 
 
-class SourceMissingError(RuntimeError):
+class SourceMissingError(NotFoundError, RuntimeError):
     """An offline source is not installed; the message says how to install it."""
 
 

@@ -11,15 +11,14 @@ same estimate for the SAE's error term, i.e. what the dictionary does not explai
 
 from __future__ import annotations
 
-import uuid as uuid_lib
 from dataclasses import dataclass
 
 import torch
 
 from steerlab.analysis.codes import labeler
-from steerlab.features.schema import feature_uuid
-from steerlab.models.hooks import _hidden, _replace_hidden, register_own_thread_hook
-from steerlab.steering.conversation import check_context, conversation_ids, token_strings
+from steerlab.models.chat_template import token_strings
+from steerlab.models.hooks import output_hidden, register_own_thread_hook, replace_output_hidden
+from steerlab.steering.conversation import check_context, conversation_ids
 from steerlab.steering.errors import ConversationError
 
 
@@ -94,17 +93,10 @@ class AttributionResult:
         order = totals.argsort(descending=True)[:k].tolist()
         return [(i, self.label(i), float(totals[i])) for i in order if self.scores[:, i].any()]
 
-    def ember(self, sae_id: str, k: int = 10) -> dict:
-        """The Ember ``compute-logit-attribution`` response: features to ablate (largest summed
-        attribution first), each with the positions it fired on and its strength there (units)."""
-        to_ablate = []
-        for index, _, value in self.by_feature(k):
-            fired = self.codes_raw[:, index].nonzero().flatten().tolist()
-            tokens = [
-                {"index": p, "activation_strength": float(self.codes_raw[p, index] / self.scale[index])} for p in fired
-            ]
-            to_ablate.append({"id": str(uuid_lib.UUID(feature_uuid(sae_id, index))), "value": value, "tokens": tokens})
-        return {"to_ablate": to_ablate, "num_input_tokens": self.num_input_tokens}
+    def firing(self, index: int) -> list[tuple[int, float]]:
+        """Where feature ``index`` fired before the target: ``(position, activation in per-feature units)``."""
+        fired = self.codes_raw[:, index].nonzero().flatten().tolist()
+        return [(p, float(self.codes_raw[p, index] / self.scale[index])) for p in fired]
 
 
 def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, labels=None) -> AttributionResult:
@@ -123,11 +115,11 @@ def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, 
     held: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
-        h = _hidden(output)
+        h = output_hidden(output)
         codes = sae.encode(h.detach().to(sae.W_enc.dtype)).requires_grad_(True)
         error = (h.detach().to(sae.W_dec.dtype) - sae.decode(codes.detach())).requires_grad_(True)
         held["codes"], held["error"] = codes, error
-        return _replace_hidden(output, (sae.decode(codes) + error).to(h.dtype))
+        return replace_output_hidden(output, (sae.decode(codes) + error).to(h.dtype))
 
     handle = register_own_thread_hook(lm.model.get_submodule(sae.cfg.hookpoint), hook)
     try:

@@ -23,7 +23,6 @@ and one backward pass: 1-3 minutes on two busy CPU cores for the 135M default mo
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -140,14 +139,6 @@ class AutoSteerResult:
     def controller(self):
         """The Ember controller of ``variant()``."""
         return self.variant().controller
-
-    def ember(self) -> dict:
-        """The Ember ``features/auto-edits`` response."""
-        return {
-            "edits": [
-                [{"id": str(uuid.UUID(f.uuid)), "label": f.label, "index_in_sae": f.index}, s] for f, s in self.edits
-            ]
-        }
 
 
 def auto_steer(

@@ -27,7 +27,7 @@ import torch
 from steerlab.analysis.codes import labeler
 from steerlab.analysis.contrast import contrast
 from steerlab.analysis.stimulus import ContrastiveStimulus, neutral_conversations, topic_conversations
-from steerlab.models.hooks import _hidden, _replace_hidden, register_own_thread_hook
+from steerlab.models.hooks import output_hidden, register_own_thread_hook, replace_output_hidden
 from steerlab.steering.conversation import prompt_ids
 
 _FILLER = {
@@ -164,7 +164,7 @@ def nudge_gradient(lm, sae, stimulus: ContrastiveStimulus, goal: str) -> torch.T
     delta = torch.zeros(model.config.hidden_size, dtype=lm.dtype, device=lm.device, requires_grad=True)
 
     def hook(_module, _inputs, output):
-        return _replace_hidden(output, _hidden(output) + delta)
+        return replace_output_hidden(output, output_hidden(output) + delta)
 
     handle = register_own_thread_hook(model.get_submodule(sae.cfg.hookpoint), hook)
     try:

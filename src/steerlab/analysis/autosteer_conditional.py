@@ -24,6 +24,7 @@ from steerlab.analysis.autosteer import AutoSteerConfig, AutoSteerResult, auto_s
 from steerlab.analysis.codes import conversation_codes, labeler
 from steerlab.analysis.contrast import contrast
 from steerlab.analysis.stimulus import neutral_conversations, topic_conversations
+from steerlab.errors import InvalidInputError
 from steerlab.steering.conditions import ConditionGroup, as_condition_group
 from steerlab.steering.refs import FeatureRef
 from steerlab.steering.variant import Variant
@@ -42,8 +43,8 @@ def parse_specification(specification: str) -> tuple[str, str | None]:
     """``(trigger topic, effect goal or None)`` of "when X, Y" / "if X then Y" / "X"."""
     text = specification.strip().rstrip(".!")
     if not text:
-        raise ValueError(
-            "specification: must be a non-empty description, e.g. 'when talking about food, talk like a pirate'"
+        raise InvalidInputError(
+            "must be a non-empty description, e.g. 'when talking about food, talk like a pirate'", field="specification"
         )
     parts = _SPLIT.split(_LEAD.sub("", text), maxsplit=1)
     trigger = _SUBJECT.sub("", parts[0]).strip() or parts[0].strip()
@@ -88,10 +89,6 @@ class AutoConditionalResult:
         variant = Variant(base_model or self.base_model, sae_id=self.sae_id)
         variant.set_when(self.condition, dict(self.edits))
         return variant
-
-    def ember(self) -> dict:
-        """The Ember ``features/auto-conditional`` response."""
-        return {"conditional": self.condition.json()}
 
 
 def auto_conditional(
@@ -139,7 +136,7 @@ def find_trigger(lm, sae, topic: str, *, search=None, candidates: int = 4) -> tu
     if search is not None:
         pool = [int(h.index) for h in search.search(topic, top_k=candidates)] + pool
     if not pool:
-        raise ValueError(f"specification: found no feature that responds to {topic!r}")
+        raise InvalidInputError(f"found no feature that responds to {topic!r}", field="specification")
     peaks_on = _peaks(lm, sae, on, pool)
     peaks_off = _peaks(lm, sae, off, pool)
     typical_on = peaks_on.median(0).values

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from steerlab.generation.batch_generate import BatchSampling, generate_batch
+from steerlab.models.chat_template import stop_token_ids
 from steerlab.steering.batch import SteeringBatch
-from steerlab.steering.chat import stop_token_ids
 from steerlab.steering.controller_json import Controller
 from steerlab.steering.conversation import check_context, prompt_ids
 from steerlab.steering.plan import compile_controller

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from steerlab.models.chat_template import token_strings
 from steerlab.models.hooks import forward_to_hookpoint
-from steerlab.steering.conversation import check_context, conversation_ids, token_strings
+from steerlab.steering.conversation import check_context, conversation_ids
 from steerlab.steering.resolve import steering_batch
 
 

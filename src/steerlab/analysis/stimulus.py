@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from steerlab.analysis.autosteer_generate import Reply, Row, generate_rows
+from steerlab.errors import InvalidInputError
 
 STIMULUS_PROMPTS = (
     "Tell me about your weekend plans.",
@@ -89,7 +90,7 @@ def goal_instruction(goal: str) -> str:
     topic ("pirates" -> "talk about pirates")."""
     goal = goal.strip().rstrip(".!")
     if not goal:
-        raise ValueError("specification: must be a non-empty goal, e.g. 'talk like a pirate'")
+        raise InvalidInputError("must be a non-empty goal, e.g. 'talk like a pirate'", field="specification")
     first = re.split(r"\W+", goal.lower(), maxsplit=1)[0]
     return goal if first in _IMPERATIVES else f"talk about {goal}"
 
@@ -133,10 +134,6 @@ class ContrastiveStimulus:
     replies_2: list[Reply]
     prompts: list[str]
 
-    def ember(self) -> list[list[list[dict]]]:
-        """The Ember ``generate-contrastive-dataset`` response: ``[dataset_1, dataset_2]``."""
-        return [self.dataset_1, self.dataset_2]
-
 
 def generate_contrastive_stimulus(
     lm,
@@ -151,11 +148,11 @@ def generate_contrastive_stimulus(
 ) -> ContrastiveStimulus:
     """Two datasets of ``n`` conversations each (see module doc); one batched generation pass."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: must be a positive integer, got {n!r}")
+        raise InvalidInputError(f"must be a positive integer, got {n!r}", field="n")
     chosen = list(prompts) if prompts is not None else list(STIMULUS_PROMPTS)
     chosen = [chosen[i % len(chosen)] for i in range(n)] if chosen else []
     if not chosen:
-        raise ValueError("prompts: must hold at least one user prompt")
+        raise InvalidInputError("must hold at least one user prompt", field="prompts")
     systems = (goal_system_prompt(goal), goal_system_prompt(None))
     conversations = [
         [{"role": "system", "content": s}, {"role": "user", "content": p}] for s in systems for p in chosen

@@ -9,6 +9,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+from steerlab.errors import MissingFileError
 
 
 @one_line_errors
@@ -73,7 +74,7 @@ def _load_controller(path: Path):
     from steerlab.steering.errors import ControllerError
 
     if not path.is_file():
-        raise FileNotFoundError(f"--controller: no such file {path}")
+        raise MissingFileError(f"no such file {path}", field="--controller")
     try:
         return Controller.from_json(path.read_text())
     except ControllerError as err:

@@ -9,6 +9,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL
+from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Build the default offline corpus (chat transcripts + plain text).", no_args_is_help=True)
 
@@ -108,11 +109,11 @@ def harvest_cmd(
         for item in corpus:
             path, _, budget = item.partition("=")
             if budget and not budget.isdigit():
-                raise ValueError(f"--corpus {item!r}: MAX_TOKENS must be a whole number")
+                raise InvalidInputError(f"{item!r}: MAX_TOKENS must be a whole number", field="--corpus")
             sources.append(CorpusSource(path=path, max_tokens=int(budget) if budget else None))
         spec = CorpusSpec(sources=sources, context_length=context_length, seed=seed)
     else:
-        raise ValueError("give --corpus PATH (repeatable) or --default-corpus")
+        raise InvalidInputError("give --corpus PATH (repeatable) or --default-corpus")
     lm = load_model(model, dtype=dtype, device=device)
     cfg = HarvestConfig(
         layer=int(layer) if layer.lstrip("-").isdigit() else layer,

@@ -1,4 +1,10 @@
-"""Turn expected failures into one line on stderr (no traceback) and exit code 2."""
+"""Our errors are one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+
+A ``SteerlabError`` is something the user can fix (a bad option, a missing file, a database for
+another SAE), so a traceback would only hide the message. File-system errors naming a path (missing,
+not permitted, a folder where a file was expected) count as the user's too. Everything else (a
+``ValueError`` from numpy, a ``RuntimeError`` from torch...) propagates: exit 1 with the traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ import sys
 
 import typer
 
-EXPECTED = (ValueError, FileNotFoundError, KeyError, RuntimeError)
+from steerlab.errors import SteerlabError
+
+USERS_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
 def one_line_errors(fn):
@@ -15,11 +23,16 @@ def one_line_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except EXPECTED as err:
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            print(f"error: {msg}", file=sys.stderr)
-            raise typer.Exit(2) from None
+        except SteerlabError as err:
+            _fail(str(err) or type(err).__name__)
+        except USERS_FILE_ERRORS as err:
+            if err.filename is None:  # not about a path: a bug like any other
+                raise
+            _fail(f"{err.strerror or type(err).__name__}: {err.filename}")
 
     return wrapper
+
+
+def _fail(message: str):
+    print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
+    raise typer.Exit(2) from None

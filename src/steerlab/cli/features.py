@@ -6,7 +6,6 @@ reading commands open it read-only, so a database shipped inside the package wor
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -16,26 +15,13 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE
+from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Build, show, export and search the labeled features of an SAE.", no_args_is_help=True)
 
 DB = typer.Option(None, "--db", help="Feature database file (default: features.db in the SAE's folder).")
 SAE_PATH = typer.Option(None, "--sae", help="SAE folder (default: the bundled SAE of the default model).")
 SAE_ID = typer.Option(None, "--sae-id", help="Which SAE in the database, when it holds several.")
-
-
-def store_errors(fn):
-    """Feature-store errors are bad input too: one line, exit 2 (wrapped inside ``one_line_errors``)."""
-    from steerlab.features.store import StoreError
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except StoreError as err:
-            raise ValueError(str(err)) from None
-
-    return one_line_errors(wrapper)
 
 
 def resolve_db(db: Path | None, sae: Path | None) -> Path:
@@ -46,12 +32,12 @@ def resolve_db(db: Path | None, sae: Path | None) -> Path:
         return db
     folder = sae or bundled_sae_path("default")
     if folder is None:
-        raise ValueError("no SAE is bundled; pass --sae PATH or --db PATH")
+        raise InvalidInputError("no SAE is bundled; pass --sae PATH or --db PATH")
     return default_db_path(folder)
 
 
 def open_feature_db(db: Path | None, sae: Path | None, sae_id: str | None, readonly: bool = True):
-    """(store, sae_id) for the reading commands (part B's label/search commands use it too)."""
+    """(store, sae_id) for the reading commands and for ``label``/``search`` (``features_search.py``)."""
     from steerlab.features.identity import pick_sae_id
     from steerlab.features.store import FeatureStore
 
@@ -74,7 +60,7 @@ def parse_indices(text: str) -> list[int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         low, dash, high = part.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
-            raise ValueError(f"--indices: expected numbers or ranges like 3,7,10-12, got {part!r}")
+            raise InvalidInputError(f"expected numbers or ranges like 3,7,10-12, got {part!r}", field="--indices")
         out += list(range(int(low), int(high) + 1)) if dash else [int(low)]
     return out
 
@@ -84,7 +70,7 @@ def _labels_of(store, sae_id: str, indices: list[int]) -> dict[int, str]:
 
 
 @app.command("build")
-@store_errors
+@one_line_errors
 def build(
     sae: Path | None = SAE_PATH,
     acts: list[Path] = typer.Option(
@@ -132,16 +118,18 @@ def build(
     from steerlab.sae.bundled import bundled_sae_path, load_sae_for
 
     if sum(map(bool, (acts, text_file, corpus))) != 1:
-        raise ValueError("give exactly one input: --acts HARVEST_DIR, --text-file FILE or --corpus FILE")
+        raise InvalidInputError("give exactly one input: --acts HARVEST_DIR, --text-file FILE or --corpus FILE")
     if max_tokens is not None and max_tokens < 1:
-        raise ValueError(f"--max-tokens must be >= 1, got {max_tokens}")
+        raise InvalidInputError(f"must be >= 1, got {max_tokens}", field="--max-tokens")
     cfg = BuildConfig(top_examples=top_examples, batch_tokens=batch_tokens)
     sae_path = sae or bundled_sae_path("default")
     if sae_path is None:
-        raise ValueError("no SAE is bundled; pass --sae PATH")
+        raise InvalidInputError("no SAE is bundled; pass --sae PATH")
     harvest = HarvestActivations(acts, batch_tokens=batch_tokens, max_tokens=max_tokens) if acts else None
     if harvest is not None and model is not None and canonical_name(model) != canonical_name(harvest.model_name):
-        raise ValueError(f"the activations in {acts[0]} come from model {harvest.model_name!r}, not --model {model!r}")
+        raise InvalidInputError(
+            f"the activations in {acts[0]} come from model {harvest.model_name!r}, not {model!r}", field="--model"
+        )
     model_name = model or (harvest.model_name if harvest else None) or SAEModel.load(sae_path).cfg.model_name
     lm = load_model(model_name or "default", dtype=dtype, device=device)
     sae_model = load_sae_for(lm, sae_path)
@@ -203,13 +191,13 @@ def _sequences(lm, text_file: Path | None, corpus: list[str], context_length: in
     for item in corpus:
         path, _, budget = item.partition("=")
         if budget and not budget.isdigit():
-            raise ValueError(f"--corpus {item!r}: the budget after '=' must be a number of tokens")
+            raise InvalidInputError(f"{item!r}: the budget after '=' must be a number of tokens", field="--corpus")
         sources.append(CorpusSource(path=path, max_tokens=int(budget) if budget else max_tokens))
     return build_sequences(CorpusSpec(sources=sources, context_length=context_length), lm.tokenizer)
 
 
 @app.command("show")
-@store_errors
+@one_line_errors
 def show(
     index: int = typer.Argument(..., help="Feature index."),
     db: Path | None = DB,
@@ -230,7 +218,7 @@ def show(
 
 
 @app.command("export")
-@store_errors
+@one_line_errors
 def export(
     db: Path | None = DB,
     sae: Path | None = SAE_PATH,
@@ -269,7 +257,7 @@ def _write_json(fh, info, features) -> None:
 
 
 @app.command("dashboard")
-@store_errors
+@one_line_errors
 def dashboard(
     index: int = typer.Argument(..., help="Feature index."),
     out: Path = typer.Option(..., "--out", help="feature.html (self-contained) or feature.png."),
@@ -281,7 +269,7 @@ def dashboard(
     from steerlab.features.dashboard import write_dashboard
 
     if out.suffix.lower() not in (".html", ".htm", ".png"):
-        raise ValueError(f"--out must end in .html or .png, got {out.name!r}")
+        raise InvalidInputError(f"must end in .html or .png, got {out.name!r}", field="--out")
     store, sae_id = open_feature_db(db, sae, sae_id)
     with store:
         feature = store.get_feature(sae_id, index)
@@ -289,5 +277,5 @@ def dashboard(
     print(f"wrote {write_dashboard(feature, out, labels)}")
 
 
-# Part B registers `label` and `search` on this app from its own module; it edits the next line:
+# `label` and `search` live in features_search.py and register themselves on this app when imported:
 from steerlab.cli import features_search  # noqa: E402,F401

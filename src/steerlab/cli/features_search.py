@@ -11,19 +11,23 @@ from pathlib import Path
 
 import typer
 
-from steerlab.cli.features import DB, SAE_ID, SAE_PATH, app, open_feature_db, resolve_db, store_errors
+from steerlab.cli.errors import one_line_errors
+from steerlab.cli.features import DB, SAE_ID, SAE_PATH, app, open_feature_db, resolve_db
+from steerlab.errors import InvalidInputError, MissingFileError
 
 
 def open_store(db: Path | None, sae: Path | None, sae_id: str | None, readonly: bool):
     """(store, sae_id); a missing database file is a one-line error naming --db, never an empty new file."""
     path = resolve_db(db, sae)
     if not path.is_file():
-        raise FileNotFoundError(f"--db: no feature database at {path} (build one with 'steerlab features build')")
+        raise MissingFileError(
+            f"no feature database at {path} (build one with 'steerlab features build')", field="--db"
+        )
     return open_feature_db(db, sae, sae_id, readonly=readonly)
 
 
 @app.command("label")
-@store_errors
+@one_line_errors
 def label(
     db: Path | None = DB,
     sae: Path | None = SAE_PATH,
@@ -60,16 +64,16 @@ def label(
     from steerlab.features.explain.run import background_examples, label_features
 
     if backend not in ("offline", "openai"):
-        raise ValueError(f"--backend must be offline or openai, got {backend!r}")
+        raise InvalidInputError(f"unknown {backend!r}", field="--backend", allowed="offline, openai")
     scorer = scorer or ("embedding" if backend == "offline" else "detection")
     if scorer not in ("embedding", "detection", "none"):
-        raise ValueError(f"--scorer must be embedding, detection or none, got {scorer!r}")
+        raise InvalidInputError(f"unknown {scorer!r}", field="--scorer", allowed="embedding, detection, none")
     if contexts not in ("sentence", "tokens"):
-        raise ValueError(f"--contexts must be sentence or tokens, got {contexts!r}")
+        raise InvalidInputError(f"unknown {contexts!r}", field="--contexts", allowed="sentence, tokens")
     if relabel and rescore:
-        raise ValueError("--relabel and --rescore exclude each other")
+        raise InvalidInputError("--relabel and --rescore exclude each other")
     if rescore and scorer == "none":
-        raise ValueError("--rescore needs a scorer: --scorer embedding or detection")
+        raise InvalidInputError("needs a scorer: --scorer embedding or detection", field="--rescore")
     store, sae_id = open_store(db, sae, sae_id, readonly=False)
     with store:
         d_sae = store.get_sae(sae_id).d_sae
@@ -142,7 +146,7 @@ def _backends(backend: str, scorer: str, concurrency: int | None, background, co
 
 
 @app.command("search")
-@store_errors
+@one_line_errors
 def search(
     query: str = typer.Argument(..., help="What to look for, e.g. 'French text' or 'refusals'."),
     db: Path | None = DB,
@@ -162,7 +166,7 @@ def search(
     check_query(query)
     check_top_k(top_k)
     if mode not in ("semantic", "lexical", "hybrid"):
-        raise ValueError(f"--mode must be semantic, lexical or hybrid, got {mode!r}")
+        raise InvalidInputError(f"unknown {mode!r}", field="--mode", allowed="semantic, lexical, hybrid")
     store, sae_id = open_store(db, sae, sae_id, readonly=True)
     with store:
         hits = FeatureSearch(store, sae_id).search(query, top_k=top_k, mode=mode)

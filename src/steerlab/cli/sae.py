@@ -9,6 +9,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Train, evaluate, inspect and convert sparse autoencoders.", no_args_is_help=True)
 
@@ -114,7 +115,7 @@ def info(
 
     path = sae or bundled_sae_path(model)
     if path is None:
-        raise ValueError(f"no SAE given and none bundled for {model!r}")
+        raise InvalidInputError(f"no SAE given and none bundled for {model!r}", field="--sae")
     loaded = SAEModel.load(path)
     print(json.dumps({"path": str(path), **loaded.cfg.to_dict()}, indent=2, default=str))
 
@@ -138,5 +139,5 @@ def convert(
     elif to == "steerlab":
         loaded.save(dst, dtype=dtype)
     else:
-        raise ValueError(f"--to must be saelens or steerlab, got {to!r}")
+        raise InvalidInputError(f"unknown format {to!r}", field="--to", allowed="saelens, steerlab")
     print(f"wrote {dst}")

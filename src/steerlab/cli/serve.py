@@ -13,6 +13,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+from steerlab.errors import NotFoundError
 
 if TYPE_CHECKING:
     from steerlab.settings import Settings
@@ -128,5 +129,5 @@ def revoke_key(
     from steerlab.settings import load_settings
 
     if not KeyStore(load_settings(db_path=server_db).resolved_db_path()).revoke(key_id):
-        raise ValueError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'")
+        raise NotFoundError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'", field="key_id")
     print(json.dumps({"revoked": key_id}))

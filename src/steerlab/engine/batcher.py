@@ -1,11 +1,11 @@
 """Continuous batching: many requests, each with its own steering, share every decode step.
 
 One background thread owns the model. Each loop it admits waiting requests (prefilled together,
-left-padded, up to ``prefill_tokens`` per forward, their KV caches joined to the batch: on a CPU a
-forward costs about the same for one prompt as for ten, since reading the weights dominates), runs
-one decode step for every active sequence, and pushes
-each new token to its stream. A finished or cancelled sequence leaves the batch at once, so a
-slow request never holds back the others, and no sequence waits for the longest one to finish.
+left-padded, at most ``prefill_tokens`` rows x padded width per forward, their KV caches joined to
+the batch: on a CPU a forward costs about the same for one prompt as for ten, since reading the
+weights dominates), runs one decode step for every active sequence, and pushes each new token to
+its stream. A finished or cancelled sequence leaves the batch at once, so a slow request never
+holds back the others, and no sequence waits for the longest one to finish.
 
 Steering is per row: the hook at the SAE's hookpoint applies each sequence's own editor to its own
 row only, so two researchers in one batch never see each other's edits.
@@ -27,18 +27,20 @@ from transformers import DynamicCache
 from steerlab.engine import kv_cache
 from steerlab.engine.sequence import RowEditor, SequenceState
 from steerlab.engine.stream import Stream, TokenEvent
+from steerlab.errors import BusyError, InvalidInputError
 from steerlab.generation.sampler import SamplingParams
-from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.models.hooks import output_hidden, replace_output_hidden
 
 log = logging.getLogger("steerlab.engine")
 
 
-class EngineBusy(Exception):
-    """The waiting queue is full; try again after ``retry_after`` seconds."""
+class EngineBusy(BusyError):
+    """The waiting queue is full; try again after ``retry_after`` seconds (the server answers 503)."""
+
+    code = "engine_busy"
 
     def __init__(self, waiting: int, retry_after: int = 2):
-        super().__init__(f"server busy: {waiting} requests already waiting; retry after {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(f"server busy: {waiting} requests already waiting; retry after {retry_after} s", retry_after)
 
 
 class Engine:
@@ -54,9 +56,10 @@ class Engine:
     ):
         self.model, self.tokenizer = model, tokenizer
         self.prefill_tokens = prefill_tokens
+        """Rows x padded width of one admission forward (bounds its attention memory); a prompt
+        longer than this is still admitted, alone."""
         self.threads = torch.get_num_threads()
         """Intra-op threads of the engine thread, fixed at start (see ``steerlab.torch_threads``)."""
-        """Rows x padded width of one admission forward (bounds its attention memory)."""
         self.pad_token_id = (
             tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
         )
@@ -103,11 +106,12 @@ class Engine:
         """Queue a generation; events arrive on the returned stream (async when ``loop`` is given)."""
         params.validate()
         if not prompt_ids:
-            raise ValueError("messages: the prompt is empty")
+            raise InvalidInputError("the prompt is empty", field="messages")
         if len(prompt_ids) + params.max_new_tokens > self.max_positions:
-            raise ValueError(
-                f"messages: prompt ({len(prompt_ids)} tokens) + max_new_tokens "
-                f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}"
+            raise InvalidInputError(
+                f"prompt ({len(prompt_ids)} tokens) + max_new_tokens "
+                f"({params.max_new_tokens}) exceeds the model's context of {self.max_positions}",
+                field="messages",
             )
         stream = Stream(loop)
         stream.prompt_tokens = len(prompt_ids)
@@ -273,14 +277,14 @@ class Engine:
         editors = self._row_editors
         if threading.current_thread() is not self._thread or not any(e is not None for e in editors):
             return None  # another user's forward (analysis, tests): not ours to steer
-        hidden = _hidden(output)
+        hidden = output_hidden(output)
         edited = hidden.clone()
         starts = self._row_starts
         for row, editor in enumerate(editors):
             if editor is not None:
                 start = starts[row] if starts else 0
                 edited[row : row + 1, start:] = editor(hidden[row : row + 1, start:])
-        return _replace_hidden(output, edited)
+        return replace_output_hidden(output, edited)
 
     def _fail_all(self, message: str) -> None:
         for seq in self._active:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from steerlab.engine.batcher import Engine
+from steerlab.errors import ConflictError, InvalidInputError, MissingFileError
 from steerlab.generation.sampler import SamplingParams
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 from steerlab.models.loader import LoadedModel
-from steerlab.steering.chat import chat_input_ids, stop_token_ids
 from steerlab.steering.conversation import check_messages
 from steerlab.steering.errors import ConversationError
 
@@ -74,12 +75,14 @@ class Lab:
             store = FeatureStore(db, readonly=True)
             known = store.list_saes()
             if len(known) != 1:
-                raise ValueError(f"feature database {db} holds {len(known)} SAEs; pass one built for this SAE")
+                raise InvalidInputError(
+                    f"feature database {db} holds {len(known)} SAEs; pass one built for this SAE", field="db"
+                )
             sae_id = known[0].sae_id
             check_database_matches(sae, sae_id, db)
         elif db_path is not None:
-            raise FileNotFoundError(
-                f"feature database {db_path} does not exist; build one with 'steerlab features build'"
+            raise MissingFileError(
+                f"feature database {db_path} does not exist; build one with 'steerlab features build'", field="db"
             )
         return cls(lm, sae, store, sae_id, **kw)
 
@@ -181,7 +184,7 @@ def check_database_matches(sae, sae_id: str, db: Path) -> None:
 
     loaded = sae_identity(sae)
     if loaded != sae_id:
-        raise ValueError(
+        raise ConflictError(
             f"feature database {db} describes SAE {sae_id}, but the loaded SAE is {loaded}; "
             f"pass the database built for this SAE (--db) or rebuild it with 'steerlab features build'"
         )

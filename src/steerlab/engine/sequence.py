@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from steerlab.engine.stream import Stream, TokenEvent
-from steerlab.generation.sampler import GREEDY_BELOW, SamplingParams, _stream_safe_prefix, sample_next
+from steerlab.generation.sampler import GREEDY_BELOW, SamplingParams, sample_next, stream_safe_prefix
 
 RowEditor = Callable[[torch.Tensor], torch.Tensor]
 """Rewrites one sequence's residual ``[1, seq, d_model]`` at the hookpoint. It may keep per-sequence
@@ -67,7 +67,7 @@ class SequenceState:
             return self._finish(TokenEvent(text[len(self.emitted) : hit], token, index, "stop", events))
         if len(self.generated) >= self.params.max_new_tokens:
             return self._finish(TokenEvent(text[len(self.emitted) :], token, index, "length", events))
-        safe = _stream_safe_prefix(text, self.params.stop)
+        safe = stream_safe_prefix(text, self.params.stop)
         delta = safe[len(self.emitted) :] if len(safe) > len(self.emitted) else ""
         self.emitted += delta
         self.stream.completion_tokens = len(self.generated)

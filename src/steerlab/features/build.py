@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from steerlab.errors import InvalidInputError
 from steerlab.features.batch_codes import BatchCodes, TokenBatch
 from steerlab.features.build_records import feature_records, needed_sequences
 from steerlab.features.build_state import BuildConfig, FeatureAccumulator, checkpoint_identity
@@ -59,13 +60,13 @@ def encode_batch(sae, batch: TokenBatch) -> BatchCodes:
 def check_compatible(sae, source) -> None:
     """Refuse activations of another width or (for harvests) another hookpoint, naming both."""
     if source.d_in != sae.cfg.d_in:
-        raise ValueError(
+        raise InvalidInputError(
             f"d_in mismatch: the SAE reads d_in={sae.cfg.d_in} but the activations have "
             f"d_model={source.d_in} ({source.model_name}); use an SAE trained on this model"
         )
     hookpoint = getattr(source, "hookpoint", None)
     if hookpoint and sae.cfg.hookpoint and hookpoint != sae.cfg.hookpoint:
-        raise ValueError(
+        raise InvalidInputError(
             f"hookpoint mismatch: the SAE reads {sae.cfg.hookpoint} but the activations were "
             f"recorded at {hookpoint}; harvest at the SAE's hookpoint"
         )
@@ -129,7 +130,7 @@ def build_feature_db(
             if on_batch is not None:
                 on_batch(acc)
     if acc.tokens_done == 0:
-        raise ValueError("no tokens to scan: the corpus or harvest is empty (or --max-tokens is 0)")
+        raise InvalidInputError("no tokens to scan: the corpus or harvest is empty (or --max-tokens is 0)")
     acc.save(work_dir, identity)  # a failure while writing below does not cost the scan
     scan_seconds = time.perf_counter() - started
 

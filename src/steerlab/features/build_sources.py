@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 
 from steerlab.activations.harvest import HarvestError, shard_path
+from steerlab.errors import InvalidInputError
 from steerlab.features.batch_codes import TokenBatch
 
 
@@ -148,7 +149,7 @@ class CorpusActivations:
         description: dict | None = None,
     ):
         if not sequences:
-            raise ValueError("the corpus holds no sequences to scan")
+            raise InvalidInputError("the corpus holds no sequences to scan", field="corpus")
         self.lm, self.hookpoint, self.sequences = lm, hookpoint, sequences
         self.batch_tokens, self.max_tokens = batch_tokens, max_tokens
         self.first = 1 if skip_first_position else 0  # position 0 is an attention sink (see harvest.py)

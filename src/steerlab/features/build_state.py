@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from steerlab.errors import ConflictError, InvalidInputError
 from steerlab.features.batch_codes import BatchCodes, uniform_priority
 from steerlab.features.cofiring import CofiringCounter
 from steerlab.features.examples_pool import ContextPool
@@ -70,13 +71,16 @@ class BuildConfig:
             "quantile_buckets",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidInputError(f"must be >= 1, got {getattr(self, name)}", field=name)
         if not 1 <= self.cofiring_sample <= self.sample_size:
-            raise ValueError(
-                f"cofiring_sample must be in 1..sample_size = 1..{self.sample_size}, got {self.cofiring_sample}"
+            raise InvalidInputError(
+                f"must be in 1..sample_size = 1..{self.sample_size}, got {self.cofiring_sample}",
+                field="cofiring_sample",
             )
         if not 0 <= self.window_after < self.window:
-            raise ValueError(f"window_after must be in 0..window-1 = 0..{self.window - 1}, got {self.window_after}")
+            raise InvalidInputError(
+                f"must be in 0..window-1 = 0..{self.window - 1}, got {self.window_after}", field="window_after"
+            )
 
 
 class FeatureAccumulator:
@@ -139,13 +143,13 @@ class FeatureAccumulator:
                 meta = fh.metadata() or {}
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
         except Exception as err:  # safetensors raises several types for a damaged file
-            raise ValueError(
+            raise InvalidInputError(
                 f"{path}: unreadable build checkpoint ({str(err).splitlines()[0]}); delete it or pass --no-resume"
             ) from None
         stored = json.loads(meta.get("identity", "{}"))
         differs = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
         if differs:
-            raise ValueError(
+            raise ConflictError(
                 f"{path} is the checkpoint of a different build (differs in: {', '.join(differs)}); "
                 "pass --no-resume to start over"
             )

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from steerlab.errors import InvalidInputError
 from steerlab.features.dashboard_common import clip, display_token, label_line, strength, summary_rows
 from steerlab.features.schema import Example, Feature
 
@@ -165,5 +166,5 @@ def write_dashboard(feature: Feature, path: str | Path, cofiring_labels: dict[in
         tmp.write_text(feature_html(feature, cofiring_labels), encoding="utf-8")
         os.replace(tmp, path)
     else:
-        raise ValueError(f"--out must end in .html or .png, got {path.name!r}")
+        raise InvalidInputError(f"must end in .html or .png, got {path.name!r}", field="--out")
     return path

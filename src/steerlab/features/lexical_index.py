@@ -1,22 +1,33 @@
 """Lexical search over the distinct label texts, held in memory.
 
-The store's ``label_fts`` table has a row per labeled feature, so a common word ("text", "because")
-matches hundreds of rows that are the same few labels, each joined to its feature and scored by bm25:
-up to ~4 ms per query on the default database. Search only needs the distinct labels (features that
-share one come out together, strongest first), so it keeps an FTS5 table of those in an in-memory
-SQLite: ~1.3k rows on the default SAE, built in milliseconds when labels load. Same tokenizer and
-the same quoting of query words as the store; bm25's document frequencies count distinct labels, so
-a label shared by many features no longer makes its words look common.
+An FTS5 table with a row per labeled feature would match a common word ("text", "because") in
+hundreds of rows that are the same few labels, each joined to its feature and scored by bm25: up to
+~4 ms per query on the default database. Search only needs the distinct labels (features that share
+one come out together, strongest first), so it keeps an FTS5 table of those in an in-memory SQLite:
+~1.3k rows on the default SAE, built in milliseconds when labels load. bm25's document frequencies
+count distinct labels, so a label shared by many features does not make its words look common.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
 
-from steerlab.features.store_queries import fts_match_expression
-from steerlab.features.store_schema import FTS_TOKENIZE
+FTS_TOKENIZE = "porter unicode61"
+"""How label text is split into words (``refusal`` finds ``refusals``)."""
+
+_FTS_OPERATORS = {"AND", "OR", "NOT", "NEAR"}
+
+
+def fts_match_expression(query: str, max_words: int = 32) -> str:
+    """A MATCH expression that cannot fail or inject: each word quoted as a literal, OR-ed.
+
+    Bare FTS operators (AND/OR/NOT/NEAR in capitals) are dropped, so a caller's own pre-quoted
+    ``"a" OR "b"`` means the same as ``a b``; quotes, ``*``, ``:`` and parentheses are never syntax."""
+    words = [w for w in re.findall(r"\w+", query) if w not in _FTS_OPERATORS][:max_words]
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 class LexicalIndex:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
+from steerlab.errors import InvalidInputError
 from steerlab.features.embeddings import EMBED_DIM, embed_one, embed_unique
 from steerlab.features.lexical_index import LexicalIndex
 from steerlab.features.schema import Feature, Label, feature_uuid
@@ -30,12 +31,8 @@ MAX_TOP_K = 1000
 RRF_K = 60
 
 
-class SearchInputError(ValueError):
-    """Bad search input; ``field`` names the offending argument (the API turns it into a 4xx)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
+class SearchInputError(InvalidInputError):
+    """Bad search input; ``field`` names the offending argument (the API turns it into a 400)."""
 
 
 class SearchHit(BaseModel):
@@ -50,15 +47,15 @@ class SearchHit(BaseModel):
 
 def check_query(query: str) -> str:
     if not isinstance(query, str) or not query.strip():
-        raise SearchInputError("query", "must be a non-empty string")
+        raise SearchInputError("must be a non-empty string", field="query")
     if len(query) > MAX_QUERY_CHARS:
-        raise SearchInputError("query", f"is {len(query)} characters; at most {MAX_QUERY_CHARS} allowed")
+        raise SearchInputError(f"is {len(query)} characters; at most {MAX_QUERY_CHARS} allowed", field="query")
     return query.strip()
 
 
 def check_top_k(top_k: int) -> int:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-        raise SearchInputError("top_k", f"must be an integer in [1, {MAX_TOP_K}], got {top_k!r}")
+        raise SearchInputError(f"must be an integer in [1, {MAX_TOP_K}], got {top_k!r}", field="top_k")
     return top_k
 
 
@@ -203,7 +200,7 @@ class FeatureSearch:
 
     def search(self, query: str, top_k: int = 10, mode: str = "hybrid") -> list[SearchHit]:
         if mode not in ("semantic", "lexical", "hybrid"):
-            raise SearchInputError("mode", f"must be semantic, lexical or hybrid, got {mode!r}")
+            raise SearchInputError(f"must be semantic, lexical or hybrid, got {mode!r}", field="mode")
         return getattr(self, mode)(query, top_k)
 
     def rerank(self, indices: Sequence[int], query: str) -> list[SearchHit]:
@@ -231,9 +228,9 @@ class FeatureSearch:
             stored = self.store.load_vectors(self.sae_id, DECODER_VECTORS)
             if stored is None:
                 raise SearchInputError(
-                    "decoder",
                     f"no decoder vectors stored for SAE {self.sae_id!r}; "
                     "pass the SAE's W_dec or rebuild the feature database",
+                    field="decoder",
                 )
             self._decoder = _unit_rows(stored)
         return self._decoder
@@ -242,7 +239,7 @@ class FeatureSearch:
         rows = [int(i) for i in indices]
         bad = [i for i in rows if not 0 <= i < self.d_sae]
         if bad:
-            raise SearchInputError("indices", f"{bad[0]} is out of range [0, {self.d_sae - 1}]")
+            raise SearchInputError(f"{bad[0]} is out of range [0, {self.d_sae - 1}]", field="indices")
         return rows
 
     def _hit(self, index: int, score: float) -> SearchHit:

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from steerlab.errors import UnknownFeatureError
 from steerlab.features import store_codec as codec
 from steerlab.features import store_schema as schema_sql
 from steerlab.features.schema import Feature, Label, SAEInfo
 from steerlab.features.store_corpus import CorpusTables
-from steerlab.features.store_queries import FeatureQueries, UnknownFeatureError
+from steerlab.features.store_queries import FeatureQueries
 from steerlab.features.store_schema import (
     FeatureIndexError,
     StoreError,
@@ -115,6 +116,11 @@ class FeatureStore(FeatureQueries, CorpusTables):
         if version < schema_sql.SCHEMA_VERSION:
             with self.transaction():
                 schema_sql.migrate(self._conn, version)
+        retired = [] if self.readonly else schema_sql.retired_tables(self._conn)
+        if retired:
+            with self.transaction():
+                for table in retired:
+                    self._conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def close(self) -> None:
         with self._lock:
@@ -157,11 +163,10 @@ class FeatureStore(FeatureQueries, CorpusTables):
             raise StoreError(f"{self.path} is open read-only")
 
     def compact(self) -> None:
-        """Ready the file for shipping: merge the WAL, optimize FTS, VACUUM, and leave WAL mode so a
-        read-only copy needs no side files."""
+        """Ready the file for shipping: merge the WAL, VACUUM, and leave WAL mode so a read-only copy
+        needs no side files."""
         self._writable()
         with self._lock:
-            self._conn.execute("INSERT INTO label_fts(label_fts) VALUES ('optimize')")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA journal_mode = DELETE")
@@ -245,7 +250,7 @@ class FeatureStore(FeatureQueries, CorpusTables):
         self.set_labels(sae_id, {index: label})
 
     def set_labels(self, sae_id: str, labels: dict[int, Label | None]) -> None:
-        """Write labels (None = mark unlabeled) in one transaction, keeping the FTS index in step."""
+        """Write labels (None = mark unlabeled) in one transaction."""
         key, _ = self._sae(sae_id)
         checked = {self._check_index(sae_id, i): lab for i, lab in labels.items()}
         with self.transaction():
@@ -264,12 +269,6 @@ class FeatureStore(FeatureQueries, CorpusTables):
             "label_scorer = ?, label_details = ? WHERE sae_key = ? AND idx = ?",
             (*values, key, index),
         )
-        rowid = self._conn.execute("SELECT rowid FROM features WHERE sae_key = ? AND idx = ?", (key, index)).fetchone()[
-            0
-        ]
-        self._conn.execute("DELETE FROM label_fts WHERE rowid = ?", (rowid,))
-        if label is not None:
-            self._conn.execute("INSERT INTO label_fts (rowid, text) VALUES (?, ?)", (rowid, label.text))
 
     # ------------------------------------------------------------------ vectors
     def _vector_path(self, sae_id: str, name: str) -> Path:

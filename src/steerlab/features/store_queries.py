@@ -1,4 +1,4 @@
-"""Read paths of the feature store: lookups by index, paging, labels and FTS5 search.
+"""Read paths of the feature store: lookups by index, paging and labels.
 
 Kept apart from ``store.py`` (opening, schema, writes) so each file stays readable; these methods
 only use the connection, lock and helpers that ``FeatureStore`` defines.
@@ -6,12 +6,11 @@ only use the connection, lock and helpers that ``FeatureStore`` defines.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 
+from steerlab.errors import InvalidInputError, UnknownFeatureError
 from steerlab.features import store_codec as codec
 from steerlab.features.schema import Example, Feature, FeatureStats, Label, feature_uuid
-from steerlab.features.store_schema import StoreError
 
 _FEATURE_COLUMNS = (
     "idx, stats, promoted, suppressed, cofiring, label_text, label_explainer, label_score, label_scorer, label_details"
@@ -19,23 +18,8 @@ _FEATURE_COLUMNS = (
 _EXAMPLE_COLUMNS = "idx, " + ", ".join(codec.EXAMPLE_COLUMNS)
 _KIND_ORDER = {"top": 0, "quantile": 1, "random": 2, "nonactivating": 3}
 _CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
-_FTS_OPERATORS = {"AND", "OR", "NOT", "NEAR"}
 
 
-class UnknownFeatureError(StoreError, KeyError):
-    """No feature with that UUID in the store."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown feature"
-
-
-def fts_match_expression(query: str, max_words: int = 32) -> str:
-    """A MATCH expression that cannot fail or inject: each word quoted as a literal, OR-ed.
-
-    Bare FTS operators (AND/OR/NOT/NEAR in capitals) are dropped, so a caller's own pre-quoted
-    ``"a" OR "b"`` means the same as ``a b``; quotes, ``*``, ``:`` and parentheses are never syntax."""
-    words = [w for w in re.findall(r"\w+", query) if w not in _FTS_OPERATORS][:max_words]
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 class FeatureQueries:
@@ -76,7 +60,7 @@ class FeatureQueries:
         """Every stored feature in index order, ``batch_size`` rows in memory at a time."""
         key, _ = self._sae(sae_id)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"must be >= 1, got {batch_size}", field="batch_size")
         after = -1
         while True:
             with self._lock:
@@ -132,21 +116,6 @@ class FeatureQueries:
             )
             for idx, text, explainer, score, scorer, details in rows
         }
-
-    def fts_search(self, sae_id: str, query: str, limit: int) -> list[tuple[int, float]]:
-        """(index, score) of labels matching any word of ``query``, best first; score is ``-bm25``
-        (higher = better). ``query`` is treated as plain words, never as FTS syntax."""
-        key, _ = self._sae(sae_id)
-        match = fts_match_expression(query) if isinstance(query, str) else ""
-        if not match or limit < 1:
-            return []
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT f.idx, bm25(label_fts) AS rank FROM label_fts JOIN features f ON f.rowid = label_fts.rowid "
-                "WHERE label_fts MATCH ? AND f.sae_key = ? ORDER BY rank LIMIT ?",
-                (match, key, int(limit)),
-            ).fetchall()
-        return [(idx, -float(rank)) for idx, rank in rows]
 
     def get_feature_by_uuid(self, uuid: str, with_examples: bool = True) -> Feature:
         for info in self.list_saes():

@@ -2,7 +2,8 @@
 
 Rows refer to an SAE by a small integer (``sae_key``) rather than its ~50-character id: with one
 row per example that alone saves a few MB in the shipped file. Labels live on the feature row (a
-feature has at most one current label) and are mirrored into an FTS5 table for lexical search.
+feature has at most one current label); lexical search indexes the distinct label texts in memory
+(``lexical_index.py``), so the file keeps no full-text table.
 Built examples are windows of corpus sequences: the ``sequences`` table holds each sequence's token
 ids once and an example row only its ``start`` (an empty ``token_ids`` blob means "from there"),
 which shrank the shipped file by a third.
@@ -13,15 +14,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from steerlab.errors import NotFoundError, SteerlabError
 from steerlab.features.schema import SCHEMA_VERSION
 
 APPLICATION_ID = 0x5354524C  # "STRL": marks the file as ours for `file(1)` and for a quick check
 
-FTS_TOKENIZE = "porter unicode61"
-"""How label text is split for lexical search (``refusal`` finds ``refusals``); search's in-memory index uses it too."""
-
-TABLES = (
-    """
+TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS saes (
     sae_key INTEGER PRIMARY KEY,
@@ -57,25 +55,25 @@ CREATE TABLE IF NOT EXISTS vocab (
     sae_key INTEGER PRIMARY KEY,
     tokens TEXT NOT NULL
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS label_fts USING fts5(text, tokenize = '%s');
 """
-    % FTS_TOKENIZE
-)
+
+RETIRED_TABLES = ("label_fts",)
+"""Tables older files may hold that nothing reads any more (``label_fts`` mirrored every label into FTS5):
+a writable open drops them, a read-only open (the shipped database) leaves them alone, unread."""
 
 
-class StoreError(Exception):
+class StoreError(SteerlabError):
     """Anything wrong with a feature database or a request to it."""
 
 
-class UnknownSAEError(StoreError, KeyError):
+class UnknownSAEError(StoreError, NotFoundError, KeyError):
     """No SAE with that id in the store (a KeyError too, so callers that expect lookups to fail can)."""
 
-    def __str__(self) -> str:  # KeyError would wrap the message in quotes
-        return str(self.args[0]) if self.args else "unknown SAE"
 
-
-class FeatureIndexError(StoreError, IndexError):
+class FeatureIndexError(StoreError, NotFoundError, IndexError):
     """A feature index outside ``0..d_sae-1``."""
+
+    code = "feature_not_found"
 
 
 class StoreSchemaError(StoreError):
@@ -142,6 +140,12 @@ def create(conn: sqlite3.Connection) -> None:
     _create_tables(conn)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def retired_tables(conn: sqlite3.Connection) -> list[str]:
+    """The ``RETIRED_TABLES`` this file still holds (for the opener to drop, in a transaction)."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return [t for t in RETIRED_TABLES if t in names]
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> None:

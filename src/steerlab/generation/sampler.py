@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from steerlab.errors import InvalidInputError
+
 
 @dataclass
 class SamplingParams:
@@ -23,11 +25,11 @@ class SamplingParams:
 
     def validate(self) -> SamplingParams:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise InvalidInputError(f"must be >= 1, got {self.max_new_tokens}", field="max_new_tokens")
         if not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
+            raise InvalidInputError(f"must be in [0, 5], got {self.temperature}", field="temperature")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidInputError(f"must be in (0, 1], got {self.top_p}", field="top_p")
         return self
 
 
@@ -91,14 +93,14 @@ def stream_tokens(
         if step == params.max_new_tokens - 1:
             yield StreamEvent(text[len(emitted) :], token, "length")
             return
-        safe = _stream_safe_prefix(text, params.stop)
+        safe = stream_safe_prefix(text, params.stop)
         if len(safe) > len(emitted):
             yield StreamEvent(safe[len(emitted) :], token)
             emitted = safe
         ids = torch.tensor([[token]], device=device)
 
 
-def _stream_safe_prefix(text: str, stops: list[str]) -> str:
+def stream_safe_prefix(text: str, stops: list[str]) -> str:
     """Text that can be shown now: no half multi-byte character, no tail that may begin a stop string."""
     text = text.rstrip("\ufffd")
     for stop in stops:

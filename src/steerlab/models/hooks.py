@@ -1,8 +1,11 @@
 """Hookpoints: read and write the residual stream after any block, by the HF module's own name.
 
-The model is never rewritten: we attach plain forward hooks to the module named e.g.
-``model.layers.18`` (the residual stream after block 18) and remove them afterwards, which
-restores the original computation bit for bit.
+Hooks do not rewrite the model: we attach plain forward hooks to the module named e.g.
+``model.layers.18`` (the residual stream after block 18) and remove them afterwards, which restores
+the computation before them bit for bit. (Loading does replace weights: on a CPU, linear layers
+become ``PackedLinear`` (``packed_linear.py``), and the engine's fast decoder makes the q/k/v and
+gate/up weights views of fused tensors (``engine/fast_decode.py``). Both keep each block's output
+up to the order of the sums, and the block outputs are where these hooks read and write.)
 
 Every hook here acts only on forwards run by the thread that installed it. The server's engine
 thread decodes on the same model object while another thread runs an analysis (AutoSteer takes a
@@ -19,6 +22,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from steerlab.errors import InvalidInputError
+
 Editor = Callable[[torch.Tensor], torch.Tensor]  # hidden [batch, seq, d_model] -> same shape
 
 
@@ -34,7 +39,7 @@ def register_own_thread_hook(module: nn.Module, hook: Callable) -> torch.utils.h
     return module.register_forward_hook(guarded)
 
 
-class HookpointError(ValueError):
+class HookpointError(InvalidInputError):
     """A layer index or module name that the model does not have."""
 
 
@@ -75,11 +80,13 @@ def layer_index(model: nn.Module, hookpoint: str) -> int | None:
     return int(tail) if head == prefix and tail.isdigit() else None
 
 
-def _hidden(output):
+def output_hidden(output):
+    """The hidden state in a block's forward output (HF blocks return a tuple or, in newer releases, the tensor)."""
     return output[0] if isinstance(output, tuple) else output
 
 
-def _replace_hidden(output, hidden):
+def replace_output_hidden(output, hidden):
+    """``output`` with its hidden state swapped for ``hidden``, in the same shape: what a hook returns to edit."""
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
@@ -89,7 +96,7 @@ def edit_residual(model: nn.Module, hookpoint: str, editor: Editor) -> Iterator[
     module = model.get_submodule(hookpoint)
 
     def hook(_module, _inputs, output):
-        return _replace_hidden(output, editor(_hidden(output)))
+        return replace_output_hidden(output, editor(output_hidden(output)))
 
     handle = register_own_thread_hook(module, hook)
     try:
@@ -106,7 +113,7 @@ def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[s
     for name in hookpoints:
 
         def hook(_module, _inputs, output, name=name):
-            captured[name] = _hidden(output).detach()
+            captured[name] = output_hidden(output).detach()
 
         handles.append(register_own_thread_hook(model.get_submodule(name), hook))
     try:
@@ -132,7 +139,7 @@ def forward_to_hookpoint(
     result: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
-        result.append(_hidden(output))
+        result.append(output_hidden(output))
         raise _StopForward
 
     handle = register_own_thread_hook(module, hook)

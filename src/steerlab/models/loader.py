@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from steerlab.errors import InvalidInputError
 from steerlab.models.registry import BUNDLED, ModelNotFoundError, canonical_name
 from steerlab.settings import get_settings
 
@@ -57,7 +58,7 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise InvalidInputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
 
 
@@ -65,9 +66,9 @@ def parse_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"device must look like 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+        raise InvalidInputError(f"must look like 'cpu', 'cuda' or 'cuda:N', got {device!r}", field="device") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+        raise InvalidInputError("'cuda' was asked for but torch sees no CUDA GPU; use --device cpu", field="device")
     return dev
 
 

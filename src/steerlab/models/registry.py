@@ -6,10 +6,12 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from steerlab.errors import NotFoundError
+
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(NotFoundError, ValueError):
     """The model name or path cannot be resolved; the message says what is allowed."""
 
 

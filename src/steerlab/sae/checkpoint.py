@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from steerlab.errors import ConflictError
 from steerlab.sae.steerlab_format import load_steerlab, write_sae_files
 from steerlab.sae.storage import (
     SAEFormatError,
@@ -107,7 +108,7 @@ def load_checkpoint(
     ours = sae.cfg.to_dict()
     diff = sorted(k for k, v in saved.cfg.to_dict().items() if k != "extra" and ours.get(k) != v)
     if diff:
-        raise ValueError(f"{path}: checkpoint was trained with a different SAEConfig (fields: {', '.join(diff)})")
+        raise ConflictError(f"{path}: checkpoint was trained with a different SAEConfig (fields: {', '.join(diff)})")
     sae.load_state_dict(saved.state_dict())  # copies in place: the optimizer keeps its params
     moments = load_tensors(path / "optimizer.safetensors")
     params = dict(sae.named_parameters())

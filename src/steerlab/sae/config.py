@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from steerlab.errors import InvalidInputError
+
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
@@ -72,15 +74,15 @@ class SAEConfig:
         for name in ("d_in", "d_sae"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+                raise InvalidInputError(f"must be a positive integer, got {value!r}", field=name)
         if self.architecture in ("topk", "batchtopk") and not 1 <= self.k <= self.d_sae:
-            raise ValueError(f"k: must be in [1, d_sae={self.d_sae}], got {self.k}")
+            raise InvalidInputError(f"must be in [1, d_sae={self.d_sae}], got {self.k}", field="k")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: unknown {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+            raise InvalidInputError(f"unknown {self.dtype!r}", field="dtype", allowed=", ".join(DTYPES))
         if self.jumprelu_bandwidth <= 0:
-            raise ValueError(f"jumprelu_bandwidth: must be > 0, got {self.jumprelu_bandwidth}")
+            raise InvalidInputError(f"must be > 0, got {self.jumprelu_bandwidth}", field="jumprelu_bandwidth")
         if self.l1_coefficient < 0 or self.l0_coefficient < 0:
-            raise ValueError("l1_coefficient and l0_coefficient must be >= 0")
+            raise InvalidInputError("l1_coefficient and l0_coefficient must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,12 +91,14 @@ class SAEConfig:
     def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
         """Build from a dict; unknown keys are an error (a typo should not be silently ignored)."""
         if not isinstance(data, dict):
-            raise TypeError(f"SAE config must be a JSON object, got {type(data).__name__}")
+            raise InvalidInputError(f"SAE config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown SAE config key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+            raise InvalidInputError(
+                f"unknown SAE config key(s): {', '.join(unknown)}", allowed=", ".join(sorted(known))
+            )
         missing = sorted(name for name in ("d_in", "d_sae") if name not in data)
         if missing:
-            raise ValueError(f"SAE config is missing required key(s): {', '.join(missing)}")
+            raise InvalidInputError(f"SAE config is missing required key(s): {', '.join(missing)}")
         return cls(**data)

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from steerlab.activations.corpus import CorpusSource, iter_records, record_to_sequences
+from steerlab.errors import InvalidInputError, MissingFileError
 from steerlab.models.hooks import capture_residual, edit_residual
 
 
@@ -24,7 +25,7 @@ def sequences_from_text_file(
     """A .txt file (split into windows) or a .jsonl/.parquet corpus (text or chat records)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--text-file {path} does not exist")
+        raise MissingFileError(f"{path} does not exist", field="--text-file")
     source = CorpusSource(path=str(path))
     if path.suffix == ".txt":
         records = [{"text": path.read_text(encoding="utf-8", errors="replace")}]
@@ -38,7 +39,7 @@ def sequences_from_text_file(
             if max_tokens is not None and total >= max_tokens:
                 return sequences
     if not sequences:
-        raise ValueError(f"--text-file {path} holds no text with at least 32 tokens")
+        raise InvalidInputError(f"{path} holds no text with at least 32 tokens", field="--text-file")
     return sequences
 
 

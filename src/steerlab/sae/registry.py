@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
+from steerlab.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from steerlab.sae.base import SAE
     from steerlab.sae.config import SAEConfig
@@ -44,7 +46,7 @@ def get_sae_class(name: str) -> type[SAE]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown SAE architecture {name!r}; allowed: {', '.join(sorted(_REGISTRY))}") from None
+        raise InvalidInputError(f"unknown SAE architecture {name!r}", allowed=", ".join(sorted(_REGISTRY))) from None
 
 
 def create_sae(cfg: SAEConfig, *, device: str | None = None, generator=None) -> SAE:

@@ -157,7 +157,7 @@ def save_saelens(sae, path: str | Path, dtype: str | torch.dtype | None = None) 
     path, cfg = Path(path), sae.cfg
     store = to_dtype(dtype) if dtype is not None else sae.W_enc.dtype
     if cfg.architecture not in TO_SAELENS:
-        raise ValueError(f"architecture {cfg.architecture!r} has no SAELens equivalent")
+        raise SAEFormatError(f"{cfg.architecture!r} has no SAELens equivalent", field="architecture")
     state = {name: sae.state_dict()[name] for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
     if cfg.architecture == "jumprelu":
         state["threshold"] = sae.threshold.detach()

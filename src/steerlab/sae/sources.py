@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from steerlab.errors import InvalidInputError
+
 
 @runtime_checkable
 class ActivationSource(Protocol):
@@ -48,9 +50,9 @@ class TensorActivationSource:
         if isinstance(acts, np.ndarray):
             acts = torch.from_numpy(acts)
         if acts.ndim != 2:
-            raise ValueError(f"acts: expected a [tokens, d_in] matrix, got shape {list(acts.shape)}")
+            raise InvalidInputError(f"expected a [tokens, d_in] matrix, got shape {list(acts.shape)}", field="acts")
         if epochs < 1:
-            raise ValueError(f"epochs: must be >= 1, got {epochs}")
+            raise InvalidInputError(f"must be >= 1, got {epochs}", field="epochs")
         self.acts = acts
         self.epochs = epochs
 
@@ -68,7 +70,7 @@ class TensorActivationSource:
 
     def iter_batches(self, batch_size: int, start_token: int = 0, seed: int = 0) -> Iterator[Tensor]:
         if batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"must be >= 1, got {batch_size}", field="batch_size")
         n = self.acts.shape[0]
         position = max(start_token, 0)
         perms: dict[int, Tensor] = {}

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from steerlab.errors import InvalidInputError
 from steerlab.tensor_files import save_safetensors
 
 DTYPES: dict[str, torch.dtype] = {
@@ -30,7 +31,7 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
-class SAEFormatError(ValueError):
+class SAEFormatError(InvalidInputError):
     """An SAE folder or file is missing, corrupt, or does not match its config."""
 
 
@@ -39,7 +40,7 @@ def to_dtype(name: str | torch.dtype) -> torch.dtype:
         return name
     key = name.removeprefix("torch.")
     if key not in DTYPES:
-        raise ValueError(f"dtype: unknown {name!r}; allowed: {', '.join(DTYPES)}")
+        raise InvalidInputError(f"unknown {name!r}", field="dtype", allowed=", ".join(DTYPES))
     return DTYPES[key]
 
 
@@ -70,23 +71,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON via temp file + rename (for single files outside an ``atomic_dir``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         raise
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from steerlab.errors import ConflictError, InvalidInputError
 from steerlab.sae.base import SAE
 from steerlab.sae.checkpoint import (
     TrainerState,
@@ -96,14 +97,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.decay not in ("linear", "cosine", "none"):
-            raise ValueError(f"decay: unknown {self.decay!r}; allowed: linear, cosine, none")
+            raise InvalidInputError(f"unknown {self.decay!r}", field="decay", allowed="linear, cosine, none")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
-            raise ValueError(f"b_dec_init: unknown {self.b_dec_init!r}; allowed: geometric_median, mean, zeros")
+            raise InvalidInputError(
+                f"unknown {self.b_dec_init!r}", field="b_dec_init", allowed="geometric_median, mean, zeros"
+            )
         if not 0.0 <= self.decay_fraction <= 1.0:
-            raise ValueError(f"decay_fraction: must be in [0, 1], got {self.decay_fraction}")
+            raise InvalidInputError(f"must be in [0, 1], got {self.decay_fraction}", field="decay_fraction")
         for name in ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+                raise InvalidInputError(f"must be >= 1, got {getattr(self, name)}", field=name)
 
 
 class SAETrainer:
@@ -111,7 +114,7 @@ class SAETrainer:
 
     def __init__(self, cfg: SAEConfig, train_cfg: TrainConfig, source: ActivationSource, out_dir: str | Path):
         if source.d_in != cfg.d_in:
-            raise ValueError(f"d_in: the SAE expects {cfg.d_in}, the activations have {source.d_in}")
+            raise InvalidInputError(f"the SAE expects {cfg.d_in}, the activations have {source.d_in}", field="d_in")
         # A private copy: the run records provenance in cfg.extra without touching the caller's.
         self.cfg = dataclasses.replace(cfg, extra=dict(cfg.extra))
         self.train_cfg, self.source, self.out_dir = train_cfg, source, Path(out_dir)
@@ -126,13 +129,14 @@ class SAETrainer:
         available = n - holdout
         total = available if t.total_tokens is None else t.total_tokens
         if total > available:
-            raise ValueError(
-                f"total_tokens: {total} requested but the source has {available} after holding back "
-                f"{holdout} (num_tokens={n}); add data, epochs, or lower total_tokens"
+            raise InvalidInputError(
+                f"{total} requested but the source has {available} after holding back "
+                f"{holdout} (num_tokens={n}); add data, epochs, or lower total_tokens",
+                field="total_tokens",
             )
         steps = total // t.batch_size
         if steps < 1:
-            raise ValueError(f"total_tokens: {total} is less than one batch of {t.batch_size}")
+            raise InvalidInputError(f"{total} is less than one batch of {t.batch_size}", field="total_tokens")
         return {
             **dataclasses.asdict(t),
             "lr": t.lr if t.lr is not None else 2e-4 / math.sqrt(self.cfg.d_sae / 2**14),
@@ -170,7 +174,7 @@ class SAETrainer:
                 continue
             diff = [k for k in TRAJECTORY_FIELDS if saved_plan.get(k) != p[k]]
             if diff:
-                raise ValueError(
+                raise ConflictError(
                     f"{path}: checkpoint was trained with different {', '.join(diff)}; "
                     "use the same TrainConfig, a new out_dir, or resume=False"
                 )
@@ -291,8 +295,9 @@ class SAETrainer:
                 interval_start = time.perf_counter()
         bar.close()
         if state.step < total_steps:
-            raise RuntimeError(
-                f"the activation source ended after {state.tokens} tokens; the run needs {p['total_tokens']}"
+            raise InvalidInputError(
+                f"the activation source ended after {state.tokens} tokens; the run needs {p['total_tokens']}",
+                field="total_tokens",
             )
 
     # ----------------------------------------------------------------- finish

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
     app.state.settings = settings
     app.state.keys = KeyStore(settings.resolved_db_path())
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(engine=lambda: getattr(app.state.lab, "engine", None))
     app.state.variants = VariantStore(settings.resolved_db_path())
     app.state.lab = lab
     app.state.autosteer_gate = threading.BoundedSemaphore(settings.autosteer_concurrency)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from steerlab.errors import InvalidInputError
+
 PREFIX = "sl-"
 
 
@@ -45,7 +47,7 @@ class KeyStore:
         """Return the new key's info and the key itself (the only time it is ever visible)."""
         name = name.strip()
         if not name or len(name) > 100:
-            raise ValueError("key name must be 1..100 characters")
+            raise InvalidInputError("must be 1..100 characters", field="name")
         key = PREFIX + secrets.token_urlsafe(32)
         info = KeyInfo(secrets.token_hex(8), name, key[:8], time.time(), None)
         self._db.execute(

@@ -7,13 +7,20 @@ import time
 
 from limits import RateLimitItemPerMinute, storage, strategies
 
+from steerlab.errors import SteerlabError
 
-class RateLimited(Exception):
+
+class RateLimited(SteerlabError):
+    """Over a per-key limit (429); ``code`` names it, e.g. ``requests_per_minute``."""
+
+    status = 429
+
     def __init__(self, what: str, limit: int, retry_after: float):
         super().__init__(
             f"rate limit exceeded: {limit} {what} per minute for this API key; retry after {math.ceil(retry_after)} s"
         )
         self.what, self.limit, self.retry_after = what, limit, max(1, math.ceil(retry_after))
+        self.code = f"{what}_per_minute"
 
 
 class RateLimiter:

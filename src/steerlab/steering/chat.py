@@ -6,23 +6,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 
 from steerlab.generation.sampler import SamplingParams, StreamEvent, stream_tokens
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 from steerlab.models.hooks import edit_residual
 from steerlab.steering.apply import make_editor
 from steerlab.steering.edits import FeatureEdit
-
-
-def chat_input_ids(tokenizer, messages: list[dict]) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
-    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
-
-
-def stop_token_ids(tokenizer) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    for special in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-        tid = tokenizer.convert_tokens_to_ids(special)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
-            ids.add(tid)
-    return {i for i in ids if i is not None}
 
 
 def stream_chat(

@@ -1,5 +1,8 @@
 """Conversations to token ids, checked: roles, text, and the model's context window.
 
+The template and the window themselves are model facts (``models.chat_template``); this module checks
+a request's messages against them and raises the errors a caller is shown.
+
 Two formats: the *prompt* (what generation and next-token logits continue: the chat template with
 the assistant's turn opened, or, when the last message is the assistant's, that message left open
 so it is continued) and the *conversation* (every message closed; what inspect, contrast and
@@ -8,6 +11,7 @@ attribution read).
 
 from __future__ import annotations
 
+from steerlab.models.chat_template import context_length, template_ids
 from steerlab.steering.errors import ContextLengthError, ConversationError
 
 ROLES = ("system", "user", "assistant")
@@ -29,26 +33,17 @@ def check_messages(messages, field: str = "messages") -> list[dict]:
     return out
 
 
-def _template(tokenizer, messages: list[dict], **kw) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **kw)
-    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
-
-
 def prompt_ids(tokenizer, messages, field: str = "messages") -> list[int]:
     """Ids that generation continues: the assistant's turn opened, or its last message continued."""
     messages = check_messages(messages, field)
     if messages[-1]["role"] == "assistant":
-        return _template(tokenizer, messages, continue_final_message=True)
-    return _template(tokenizer, messages, add_generation_prompt=True)
+        return template_ids(tokenizer, messages, continue_final_message=True)
+    return template_ids(tokenizer, messages, add_generation_prompt=True)
 
 
 def conversation_ids(tokenizer, messages, field: str = "messages") -> list[int]:
     """Ids of the whole conversation, every message closed (for inspect/contrast/attribution)."""
-    return _template(tokenizer, check_messages(messages, field), add_generation_prompt=False)
-
-
-def context_length(model) -> int | None:
-    return getattr(model.config, "max_position_embeddings", None)
+    return template_ids(tokenizer, check_messages(messages, field), add_generation_prompt=False)
 
 
 def check_context(model, n_tokens: int, field: str = "messages") -> None:
@@ -58,8 +53,3 @@ def check_context(model, n_tokens: int, field: str = "messages") -> None:
         raise ContextLengthError(
             f"the conversation is {n_tokens} tokens but the model's context is {limit}", field=field
         )
-
-
-def token_strings(tokenizer, ids: list[int]) -> list[str]:
-    """Each token as text (decoded alone), for display next to per-token numbers."""
-    return [tokenizer.decode([i]) for i in ids]

@@ -1,29 +1,27 @@
 """Every error that bad steering or analysis input can raise, in one place.
 
-All of them are ``ValueError`` subclasses (the CLI prints them as one line, the server maps them to
-400) whose message starts with the offending field, e.g. ``scopes[0].conditionals.conditionals[1]
-.operator: must be one of > < >= <= == !=, got '=>'``. ``InferenceAborted`` is not bad input: it is
-what ``Variant.abort_when`` raises when its condition fires during generation.
+All of them are ``SteerlabError``s (and ``ValueError``s; the CLI prints them as one line, the server
+answers 400) whose message starts with the offending field, e.g. ``scopes[0].conditionals.conditionals[1]
+.operator: must be one of > < >= <= == !=, got '=>'``. ``SteeringError``, ``EditError`` and
+``UnknownFeatureError`` live in ``steerlab.errors`` because the feature database raises the last too.
+``InferenceAborted`` is not bad input: it is what ``Variant.abort_when`` raises when its condition
+fires during generation.
 """
 
 from __future__ import annotations
 
+from steerlab.errors import EditError, SteeringError, SteerlabError, UnknownFeatureError
 
-class SteeringError(ValueError):
-    """Bad input to steering or analysis. ``field`` names what was wrong (a path into the request)."""
-
-    def __init__(self, message: str, field: str | None = None):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}" if field else message)
-
-
-class EditError(SteeringError):
-    """A malformed or out-of-range feature edit (index, value or mode)."""
-
-
-class UnknownFeatureError(EditError):
-    """A feature index that the SAE does not have."""
+__all__ = [
+    "ContextLengthError",
+    "ControllerError",
+    "ConversationError",
+    "DatasetError",
+    "EditError",
+    "InferenceAborted",
+    "SteeringError",
+    "UnknownFeatureError",
+]
 
 
 class ControllerError(SteeringError):
@@ -42,8 +40,10 @@ class DatasetError(SteeringError):
     """A dataset of conversations that cannot be analysed (e.g. empty)."""
 
 
-class InferenceAborted(RuntimeError):
+class InferenceAborted(SteerlabError, RuntimeError):
     """Raised by ``abort_when`` handlers: the named event fired during generation."""
+
+    code = "aborted"
 
     def __init__(self, event_name: str, response_so_far: str = ""):
         self.event_name = event_name

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from steerlab.generation.sampler import SamplingParams, _stream_safe_prefix, sample_next
-from steerlab.steering.chat import stop_token_ids
-from steerlab.steering.conversation import check_context, context_length, prompt_ids, token_strings
+from steerlab.generation.sampler import SamplingParams, sample_next, stream_safe_prefix
+from steerlab.models.chat_template import context_length, stop_token_ids, token_strings
+from steerlab.steering.conversation import check_context, prompt_ids
 from steerlab.steering.errors import ConversationError
 from steerlab.steering.resolve import steered, steering_batch
 from steerlab.steering.variant import InferenceContext
@@ -116,7 +116,7 @@ def stream_chat_completion(
             if index == budget - 1:
                 yield ChatChunk(text[len(emitted) :], token, index, "length", events)
                 return
-            safe = _stream_safe_prefix(text, params.stop)
+            safe = stream_safe_prefix(text, params.stop)
             delta = safe[len(emitted) :] if len(safe) > len(emitted) else ""
             emitted += delta
             yield ChatChunk(delta, token, index, None, events)

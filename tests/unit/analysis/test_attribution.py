@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from steerlab.analysis.attribution import attribute
-from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.models.hooks import output_hidden, replace_output_hidden
+from steerlab.server.wire import attribution_response
 from steerlab.steering.conversation import conversation_ids
 from steerlab.steering.errors import ConversationError
 
@@ -20,12 +21,12 @@ def logit_with_ablation(lm, sae, ids, position, token, ablate=None):
     """The target logit when feature ``ablate = (pos, index)`` is zeroed at one token (error kept)."""
 
     def hook(_m, _i, output):
-        h = _hidden(output)
+        h = output_hidden(output)
         codes = sae.encode(h)
         error = h - sae.decode(codes)
         if ablate is not None:
             codes[0, ablate[0], ablate[1]] = 0.0
-        return _replace_hidden(output, sae.decode(codes) + error)
+        return replace_output_hidden(output, sae.decode(codes) + error)
 
     handle = lm.model.get_submodule(sae.cfg.hookpoint).register_forward_hook(hook)
     try:
@@ -59,7 +60,7 @@ def test_breakdowns_and_ember_shape(tiny_lm, tiny_sae):
     assert sum(p[2] for p in per_pos) == pytest.approx(float(result.scores.sum()), rel=1e-4, abs=1e-6)
     by_feat = result.by_feature(3)
     assert [v for _, _, v in by_feat] == sorted((v for _, _, v in by_feat), reverse=True)
-    ember = result.ember("sae-x", k=3)
+    ember = attribution_response(result, "sae-x", k=3)
     assert ember["num_input_tokens"] == len(conversation_ids(tiny_lm.tokenizer, CONVO))
     first = ember["to_ablate"][0]
     uuid.UUID(first["id"])

@@ -16,7 +16,8 @@ from steerlab.analysis.autosteer_candidates import (
 )
 from steerlab.analysis.autosteer_conditional import auto_conditional, parse_specification
 from steerlab.analysis.stimulus import generate_contrastive_stimulus, goal_instruction, goal_system_prompt
-from steerlab.models.hooks import _hidden, _replace_hidden
+from steerlab.models.hooks import output_hidden, replace_output_hidden
+from steerlab.server.wire import auto_conditional_response, auto_edits_response, contrastive_dataset_response
 from steerlab.steering.conversation import prompt_ids
 from steerlab.steering.refs import FeatureRef
 
@@ -38,7 +39,7 @@ def promote_token(lm, sae, index: int, token: str) -> None:
     target = lm.tokenizer.encode(token)[0]
     delta = torch.zeros(lm.model.config.hidden_size, requires_grad=True)
     hook = lm.model.get_submodule(sae.cfg.hookpoint).register_forward_hook(
-        lambda _m, _i, out: _replace_hidden(out, _hidden(out) + delta)
+        lambda _m, _i, out: replace_output_hidden(out, output_hidden(out) + delta)
     )
     try:
         with torch.enable_grad():
@@ -88,7 +89,7 @@ def test_stimulus_pairs_the_same_prompts_with_and_without_the_goal(tiny_lm, tiny
         assert yes[1] == no[1] and yes[1]["role"] == "user"  # the same user prompt
         assert "talk like a pirate" in yes[0]["content"] and "pirate" not in no[0]["content"]
         assert yes[-1]["role"] == no[-1]["role"] == "assistant"
-    assert stimulus.ember() == [stimulus.dataset_1, stimulus.dataset_2]
+    assert contrastive_dataset_response(stimulus) == [stimulus.dataset_1, stimulus.dataset_2]
     assert goal_instruction("pirates") == "talk about pirates"
     assert goal_system_prompt(None).replace("answer as you normally would", "X") == goal_system_prompt(
         "talk like a pirate"
@@ -135,7 +136,7 @@ def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(ti
     variant = balanced.variant()
     assert [(f.index, v, m) for f, v, m in variant.edits] == [(CRAFTED, strength_b, "nudge")]
     assert balanced.as_dict()[feature_b] == strength_b and len(balanced) == 1
-    ember = balanced.ember()["edits"]
+    ember = auto_edits_response(balanced)["edits"]
     assert ember[0][0]["index_in_sae"] == CRAFTED and ember[0][1] == strength_b
     assert feature_b.uuid == FeatureRef.of(CRAFTED, "tiny").uuid
 
@@ -197,7 +198,7 @@ def test_auto_conditional_builds_a_working_scope(tiny_lm, crafted_sae):
     variant = result.variant()
     assert len(variant.scopes) == 1 and variant.scopes[0].condition.json() == cond.json()
     assert [f.index for f, _, _ in variant.scopes[0].edits] == [f.index for f, _ in result.edits] == [CRAFTED]
-    assert result.ember() == {"conditional": cond.json()}
+    assert auto_conditional_response(result) == {"conditional": cond.json()}
     # it reads as the SDK's ConditionalGroup, so set_when accepts the result itself
     from steerlab.steering.variant import Variant
 

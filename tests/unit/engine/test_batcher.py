@@ -8,10 +8,10 @@ import torch
 
 from steerlab.engine.batcher import Engine, EngineBusy, wait_idle
 from steerlab.generation.sampler import SamplingParams
+from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 from steerlab.sae.config import SAEConfig
 from steerlab.sae.registry import create_sae
 from steerlab.steering.apply import make_editor
-from steerlab.steering.chat import chat_input_ids, stop_token_ids
 from steerlab.steering.edits import FeatureEdit
 
 HOOK = "model.layers.1"

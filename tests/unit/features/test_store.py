@@ -1,4 +1,4 @@
-"""The feature store: round trips, labels and FTS, read-only opens, schema versions, vectors, atomicity."""
+"""The feature store: round trips, labels, read-only opens, schema versions, vectors, atomicity."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_get_iter_count(store):
     assert store.count_features(SAE_ID) == 3
 
 
-def test_labels_and_fts(store):
+def test_labels_set_cleared_and_replaced(store):
     store.put_features([full_feature(i) for i in range(4)])
     store.set_labels(
         SAE_ID,
@@ -177,30 +177,41 @@ def test_labels_and_fts(store):
             2: Label(text="refusals to harmful requests", explainer="e"),
         },
     )
-    assert set(store.labels(SAE_ID)) == {0, 1, 2}
-    assert store.fts_search(SAE_ID, "french", 5)[0][0] == 0
-    assert store.fts_search(SAE_ID, "refusal", 5)[0][0] == 2  # porter stemming
-    hits = store.fts_search(SAE_ID, "python french", 5)
-    assert {i for i, _ in hits} == {0, 1} and all(s1 >= s2 for (_, s1), (_, s2) in zip(hits, hits[1:]))
+    assert {i: lab.text for i, lab in store.labels(SAE_ID).items()} == {
+        0: "French text",
+        1: "Python function definitions",
+        2: "refusals to harmful requests",
+    }
     store.set_label(SAE_ID, 0, None)
-    assert store.fts_search(SAE_ID, "french", 5) == [] and 0 not in store.labels(SAE_ID)
+    assert 0 not in store.labels(SAE_ID) and store.get_feature(SAE_ID, 0).label is None
     store.set_label(SAE_ID, 1, Label(text="Rust code", explainer="e"))
-    assert store.fts_search(SAE_ID, "python", 5) == [] and store.fts_search(SAE_ID, "rust", 5)[0][0] == 1
+    assert store.labels(SAE_ID)[1].text == "Rust code"
 
 
-@pytest.mark.parametrize(
-    "query",
-    ['"', 'python"', "NEAR(a b)", "text:python", "py*", "-python", "a AND", "(", "') OR 1=1 --", "", "   ", "^python"],
-)
-def test_fts_query_syntax_cannot_error_or_inject(store, query):
-    store.set_label(SAE_ID, 1, Label(text="Python function definitions", explainer="e"))
-    hits = store.fts_search(SAE_ID, query, 5)
-    assert hits in ([], [(1, hits[0][1])] if hits else [])
+def _table_names(path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
 
 
-def test_part_b_prequoted_expression_means_the_same(store):
-    store.set_labels(SAE_ID, {1: Label(text="Python code", explainer="e"), 2: Label(text="French text", explainer="e")})
-    assert {i for i, _ in store.fts_search(SAE_ID, '"python" OR "french"', 5)} == {1, 2}
+def test_no_full_text_table_and_an_old_one_is_dropped_on_a_writable_open(tmp_path):
+    path = tmp_path / "features.db"
+    _filled_db(path)
+    assert not any(name.startswith("label_fts") for name in _table_names(path))
+    conn = sqlite3.connect(path)  # as written by an older steerlab (the shipped database has one)
+    conn.execute("CREATE VIRTUAL TABLE label_fts USING fts5(text, tokenize = 'porter unicode61')")
+    conn.execute("INSERT INTO label_fts (rowid, text) VALUES (1, 'cats')")
+    conn.commit()
+    conn.close()
+    with FeatureStore(path, readonly=True) as ro:  # read-only: opened as it is, left alone
+        assert ro.get_feature(SAE_ID, 3).label.text == "cats"
+    assert "label_fts" in _table_names(path)
+    with FeatureStore(path) as s:
+        s.set_label(SAE_ID, 3, Label(text="dogs", explainer="x"))
+        assert s.labels(SAE_ID)[3].text == "dogs"
+    assert not any(name.startswith("label_fts") for name in _table_names(path))
 
 
 def test_failed_transaction_keeps_what_was_stored(store):
@@ -210,7 +221,7 @@ def test_failed_transaction_keeps_what_was_stored(store):
         store.set_label(SAE_ID, 3, None)
         raise RuntimeError("crash halfway")
     assert store.get_feature(SAE_ID, 4).stats is None
-    assert store.labels(SAE_ID)[3].text == "cats" and store.fts_search(SAE_ID, "cats", 5)[0][0] == 3
+    assert store.labels(SAE_ID)[3].text == "cats"
 
 
 def test_vectors_round_trip_atomically(store, tmp_path):
@@ -242,7 +253,7 @@ def test_readonly_open_in_a_read_only_folder(tmp_path):
     try:
         with FeatureStore(folder / "features.db", readonly=True) as ro:
             assert ro.get_feature(SAE_ID, 3).label.text == "cats"
-            assert ro.fts_search(SAE_ID, "cats", 3)[0][0] == 3
+            assert ro.labels(SAE_ID)[3].text == "cats"
             assert ro.load_vectors(SAE_ID, "decoder").shape == (16, 8)
             with pytest.raises(StoreError, match="read-only"):
                 ro.set_label(SAE_ID, 3, None)

@@ -134,8 +134,8 @@ def test_bad_input_names_the_field(tiny_lm, tiny_sae, variant):
 def test_row_steering_in_the_engine_matches_in_process_generation(tiny_lm, tiny_sae, variant):
     from steerlab.engine.batcher import Engine
     from steerlab.generation.sampler import SamplingParams
+    from steerlab.models.chat_template import stop_token_ids
     from steerlab.steering.batch import RowSteering
-    from steerlab.steering.chat import stop_token_ids
     from steerlab.steering.plan import compile_controller
 
     variant.set(3, 8.0)

@@ -70,13 +70,6 @@ def highlighted_text(example: Example, before: int = 32, after: int = 8, thresho
     return " ".join("".join(parts).replace("\n", " ").split())
 
 
-def max_token(example: Example) -> str:
-    """The token at the strongest activation, stripped (``""`` for non-firing or whitespace tokens)."""
-    if example.max_act <= 0 or not example.tokens:
-        return ""
-    return example.tokens[min(example.max_position, len(example.tokens) - 1)].strip()
-
-
 _PREFIX = re.compile(r"^(label|answer|explanation|feature|concept)\s*[:\-]\s*", re.IGNORECASE)
 _REFUSAL = re.compile(r"\b(i cannot|i can't|i'm sorry|as an ai|unable to|no clear|unclear|n/a)\b", re.IGNORECASE)
 _BAD_CHARS = re.compile(r"[{}\[\]<>|\\]|```")

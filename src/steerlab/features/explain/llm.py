@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from steerlab.errors import InvalidInputError
+
 Messages = list[dict[str, str]]
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -42,7 +44,9 @@ class LLMConfig:
 
         s = settings or get_settings()
         if not s.explainer_base_url:
-            raise ValueError("explainer_base_url is not set: export STEERLAB_EXPLAINER_BASE_URL=http://host:port/v1")
+            raise InvalidInputError(
+                "is not set: export STEERLAB_EXPLAINER_BASE_URL=http://host:port/v1", field="explainer_base_url"
+            )
         key = s.explainer_api_key.get_secret_value() if s.explainer_api_key else None
         cfg = cls(
             base_url=s.explainer_base_url,
@@ -63,7 +67,7 @@ class ChatClient:
 
     def __init__(self, config: LLMConfig):
         if config.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {config.concurrency}")
+            raise InvalidInputError(f"must be >= 1, got {config.concurrency}", field="concurrency")
         self.config = config
         self.url = config.base_url.rstrip("/") + "/chat/completions"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from steerlab.errors import InvalidInputError
 from steerlab.features.explain.base import Explainer, negative_examples
 from steerlab.features.schema import Example, Label
 from steerlab.features.score import Scorer, score_report
@@ -37,7 +38,7 @@ def plan_targets(
         targets = [i for i in range(d_sae) if i not in existing]
     if limit is not None:
         if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+            raise InvalidInputError(f"must be >= 0, got {limit}", field="limit")
         targets = targets[:limit]
     return targets
 
@@ -65,9 +66,9 @@ def label_features(
     from tqdm import tqdm
 
     if explainer is None and not rescore:
-        raise ValueError("an explainer is required unless rescore=True")
+        raise InvalidInputError("is required unless rescore=True", field="explainer")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"must be >= 1, got {batch_size}", field="batch_size")
     d_sae = store.get_sae(sae_id).d_sae
     existing = store.labels(sae_id)
     targets = plan_targets(d_sae, existing, relabel=relabel, rescore=rescore, limit=limit)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from steerlab.errors import InvalidInputError
 from steerlab.features.embeddings import EMBED_DIM
 from steerlab.features.explain.base import context_text, window
 from steerlab.features.schema import Example
@@ -37,7 +38,7 @@ class ContextVectors:
 
     def __init__(self, examples: Sequence[Example], encode: Encoder, mode: str = "sentence"):
         if mode not in MODES:
-            raise ValueError(f"contexts mode must be one of {MODES}, got {mode!r}")
+            raise InvalidInputError(f"unknown mode {mode!r}", field="contexts", allowed=", ".join(MODES))
         if mode == "sentence":
             long_texts, short_texts = example_views(examples)
             self.long, self.short = encode(long_texts), encode(short_texts)  # [n, 384] each

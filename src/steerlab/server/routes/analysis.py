@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
 from steerlab.server.protocol import Message
+from steerlab.server.wire import attribution_response
 
 router = APIRouter()
 EMBER = "/api/inference/v1"
@@ -181,4 +182,4 @@ def ember_attribution(body: AttributionBody, request: Request, _caller: Caller =
 
     lab, messages = _conversation(request, body)
     result = lab.run_exclusive(attribute, lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
-    return result.ember(lab.sae_id or lab.model_name, k=body.top_k)
+    return attribution_response(result, lab.sae_id or lab.model_name, k=body.top_k)

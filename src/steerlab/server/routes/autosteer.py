@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_model, get_lab
 from steerlab.server.errors import APIError
+from steerlab.server.wire import auto_conditional_response, auto_edits_response, contrastive_dataset_response
 
 router = APIRouter()
 EMBER = "/api/inference/v1"
@@ -85,7 +86,7 @@ def _auto_steer(request: Request):
 def ember_auto_edits(body: SpecificationBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     """``{"edits": [[feature, strength], ...]}``: nudges found for the specification (may be empty)."""
     check_model(get_lab(request), body.model)
-    return _search_job(request, body.specification, "specification", _auto_steer(request)).ember()
+    return auto_edits_response(_search_job(request, body.specification, "specification", _auto_steer(request)))
 
 
 @router.post(f"{EMBER}/features/auto-conditional", tags=["ember"])
@@ -102,7 +103,7 @@ def ember_auto_conditional(
             lab.lm, lab.sae, spec, config=_config(request), search=lab.search, labels=lab.labels, sae_id=lab.sae_id
         )
 
-    return _search_job(request, body.specification, "specification", run).ember()
+    return auto_conditional_response(_search_job(request, body.specification, "specification", run))
 
 
 @router.post(f"{EMBER}/attributions/generate-contrastive-dataset", tags=["ember"])
@@ -117,7 +118,7 @@ def ember_contrastive_dataset(
     def run(lab, spec):
         return generate_contrastive_stimulus(lab.lm, spec, sae=lab.sae)
 
-    return _search_job(request, body.specification, "specification", run).ember()
+    return contrastive_dataset_response(_search_job(request, body.specification, "specification", run))
 
 
 @router.post("/v1/autosteer", tags=["native"])

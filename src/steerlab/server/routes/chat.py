@@ -15,10 +15,8 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from steerlab.engine.batcher import EngineBusy
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
-from steerlab.server.errors import APIError
 from steerlab.server.protocol import ChatRequest
 
 router = APIRouter()
@@ -34,10 +32,7 @@ def _start(request: Request, body: ChatRequest, caller: Caller):
     ids = lab.prompt_ids([m.model_dump() for m in body.messages])
     check_limit(len(ids), settings.max_prompt_tokens, "messages", "prompt tokens")
     editor = request.app.state.variants.editor_for(lab, body.controller, body.variant_id, caller)
-    try:
-        stream = lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())
-    except EngineBusy as err:
-        raise APIError(503, str(err), code="engine_busy", headers={"Retry-After": str(err.retry_after)}) from None
+    stream = lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())  # full: EngineBusy, a 503
     return lab, stream
 
 
@@ -61,8 +56,8 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
         events += event.events
         reason, error = event.finish_reason, event.error or error
     _charge(request, caller, stream)
-    if error:
-        raise APIError(500, error)
+    if error:  # the engine logged the failed step's traceback; this is a 500 with a request id
+        raise RuntimeError(error)
     return {
         "id": completion_id,
         "object": "chat.completion",

@@ -1,0 +1,40 @@
+"""What the model's tokenizer says about chat: its template, its stop tokens, its context window.
+
+Model facts only, no checks on the messages: ``steering.conversation`` validates requests on top of
+these, and capture, generation and the engine use them directly.
+"""
+
+from __future__ import annotations
+
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>")  # end-of-turn tokens of common chat templates
+
+
+def template_ids(tokenizer, messages: list[dict], **options) -> list[int]:
+    """The chat template applied to ``messages`` as token ids (``options`` go to ``apply_chat_template``)."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **options)
+    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+
+def chat_input_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Ids that open the assistant's turn after ``messages``: what generation continues."""
+    return template_ids(tokenizer, messages, add_generation_prompt=True)
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    """EOS and every end-of-turn token this tokenizer knows: generation stops at any of them."""
+    ids = {tokenizer.eos_token_id}
+    for special in STOP_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(special)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return {i for i in ids if i is not None}
+
+
+def context_length(model) -> int | None:
+    """The longest sequence the model reads in one window, when its config says."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def token_strings(tokenizer, ids: list[int]) -> list[str]:
+    """Each token as text (decoded alone), for display next to per-token numbers."""
+    return [tokenizer.decode([i]) for i in ids]
