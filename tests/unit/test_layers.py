@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "steerlab"
 
 # Lowest first. Top-level modules and the ``steerlab`` root (version, lazy names) are the foundation.
 LAYERS: list[set[str]] = [
-    {"steerlab", "settings", "tensor_files", "torch_threads", "blas_threads"},
+    {"steerlab", "errors", "settings", "tensor_files", "torch_threads", "blas_threads"},
     {"models"},
     {"generation"},
     {"activations"},

@@ -20,8 +20,6 @@ _KIND_ORDER = {"top": 0, "quantile": 1, "random": 2, "nonactivating": 3}
 _CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
 
 
-
-
 class FeatureQueries:
     """Mixin: the read-only half of ``FeatureStore``."""
 
