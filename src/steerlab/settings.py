@@ -188,9 +188,9 @@ def load_settings(**flags: object) -> Settings:
 _warned: set[str] = set()
 
 
-def warn_unknown_variables(environment: dict[str, str]) -> list[str]:
+def warn_unknown_variables(environment: dict[str, str]) -> None:
     """Warn once per process about each STEERLAB_* variable that steerlab does not read (a typo is otherwise
-    silent), naming the closest known one. Returns the unknown names."""
+    silent), naming the closest known one."""
     known = known_variables()
     unknown = sorted(
         name for name in (n.upper() for n in environment) if name.startswith(ENV_PREFIX) and name not in known
@@ -204,7 +204,6 @@ def warn_unknown_variables(environment: dict[str, str]) -> list[str]:
         close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
         hint = f"; did you mean {suffixes[close[0]]}?" if close else "; see docs/settings.md for the known ones"
         log.warning("unknown environment variable %s is ignored%s", name, hint)
-    return unknown
 
 
 _lock = threading.Lock()
