@@ -85,10 +85,6 @@ def live_server(tmp_path_factory) -> LiveServer:
 # Headless Chromium driven by Playwright for the web UI tests. The system's Debian `chromium` is used
 # (no browser download); without it, or without the playwright package, those tests skip and say why.
 
-SCREENSHOTS = Path(
-    os.environ.get("STEERLAB_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-)
-
 
 def _chromium_path() -> str | None:
     import shutil
@@ -140,13 +136,21 @@ def ui(open_page):
     return open_page()
 
 
+def screenshot_folder(tmp_path_factory) -> Path:
+    """$STEERLAB_SCREENSHOTS when set (``STEERLAB_SCREENSHOTS=docs/screenshots`` refreshes the README's
+    pictures), else a pytest temporary folder: a test run never rewrites tracked files on its own."""
+    chosen = os.environ.get("STEERLAB_SCREENSHOTS")
+    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture(scope="session")
-def screenshot():
-    """screenshot(page, name): save a full-page PNG under $STEERLAB_SCREENSHOTS (default docs/screenshots/)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def screenshot(tmp_path_factory):
+    """screenshot(page, name): save a full-page PNG for review under ``screenshot_folder``."""
+    folder = screenshot_folder(tmp_path_factory)
+    folder.mkdir(parents=True, exist_ok=True)
 
     def take(page, name: str) -> Path:
-        path = SCREENSHOTS / f"{name}.png"
+        path = folder / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
 

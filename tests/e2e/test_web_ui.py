@@ -2,20 +2,22 @@
 
 Flows: search -> feature page -> add to variant -> a steered streamed reply that differs from the base
 one; a saved variant reloads from its link; the inspector's heatmap; contrast -> one click adds a
-feature; the API-key field in keyed mode. Each view is saved as a screenshot for review
-($STEERLAB_SCREENSHOTS, default docs/screenshots/). The browser tests skip (saying why) when Chromium
-or Playwright is missing; the first test needs neither.
+feature; the API-key field in keyed mode. Each view is saved as a screenshot for review (in a pytest
+temporary folder; ``STEERLAB_SCREENSHOTS=docs/screenshots`` refreshes the README's pictures). The browser
+tests skip (saying why) when Chromium or Playwright is missing; the first two tests need neither.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.default_features import FRENCH
+from tests.e2e.conftest import screenshot_folder
 
 PROMPT = "Tell me about your weekend."
 
@@ -66,6 +68,14 @@ def test_ui_is_served_without_shadowing_the_api(live_server):
     missing = _api(live_server, "GET", "/v1/no-such-route")
     assert missing.status_code == 404 and "error" in missing.json()
     assert httpx.get(f"{live_server.url}/v1/models").status_code == 401  # still keyed
+
+
+def test_screenshots_stay_out_of_the_repository_unless_asked(tmp_path_factory, tmp_path, monkeypatch):
+    repository = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv("STEERLAB_SCREENSHOTS", raising=False)
+    assert repository not in screenshot_folder(tmp_path_factory).resolve().parents
+    monkeypatch.setenv("STEERLAB_SCREENSHOTS", str(tmp_path / "docs" / "screenshots"))
+    assert screenshot_folder(tmp_path_factory) == tmp_path / "docs" / "screenshots"
 
 
 def test_key_field_and_keyboard_navigation(open_page, live_server, screenshot):

@@ -20,10 +20,10 @@ def default_sae(default_lm):
 def default_search(default_lm, default_sae):
     """Label search over the feature database shipped next to the bundled SAE (what the server and the
     client use)."""
+    from steerlab.bundled_saes import bundled_sae_path
     from steerlab.features.identity import DB_FILENAME
     from steerlab.features.search import FeatureSearch
     from steerlab.features.store import FeatureStore
-    from steerlab.sae.bundled import bundled_sae_path
 
     store = FeatureStore(bundled_sae_path(default_lm.name) / DB_FILENAME, readonly=True)
     sae_id = store.list_saes()[0].sae_id

@@ -3,13 +3,13 @@ evidence and a scored label, and a search for a concept finds features that fire
 
 import pytest
 
+from steerlab.bundled_saes import bundled_sae_path
 from steerlab.features.explain.base import context_text
 from steerlab.features.explain.language import detect_language
 from steerlab.features.identity import DB_FILENAME, sae_identity
 from steerlab.features.schema import feature_uuid
 from steerlab.features.search import FeatureSearch
 from steerlab.features.store import FeatureStore
-from steerlab.sae.bundled import bundled_sae_path
 from tests.default_features import FRENCH
 
 pytestmark = pytest.mark.integration

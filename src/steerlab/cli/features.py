@@ -25,8 +25,8 @@ SAE_ID = typer.Option(None, "--sae-id", help="Which SAE in the database, when it
 
 
 def resolve_db(db: Path | None, sae: Path | None) -> Path:
+    from steerlab.bundled_saes import bundled_sae_path
     from steerlab.features.identity import default_db_path
-    from steerlab.sae.bundled import bundled_sae_path
 
     if db is not None:
         return db
@@ -107,6 +107,7 @@ def build(
 ) -> None:
     """Scan activations through the SAE and store every feature's statistics, examples, logit effects and
     co-firing features. Resumable: rerun the same command after an interruption."""
+    from steerlab.bundled_saes import bundled_sae_path
     from steerlab.features.build import build_feature_db
     from steerlab.features.build_sources import CorpusActivations, HarvestActivations
     from steerlab.features.build_state import BuildConfig
@@ -115,7 +116,7 @@ def build(
     from steerlab.models.loader import load_model
     from steerlab.models.registry import canonical_name
     from steerlab.sae.base import SAE as SAEModel
-    from steerlab.sae.bundled import bundled_sae_path, load_sae_for
+    from steerlab.sae.bundled import load_sae_for
 
     if sum(map(bool, (acts, text_file, corpus))) != 1:
         raise InvalidInputError("give exactly one input: --acts HARVEST_DIR, --text-file FILE or --corpus FILE")

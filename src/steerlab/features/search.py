@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from steerlab.errors import InvalidInputError
 from steerlab.features.embeddings import EMBED_DIM, embed_one, embed_unique
+from steerlab.features.label_vector_cache import embed_labels
 from steerlab.features.lexical_index import LexicalIndex
 from steerlab.features.schema import Feature, Label, feature_uuid
 
@@ -93,10 +94,11 @@ class FeatureSearch:
         self.refresh()
 
     def refresh(self) -> None:
-        """Reload labels and label embeddings. Stored embeddings whose labeled rows do not match the labels
-        (written by another tool, or a killed run) are recomputed in memory; the label runner keeps them in step."""
+        """Reload labels and label embeddings. Missing ones (the shipped database stores none), or stored ones whose
+        labeled rows do not match the labels (written by another tool, or a killed run), are recomputed in memory
+        (``label_vector_cache.py`` keeps them for the next process); the label runner keeps stored ones in step."""
         self.labels = self.store.labels(self.sae_id)
-        stored = self.store.load_vectors(self.sae_id, LABEL_VECTORS)
+        stored = self.store.load_vectors(self.sae_id, LABEL_VECTORS, framework="np")
         vectors = None if stored is None else _float_rows(stored)
         labeled = np.zeros(self.d_sae, dtype=bool)
         labeled[list(self.labels)] = True
@@ -107,7 +109,7 @@ class FeatureSearch:
         ):
             vectors = np.zeros((self.d_sae, EMBED_DIM), dtype=np.float32)
             if self.labels:
-                vectors[list(self.labels)] = embed_unique([lab.text for lab in self.labels.values()], batch_size=128)
+                vectors[list(self.labels)] = embed_labels([lab.text for lab in self.labels.values()])
         self.vectors = np.ascontiguousarray(vectors)
         self.labeled = labeled
         self._group_by_label()

@@ -290,15 +290,16 @@ class FeatureStore(FeatureQueries, CorpusTables):
         path.parent.mkdir(parents=True, exist_ok=True)
         save_safetensors({"vectors": torch.as_tensor(tensor)}, path, metadata={"sae_id": sae_id, "name": name})
 
-    def load_vectors(self, sae_id: str, name: str):
-        """The stored tensor, or None when there is none."""
+    def load_vectors(self, sae_id: str, name: str, framework: str = "pt"):
+        """The stored tensor, or None when there is none: a torch tensor, or a numpy array with ``framework="np"``
+        (which needs no torch, for readers such as a one-off ``steerlab features search``)."""
         from safetensors import SafetensorError, safe_open
 
         path = self._vector_path(sae_id, name)
         if not path.is_file():
             return None
         try:
-            with safe_open(str(path), framework="pt") as fh:
+            with safe_open(str(path), framework=framework) as fh:
                 return fh.get_tensor("vectors")
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             raise StoreError(f"{path}: unreadable vectors file ({str(err).splitlines()[0]})") from None

@@ -1,23 +1,12 @@
-"""SAEs shipped inside the package, and loading an SAE checked against the model it will read."""
+"""Loading an SAE checked against the model it will read (the model's bundled SAE by default)."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
+from steerlab.bundled_saes import bundled_sae_path
 from steerlab.models.hooks import resolve_hookpoint
-from steerlab.models.registry import DEFAULT_MODEL, canonical_name
 from steerlab.sae.storage import SAEFormatError
-
-BUNDLED_SAES = {DEFAULT_MODEL: "smollm2-135m-instruct"}
-
-
-def bundled_sae_path(model_name: str) -> Path | None:
-    folder = BUNDLED_SAES.get(canonical_name(model_name))
-    if folder is None:
-        return None
-    path = Path(str(resources.files("steerlab") / "assets" / "saes" / folder))
-    return path if (path / "cfg.json").is_file() else None
 
 
 def load_sae_for(lm, sae_path: str | Path | None = None, device=None):

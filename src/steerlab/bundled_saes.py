@@ -1,0 +1,22 @@
+"""The SAE shipped inside the package for each bundled model (its feature database lies in the same folder).
+
+Kept apart from ``steerlab.sae`` and free of torch: ``steerlab features search/show/export`` find the shipped
+database through it without loading the model stack.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from steerlab.models.registry import DEFAULT_MODEL, canonical_name
+
+BUNDLED_SAES = {DEFAULT_MODEL: "smollm2-135m-instruct"}
+
+
+def bundled_sae_path(model_name: str) -> Path | None:
+    folder = BUNDLED_SAES.get(canonical_name(model_name))
+    if folder is None:
+        return None
+    path = Path(str(resources.files("steerlab") / "assets" / "saes" / folder))
+    return path if (path / "cfg.json").is_file() else None
