@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"generation"},
     {"activations"},
-    {"sae"},
+    {"sae", "bundled_saes"},
     {"features"},
     {"steering"},
     {"analysis"},
