@@ -15,18 +15,20 @@ import fnmatch
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
 Editor = Callable[[torch.Tensor], torch.Tensor]  # hidden [batch, seq, d_model] -> same shape
+BlockOutput = Any  # what a block's forward returns: its hidden state, or a tuple that starts with it
 
 
 def register_own_thread_hook(module: nn.Module, hook: Callable) -> torch.utils.hooks.RemovableHandle:
     """``module.register_forward_hook(hook)``, but the hook runs only for this thread's forwards."""
     owner = threading.get_ident()
 
-    def guarded(module, inputs, output):
+    def guarded(module: nn.Module, inputs: tuple[Any, ...], output: BlockOutput) -> BlockOutput:
         if threading.get_ident() != owner:
             return None
         return hook(module, inputs, output)
@@ -75,11 +77,11 @@ def layer_index(model: nn.Module, hookpoint: str) -> int | None:
     return int(tail) if head == prefix and tail.isdigit() else None
 
 
-def _hidden(output):
+def _hidden(output: BlockOutput) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def _replace_hidden(output, hidden):
+def _replace_hidden(output: BlockOutput, hidden: torch.Tensor) -> BlockOutput:
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
@@ -88,7 +90,7 @@ def edit_residual(model: nn.Module, hookpoint: str, editor: Editor) -> Iterator[
     """Replace the module's output hidden state with ``editor(hidden)`` for the duration of the block."""
     module = model.get_submodule(hookpoint)
 
-    def hook(_module, _inputs, output):
+    def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput) -> BlockOutput:
         return _replace_hidden(output, editor(_hidden(output)))
 
     handle = register_own_thread_hook(module, hook)
@@ -105,7 +107,7 @@ def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[s
     handles = []
     for name in hookpoints:
 
-        def hook(_module, _inputs, output, name=name):
+        def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput, name: str = name) -> None:
             captured[name] = _hidden(output).detach()
 
         handles.append(register_own_thread_hook(model.get_submodule(name), hook))
@@ -131,7 +133,7 @@ def forward_to_hookpoint(
     module = model.get_submodule(hookpoint)
     result: list[torch.Tensor] = []
 
-    def hook(_module, _inputs, output):
+    def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput) -> None:
         result.append(_hidden(output))
         raise _StopForward
 

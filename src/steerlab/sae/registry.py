@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+
     from steerlab.sae.base import SAE
     from steerlab.sae.config import SAEConfig
 
@@ -16,7 +20,7 @@ _REGISTRY: dict[str, type[SAE]] = {}
 T = TypeVar("T", bound="type[SAE]")
 
 
-def register(name: str):
+def register(name: str) -> Callable[[T], T]:
     """Class decorator: make ``cls`` the SAE class for architecture ``name``."""
 
     def decorator(cls: T) -> T:
@@ -47,6 +51,8 @@ def get_sae_class(name: str) -> type[SAE]:
         raise ValueError(f"unknown SAE architecture {name!r}; allowed: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def create_sae(cfg: SAEConfig, *, device: str | None = None, generator=None) -> SAE:
+def create_sae(
+    cfg: SAEConfig, *, device: str | torch.device | None = None, generator: torch.Generator | None = None
+) -> SAE:
     """A freshly initialized SAE of ``cfg.architecture``."""
     return get_sae_class(cfg.architecture)(cfg, device=device, generator=generator)
