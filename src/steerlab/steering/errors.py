@@ -12,7 +12,7 @@ from __future__ import annotations
 class SteeringError(ValueError):
     """Bad input to steering or analysis. ``field`` names what was wrong (a path into the request)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None) -> None:
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
@@ -45,7 +45,7 @@ class DatasetError(SteeringError):
 class InferenceAborted(RuntimeError):
     """Raised by ``abort_when`` handlers: the named event fired during generation."""
 
-    def __init__(self, event_name: str, response_so_far: str = ""):
+    def __init__(self, event_name: str, response_so_far: str = "") -> None:
         self.event_name = event_name
         self.response_so_far = response_so_far
         super().__init__(f"generation aborted: event {event_name!r} fired")
