@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -42,7 +42,7 @@ def torch_threads(n: int) -> Iterator[None]:
 T = TypeVar("T")
 
 
-def in_passing_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+def in_passing_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` in a new thread that ends when it returns (its OpenMP workers with it); the
     result or the exception comes back here."""
     with ThreadPoolExecutor(1, thread_name_prefix="steerlab-passing") as pool:

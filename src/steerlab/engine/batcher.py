@@ -20,8 +20,10 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 from transformers import DynamicCache
 
 from steerlab.engine import kv_cache
@@ -29,7 +31,12 @@ from steerlab.engine.sequence import RowEditor, SequenceState
 from steerlab.engine.stream import Stream, TokenEvent
 from steerlab.errors import BusyError, InvalidInputError
 from steerlab.generation.sampler import SamplingParams
-from steerlab.models.hooks import output_hidden, replace_output_hidden
+from steerlab.models.hooks import BlockOutput, output_hidden, replace_output_hidden
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from steerlab.engine.fast_decode import FastDecoder
 
 log = logging.getLogger("steerlab.engine")
 
@@ -39,21 +46,21 @@ class EngineBusy(BusyError):
 
     code = "engine_busy"
 
-    def __init__(self, waiting: int, retry_after: int = 2):
+    def __init__(self, waiting: int, retry_after: int = 2) -> None:
         super().__init__(f"server busy: {waiting} requests already waiting; retry after {retry_after} s", retry_after)
 
 
 class Engine:
     def __init__(
         self,
-        model,
-        tokenizer,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         hookpoint: str | None,
         stop_token_ids: set[int],
         max_batch: int = 32,
         max_queue: int = 512,
         prefill_tokens: int = 4096,
-    ):
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.prefill_tokens = prefill_tokens
         """Rows x padded width of one admission forward (bounds its attention memory); a prompt
@@ -151,7 +158,9 @@ class Engine:
             while self._outsiders_waiting and self._outsiders_served == served and not self._closed:
                 self._wake.wait(timeout=1.0)
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams, editor: RowEditor | None = None):
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, editor: RowEditor | None = None
+    ) -> tuple[str, str | None, list[str]]:
         """Blocking convenience: (text, finish_reason, events)."""
         return self.submit(prompt_ids, params, editor).text()
 
@@ -272,7 +281,7 @@ class Engine:
             else:
                 self._cache, self._mask = None, None
 
-    def _steer(self, _module, _inputs, output):
+    def _steer(self, _module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput) -> BlockOutput:
         """Forward hook: each row gets its own sequence's editor (rows without one are untouched)."""
         editors = self._row_editors
         if threading.current_thread() is not self._thread or not any(e is not None for e in editors):
@@ -296,7 +305,7 @@ class Engine:
             seq.stream.push(TokenEvent("", None, 0, "error", error=message))
 
 
-def _fast_decoder(model):
+def _fast_decoder(model: nn.Module) -> FastDecoder | None:
     """The engine's decode loop (``fast_decode.py``) when the model's architecture allows, else None."""
     from steerlab.engine.fast_decode import FastDecoder
 

@@ -15,6 +15,7 @@ model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,10 @@ from torch import nn
 from steerlab.models.cpu_kernels import kernels_available
 from steerlab.models.packed_linear import PackedLinear
 from steerlab.settings import get_settings
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
 
 def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
@@ -70,7 +75,7 @@ class _Layer:
 class FastDecoder:
     """``step(ids [B, 1], mask [B, past + 1], positions [B, 1], cache) -> logits [B, vocab]``."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module) -> None:
         inner = model.model
         config = model.config
         self.model, self.inner = model, inner
@@ -145,7 +150,7 @@ class FastDecoder:
                 return False
         return True
 
-    def step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+    def step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         batch = ids.shape[0]
         x = self.inner.embed_tokens(ids)  # [B, 1, d]
         cos, sin = self.inner.rotary_emb(x, position_ids=positions)
@@ -176,7 +181,7 @@ CAPACITY_STEP = 64
 """Positions added to a layer's key/value buffers when they fill up."""
 
 
-def _append(layer, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _append(layer: DynamicLayer, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``layer.update(k, v)`` without copying the whole cache every step: keys and values live in buffers with
     room for ``CAPACITY_STEP`` more positions, and the layer holds views of their filled part. Whatever
     rebuilds the cache (joining or dropping sequences, transformers' own forward) sees ordinary tensors."""

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from steerlab.engine.stream import Stream, TokenEvent
 from steerlab.generation.sampler import GREEDY_BELOW, SamplingParams, sample_next, stream_safe_prefix
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 RowEditor = Callable[[torch.Tensor], torch.Tensor]
 """Rewrites one sequence's residual ``[1, seq, d_model]`` at the hookpoint. It may keep per-sequence
@@ -41,7 +45,7 @@ class SequenceState:
         events = list(drain()) if drain else []
         return events, bool(getattr(self.editor, "aborted", False))
 
-    def step(self, logits: torch.Tensor, tokenizer, argmax: int | None = None) -> bool:
+    def step(self, logits: torch.Tensor, tokenizer: PreTrainedTokenizerBase, argmax: int | None = None) -> bool:
         """Sample from ``logits [vocab]`` and push the event; returns True when the sequence is done.
         ``argmax``: ``logits.argmax()`` when the caller has it already (one call for a whole batch)."""
         events, aborted = self.drain_events()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 
@@ -25,7 +26,7 @@ class TokenEvent:
 class Stream:
     """Events come from the engine thread; the consumer reads them in its own thread or event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
         self._async_q: asyncio.Queue | None = asyncio.Queue() if loop else None
         self._sync_q: queue.Queue = queue.Queue()
@@ -47,14 +48,14 @@ class Stream:
         """Stop generating (e.g. the client disconnected); the engine frees the row at its next step."""
         self.cancelled.set()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[TokenEvent]:
         while True:
             event = self._sync_q.get()
             yield event
             if event.finish_reason is not None:
                 return
 
-    async def __aiter__(self):
+    async def __aiter__(self) -> AsyncIterator[TokenEvent]:
         if self._async_q is None:
             raise RuntimeError("this stream was created without an event loop; iterate it synchronously")
         try:

@@ -6,35 +6,40 @@ these, and capture, generation and the engine use them directly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>")  # end-of-turn tokens of common chat templates
 
 
-def template_ids(tokenizer, messages: list[dict], **options) -> list[int]:
+def template_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict], **options: Any) -> list[int]:
     """The chat template applied to ``messages`` as token ids (``options`` go to ``apply_chat_template``)."""
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **options)
+    ids: Any = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **options)
     return list(ids["input_ids"] if isinstance(ids, dict) else ids)
 
 
-def chat_input_ids(tokenizer, messages: list[dict]) -> list[int]:
+def chat_input_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:
     """Ids that open the assistant's turn after ``messages``: what generation continues."""
     return template_ids(tokenizer, messages, add_generation_prompt=True)
 
 
-def stop_token_ids(tokenizer) -> set[int]:
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """EOS and every end-of-turn token this tokenizer knows: generation stops at any of them."""
-    ids = {tokenizer.eos_token_id}
-    for special in STOP_TOKENS:
-        tid = tokenizer.convert_tokens_to_ids(special)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+    ids: set[int] = set()
+    for tid in (tokenizer.eos_token_id, *(tokenizer.convert_tokens_to_ids(special) for special in STOP_TOKENS)):
+        if isinstance(tid, int) and (tid == tokenizer.eos_token_id or tid != tokenizer.unk_token_id):
             ids.add(tid)
-    return {i for i in ids if i is not None}
+    return ids
 
 
-def context_length(model) -> int | None:
+def context_length(model: nn.Module) -> int | None:
     """The longest sequence the model reads in one window, when its config says."""
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def token_strings(tokenizer, ids: list[int]) -> list[str]:
+def token_strings(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
     """Each token as text (decoded alone), for display next to per-token numbers."""
-    return [tokenizer.decode([i]) for i in ids]
+    return [str(tokenizer.decode([i])) for i in ids]

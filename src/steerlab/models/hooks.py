@@ -18,6 +18,7 @@ import fnmatch
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,13 +26,14 @@ from torch import nn
 from steerlab.errors import InvalidInputError
 
 Editor = Callable[[torch.Tensor], torch.Tensor]  # hidden [batch, seq, d_model] -> same shape
+BlockOutput = Any  # what a block's forward returns: its hidden state, or a tuple that starts with it
 
 
 def register_own_thread_hook(module: nn.Module, hook: Callable) -> torch.utils.hooks.RemovableHandle:
     """``module.register_forward_hook(hook)``, but the hook runs only for this thread's forwards."""
     owner = threading.get_ident()
 
-    def guarded(module, inputs, output):
+    def guarded(module: nn.Module, inputs: tuple[Any, ...], output: BlockOutput) -> BlockOutput:
         if threading.get_ident() != owner:
             return None
         return hook(module, inputs, output)
@@ -80,12 +82,12 @@ def layer_index(model: nn.Module, hookpoint: str) -> int | None:
     return int(tail) if head == prefix and tail.isdigit() else None
 
 
-def output_hidden(output):
+def output_hidden(output: BlockOutput) -> torch.Tensor:
     """The hidden state in a block's forward output (HF blocks return a tuple or, in newer releases, the tensor)."""
     return output[0] if isinstance(output, tuple) else output
 
 
-def replace_output_hidden(output, hidden):
+def replace_output_hidden(output: BlockOutput, hidden: torch.Tensor) -> BlockOutput:
     """``output`` with its hidden state swapped for ``hidden``, in the same shape: what a hook returns to edit."""
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
@@ -95,7 +97,7 @@ def edit_residual(model: nn.Module, hookpoint: str, editor: Editor) -> Iterator[
     """Replace the module's output hidden state with ``editor(hidden)`` for the duration of the block."""
     module = model.get_submodule(hookpoint)
 
-    def hook(_module, _inputs, output):
+    def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput) -> BlockOutput:
         return replace_output_hidden(output, editor(output_hidden(output)))
 
     handle = register_own_thread_hook(module, hook)
@@ -112,7 +114,7 @@ def capture_residual(model: nn.Module, hookpoints: list[str]) -> Iterator[dict[s
     handles = []
     for name in hookpoints:
 
-        def hook(_module, _inputs, output, name=name):
+        def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput, name: str = name) -> None:
             captured[name] = output_hidden(output).detach()
 
         handles.append(register_own_thread_hook(model.get_submodule(name), hook))
@@ -138,7 +140,7 @@ def forward_to_hookpoint(
     module = model.get_submodule(hookpoint)
     result: list[torch.Tensor] = []
 
-    def hook(_module, _inputs, output):
+    def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: BlockOutput) -> None:
         result.append(output_hidden(output))
         raise _StopForward
 

@@ -13,12 +13,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from steerlab.errors import InvalidInputError
 from steerlab.models.registry import BUNDLED, ModelNotFoundError, canonical_name
 from steerlab.settings import get_settings
+
+if TYPE_CHECKING:  # transformers is imported lazily at run time: it costs seconds
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger("steerlab.models")
 
@@ -30,11 +34,11 @@ class LoadedModel:
     """A causal LM with its tokenizer, ready for hooks and generation."""
 
     name: str
-    model: torch.nn.Module  # transformers PreTrainedModel
-    tokenizer: object  # transformers PreTrainedTokenizerBase
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
 
     @property
-    def config(self):
+    def config(self) -> PretrainedConfig:
         return self.model.config
 
     @property
@@ -87,7 +91,7 @@ def _convert_gguf(name: str, cache: Path) -> None:
     # transformers refuses to save a model it marked as GGUF-quantized; the weights are plain floats
     # already, so rebuild an ordinary model from the same config and copy them over.
     if hasattr(config, "quantization_config"):
-        del config.quantization_config
+        delattr(config, "quantization_config")
     config.name_or_path = name
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
@@ -152,7 +156,7 @@ def load_model(
             f"cannot load model {name_or_path!r}: not a local HF folder, not bundled "
             f"(bundled: {', '.join(BUNDLED)}), and not in the HF cache or reachable hub ({str(err).splitlines()[0]})"
         ) from err
-    model.to(dev).eval()
+    model.to(dev).eval()  # pyright: ignore[reportArgumentType]  (transformers wraps `to` with functools.wraps)
     model.requires_grad_(False)
     if packed and dev.type == "cpu" and torch_dtype == torch.float32:
         from steerlab.models.packed_linear import pack_linears

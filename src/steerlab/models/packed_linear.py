@@ -15,6 +15,9 @@ The kernels are compiled once (``cpu_kernels.py``); without them layers stay ``n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +36,7 @@ def _f16(values: torch.Tensor) -> torch.Tensor:
     return values.to(torch.float16).to(torch.float32)
 
 
-def _q8_candidates(blocks: torch.Tensor):
+def _q8_candidates(blocks: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(scale, offset) per block that GGUF's quantizers would have stored: Q4_1 (offset = block min,
     scale = range / 15), Q8_0 (absmax / 127) and Q4_0 (absmax / 8), each scale rounded to float16."""
     low, high = blocks.amin(-1), blocks.amax(-1)
@@ -77,7 +80,14 @@ def pack_weight(weight: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]] | N
 class PackedLinear(nn.Module):
     """``nn.Linear`` without bias, its weight held in an exact compact form (see the module doc)."""
 
-    def __init__(self, in_features: int, out_features: int, form: str, tensors: dict[str, torch.Tensor]):
+    w: torch.Tensor  # the bf16 form's buffer
+    q: torch.Tensor  # the q8 form's buffers
+    scale: torch.Tensor
+    offset: torch.Tensor
+    _kernel: Callable[..., torch.Tensor]
+    _weights: tuple[torch.Tensor, ...]
+
+    def __init__(self, in_features: int, out_features: int, form: str, tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.in_features, self.out_features, self.form = in_features, out_features, form
         for name, tensor in tensors.items():
@@ -92,7 +102,7 @@ class PackedLinear(nn.Module):
         else:
             self._kernel, self._weights = torch.ops.steerlab_cpu.linear_q8, (self.q, self.scale, self.offset)
 
-    def _apply(self, fn, *args, **kwargs):
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: Any, **kwargs: Any) -> PackedLinear:
         module = super()._apply(fn, *args, **kwargs)
         self._bind()  # .to() / .float() replaced the buffers
         return module

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
 
 from steerlab.bundled_saes import bundled_sae_path
 from steerlab.models.hooks import resolve_hookpoint
 from steerlab.sae.storage import SAEFormatError
 
+if TYPE_CHECKING:
+    from steerlab.models.loader import LoadedModel
+    from steerlab.sae.base import SAE
 
-def load_sae_for(lm, sae_path: str | Path | None = None, device=None):
+
+def load_sae_for(lm: LoadedModel, sae_path: str | Path | None = None, device: str | torch.device | None = None) -> SAE:
     """Load ``sae_path`` (or the model's bundled SAE) and check it fits the model."""
     from steerlab.sae.base import SAE
 
@@ -25,6 +32,9 @@ def load_sae_for(lm, sae_path: str | Path | None = None, device=None):
             f"SAE {sae_path} reads d_in={sae.cfg.d_in} but model {lm.name} has "
             f"d_model={lm.d_model}; use an SAE trained on this model"
         )
-    sae.cfg.hookpoint = resolve_hookpoint(lm.model, sae.cfg.hookpoint or sae.cfg.layer)
+    where = sae.cfg.hookpoint or sae.cfg.layer
+    if where is None:
+        raise SAEFormatError(f"SAE {sae_path} names neither a hookpoint nor a layer; its cfg.json must give one")
+    sae.cfg.hookpoint = resolve_hookpoint(lm.model, where)
     sae.requires_grad_(False)
     return sae

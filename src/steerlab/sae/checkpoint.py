@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from steerlab.errors import ConflictError
+from steerlab.sae.base import SAE
 from steerlab.sae.steerlab_format import load_steerlab, write_sae_files
 from steerlab.sae.storage import (
     SAEFormatError,
@@ -39,11 +40,11 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 class TrainerState:
     """The trainer's own progress, besides weights and optimizer moments."""
 
+    tokens_since_fired: Tensor  # [d_sae] int64, for dead-latent detection
     step: int = 0
     tokens: int = 0
     input_scale: float = 1.0  # activations are multiplied by this before the SAE sees them
     elapsed_s: float = 0.0  # training wall time so far (for rates across restarts)
-    tokens_since_fired: Tensor | None = None  # [d_sae] int64, for dead-latent detection
     rng_state: Tensor | None = None  # trainer Generator state (uint8)
 
 
@@ -62,7 +63,7 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
 
 def save_checkpoint(
     out_dir: Path,
-    sae: torch.nn.Module,
+    sae: SAE,
     optimizer: torch.optim.Optimizer,
     state: TrainerState,
     train_config: dict[str, Any],
@@ -99,9 +100,7 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(
-    path: Path, sae: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[TrainerState, dict[str, Any]]:
+def load_checkpoint(path: Path, sae: SAE, optimizer: torch.optim.Optimizer) -> tuple[TrainerState, dict[str, Any]]:
     """Restore weights and Adam moments in place; return the trainer state and the
     TrainConfig dict the checkpoint was written with."""
     saved = load_steerlab(path, device=sae.W_enc.device, dtype=sae.W_enc.dtype)

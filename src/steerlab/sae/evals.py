@@ -10,6 +10,7 @@ every run: the SAE is not trained on it (attention-sink position, see activation
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tqdm import tqdm
@@ -18,9 +19,15 @@ from steerlab.activations.corpus import CorpusSource, iter_records, record_to_se
 from steerlab.errors import InvalidInputError, MissingFileError
 from steerlab.models.hooks import capture_residual, edit_residual
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from steerlab.models.loader import LoadedModel
+    from steerlab.sae.base import SAE
+
 
 def sequences_from_text_file(
-    path: str | Path, tokenizer, context_length: int = 256, max_tokens: int | None = None
+    path: str | Path, tokenizer: PreTrainedTokenizerBase, context_length: int = 256, max_tokens: int | None = None
 ) -> list[list[int]]:
     """A .txt file (split into windows) or a .jsonl/.parquet corpus (text or chat records)."""
     path = Path(path)
@@ -51,10 +58,12 @@ def _next_token_ce(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 
 
 @torch.inference_mode()
-def evaluate_sae(lm, sae, sequences: list[list[int]], batch_size: int = 8, progress: bool = True) -> dict:
+def evaluate_sae(
+    lm: LoadedModel, sae: SAE, sequences: list[list[int]], batch_size: int = 8, progress: bool = True
+) -> dict[str, Any]:
     hookpoint = sae.cfg.hookpoint
     model, device = lm.model, lm.device
-    pad = lm.tokenizer.pad_token_id or 0
+    pad = cast(int, lm.tokenizer.pad_token_id or 0)  # transformers types it as "ids or tokens"
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long)
     sums = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
     n_pred = 0

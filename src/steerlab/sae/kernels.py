@@ -19,6 +19,8 @@ variable number per token) alike.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -115,13 +117,15 @@ class _SelectPreacts(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, b_dec, pre, codes):
+    def forward(
+        ctx: Any, x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, pre: Tensor, codes: SparseCodes
+    ) -> Tensor:
         ctx.save_for_backward(x, W_enc, b_dec)
         ctx.codes = codes
         return pre[codes.rows, codes.cols]
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # pyright: ignore[reportIncompatibleMethodOverride]  (torch's stub: *grad_outputs)
         x, W_enc, b_dec = ctx.saved_tensors
         codes: SparseCodes = ctx.codes
         need_x, need_W, need_benc, need_bdec = ctx.needs_input_grad[:4]
@@ -158,13 +162,13 @@ class _SparseDecode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, values, W_dec, codes):
+    def forward(ctx: Any, values: Tensor, W_dec: Tensor, codes: SparseCodes) -> Tensor:
         ctx.save_for_backward(values, W_dec)
         ctx.codes = codes
         return F.embedding_bag(codes.cols, W_dec, codes.offsets, mode="sum", per_sample_weights=values)
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # pyright: ignore[reportIncompatibleMethodOverride]  (torch's stub: *grad_outputs)
         values, W_dec = ctx.saved_tensors
         codes: SparseCodes = ctx.codes
         grad_out = grad_out.contiguous()

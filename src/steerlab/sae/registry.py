@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, TypeVar
 from steerlab.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+
     from steerlab.sae.base import SAE
     from steerlab.sae.config import SAEConfig
 
@@ -18,7 +22,7 @@ _REGISTRY: dict[str, type[SAE]] = {}
 T = TypeVar("T", bound="type[SAE]")
 
 
-def register(name: str):
+def register(name: str) -> Callable[[T], T]:
     """Class decorator: make ``cls`` the SAE class for architecture ``name``."""
 
     def decorator(cls: T) -> T:
@@ -49,6 +53,8 @@ def get_sae_class(name: str) -> type[SAE]:
         raise InvalidInputError(f"unknown SAE architecture {name!r}", allowed=", ".join(sorted(_REGISTRY))) from None
 
 
-def create_sae(cfg: SAEConfig, *, device: str | None = None, generator=None) -> SAE:
+def create_sae(
+    cfg: SAEConfig, *, device: str | torch.device | None = None, generator: torch.Generator | None = None
+) -> SAE:
     """A freshly initialized SAE of ``cfg.architecture``."""
     return get_sae_class(cfg.architecture)(cfg, device=device, generator=generator)

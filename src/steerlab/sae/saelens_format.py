@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +36,9 @@ from steerlab.sae.storage import (
     to_dtype,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from steerlab.sae.base import SAE
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -65,7 +68,8 @@ def hookpoint_to_hook(hookpoint: str) -> str:
 
 def _get(data: dict[str, Any], key: str) -> Any:
     """A value from the top level (SAELens <6) or ``metadata`` (SAELens 6)."""
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    metadata = data.get("metadata")
+    meta = metadata if isinstance(metadata, dict) else {}
     return data.get(key, meta.get(key))
 
 
@@ -114,7 +118,9 @@ def _saelens_config(data: dict[str, Any], cfg_path: Path) -> tuple[str, dict[str
     return architecture, kwargs
 
 
-def load_saelens(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
+def load_saelens(
+    path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+) -> SAE:
     """Load a SAELens SAE folder as the equivalent steerlab SAE."""
     path = Path(path)
     cfg_path, weights_path = path / CFG_FILENAME, path / WEIGHTS_FILENAME
@@ -152,7 +158,7 @@ def load_saelens(path: str | Path, device: str | torch.device | None = None, dty
     return build_from_tensors(cfg, t, weights_path, device=device, dtype=dtype)
 
 
-def save_saelens(sae, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:
+def save_saelens(sae: SAE, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:
     """Write ``sae`` as a SAELens folder (``SAE.load_from_disk`` in SAELens 6 reads it)."""
     path, cfg = Path(path), sae.cfg
     store = to_dtype(dtype) if dtype is not None else sae.W_enc.dtype
@@ -160,9 +166,9 @@ def save_saelens(sae, path: str | Path, dtype: str | torch.dtype | None = None) 
         raise SAEFormatError(f"{cfg.architecture!r} has no SAELens equivalent", field="architecture")
     state = {name: sae.state_dict()[name] for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
     if cfg.architecture == "jumprelu":
-        state["threshold"] = sae.threshold.detach()
+        state["threshold"] = sae.state_dict()["threshold"]
     elif cfg.architecture == "batchtopk":
-        state["threshold"] = sae.threshold.detach().clamp_min(0).expand(cfg.d_sae)
+        state["threshold"] = sae.state_dict()["threshold"].clamp_min(0).expand(cfg.d_sae)
     out_cfg: dict[str, Any] = {
         "architecture": TO_SAELENS[cfg.architecture],
         "d_in": cfg.d_in,

@@ -8,6 +8,7 @@ code from the run that made it. ``load_any`` also recognizes SAELens folders.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from steerlab.sae.storage import (
     write_json,
 )
 
+if TYPE_CHECKING:
+    from steerlab.sae.base import SAE
+
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae.safetensors"
 FORMAT_TAG = {"format": "steerlab-sae", "format_version": "1"}
@@ -31,7 +35,7 @@ FLOAT32_TENSORS = frozenset({"feature_scale"})  # stored and kept in float32 wha
 SPARSIFY_KEYS = frozenset({"expansion_factor", "num_latents", "multi_topk", "skip_connection"})
 
 
-def save_steerlab(sae, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:
+def save_steerlab(sae: SAE, path: str | Path, dtype: str | torch.dtype | None = None) -> Path:
     """Write ``sae`` to folder ``path`` (replacing it atomically); returns the path.
 
     ``dtype`` sets the storage dtype of the weights (e.g. "bfloat16" for a compact file);
@@ -43,7 +47,7 @@ def save_steerlab(sae, path: str | Path, dtype: str | torch.dtype | None = None)
     return path
 
 
-def write_sae_files(sae, folder: Path, dtype: str | torch.dtype | None = None) -> None:
+def write_sae_files(sae: SAE, folder: Path, dtype: str | torch.dtype | None = None) -> None:
     """Write ``cfg.json`` and ``sae.safetensors`` into an existing (temporary) folder."""
     store = to_dtype(dtype) if dtype is not None else None
     tensors = {}
@@ -77,7 +81,7 @@ def build_from_tensors(
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-):
+) -> SAE:
     """Instantiate ``cfg``'s class and fill it with ``tensors`` after checking names, shapes
     and finiteness (so a damaged file fails here, not as NaNs in a generation)."""
     from steerlab.sae.registry import get_sae_class
@@ -98,7 +102,9 @@ def build_from_tensors(
     return sae.eval()  # inference rules (BatchTopK's threshold), no training workspace
 
 
-def load_steerlab(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
+def load_steerlab(
+    path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+) -> SAE:
     """Load a folder written by ``save_steerlab``."""
     path = Path(path)
     cfg = read_config(path)
@@ -106,7 +112,7 @@ def load_steerlab(path: str | Path, device: str | torch.device | None = None, dt
     return build_from_tensors(cfg, tensors, path / WEIGHTS_FILENAME, device=device, dtype=dtype)
 
 
-def load_any(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
+def load_any(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> SAE:
     """Load an SAE folder in our format or SAELens's, whichever it is."""
     from steerlab.sae.saelens_format import WEIGHTS_FILENAME as SAELENS_WEIGHTS
     from steerlab.sae.saelens_format import load_saelens

@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ class TrainConfig:
 class SAETrainer:
     """One training run: ``SAETrainer(...).fit()`` (see ``train_sae``)."""
 
-    def __init__(self, cfg: SAEConfig, train_cfg: TrainConfig, source: ActivationSource, out_dir: str | Path):
+    def __init__(self, cfg: SAEConfig, train_cfg: TrainConfig, source: ActivationSource, out_dir: str | Path) -> None:
         if source.d_in != cfg.d_in:
             raise InvalidInputError(f"the SAE expects {cfg.d_in}, the activations have {source.d_in}", field="d_in")
         # A private copy: the run records provenance in cfg.extra without touching the caller's.
@@ -311,7 +312,7 @@ class SAETrainer:
         start = self.source.num_tokens - p["holdout_tokens"]
         eval_batch = min(p["batch_size"], p["holdout_tokens"])
 
-        def holdout():
+        def holdout() -> Iterator[Tensor]:
             for x in self.source.iter_batches(eval_batch, start_token=start, seed=p["seed"]):
                 yield x.to(p["device"], torch.float32)
 

@@ -14,11 +14,15 @@ remain, ``concat`` new ones, and every row keeps its own scopes and events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from steerlab.steering.batch_tensors import BatchTensors
 from steerlab.steering.plan import ControllerPlan
+
+if TYPE_CHECKING:
+    from steerlab.sae.base import SAE
 
 
 @dataclass
@@ -38,8 +42,8 @@ class SteeringState:
 
 class SteeringBatch:
     def __init__(
-        self, sae, plans: list[ControllerPlan], states: list[SteeringState] | None = None, capture: bool = False
-    ):
+        self, sae: SAE, plans: list[ControllerPlan], states: list[SteeringState] | None = None, capture: bool = False
+    ) -> None:
         self.sae, self.plans = sae, list(plans)
         self.states = list(states) if states is not None else [SteeringState.initial(p) for p in self.plans]
         if len(self.states) != len(self.plans):
@@ -168,7 +172,7 @@ class RowSteering:
     """One sequence's steering as a per-row editor for the engine: callable on ``[1, seq, d_model]``,
     with ``drain_events() -> list[str]`` and ``aborted`` (an event in ``abort_events`` fired)."""
 
-    def __init__(self, sae, plan: ControllerPlan, abort_events: frozenset[str] | set[str] = frozenset()):
+    def __init__(self, sae: SAE, plan: ControllerPlan, abort_events: frozenset[str] | set[str] = frozenset()) -> None:
         self.batch = SteeringBatch(sae, [plan])
         self.abort_events = frozenset(abort_events)
         self.aborted = False

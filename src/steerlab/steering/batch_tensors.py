@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from steerlab.steering.plan import ControllerPlan, Side
 
+if TYPE_CHECKING:
+    from steerlab.sae.base import SAE
+
 
 class BatchTensors:
-    def __init__(self, sae, plans: list[ControllerPlan]):
+    def __init__(self, sae: SAE, plans: list[ControllerPlan]) -> None:
         self.device = sae.W_dec.device
         rows = len(plans)
         feats = sorted({f for p in plans for f in p.features})
@@ -77,7 +81,7 @@ class BatchTensors:
         leaf_off = group_off = 0
         for r, plan in enumerate(plans):
 
-            def node(child: int, leaf_off=leaf_off, group_off=group_off) -> int:
+            def node(child: int, leaf_off: int = leaf_off, group_off: int = group_off) -> int:
                 return leaf_off + child if child >= 0 else n_leaves + group_off + (-1 - child)
 
             for j, group in enumerate(plan.groups):
@@ -135,7 +139,7 @@ class BatchTensors:
         return nodes[self.scope_root]
 
 
-def _pad_sides(sides: list[Side | None], device) -> dict:
+def _pad_sides(sides: list[Side | None], device: torch.device) -> dict[str, Any]:
     """Pad sides to the widest; missing sides (a constant right-hand) are all padding."""
     width = max((len(s.indices) for s in sides if s is not None), default=1)
     index = torch.zeros(len(sides), width, dtype=torch.long)

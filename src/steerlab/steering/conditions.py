@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from steerlab.steering.errors import ControllerError
 from steerlab.steering.refs import FeatureGroup, FeatureRef, as_group
 
 OPERATORS = (">", "<", ">=", "<=", "==", "!=")
 JOINS = ("AND", "OR")
+ConditionLike = Any
+"""Our Comparison / ConditionGroup, or the goodfire SDK's ``Conditional`` / ``ConditionalGroup`` (duck-typed)."""
 
 
 MAX_MAGNITUDE = 1e6
@@ -32,7 +35,7 @@ MAX_MAGNITUDE = 1e6
 overflow the residual stream into inf/NaN, so they are refused rather than clipped."""
 
 
-def check_number(value, field: str) -> float | int:
+def check_number(value: object, field: str) -> float | int:
     """A finite int/float (bools are not numbers here); the type is kept so JSON round-trips."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ControllerError(f"must be a finite number, got {value!r}", field=field)
@@ -44,13 +47,13 @@ def check_number(value, field: str) -> float | int:
 
 
 class _Joinable:
-    def __and__(self, other) -> ConditionGroup:
+    def __and__(self, other: ConditionLike) -> ConditionGroup:
         return _join(self, as_condition(other), "AND")
 
-    def __or__(self, other) -> ConditionGroup:
+    def __or__(self, other: ConditionLike) -> ConditionGroup:
         return _join(self, as_condition(other), "OR")
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         raise TypeError(
             "a steering condition has no truth value; combine conditions with & and |, "
             "not 'and'/'or' or chained comparisons"
@@ -65,7 +68,7 @@ class Comparison(_Joinable):
     op: str
     right: float | int | FeatureGroup
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.left, FeatureGroup) or not len(self.left):
             raise ControllerError("must name at least one feature", field="left_hand")
         if self.op not in OPERATORS:
@@ -99,7 +102,7 @@ class ConditionGroup(_Joinable):
     items: tuple[Comparison | ConditionGroup, ...]
     op: str = "AND"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.op not in JOINS:
             raise ControllerError(f"must be AND or OR, got {self.op!r}", field="operator")
         if not self.items:
@@ -113,7 +116,7 @@ class ConditionGroup(_Joinable):
         return [f for item in self.items for f in item.features()]
 
 
-def _join(left, right, op: str) -> ConditionGroup:
+def _join(left: Comparison | ConditionGroup, right: Comparison | ConditionGroup, op: str) -> ConditionGroup:
     """``left op right`` shaped exactly as the SDK shapes it wherever the SDK keeps the meaning.
 
     A comparison joined with anything makes a new two-item group (the SDK does the same). A group
@@ -121,7 +124,7 @@ def _join(left, right, op: str) -> ConditionGroup:
     would flatten groups of different operators and change the meaning, the group nests instead.
     """
 
-    def absorbs(c) -> bool:
+    def absorbs(c: Comparison | ConditionGroup) -> TypeGuard[ConditionGroup]:
         return isinstance(c, ConditionGroup) and (c.op == op or len(c.items) == 1)
 
     if not isinstance(left, ConditionGroup) or not absorbs(left):
@@ -129,7 +132,7 @@ def _join(left, right, op: str) -> ConditionGroup:
     return ConditionGroup(left.items + (right.items if absorbs(right) else (right,)), op)
 
 
-def as_condition(obj) -> Comparison | ConditionGroup:
+def as_condition(obj: ConditionLike) -> Comparison | ConditionGroup:
     """Accept our conditions or the goodfire SDK's ``Conditional`` / ``ConditionalGroup`` objects."""
     if isinstance(obj, (Comparison, ConditionGroup)):
         return obj
@@ -140,7 +143,7 @@ def as_condition(obj) -> Comparison | ConditionGroup:
     raise ControllerError(f"expected a condition such as feature > 0.5, got {type(obj).__name__}", field="condition")
 
 
-def as_condition_group(obj) -> ConditionGroup:
+def as_condition_group(obj: ConditionLike) -> ConditionGroup:
     """Scopes hold a group; a lone comparison becomes a one-item AND group (as in the SDK)."""
     cond = as_condition(obj)
     return cond if isinstance(cond, ConditionGroup) else ConditionGroup((cond,), "AND")

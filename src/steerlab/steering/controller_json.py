@@ -24,14 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from steerlab.steering.conditions import Comparison, ConditionGroup, check_number
 from steerlab.steering.errors import ControllerError, SteeringError
 from steerlab.steering.refs import FeatureGroup, FeatureRef
 
 MODES = ("nudge", "pin", "mul")
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -111,7 +113,7 @@ class Controller:
                 data = json.loads(data)
             except ValueError as err:
                 raise ControllerError(f"not valid JSON ({err})", field="controller") from None
-        _expect(data, dict, path.rstrip(".") or "controller", "an object")
+        data = _expect(data, dict, path.rstrip(".") or "controller", "an object")
         return cls(
             interventions=[
                 _intervention(x, f"{path}interventions[{i}]") for i, x in enumerate(_list(data, "interventions", path))
@@ -124,7 +126,7 @@ class Controller:
         )
 
 
-def _condition_features(cond, path: str) -> Iterator[tuple[str, FeatureRef]]:
+def _condition_features(cond: ConditionGroup, path: str) -> Iterator[tuple[str, FeatureRef]]:
     for i, item in enumerate(cond.items):
         here = f"{path}.conditionals[{i}]"
         if isinstance(item, ConditionGroup):
@@ -138,7 +140,7 @@ def _condition_features(cond, path: str) -> Iterator[tuple[str, FeatureRef]]:
 
 
 # ------------------------------------------------------------------------------------- parsing
-def _expect(value, kind, path: str, what: str):
+def _expect(value: object, kind: type[T] | tuple[type[T], ...], path: str, what: str) -> T:
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise ControllerError(f"must be {what}, got {json.dumps(value)[:60]}", field=path)
     return value
@@ -148,7 +150,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path and not path.endswith(".") else f"{path}{key}"
 
 
-def _require(data: dict, key: str, path: str):
+def _require(data: dict, key: str, path: str) -> Any:
     if key not in data:
         raise ControllerError("is required", field=_join(path, key))
     return data[key]
@@ -159,7 +161,7 @@ def _list(data: dict, key: str, path: str) -> list:
     return [] if value is None else _expect(value, list, _join(path, key), "a list")
 
 
-def _optional(data: dict, key: str, kind, path: str):
+def _optional(data: dict, key: str, kind: type[T], path: str) -> T | None:
     value = data.get(key)
     return None if value is None else _expect(value, kind, _join(path, key), kind.__name__)
 
@@ -171,7 +173,7 @@ def _setting(data: dict, key: str, path: str) -> float | int | None:
     return _expect(value, (int, float), _join(path, key), "a number or null")
 
 
-def _feature(data, path: str) -> FeatureRef:
+def _feature(data: Any, path: str) -> FeatureRef:
     _expect(data, dict, path, "a feature object")
     index = _expect(_require(data, "index_in_sae", path), int, f"{path}.index_in_sae", "a non-negative integer")
     if index < 0:
@@ -186,7 +188,7 @@ def _feature(data, path: str) -> FeatureRef:
     return FeatureRef(index, str(uuid), _optional(data, "label", str, path) or "", strength)
 
 
-def _features(data, path: str) -> FeatureGroup:
+def _features(data: Any, path: str) -> FeatureGroup:
     """``{"features": [...]}``, or a bare feature object (the SDK's parser accepts both)."""
     _expect(data, dict, path, "a features object")
     if "features" not in data:
@@ -197,7 +199,7 @@ def _features(data, path: str) -> FeatureGroup:
     return FeatureGroup(_feature(x, f"{path}.features[{i}]") for i, x in enumerate(items))
 
 
-def _intervention(data, path: str) -> Intervention:
+def _intervention(data: Any, path: str) -> Intervention:
     _expect(data, dict, path, "an object")
     mode = _require(data, "mode", path)
     if mode not in MODES:
@@ -207,7 +209,7 @@ def _intervention(data, path: str) -> Intervention:
     return Intervention(mode, features, value)
 
 
-def _condition(data, path: str) -> Comparison | ConditionGroup:
+def _condition(data: Any, path: str) -> Comparison | ConditionGroup:
     _expect(data, dict, path, "a condition object")
     if "left_hand" not in data and "conditionals" in data:
         return _group(data, path)
@@ -218,14 +220,14 @@ def _condition(data, path: str) -> Comparison | ConditionGroup:
     return _at(path, Comparison, left, _require(data, "operator", path), right)
 
 
-def _group(data, path: str) -> ConditionGroup:
+def _group(data: Any, path: str) -> ConditionGroup:
     _expect(data, dict, path, "an object")
     items = _expect(_require(data, "conditionals", path), list, f"{path}.conditionals", "a list")
     conds = tuple(_condition(x, f"{path}.conditionals[{i}]") for i, x in enumerate(items))
     return _at(path, ConditionGroup, conds, _require(data, "operator", path))
 
 
-def _scope(data, path: str) -> Scope:
+def _scope(data: Any, path: str) -> Scope:
     _expect(data, dict, path, "an object")
     condition = _group(_require(data, "conditionals", path), f"{path}.conditionals")
     controller = Controller.from_json(_require(data, "controller", path), f"{path}.controller.")
@@ -233,7 +235,7 @@ def _scope(data, path: str) -> Scope:
     return Scope(condition, controller, is_active, _optional(data, "event_name", str, path))
 
 
-def _at(path: str, fn, *args):
+def _at(path: str, fn: Callable[..., T], *args: Any) -> T:
     """Call ``fn``; re-raise its SteeringError with the field placed under ``path``."""
     try:
         return fn(*args)

@@ -45,7 +45,7 @@ class InferenceAborted(SteerlabError, RuntimeError):
 
     code = "aborted"
 
-    def __init__(self, event_name: str, response_so_far: str = ""):
+    def __init__(self, event_name: str, response_so_far: str = "") -> None:
         self.event_name = event_name
         self.response_so_far = response_so_far
         super().__init__(f"generation aborted: event {event_name!r} fired")

@@ -14,11 +14,15 @@ used while the entropy guard pauses nudges (see ``controller_json``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from steerlab.steering.conditions import Comparison, ConditionGroup
 from steerlab.steering.controller_json import Controller
 from steerlab.steering.errors import UnknownFeatureError
 from steerlab.steering.refs import FeatureGroup, FeatureRef
+
+if TYPE_CHECKING:
+    from steerlab.sae.base import SAE
 
 OP_CODES = {op: i for i, op in enumerate((">", "<", ">=", "<=", "==", "!="))}
 
@@ -83,7 +87,7 @@ class ControllerPlan:
         return bool(self.scopes) or any(a != 1.0 for layer in self.coefs for a in layer[0][0])
 
 
-def compile_controller(controller: Controller, sae, sae_id: str | None = None) -> ControllerPlan:
+def compile_controller(controller: Controller, sae: SAE, sae_id: str | None = None) -> ControllerPlan:
     """Validate every feature against the SAE (errors name the JSON path), then flatten. With
     ``sae_id``, a non-empty feature UUID must also be that SAE's UUID for its index (hex or dashed),
     so a feature picked on another SAE is refused instead of silently meaning something else."""
@@ -103,7 +107,7 @@ def compile_controller(controller: Controller, sae, sae_id: str | None = None) -
 
 
 class _Builder:
-    def __init__(self, scale: list[float]):
+    def __init__(self, scale: list[float]) -> None:
         self.scale = scale
         self.layers: list[list[tuple[int, str, float]]] = []
         self.scopes: list[ScopePlan] = []
@@ -118,7 +122,7 @@ class _Builder:
                 ops.append((f.index, iv.mode, float(value)))
         self.layers.append(ops)
 
-    def add_scopes(self, ctrl: Controller, parent: int, threshold) -> None:
+    def add_scopes(self, ctrl: Controller, parent: int, threshold: float | None) -> None:
         for scope in ctrl.scopes:
             inner = scope.controller.nonzero_strength_threshold
             thr = max(float(threshold or 0.0), 0.0)
@@ -135,7 +139,7 @@ class _Builder:
             tuple(float(f.max_activation_strength) for f in group),
         )
 
-    def add_group(self, cond: ConditionGroup, threshold: float) -> int:
+    def add_group(self, cond: ConditionGroup, threshold: float | None) -> int:
         children, height = [], 1
         for item in cond.items:
             if isinstance(item, ConditionGroup):
@@ -147,7 +151,7 @@ class _Builder:
         self.groups.append(Group(cond.op == "AND", tuple(children), height))
         return len(self.groups) - 1
 
-    def add_leaf(self, cmp: Comparison, threshold: float) -> int:
+    def add_leaf(self, cmp: Comparison, threshold: float | None) -> int:
         right = self.side(cmp.right) if isinstance(cmp.right, FeatureGroup) else float(cmp.right)
         self.leaves.append(Leaf(self.side(cmp.left), OP_CODES[cmp.op], right, threshold))
         return len(self.leaves) - 1
@@ -171,7 +175,7 @@ class _Builder:
                 per_gate.append((tuple(a), tuple(b)))
             coefs.append(tuple(per_gate))
 
-        def bound(x):
+        def bound(x: float | None) -> float | None:
             return None if x is None else float(x)
 
         return ControllerPlan(

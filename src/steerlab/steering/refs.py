@@ -12,10 +12,20 @@ to ask whether two references are the same feature: compare ``.index`` instead.
 from __future__ import annotations
 
 import uuid as uuid_lib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from steerlab.features.schema import feature_uuid
 from steerlab.steering.errors import EditError
+
+if TYPE_CHECKING:
+    from steerlab.steering.conditions import Comparison
+
+FeatureLike = Any
+"""What ``as_feature`` / ``as_group`` accept: an int index, a FeatureRef or FeatureGroup, a goodfire SDK
+``Feature``, a feature-database record (``index`` + ``uuid``), or an iterable of these (duck-typed)."""
+Labels = Union[Mapping[int, str], Callable[[int], "str | None"], None]
+"""Labels for features given as bare indices: a dict or a callable index -> label."""
 
 
 class FeatureRef:
@@ -24,7 +34,7 @@ class FeatureRef:
 
     __slots__ = ("index", "uuid", "label", "max_activation_strength")
 
-    def __init__(self, index: int, uuid: str, label: str = "", max_activation_strength: float | int = 1):
+    def __init__(self, index: int, uuid: str, label: str = "", max_activation_strength: float | int = 1) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise EditError(f"must be a non-negative integer, got {index!r}", field="index_in_sae")
         self.index = index
@@ -38,7 +48,7 @@ class FeatureRef:
         (the form the SDK sends for features it got from a server)."""
         return cls(index, uuid_lib.UUID(feature_uuid(sae_id, index)).hex, label)
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, Any]:
         return {
             "uuid": self.uuid,
             "label": self.label,
@@ -52,29 +62,29 @@ class FeatureRef:
     def __hash__(self) -> int:
         return hash((self.index, self.uuid))
 
-    def __or__(self, other) -> FeatureGroup:
+    def __or__(self, other: FeatureLike) -> FeatureGroup:
         return FeatureGroup([self]) | other
 
     # Comparisons build conditions (see module docstring); the import is local to avoid a cycle.
-    def _compare(self, other, op: str):
+    def _compare(self, other: FeatureLike, op: str) -> Comparison:
         return FeatureGroup([self])._compare(other, op)
 
-    def __gt__(self, other):
+    def __gt__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, ">")
 
-    def __lt__(self, other):
+    def __lt__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, "<")
 
-    def __ge__(self, other):
+    def __ge__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, ">=")
 
-    def __le__(self, other):
+    def __le__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, "<=")
 
-    def __eq__(self, other):  # type: ignore[override]
+    def __eq__(self, other: FeatureLike) -> Comparison:  # type: ignore[override]
         return self._compare(other, "==")
 
-    def __ne__(self, other):  # type: ignore[override]
+    def __ne__(self, other: FeatureLike) -> Comparison:  # type: ignore[override]
         return self._compare(other, "!=")
 
 
@@ -87,7 +97,7 @@ class FeatureGroup:
 
     __slots__ = ("features",)
 
-    def __init__(self, features: Iterable[FeatureRef] = ()):
+    def __init__(self, features: Iterable[FeatureRef] = ()) -> None:
         self.features: tuple[FeatureRef, ...] = tuple(features)
 
     def __iter__(self) -> Iterator[FeatureRef]:
@@ -105,42 +115,42 @@ class FeatureGroup:
     def __hash__(self) -> int:
         return hash(self.features)
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, Any]:
         return {"features": [f.json() for f in self.features]}
 
     @property
     def indices(self) -> list[int]:
         return [f.index for f in self.features]
 
-    def __or__(self, other) -> FeatureGroup:
+    def __or__(self, other: FeatureLike) -> FeatureGroup:
         other = other if isinstance(other, FeatureGroup) else FeatureGroup([as_feature(other)])
         return FeatureGroup(self.features + other.features)
 
-    def _compare(self, other, op: str):
+    def _compare(self, other: FeatureLike, op: str) -> Comparison:
         from steerlab.steering.conditions import Comparison
 
         return Comparison(self, op, other)
 
-    def __gt__(self, other):
+    def __gt__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, ">")
 
-    def __lt__(self, other):
+    def __lt__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, "<")
 
-    def __ge__(self, other):
+    def __ge__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, ">=")
 
-    def __le__(self, other):
+    def __le__(self, other: FeatureLike) -> Comparison:
         return self._compare(other, "<=")
 
-    def __eq__(self, other):  # type: ignore[override]
+    def __eq__(self, other: FeatureLike) -> Comparison:  # type: ignore[override]
         return self._compare(other, "==")
 
-    def __ne__(self, other):  # type: ignore[override]
+    def __ne__(self, other: FeatureLike) -> Comparison:  # type: ignore[override]
         return self._compare(other, "!=")
 
 
-def as_feature(obj, sae_id: str | None = None, labels=None) -> FeatureRef:
+def as_feature(obj: FeatureLike, sae_id: str | None = None, labels: Labels = None) -> FeatureRef:
     """Turn what a researcher holds into a FeatureRef: an int index (needs ``sae_id`` for its UUID),
     a FeatureRef, a goodfire SDK ``Feature`` or a feature-database record (``index`` + ``uuid``)."""
     if isinstance(obj, FeatureRef):
@@ -167,7 +177,7 @@ def as_feature(obj, sae_id: str | None = None, labels=None) -> FeatureRef:
     return FeatureRef(int(index), uuid, str(label))
 
 
-def as_group(obj, sae_id: str | None = None, labels=None) -> FeatureGroup:
+def as_group(obj: FeatureLike, sae_id: str | None = None, labels: Labels = None) -> FeatureGroup:
     """A FeatureGroup from one feature-like object, a group, or an iterable of them."""
     if isinstance(obj, FeatureGroup):
         return obj
@@ -177,7 +187,7 @@ def as_group(obj, sae_id: str | None = None, labels=None) -> FeatureGroup:
     return FeatureGroup([as_feature(obj, sae_id, labels)])
 
 
-def _label_of(labels, index: int) -> str:
+def _label_of(labels: Labels, index: int) -> str:
     if labels is None:
         return ""
     label = labels(index) if callable(labels) else labels.get(index)

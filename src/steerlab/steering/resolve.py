@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from steerlab.models.hooks import edit_residual
 from steerlab.steering.batch import SteeringBatch
@@ -18,6 +19,15 @@ from steerlab.steering.controller_json import Controller
 from steerlab.steering.errors import SteeringError
 from steerlab.steering.plan import ControllerPlan, compile_controller
 from steerlab.steering.variant import Variant
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from steerlab.sae.base import SAE
+
+VariantLike = Any
+"""What a caller may steer with: None or a plain model name (no steering), a Variant, a Controller, its JSON
+(dict, str or bytes), or a goodfire SDK variant (duck-typed)."""
 
 
 @dataclass
@@ -27,7 +37,7 @@ class Steering:
     abort_events: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, variant) -> Steering | None:
+    def of(cls, variant: VariantLike) -> Steering | None:
         if variant is None or isinstance(variant, str) and not variant.lstrip().startswith("{"):
             return None  # a plain model name: no steering
         if isinstance(variant, Variant):
@@ -45,7 +55,7 @@ class Steering:
             f"expected a Variant, a controller or its JSON, got {type(variant).__name__}", field="model"
         )
 
-    def plan(self, sae, sae_id: str | None = None) -> ControllerPlan | None:
+    def plan(self, sae: SAE | None, sae_id: str | None = None) -> ControllerPlan | None:
         if self.controller.is_empty():
             return None
         if sae is None:
@@ -53,7 +63,9 @@ class Steering:
         return compile_controller(self.controller, sae, sae_id)
 
 
-def steering_batch(sae, variant, capture: bool = False) -> tuple[Steering | None, SteeringBatch | None]:
+def steering_batch(
+    sae: SAE | None, variant: VariantLike, capture: bool = False
+) -> tuple[Steering | None, SteeringBatch | None]:
     """Resolve and compile ``variant`` for a single sequence (None when there is nothing to do)."""
     steering = Steering.of(variant)
     plan = steering.plan(sae) if steering else None
@@ -63,7 +75,7 @@ def steering_batch(sae, variant, capture: bool = False) -> tuple[Steering | None
 
 
 @contextmanager
-def steered(model, sae, batch: SteeringBatch | None) -> Iterator[None]:
+def steered(model: nn.Module, sae: SAE, batch: SteeringBatch | None) -> Iterator[None]:
     """Apply ``batch`` at the SAE's hookpoint for the duration (nothing when it is None)."""
     if batch is None:
         yield

@@ -19,11 +19,15 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
-from steerlab.steering.conditions import as_condition_group
+from steerlab.steering.conditions import ConditionGroup, ConditionLike, as_condition_group
 from steerlab.steering.controller_json import MODES, Controller, Intervention, Scope
 from steerlab.steering.errors import EditError, InferenceAborted
-from steerlab.steering.refs import FeatureGroup, FeatureRef, as_feature, as_group
+from steerlab.steering.refs import FeatureGroup, FeatureLike, FeatureRef, Labels, as_feature, as_group
+
+if TYPE_CHECKING:
+    from steerlab.models.loader import LoadedModel
 
 
 @dataclass
@@ -40,8 +44,8 @@ Handler = Callable[[InferenceContext], object]
 class _Edits:
     """Edits plus nested scopes: shared by a Variant and each of its scopes."""
 
-    def __init__(self, root: Variant | None):
-        self._root = root if root is not None else self
+    def __init__(self, root: Variant | None) -> None:
+        self._root: Variant = root if root is not None else cast("Variant", self)  # None: self is the Variant
         self._edits: list[tuple[FeatureRef, float, str]] = []
         self.scopes: list[NestedScope] = []
 
@@ -56,7 +60,7 @@ class _Edits:
         """``(feature, value, mode)`` in the order they will be applied."""
         return list(self._edits)
 
-    def set(self, feature, value: float | None = None, mode: str = "nudge") -> None:
+    def set(self, feature: FeatureLike, value: float | None = None, mode: str = "nudge") -> None:
         """Edit feature(s); ``value=None`` clears. ``set({f: v, ...})`` sets several at once.
         Setting a feature again replaces its edit in place (as the SDK does)."""
         if isinstance(feature, dict) or hasattr(feature, "as_dict"):
@@ -86,7 +90,7 @@ class _Edits:
         for i in reversed(positions[1:]):
             del self._edits[i]
 
-    def clear(self, feature) -> None:
+    def clear(self, feature: FeatureLike) -> None:
         """Remove the edit(s) on these feature(s); features without an edit are ignored."""
         drop = set(as_group(feature, self._root.sae_id, self._root.labels).indices)
         self._edits = [e for e in self._edits if e[0].index not in drop]
@@ -96,7 +100,7 @@ class _Edits:
         self._edits = []
         self.scopes = []
 
-    def set_when(self, condition, values, mode: str = "nudge") -> NestedScope:
+    def set_when(self, condition: ConditionLike, values: FeatureLike, mode: str = "nudge") -> NestedScope:
         """From the first token where ``condition`` holds, apply ``values`` (a {feature: value} dict)
         as well. Returns the scope, whose own ``set_when`` nests a scope inside it."""
         scope = NestedScope(as_condition_group(condition), self._root)
@@ -104,7 +108,7 @@ class _Edits:
         self.scopes.append(scope)
         return scope
 
-    def handle_when(self, condition, handler: Handler, name: str | None = None) -> str:
+    def handle_when(self, condition: ConditionLike, handler: Handler, name: str | None = None) -> str:
         """Call ``handler(InferenceContext)`` once, when ``condition`` first holds. Returns the event
         name (reported to servers' clients in ``gf_event_names``)."""
         name = name or str(uuid.uuid4())
@@ -112,7 +116,7 @@ class _Edits:
         self._root._handlers[name] = handler
         return name
 
-    def abort_when(self, condition, name: str | None = None) -> str:
+    def abort_when(self, condition: ConditionLike, name: str | None = None) -> str:
         """Stop generation with ``InferenceAborted`` as soon as ``condition`` holds."""
 
         def abort(context: InferenceContext) -> None:
@@ -130,7 +134,9 @@ class _Edits:
 
 
 class Variant(_Edits):
-    def __init__(self, base_model="default", *, sae_id: str | None = None, labels=None):
+    def __init__(
+        self, base_model: str | LoadedModel = "default", *, sae_id: str | None = None, labels: Labels = None
+    ) -> None:
         """``base_model``: a model name (or a loaded model). ``sae_id``: the SAE's identity in the
         feature database, used to give bare indices their UUIDs (defaults to the model name).
         ``labels``: a dict or callable index -> label for features given as bare indices."""
@@ -171,7 +177,12 @@ class Variant(_Edits):
         self.abort_events.clear()
 
     @classmethod
-    def from_controller(cls, controller, base_model="default", sae_id: str | None = None) -> Variant:
+    def from_controller(
+        cls,
+        controller: Controller | dict | str | bytes,
+        base_model: str | LoadedModel = "default",
+        sae_id: str | None = None,
+    ) -> Variant:
         """A Variant that produces ``controller`` (a Controller, its dict or its JSON text).
         Event scopes come back without handlers: their names are still reported."""
         if not isinstance(controller, Controller):
@@ -187,7 +198,9 @@ class Variant(_Edits):
 class NestedScope(_Edits):
     """A conditional scope of a variant (what ``set_when`` returns)."""
 
-    def __init__(self, condition, root: Variant, event_name: str | None = None, is_active: bool = False):
+    def __init__(
+        self, condition: ConditionGroup, root: Variant, event_name: str | None = None, is_active: bool = False
+    ) -> None:
         super().__init__(root)
         self.condition = condition
         self.event_name = event_name
@@ -200,7 +213,7 @@ class NestedScope(_Edits):
         return Scope(self.condition, self._controller(), self.is_active, self.event_name)
 
 
-def _check_edit(ref: FeatureRef, value, mode: str) -> float:
+def _check_edit(ref: FeatureRef, value: object, mode: str) -> float:
     field = f"value for feature {ref.index}"
     if mode not in MODES:
         raise EditError(f"must be one of {', '.join(MODES)}, got {mode!r}", field="mode")

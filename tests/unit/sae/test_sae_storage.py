@@ -153,3 +153,12 @@ def test_every_architecture_is_saved_with_its_extra_state(tmp_path):
         names[arch] = set(load_file(str(tmp_path / arch / "sae.safetensors")))
     base = {"W_enc", "b_enc", "W_dec", "b_dec", "feature_scale"}
     assert names == {"topk": base, "relu": base, "jumprelu": base | {"threshold"}, "batchtopk": base | {"threshold"}}
+
+
+def test_load_for_a_model_needs_a_hookpoint_or_layer(tmp_path, tiny_lm):
+    from steerlab.sae.bundled import load_sae_for
+
+    cfg = SAEConfig(d_in=tiny_lm.d_model, d_sae=16, k=4, architecture="topk")  # neither hookpoint nor layer
+    create_sae(cfg).save(tmp_path / "sae")
+    with pytest.raises(SAEFormatError, match="neither a hookpoint nor a layer"):
+        load_sae_for(tiny_lm, tmp_path / "sae")

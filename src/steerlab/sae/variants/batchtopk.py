@@ -29,7 +29,9 @@ class BatchTopKSAE(TopKSAE):
 
     threshold: Tensor
 
-    def __init__(self, cfg: SAEConfig, *, device=None, generator=None) -> None:
+    def __init__(
+        self, cfg: SAEConfig, *, device: torch.device | str | None = None, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__(cfg, device=device, generator=generator)
         # float32 whatever the weights' dtype; a 0-d buffer so it travels with state_dict.
         # Negative means "not estimated yet".

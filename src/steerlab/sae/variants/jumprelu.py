@@ -34,7 +34,7 @@ class _JumpReLU(torch.autograd.Function):
         return x * (x > threshold)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # pyright: ignore[reportIncompatibleMethodOverride]  (torch's stub: *grad_outputs)
         x, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_x = (x > threshold) * grad
@@ -52,7 +52,7 @@ class _Step(torch.autograd.Function):
         return (x > threshold).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:  # pyright: ignore[reportIncompatibleMethodOverride]  (torch's stub: *grad_outputs)
         x, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_t = -(1.0 / eps) * _rectangle((x - threshold) / eps) * grad
@@ -65,7 +65,9 @@ class JumpReLUSAE(SAE):
 
     threshold: nn.Parameter
 
-    def __init__(self, cfg: SAEConfig, *, device=None, generator=None) -> None:
+    def __init__(
+        self, cfg: SAEConfig, *, device: torch.device | str | None = None, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__(cfg, device=device, generator=generator)
         self.threshold = nn.Parameter(
             torch.full((cfg.d_sae,), cfg.jumprelu_init_threshold, device=device, dtype=self.W_enc.dtype)
