@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from steerlab.steering.generate import chat_completion, stream_chat_completion
 
 from steerlab.analysis.inspect import inspect
 from steerlab.models.hooks import forward_to_hookpoint
 from steerlab.steering.conversation import prompt_ids
-from steerlab.steering.generate import chat_completion, stream_chat_completion
 from steerlab.steering.variant import Variant
 from tests.default_features import FRENCH
 

@@ -195,7 +195,6 @@ def test_row_steering_in_the_engine_matches_in_process_generation(lab, tiny_lm, 
 
 def test_cli_chat_with_controller_file(tiny_model_dir, tmp_path, tiny_sae, steerlab_home):
     from steerlab.cli import app
-
     from steerlab.features.identity import sae_identity
 
     sae_dir = tiny_sae.save(tmp_path / "sae")
