@@ -24,7 +24,7 @@ import torch
 from steerlab.engine.lab import Lab
 from steerlab.generation.sampler import SamplingParams
 from steerlab.models.loader import load_model
-from steerlab.steering.apply import make_editor
+from steerlab.steering.batch import RowSteering
 from steerlab.steering.edits import FeatureEdit
 from steerlab.torch_threads import in_passing_thread
 
@@ -110,14 +110,14 @@ def main() -> None:
         return statistics.median(n / seconds for n, seconds, _ in runs)
 
     ours_rate = engine_rate()
-    steered_rate = engine_rate(make_editor(lab.sae, [FeatureEdit(100, 1.0)]))
-    pinned_rate = engine_rate(make_editor(lab.sae, [FeatureEdit(100, 1.0, "pin")]))
+    steered_rate = engine_rate(RowSteering.for_edits(lab.sae, [FeatureEdit(100, 1.0)]))
+    pinned_rate = engine_rate(RowSteering.for_edits(lab.sae, [FeatureEdit(100, 1.0, "pin")]))
 
     prompts = [
         lab.prompt_ids([{"role": "user", "content": f"Tell me fact number {i} about the sea."}])
         for i in range(args.streams)
     ]
-    editors = [make_editor(lab.sae, [FeatureEdit(17 * i + 1, 0.5)]) for i in range(args.streams)]
+    editors = [RowSteering.for_edits(lab.sae, [FeatureEdit(17 * i + 1, 0.5)]) for i in range(args.streams)]
 
     def concurrent_run() -> tuple[float, list[float]]:
         start = time.perf_counter()

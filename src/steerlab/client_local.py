@@ -1,8 +1,10 @@
 """The in-process backend of ``steerlab.Client``: the model, SAE and feature database, loaded on first use.
 
-Nothing heavy happens at construction: the model loads on the first call that needs it (chat,
-inspect, contrast, AutoSteer), the feature database on the first search or lookup, so
-``steerlab.Client()`` is instant and a notebook that only searches never loads the model.
+Every call that needs the model goes through one ``engine.lab.Lab`` (the runtime the server uses:
+same decoding, same steering, same feature UUIDs). Nothing heavy happens at construction: the lab
+loads on the first call that needs the model (chat, inspect, contrast, AutoSteer), the feature
+database on the first search or lookup, so ``steerlab.Client()`` is instant and a notebook that only
+searches never loads the model.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import threading
 import time
 import uuid as uuid_lib
 from functools import cached_property
-from pathlib import Path
 
 from steerlab.client_types import (
     AttributionFeature,
@@ -23,6 +24,9 @@ from steerlab.client_types import (
 )
 from steerlab.models.registry import canonical_name
 from steerlab.steering.errors import SteeringError
+
+FINISH = {"stop": "stop", "length": "length", "abort": "stop", "cancelled": "stop"}
+"""Engine finish reasons as the SDK knows them (an abort is the variant's own, raised by its handler)."""
 
 
 class NoFeatureDatabase(SteeringError):
@@ -51,54 +55,60 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ lazy parts
     @cached_property
-    def lm(self):
-        if self._given["lm"] is not None:
-            return self._given["lm"]
-        from steerlab.models.loader import load_model
-        from steerlab.settings import get_settings
+    def lab(self):
+        """The runtime (model, SAE, engine), built on the first call that needs the model. Loaded
+        here, it refuses a feature database built for other SAE weights (``Lab.with_database``);
+        parts the caller passed in are taken as given."""
+        from steerlab.engine.lab import Lab
 
-        settings = get_settings()
+        given = self._given
         with self._lock:
-            return load_model(
-                self.model_name, dtype=self._dtype or settings.dtype, device=self._device or settings.device
-            )
+            lm = given["lm"]
+            if lm is None:
+                from steerlab.models.loader import load_model
+                from steerlab.settings import get_settings
 
-    @cached_property
+                settings = get_settings()
+                lm = load_model(
+                    self.model_name, dtype=self._dtype or settings.dtype, device=self._device or settings.device
+                )
+            sae = given["sae"]
+            if sae is None:
+                from steerlab.sae.bundled import load_sae_for
+
+                sae = load_sae_for(lm, self._sae_path)
+            if given["store"] is not None or given["sae_id"] is not None:
+                return Lab(lm, sae, self.store, self.sae_id)
+            return Lab.with_database(lm, sae, self.store)
+
+    @property
+    def lm(self):
+        return self.lab.lm
+
+    @property
     def sae(self):
-        if self._given["sae"] is not None:
-            return self._given["sae"]
-        from steerlab.sae.bundled import load_sae_for
-
-        return load_sae_for(self.lm, self._sae_path)
+        return self.lab.sae
 
     @cached_property
     def store(self):
-        """The feature database, or None when there is none for this SAE."""
+        """The feature database, or None when there is none for this SAE (opened without the model)."""
         if self._given["store"] is not None:
             return self._given["store"]
-        from steerlab.features.identity import default_db_path
-        from steerlab.sae.bundled import bundled_sae_path
+        from steerlab.features.identity import open_feature_database
 
-        path = self._db_path
-        if path is None:
-            folder = self._sae_path or bundled_sae_path(self.model_name)
-            path = default_db_path(folder) if folder is not None else None
-        if path is None or not Path(path).exists():
-            return None
-        from steerlab.features.store import FeatureStore
-
-        return FeatureStore(path, readonly=True)
+        return open_feature_database(self.model_name, self._sae_path, self._db_path)
 
     @cached_property
     def sae_id(self) -> str:
+        """The SAE's identity (every feature UUID derives from it): the one the database names, read
+        without loading the model, else the weights' (``features.identity.sae_identity``)."""
         if self._given["sae_id"] is not None:
             return self._given["sae_id"]
-        from steerlab.features.identity import pick_sae_id, sae_identity
+        if self.store is not None:
+            from steerlab.features.identity import database_sae_id
 
-        if self.store is None:
-            return sae_identity(self.sae)
-        saes = self.store.list_saes()  # one SAE: no need to load it (and the model) to name it
-        return saes[0].sae_id if len(saes) == 1 else pick_sae_id(self.store, sae=self.sae)
+            return database_sae_id(self.store)
+        return self.lab.sae_id
 
     @cached_property
     def search_index(self):
@@ -159,14 +169,18 @@ class LocalBackend:
     def inspect(self, messages, model, features: list[int] | None, aggregate_by: str) -> ContextInspector:
         from steerlab.analysis.inspect import inspect
 
-        inspection = inspect(self.lm, self.sae, messages, self.check_model(model), labels=self.labels)
+        lab = self.lab
+        inspection = lab.run_exclusive(
+            inspect, lab.lm, lab.sae, messages, self.check_model(model), labels=self.labels, sae_id=lab.sae_id
+        )
         return ContextInspector(inspection, self.feature, aggregate_by, features)
 
     def contrast(self, dataset_1, dataset_2, top_k: int, model="default") -> tuple[list[Feature], list[Feature]]:
         from steerlab.analysis.contrast import contrast
 
         self.check_model(model)
-        result = contrast(self.lm, self.sae, dataset_1, dataset_2, top_k=top_k)
+        lab = self.lab
+        result = lab.run_exclusive(contrast, lab.lm, lab.sae, dataset_1, dataset_2, top_k=top_k)
         return (
             [self.feature(f.index) for f in result.dataset_1_features],
             [self.feature(f.index) for f in result.dataset_2_features],
@@ -177,7 +191,8 @@ class LocalBackend:
         from steerlab.server.wire import attribution_response
 
         self.check_model(model)
-        result = attribute(self.lm, self.sae, messages, index, labels=self.labels)
+        lab = self.lab
+        result = lab.run_exclusive(attribute, lab.lm, lab.sae, messages, index, labels=self.labels)
         ember = attribution_response(result, self.sae_id)
         features = [
             AttributionFeature(
@@ -192,8 +207,16 @@ class LocalBackend:
 
         self.check_model(model)
         search = self.search_index if self.store is not None else None
-        return auto_steer(
-            self.lm, self.sae, specification, config=config, search=search, labels=self.labels, sae_id=self.sae_id
+        lab = self.lab
+        return lab.run_exclusive(
+            auto_steer,
+            lab.lm,
+            lab.sae,
+            specification,
+            config=config,
+            search=search,
+            labels=self.labels,
+            sae_id=lab.sae_id,
         )
 
     def auto_conditional(self, specification: str, model="default", config=None):
@@ -201,36 +224,46 @@ class LocalBackend:
 
         self.check_model(model)
         search = self.search_index if self.store is not None else None
-        return auto_conditional(
-            self.lm, self.sae, specification, config=config, search=search, labels=self.labels, sae_id=self.sae_id
+        lab = self.lab
+        return lab.run_exclusive(
+            auto_conditional,
+            lab.lm,
+            lab.sae,
+            specification,
+            config=config,
+            search=search,
+            labels=self.labels,
+            sae_id=lab.sae_id,
         )
 
     def contrastive_stimulus(self, specification: str):
         from steerlab.analysis.stimulus import generate_contrastive_stimulus
 
-        stimulus = generate_contrastive_stimulus(self.lm, specification, sae=self.sae)
+        lab = self.lab
+        stimulus = lab.run_exclusive(generate_contrastive_stimulus, lab.lm, specification, sae=lab.sae)
         return stimulus.dataset_1, stimulus.dataset_2
 
     # ------------------------------------------------------------------ chat
     def stream(self, messages, model, **sampling):
-        """SDK-shaped chunks as tokens are sampled (the variant's handlers run as events fire)."""
-        from steerlab.steering.generate import stream_chat_completion
+        """SDK-shaped chunks as the engine samples tokens (the variant's handlers run as events fire)."""
+        from steerlab.engine.lab import sampling_params
 
         variant = self.check_model(model)
+        params = sampling_params(**sampling)
         completion_id, created = f"chatcmpl-{uuid_lib.uuid4().hex}", int(time.time())
-        for chunk in stream_chat_completion(self.lm, messages, variant, sae=self.sae, **sampling):
+        for event in self.lab.generate(messages, params, variant):
             yield StreamingChatCompletionChunk.model_validate(
                 {
                     "id": completion_id,
                     "created": created,
                     "model": self.model_name,
-                    "gf_event_names": chunk.event_names or None,
+                    "gf_event_names": event.events or None,
                     "choices": [
                         {
                             "index": 0,
-                            "delta": {"role": "assistant", "content": chunk.text},
-                            "gf_token_index": chunk.token_index,
-                            "finish_reason": chunk.finish_reason,
+                            "delta": {"role": "assistant", "content": event.text},
+                            "gf_token_index": event.index,
+                            "finish_reason": FINISH.get(event.finish_reason, event.finish_reason),
                         }
                     ],
                 }
@@ -254,8 +287,4 @@ class LocalBackend:
         )
 
     def logits(self, messages, model, top_k, filter_vocabulary) -> dict[str, float]:
-        from steerlab.steering.generate import next_token_logits
-
-        return next_token_logits(
-            self.lm, messages, self.check_model(model), sae=self.sae, top_k=top_k, filter_vocabulary=filter_vocabulary
-        )
+        return self.lab.logits(messages, self.check_model(model), top_k=top_k, filter_vocabulary=filter_vocabulary)

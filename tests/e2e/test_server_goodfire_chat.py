@@ -1,7 +1,5 @@
 """The goodfire 0.3.5 SDK, unchanged, chatting with variants through a real server process."""
 
-import uuid
-
 import goodfire
 import pytest
 from goodfire.exceptions import InferenceAbortedException
@@ -13,13 +11,19 @@ MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MSG = [{"role": "user", "content": "Tell me about your weekend."}]
 
 
-def _feature(index: int) -> Feature:
-    return Feature(uuid.UUID(int=index), f"feature {index}", index)
-
-
 @pytest.fixture(scope="module")
 def client(live_server):
     return goodfire.Client(api_key=live_server.key, base_url=live_server.url)
+
+
+@pytest.fixture(scope="module")
+def feature_at(client):
+    """The server's feature at an index, its UUID naming the served SAE (the server refuses others')."""
+
+    def feature(index: int) -> Feature:
+        return client.features.lookup([index], model=MODEL)[index]
+
+    return feature
 
 
 def _reply(client, model, **kw):
@@ -29,10 +33,10 @@ def _reply(client, model, **kw):
     return r.choices[0].message["content"]
 
 
-def test_sdk_variant_set_changes_reply_and_streaming_matches(client):
+def test_sdk_variant_set_changes_reply_and_streaming_matches(client, feature_at):
     variant = goodfire.Variant(MODEL)
     base = _reply(client, MODEL)
-    variant.set(_feature(FRENCH), 2.0)
+    variant.set(feature_at(FRENCH), 2.0)
     steered = _reply(client, variant)
     assert steered != base
     chunks = client.chat.completions.create(
@@ -41,17 +45,17 @@ def test_sdk_variant_set_changes_reply_and_streaming_matches(client):
     assert "".join(c.choices[0].delta.content for c in chunks) == steered
 
 
-def test_sdk_set_when_applies_only_after_the_condition(client):
+def test_sdk_set_when_applies_only_after_the_condition(client, feature_at):
     never = goodfire.Variant(MODEL)
-    never.set_when(_feature(1) > 1e5, {_feature(FRENCH): 2.0})
+    never.set_when(feature_at(1) > 1e5, {feature_at(FRENCH): 2.0})
     assert _reply(client, never) == _reply(client, MODEL)
     always = goodfire.Variant(MODEL)
-    always.set_when(_feature(1) >= 0, {_feature(FRENCH): 2.0})
+    always.set_when(feature_at(1) >= 0, {feature_at(FRENCH): 2.0})
     assert _reply(client, always) != _reply(client, MODEL)
 
 
-def test_sdk_abort_when_raises_in_the_client(client):
+def test_sdk_abort_when_raises_in_the_client(client, feature_at):
     variant = goodfire.Variant(MODEL)
-    variant.abort_when(_feature(1) >= 0)
+    variant.abort_when(feature_at(1) >= 0)
     with pytest.raises(InferenceAbortedException):
         list(client.chat.completions.create(MSG, model=variant, max_completion_tokens=16, stream=True))

@@ -13,7 +13,7 @@ MSG = [{"role": "user", "content": "Name three colours."}]
 
 def controller(index: int, value: float) -> dict:
     feature = {
-        "uuid": f"00000000-0000-0000-0000-{index:012d}",
+        "uuid": "",  # index only: that latent of the served SAE (another SAE's UUID would be refused)
         "label": "",
         "index_in_sae": index,
         "max_activation_strength": 1,

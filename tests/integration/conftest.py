@@ -17,6 +17,16 @@ def default_sae(default_lm):
 
 
 @pytest.fixture(scope="session")
+def default_lab(default_lm, default_sae):
+    """The runtime on the default model and its bundled SAE (named by its weights, as its database is)."""
+    from steerlab.engine.lab import Lab
+
+    lab = Lab(default_lm, default_sae, max_batch=4)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="session")
 def default_search(default_lm, default_sae):
     """Label search over the feature database shipped next to the bundled SAE (what the server and the
     client use)."""

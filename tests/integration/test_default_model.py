@@ -13,8 +13,8 @@ from steerlab.models.hooks import forward_to_hookpoint
 from steerlab.models.loader import cache_dir_for
 from steerlab.models.registry import BUNDLED, DEFAULT_MODEL
 from steerlab.sae.evals import evaluate_sae, sequences_from_text_file
-from steerlab.steering.chat import stream_chat
 from steerlab.steering.edits import FeatureEdit
+from steerlab.steering.plan import edits_controller
 from tests.default_features import FRENCH
 
 pytestmark = pytest.mark.integration
@@ -64,19 +64,17 @@ def test_bundled_sae_meets_fvu_bound_on_fixed_text(default_lm, default_sae):
     assert result["ce_loss_score"] > 0.8, result
 
 
-def test_steering_a_feature_changes_the_reply(default_lm, default_sae):
+def test_steering_a_feature_changes_the_reply(default_lab, default_lm, default_sae):
     msgs = [{"role": "user", "content": "Tell me about your day."}]
     params = SamplingParams(max_new_tokens=20, temperature=0)
-    base = "".join(e.text for e in stream_chat(default_lm, msgs, params))
+    base = "".join(e.text for e in default_lab.generate(msgs, params))
     x = forward_to_hookpoint(
         default_lm.model,
         default_lm.tokenizer("the sea and the ships", return_tensors="pt")["input_ids"],
         default_sae.cfg.hookpoint,
     )[0, 1:]
     feature = int(default_sae.encode(x).sum(0).argmax())
-    steered = "".join(
-        e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae, edits=[FeatureEdit(feature, 4.0)])
-    )
+    steered = "".join(e.text for e in default_lab.generate(msgs, params, edits_controller([FeatureEdit(feature, 4.0)])))
     assert base.strip() and steered != base
 
 
@@ -122,11 +120,9 @@ def test_sae_mismatched_with_model_is_refused(default_lm, tmp_path):
         load_sae_for(default_lm, tmp_path / "small")
 
 
-def test_readme_quickstart_feature_turns_the_reply_french(default_lm, default_sae):
+def test_readme_quickstart_feature_turns_the_reply_french(default_lab):
     """README's quickstart claims feature FRENCH (+2) makes the reply French; keep the two in step."""
     msgs = [{"role": "user", "content": "Tell me about your weekend."}]
     params = SamplingParams(max_new_tokens=12, temperature=0)
-    steered = "".join(
-        e.text for e in stream_chat(default_lm, msgs, params, sae=default_sae, edits=[FeatureEdit(FRENCH, 2.0)])
-    )
+    steered = "".join(e.text for e in default_lab.generate(msgs, params, edits_controller([FeatureEdit(FRENCH, 2.0)])))
     assert "Bonjour" in steered, steered

@@ -6,9 +6,9 @@ import torch
 from steerlab.analysis.inspect import inspect
 from steerlab.models.hooks import forward_to_hookpoint
 from steerlab.steering.conversation import prompt_ids
-from steerlab.steering.generate import chat_completion, stream_chat_completion
 from steerlab.steering.variant import Variant
 from tests.default_features import FRENCH
+from tests.unit.steering.test_generate import complete, stream
 
 pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": "Tell me about the sea."}]
@@ -31,17 +31,17 @@ def first_crossing_in_reply(lm, sae, reply_ids, min_index=3):
     pytest.skip("no feature crosses cleanly inside the reply")
 
 
-def test_conditional_variant_changes_output_only_after_its_condition_fires(default_lm, default_sae):
-    plain = chat_completion(default_lm, MESSAGES, **GREEDY)
+def test_conditional_variant_changes_output_only_after_its_condition_fires(default_lab, default_lm, default_sae):
+    plain = complete(default_lab, MESSAGES, **GREEDY)
     x, thr, k = first_crossing_in_reply(default_lm, default_sae, plain.token_ids)
-    v = Variant(default_lm, sae_id="bundled")
+    v = Variant(default_lm, sae_id=default_lab.sae_id)
     v.set_when(v.feature(x) > thr, {FRENCH: 4.0})
     name = v.handle_when(v.feature(x) > thr, lambda ctx: None, name="crossed")
-    chunks = list(stream_chat_completion(default_lm, MESSAGES, v, sae=default_sae, **GREEDY))
+    chunks = list(stream(default_lab, MESSAGES, v, **GREEDY))
     ids = [c.token_id for c in chunks]
     assert ids[: k + 1] == plain.token_ids[: k + 1], "output changed before the condition held"
     assert ids[k + 1 :] != plain.token_ids[k + 1 :], "the scope's edit never changed the output"
-    assert [(c.token_index, c.event_names) for c in chunks if c.event_names] == [(k + 1, [name])]
+    assert [(c.index, c.events) for c in chunks if c.events] == [(k + 1, [name])]
     # inspect through the same variant: the French feature is untouched up to the crossing, then nudged
     convo = MESSAGES + [{"role": "assistant", "content": plain.text}]
     before, after = inspect(default_lm, default_sae, convo), inspect(default_lm, default_sae, convo, v)

@@ -142,7 +142,7 @@ def http_client(tiny_lm, tiny_sae, tmp_path):
     from steerlab.settings import Settings
 
     promote_token(tiny_lm, tiny_sae, CRAFTED, "pi")
-    lab = Lab(tiny_lm, tiny_sae, max_batch=4)
+    lab = Lab(tiny_lm, tiny_sae, sae_id=SAE_ID, max_batch=4)  # the SAE the in-process client names too
     with TestClient(create_app(Settings(db_path=tmp_path / "server.db", open_mode=True), lab)) as http:
         yield steerlab.Client(api_key="test-key", base_url="http://testserver", http_client=http)
     lab.close()

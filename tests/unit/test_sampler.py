@@ -1,14 +1,20 @@
 import pytest
 import torch
 
-from steerlab.generation.sampler import SamplingParams, sample_next, stream_safe_prefix, stream_tokens
+from steerlab.engine.batcher import Engine
+from steerlab.engine.lab import Lab
+from steerlab.generation.sampler import SamplingParams, sample_next, stream_safe_prefix
 from steerlab.models.chat_template import chat_input_ids, stop_token_ids
-from steerlab.steering.chat import stream_chat
 
 
 def _run(lm, **kw):
+    """One sequence through the engine, the one single-sequence decode path."""
     ids = chat_input_ids(lm.tokenizer, [{"role": "user", "content": "the cat"}])
-    events = list(stream_tokens(lm.model, lm.tokenizer, ids, SamplingParams(**kw), stop_token_ids(lm.tokenizer)))
+    engine = Engine(lm.model, lm.tokenizer, None, stop_token_ids(lm.tokenizer))
+    try:
+        events = list(engine.submit(ids, SamplingParams(**kw)))
+    finally:
+        engine.close()
     return "".join(e.text for e in events), events
 
 
@@ -57,12 +63,17 @@ def test_steered_chat_differs_and_unsteered_is_restored(tiny_lm):
     from steerlab.sae.config import SAEConfig
     from steerlab.sae.registry import create_sae
     from steerlab.steering.edits import FeatureEdit
+    from steerlab.steering.plan import edits_controller
 
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(d_in=64, d_sae=256, k=8, hookpoint="model.layers.1")).requires_grad_(False)
     msgs = [{"role": "user", "content": "the cat"}]
     params = SamplingParams(max_new_tokens=12, temperature=0)
-    base = "".join(e.text for e in stream_chat(tiny_lm, msgs, params))
-    steered = "".join(e.text for e in stream_chat(tiny_lm, msgs, params, sae=sae, edits=[FeatureEdit(3, 40.0)]))
-    again = "".join(e.text for e in stream_chat(tiny_lm, msgs, params))
+    lab = Lab(tiny_lm, sae, max_batch=2)
+    try:
+        base = "".join(e.text for e in lab.generate(msgs, params))
+        steered = "".join(e.text for e in lab.generate(msgs, params, edits_controller([FeatureEdit(3, 40.0)])))
+        again = "".join(e.text for e in lab.generate(msgs, params))
+    finally:
+        lab.close()
     assert steered != base and again == base

@@ -3,8 +3,18 @@ import torch
 
 from steerlab.sae.config import SAEConfig
 from steerlab.sae.registry import create_sae
-from steerlab.steering.apply import feature_delta, make_editor
+from steerlab.steering.batch import RowSteering
 from steerlab.steering.edits import EditError, FeatureEdit, parse_edit
+
+
+def delta_of(sae, h, edits):
+    """What plain edits add to ``h [tokens, d_in]``, through the one steering arithmetic (plan + batch)."""
+    return edit_rows(sae, edits)(h) - h
+
+
+def edit_rows(sae, edits):
+    editor = RowSteering.for_edits(sae, edits)
+    return lambda h: editor(h[None])[0]
 
 
 @pytest.fixture()
@@ -25,9 +35,9 @@ def test_parse_edit_forms():
 
 def test_out_of_range_index_and_nonfinite_value(sae):
     with pytest.raises(EditError, match="0..63"):
-        feature_delta(sae, torch.randn(2, 16), [FeatureEdit(64, 1.0)])
+        delta_of(sae, torch.randn(2, 16), [FeatureEdit(64, 1.0)])
     with pytest.raises(EditError, match="finite"):
-        feature_delta(sae, torch.randn(2, 16), [FeatureEdit(1, float("inf"))])
+        delta_of(sae, torch.randn(2, 16), [FeatureEdit(1, float("inf"))])
 
 
 def test_pin_to_current_value_changes_nothing(sae):
@@ -35,7 +45,7 @@ def test_pin_to_current_value_changes_nothing(sae):
     f = sae.encode(h)
     j = int(f[0].argmax())
     edits = [FeatureEdit(j, float(f[0, j] / sae.feature_scale[j]), "pin")]
-    out = make_editor(sae, edits)(h)
+    out = edit_rows(sae, edits)(h)
     torch.testing.assert_close(out[0], h[0], rtol=0, atol=1e-6)
 
 
@@ -49,7 +59,7 @@ def test_pin_sets_mul_scales_nudge_adds(sae):
         (FeatureEdit(j, 3.0, "mul"), f[:, j] * 3.0),
         (FeatureEdit(j, 0.4, "nudge"), f[:, j] + 0.4 * scale),
     ]:
-        delta = feature_delta(sae, h, [edit])
+        delta = delta_of(sae, h, [edit])
         # the added vector is exactly (target - current) times the feature's decoder row
         torch.testing.assert_close(delta, (expected - f[:, j])[:, None] * sae.W_dec[j], rtol=1e-5, atol=1e-6)
 
@@ -58,7 +68,7 @@ def test_edit_leaves_other_features_untouched(sae):
     """Error-preserving: the residual moves only along the edited feature's decoder direction."""
     h = torch.randn(6, 16)
     j = 7
-    delta = make_editor(sae, [FeatureEdit(j, 1.5)])(h) - h
+    delta = edit_rows(sae, [FeatureEdit(j, 1.5)])(h) - h
     direction = sae.W_dec[j] / sae.W_dec[j].norm()
     residual = delta - (delta @ direction)[:, None] * direction
     assert float(residual.abs().max()) < 1e-5

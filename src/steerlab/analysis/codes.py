@@ -37,10 +37,13 @@ def labeler(labels):
 
 
 @torch.no_grad()
-def conversation_codes(lm, sae, messages, variant=None, field: str = "messages") -> ConversationCodes:
+def conversation_codes(
+    lm, sae, messages, variant=None, field: str = "messages", sae_id: str | None = None
+) -> ConversationCodes:
+    """``sae_id``: the SAE's identity, so a variant naming another SAE's features is refused."""
     ids = conversation_ids(lm.tokenizer, messages, field)
     check_context(lm.model, len(ids), field)
-    _, batch = steering_batch(sae, variant, capture=True)  # validates before the model runs
+    _, batch = steering_batch(sae, variant, capture=True, sae_id=sae_id)  # validates before the model runs
     hidden = forward_to_hookpoint(lm.model, torch.tensor([ids], device=lm.device), sae.cfg.hookpoint)
     if batch is None:
         codes = sae.encode(hidden.to(sae.W_enc.dtype))[0]

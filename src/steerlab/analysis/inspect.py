@@ -128,8 +128,9 @@ class Inspection:
         return list(features)
 
 
-def inspect(lm, sae, messages, variant=None, *, labels=None) -> Inspection:
+def inspect(lm, sae, messages, variant=None, *, labels=None, sae_id: str | None = None) -> Inspection:
     """Run ``messages`` (the whole conversation, every message closed) to the SAE's hookpoint, through
-    ``variant`` if given, and return the per-token codes. ``labels``: dict or callable index -> label."""
-    got = conversation_codes(lm, sae, messages, variant)
+    ``variant`` if given, and return the per-token codes. ``labels``: dict or callable index -> label;
+    ``sae_id``: the SAE's identity (a variant naming another SAE's features is refused)."""
+    got = conversation_codes(lm, sae, messages, variant, sae_id=sae_id)
     return Inspection(got.tokens, got.token_ids, got.codes, sae.feature_scale, labels, got.event_names)

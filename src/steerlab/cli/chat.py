@@ -40,32 +40,33 @@ def chat(
 ) -> None:
     """Chat with the model; --feature edits and --controller files steer it through SAE features
     (error-preserving). Steering events that fire are reported on stderr."""
-    from steerlab.steering.controller_json import Controller, Intervention
+    from steerlab.engine.lab import Lab, sampling_params
+    from steerlab.steering.controller_json import Controller
     from steerlab.steering.edits import parse_edit
-    from steerlab.steering.generate import sampling_params, stream_chat_completion
-    from steerlab.steering.refs import FeatureGroup, FeatureRef
+    from steerlab.steering.plan import edits_controller
 
     # Everything that can be wrong with the arguments fails before the model loads.
     edits = [parse_edit(f) for f in feature]
     ctrl = _load_controller(controller) if controller else Controller()
-    sampling = dict(max_completion_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
-    sampling_params(**sampling)
+    params = sampling_params(max_completion_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    from steerlab.models.loader import load_model
-    from steerlab.sae.bundled import load_sae_for
-
-    lm = load_model(model, dtype=dtype, device=device)
-    sae_model = None
     if edits or not ctrl.is_empty():
-        sae_model = load_sae_for(lm, sae)
+        lab = Lab.load(model, sae, dtype=dtype, device=device, max_batch=1)
+    else:  # unsteered: any model, with or without an SAE for it
+        from steerlab.models.loader import load_model
+
+        lab = Lab(load_model(model, dtype=dtype, device=device), max_batch=1)
+    try:
         for e in edits:
-            e.validate(sae_model.cfg.d_sae)
-            ctrl.interventions.append(Intervention(e.mode, FeatureGroup([FeatureRef(e.index, "")]), e.value))
-    for chunk in stream_chat_completion(lm, messages, ctrl, sae=sae_model, **sampling):
-        for name in chunk.event_names:
-            print(f"\n[event {name} at token {chunk.token_index}]", file=sys.stderr)
-        sys.stdout.write(chunk.text)
-        sys.stdout.flush()
+            e.validate(lab.d_sae)
+        ctrl.interventions.extend(edits_controller(edits).interventions)
+        for event in lab.generate(messages, params, ctrl):
+            for name in event.events:
+                print(f"\n[event {name} at token {event.index}]", file=sys.stderr)
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+    finally:
+        lab.close()
     sys.stdout.write("\n")
 
 

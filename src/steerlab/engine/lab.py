@@ -1,27 +1,33 @@
 """The lab: one model, its SAE, its feature database and the batching engine, shared by every shell.
 
 The server, the in-process Python client, the CLI and the agent tools all call this object, so a
-variant means the same thing everywhere. Loading is explicit (``Lab.load``) so tests can build one
-from a tiny model.
+variant means the same thing everywhere: one decode path (the engine's), one steering compiler
+(``steering.plan``), one feature UUID rule (the SAE's identity, ``features.identity``). Loading is
+explicit (``Lab.load``) so tests can build one from a tiny model.
 """
 
 from __future__ import annotations
 
 import uuid as uuid_lib
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+import torch
+
 from steerlab.engine.batcher import Engine
-from steerlab.errors import ConflictError, InvalidInputError, MissingFileError
+from steerlab.engine.stream import Stream, TokenEvent
+from steerlab.errors import ConflictError, InvalidInputError
 from steerlab.generation.sampler import SamplingParams
-from steerlab.models.chat_template import chat_input_ids, stop_token_ids
+from steerlab.models.chat_template import stop_token_ids, token_strings
+from steerlab.models.hooks import edit_residual
 from steerlab.models.loader import LoadedModel
-from steerlab.steering.conversation import check_messages
+from steerlab.steering.conversation import check_context, conversation_ids, prompt_ids
 from steerlab.steering.errors import ConversationError
+from steerlab.steering.variant import InferenceContext
 
 T = TypeVar("T")
 
@@ -33,11 +39,16 @@ class Lab:
     store: object | None = None
     """A ``steerlab.features.store.FeatureStore`` when a feature database is available."""
     sae_id: str | None = None
+    """The SAE's identity (``features.identity.sae_identity``; the database's id when there is one)."""
     max_batch: int = 32
     max_queue: int = 512
     engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.sae_id is None and self.sae is not None:
+            from steerlab.features.identity import sae_identity
+
+            self.sae_id = sae_identity(self.sae)
         hookpoint = self.sae.cfg.hookpoint if self.sae is not None else None
         self.engine = Engine(
             self.lm.model,
@@ -61,58 +72,121 @@ class Lab:
         """Model + SAE (bundled by default) + the SAE's feature database (``features.db`` next to the
         SAE unless ``db_path`` says otherwise; the lab works without one, minus labels and search).
         ``dtype`` and ``device`` default to the settings (STEERLAB_DTYPE, STEERLAB_DEVICE)."""
+        from steerlab.features.identity import open_feature_database
         from steerlab.models.loader import load_model
-        from steerlab.sae.bundled import bundled_sae_path, load_sae_for
+        from steerlab.sae.bundled import load_sae_for
 
         lm = load_model(model, dtype=dtype, device=device)
         sae = load_sae_for(lm, sae_path)
-        folder = Path(sae_path) if sae_path is not None else bundled_sae_path(lm.name)
-        db = Path(db_path) if db_path is not None else (folder / "features.db" if folder else None)
-        store, sae_id = None, None
-        if db is not None and db.is_file():
-            from steerlab.features.store import FeatureStore
+        return cls.with_database(lm, sae, open_feature_database(lm.name, sae_path, db_path), **kw)
 
-            store = FeatureStore(db, readonly=True)
-            known = store.list_saes()
-            if len(known) != 1:
-                raise InvalidInputError(
-                    f"feature database {db} holds {len(known)} SAEs; pass one built for this SAE", field="db"
-                )
-            sae_id = known[0].sae_id
-            check_database_matches(sae, sae_id, db)
-        elif db_path is not None:
-            raise MissingFileError(
-                f"feature database {db_path} does not exist; build one with 'steerlab features build'", field="db"
-            )
+    @classmethod
+    def with_database(cls, lm: LoadedModel, sae, store, **kw) -> Lab:
+        """A lab on ``store`` (or None), which must describe ``sae``'s weights."""
+        sae_id = None
+        if store is not None:
+            from steerlab.features.identity import database_sae_id
+
+            sae_id = database_sae_id(store)
+            check_database_matches(sae, sae_id, store.path)
         return cls(lm, sae, store, sae_id, **kw)
 
     @property
     def model_name(self) -> str:
         return self.lm.name
 
-    def prompt_ids(self, messages: list[dict], max_tokens: int | None = None) -> list[int]:
-        """Token ids of a conversation in the model's chat template, ready for the reply."""
-        ids = chat_input_ids(self.lm.tokenizer, check_messages(messages))
-        if max_tokens is not None and len(ids) > max_tokens:
-            raise ConversationError(f"messages are {len(ids)} tokens; the limit is {max_tokens}", "messages")
+    # ------------------------------------------------------------------ generation
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """Token ids that a reply continues (the assistant's turn opened, or its last message
+        continued), refused when longer than the model's context."""
+        ids = prompt_ids(self.lm.tokenizer, messages)
+        check_context(self.lm.model, len(ids))
         return ids
 
-    def chat(self, messages: list[dict], params: SamplingParams, editor=None, loop=None):
-        """Start a reply; returns the engine stream."""
-        return self.engine.submit(self.prompt_ids(messages), params, editor, loop=loop)
-
-    def editor_for_controller(self, controller: dict | str):
-        """Compile Ember controller JSON into a per-sequence editor (None when it edits nothing).
-
-        Raises a ``SteeringError`` (a ValueError naming the field) for malformed JSON or features
-        outside the SAE, before anything runs. Events (``handle_when``/``abort_when`` names) are
-        reported to the client, which decides to abort (as the goodfire SDK does)."""
+    def steering_for(self, variant):
+        """``(Steering, per-sequence editor)`` for any variant form (``resolve.Steering.of``); both None
+        for a plain model name. Compiled against this SAE and its identity: malformed JSON, features
+        outside the SAE and feature UUIDs of another SAE are refused (a ``SteeringError`` naming the
+        field) before anything runs."""
         from steerlab.steering.batch import RowSteering
         from steerlab.steering.resolve import Steering
 
-        steering = Steering.of(controller if isinstance(controller, (dict, str)) else dict(controller))
-        plan = steering.plan(self.sae) if steering else None
-        return RowSteering(self.sae, plan) if plan is not None else None
+        steering = Steering.of(variant)
+        plan = steering.plan(self.sae, self.sae_id) if steering else None
+        return steering, (RowSteering(self.sae, plan, steering.abort_events) if plan is not None else None)
+
+    def editor_for_controller(self, controller: dict | str):
+        """Compile Ember controller JSON into a per-sequence editor (None when it edits nothing).
+        Events (``handle_when``/``abort_when`` names) are reported to the client, which decides to
+        abort (as the goodfire SDK does)."""
+        return self.steering_for(controller if isinstance(controller, (dict, str)) else dict(controller))[1]
+
+    def chat(self, messages: list[dict], params: SamplingParams, editor=None, loop=None) -> Stream:
+        """Start a reply on the engine; ``max_new_tokens`` shrinks to what the context has room for."""
+        ids = self.prompt_ids(messages)
+        room = self.engine.max_positions - len(ids)
+        if room < 1:
+            raise ConversationError(
+                f"leaves no room to generate in the model's context of {self.engine.max_positions}", "messages"
+            )
+        if params.max_new_tokens > room:
+            params = replace(params, max_new_tokens=room)
+        return self.engine.submit(ids, params, editor, loop=loop)
+
+    def generate(self, messages: list[dict], params: SamplingParams, variant=None) -> Iterator[TokenEvent]:
+        """A reply's tokens as the engine samples them, for in-process callers (client, CLI). A
+        Variant's handlers run as its events fire, before that token is yielded, so ``abort_when``
+        stops generation before the token is shown; leaving the loop early cancels the stream."""
+        steering, editor = self.steering_for(variant)
+        handlers = steering.handlers if steering else {}
+        stream = self.chat(messages, params, editor)
+        shown = ""
+        try:
+            for event in stream:
+                if event.error:
+                    raise RuntimeError(event.error)
+                for name in event.events:
+                    if name in handlers:
+                        handlers[name](InferenceContext(list(messages), shown))
+                shown += event.text
+                yield event
+        finally:
+            stream.cancel()
+
+    # ------------------------------------------------------------------ one forward
+    def logits(
+        self, messages, variant=None, *, top_k: int | None = 10, filter_vocabulary: list[str] | None = None
+    ) -> dict[str, float]:
+        """Logits of the token that would come next (the assistant's first, or the continuation of a
+        final assistant message), highest first: the top ``top_k``, optionally only among
+        ``filter_vocabulary`` (strings that must each be one token)."""
+        if top_k is not None and top_k < 1:
+            raise ConversationError(f"must be >= 1, got {top_k}", field="top_k")
+        ids = self.prompt_ids(messages)
+        if filter_vocabulary is not None and not filter_vocabulary:
+            raise ConversationError("must list at least one token (or be omitted)", field="filter_vocabulary")
+        tokenizer = self.lm.tokenizer
+        allowed = _single_token_ids(tokenizer, filter_vocabulary) if filter_vocabulary is not None else None
+        _, editor = self.steering_for(variant)
+        logits = self.run_exclusive(self._next_logits, ids, editor)
+        candidates = torch.tensor(allowed) if allowed is not None else torch.arange(logits.shape[0])
+        values = logits[candidates]
+        k = len(candidates) if top_k is None else min(top_k, len(candidates))
+        top = values.topk(k)
+        out: dict[str, float] = {}
+        for value, i in zip(top.values.tolist(), candidates[top.indices].tolist()):
+            out.setdefault(tokenizer.decode([i]), value)
+        return out
+
+    @torch.inference_mode()
+    def _next_logits(self, ids: list[int], editor) -> torch.Tensor:
+        steering = edit_residual(self.lm.model, self.sae.cfg.hookpoint, editor) if editor else nullcontext()
+        with steering:
+            return self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device)).logits[0, -1].float().cpu()
+
+    def tokenize(self, messages) -> list[str]:
+        """The conversation's tokens as text, exactly as inspect and attribution index them."""
+        return token_strings(self.lm.tokenizer, conversation_ids(self.lm.tokenizer, messages))
 
     def exclusive(self) -> AbstractContextManager:
         """Hold the model for a forward outside the engine (inspect, attribution, logits...)."""
@@ -127,6 +201,7 @@ class Lab:
         with self.exclusive():
             return in_passing_thread(fn, *args, **kwargs)
 
+    # ------------------------------------------------------------------ features
     @cached_property
     def search(self):
         """Label and decoder search over the feature database (None without one)."""
@@ -147,10 +222,10 @@ class Lab:
         return self.sae.cfg.d_sae
 
     def feature_id(self, index: int) -> str:
-        """The feature's UUID on the wire (stable per SAE and index)."""
+        """The feature's UUID on the wire (stable per SAE identity and index)."""
         from steerlab.features.schema import feature_uuid
 
-        return feature_uuid(self.sae_id or self.model_name, index)
+        return feature_uuid(self.sae_id, index)
 
     def wire_feature(self, index: int) -> dict:
         """Ember's feature object ``{id, label, index_in_sae}``."""
@@ -188,3 +263,34 @@ def check_database_matches(sae, sae_id: str, db: Path) -> None:
             f"feature database {db} describes SAE {sae_id}, but the loaded SAE is {loaded}; "
             f"pass the database built for this SAE (--db) or rebuild it with 'steerlab features build'"
         )
+
+
+def sampling_params(
+    max_completion_tokens: int = 128,
+    temperature: float = 0.6,
+    top_p: float = 0.9,
+    stop: str | list[str] | None = None,
+    seed: int | None = None,
+) -> SamplingParams:
+    """``SamplingParams`` from the chat API's arguments; errors name the API's fields."""
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if not all(isinstance(s, str) for s in stops):
+        raise ConversationError("must be a string or a list of strings", field="stop")
+    try:
+        return SamplingParams(max_completion_tokens, temperature, top_p, seed, stops).validate()
+    except InvalidInputError as err:
+        field = "max_completion_tokens" if err.field == "max_new_tokens" else err.field
+        raise ConversationError(err.message, field=field, allowed=err.allowed) from None
+
+
+def _single_token_ids(tokenizer, vocabulary: list[str]) -> list[int]:
+    ids = []
+    for i, text in enumerate(vocabulary):
+        encoded = tokenizer.encode(text, add_special_tokens=False) if isinstance(text, str) else []
+        if len(encoded) != 1:
+            raise ConversationError(
+                f"{text!r} is {len(encoded)} tokens for this model; each entry must be one token",
+                field=f"filter_vocabulary[{i}]",
+            )
+        ids.append(encoded[0])
+    return ids

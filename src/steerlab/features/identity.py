@@ -14,6 +14,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from steerlab.errors import InvalidInputError, MissingFileError
+
 DB_FILENAME = "features.db"
 
 
@@ -75,3 +77,32 @@ def pick_sae_id(store, sae_id: str | None = None, sae=None) -> str:
     raise UnknownSAEError(
         f"{store.path} holds {len(saes)} SAEs ({', '.join(s.sae_id for s in saes)}); choose one with --sae-id"
     )
+
+
+def open_feature_database(model_name: str, sae_path: str | Path | None = None, db_path: str | Path | None = None):
+    """The SAE's feature database, read-only: ``db_path``, else ``features.db`` next to the SAE (the
+    model's bundled one by default); None when there is none. A ``db_path`` that does not exist is an
+    error, not a silent run without labels."""
+    from steerlab.bundled_saes import bundled_sae_path
+
+    folder = Path(sae_path) if sae_path is not None else bundled_sae_path(model_name)
+    db = Path(db_path) if db_path is not None else (default_db_path(folder) if folder is not None else None)
+    if db is not None and db.is_file():
+        from steerlab.features.store import FeatureStore
+
+        return FeatureStore(db, readonly=True)
+    if db_path is not None:
+        raise MissingFileError(
+            f"feature database {db_path} does not exist; build one with 'steerlab features build'", field="db"
+        )
+    return None
+
+
+def database_sae_id(store) -> str:
+    """The id of the one SAE a runtime's database describes (it serves one SAE's features)."""
+    known = store.list_saes()
+    if len(known) != 1:
+        raise InvalidInputError(
+            f"feature database {store.path} holds {len(known)} SAEs; pass one built for this SAE", field="db"
+        )
+    return known[0].sae_id

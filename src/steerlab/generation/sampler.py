@@ -1,12 +1,12 @@
-"""A small token-by-token sampler with a KV cache: seeded, streaming, stop-sequence aware.
+"""Sampling primitives shared by every decode path: parameters, picking the next token, and how
+much text is safe to show while a stop string may be starting.
 
-Sampling uses its own ``torch.Generator`` so the same seed gives the same text regardless of what
-else the process is doing (other requests, other threads).
+Each sequence samples with its own ``torch.Generator`` so the same seed gives the same text
+regardless of what else the process is doing (other requests, other threads).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -52,52 +52,6 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
         keep[0] = True  # the most likely token always survives, however small top_p is
         probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_p[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
-
-
-@dataclass
-class StreamEvent:
-    text: str
-    token_id: int
-    finish_reason: str | None = None  # "stop" or "length" on the last event
-
-
-@torch.inference_mode()
-def stream_tokens(
-    model, tokenizer, input_ids: list[int], params: SamplingParams, stop_token_ids: set[int]
-) -> Iterator[StreamEvent]:
-    """Yield text increments as tokens are sampled; the last event carries the finish reason."""
-    from transformers import DynamicCache
-
-    params.validate()
-    device = next(model.parameters()).device
-    generator = None
-    if params.seed is not None:
-        generator = torch.Generator(device="cpu").manual_seed(params.seed)
-    cache = DynamicCache()
-    ids = torch.tensor([input_ids], device=device)
-    generated: list[int] = []
-    emitted = ""
-    for step in range(params.max_new_tokens):
-        logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0, -1].cpu()
-        token = sample_next(logits, params, generator)
-        text = tokenizer.decode(generated, skip_special_tokens=True)
-        if token in stop_token_ids:
-            yield StreamEvent(text[len(emitted) :], token, "stop")
-            return
-        generated.append(token)
-        text = tokenizer.decode(generated, skip_special_tokens=True)
-        hit = min((text.index(s) for s in params.stop if s and s in text), default=None)
-        if hit is not None:
-            yield StreamEvent(text[len(emitted) : hit], token, "stop")
-            return
-        if step == params.max_new_tokens - 1:
-            yield StreamEvent(text[len(emitted) :], token, "length")
-            return
-        safe = stream_safe_prefix(text, params.stop)
-        if len(safe) > len(emitted):
-            yield StreamEvent(safe[len(emitted) :], token)
-            emitted = safe
-        ids = torch.tensor([[token]], device=device)
 
 
 def stream_safe_prefix(text: str, stops: list[str]) -> str:

@@ -13,13 +13,15 @@ remain, ``concat`` new ones, and every row keeps its own scopes and events.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from steerlab.steering.batch_tensors import BatchTensors
-from steerlab.steering.plan import ControllerPlan
+from steerlab.steering.edits import FeatureEdit
+from steerlab.steering.plan import ControllerPlan, compile_edits
 
 if TYPE_CHECKING:
     from steerlab.sae.base import SAE
@@ -176,6 +178,11 @@ class RowSteering:
         self.batch = SteeringBatch(sae, [plan])
         self.abort_events = frozenset(abort_events)
         self.aborted = False
+
+    @classmethod
+    def for_edits(cls, sae: SAE, edits: Sequence[FeatureEdit]) -> RowSteering:
+        """Plain feature edits (error-preserving, at every position) as a per-row editor."""
+        return cls(sae, compile_edits(edits, sae))
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.batch(hidden)

@@ -13,11 +13,13 @@ used while the entropy guard pauses nudges (see ``controller_json``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from steerlab.steering.conditions import Comparison, ConditionGroup
-from steerlab.steering.controller_json import Controller
+from steerlab.steering.controller_json import Controller, Intervention
+from steerlab.steering.edits import FeatureEdit
 from steerlab.steering.errors import UnknownFeatureError
 from steerlab.steering.refs import FeatureGroup, FeatureRef
 
@@ -104,6 +106,20 @@ def compile_controller(controller: Controller, sae: SAE, sae_id: str | None = No
     builder.add_layer(controller)
     builder.add_scopes(controller, parent=-1, threshold=controller.nonzero_strength_threshold)
     return builder.finish(controller)
+
+
+def edits_controller(edits: Sequence[FeatureEdit]) -> Controller:
+    """Plain feature edits (``--feature IDX=VALUE[:MODE]``) as a controller: one intervention each, in
+    order, naming features by index only (valid on whichever SAE runs it)."""
+    return Controller(
+        interventions=[Intervention(e.mode, FeatureGroup([FeatureRef(e.index, "")]), e.value) for e in edits]
+    )
+
+
+def compile_edits(edits: Sequence[FeatureEdit], sae: SAE) -> ControllerPlan:
+    """Plain feature edits, validated against the SAE, as a plan (the same arithmetic as any controller)."""
+    d_sae = sae.cfg.d_sae
+    return compile_controller(edits_controller([e.validate(d_sae) for e in edits]), sae)
 
 
 class _Builder:

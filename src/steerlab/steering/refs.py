@@ -151,15 +151,14 @@ class FeatureGroup:
 
 
 def as_feature(obj: FeatureLike, sae_id: str | None = None, labels: Labels = None) -> FeatureRef:
-    """Turn what a researcher holds into a FeatureRef: an int index (needs ``sae_id`` for its UUID),
-    a FeatureRef, a goodfire SDK ``Feature`` or a feature-database record (``index`` + ``uuid``)."""
+    """Turn what a researcher holds into a FeatureRef: an int index (its UUID from ``sae_id``; without
+    one, an empty UUID: that latent of whichever SAE runs it), a FeatureRef, a goodfire SDK
+    ``Feature`` or a feature-database record (``index`` + ``uuid``)."""
     if isinstance(obj, FeatureRef):
         return obj
     if isinstance(obj, int) and not isinstance(obj, bool):
-        if sae_id is None:
-            raise EditError("a bare feature index needs the SAE's identity (sae_id) to name it", field="feature")
         label = _label_of(labels, obj)
-        return FeatureRef.of(obj, sae_id, label)
+        return FeatureRef.of(obj, sae_id, label) if sae_id is not None else FeatureRef(obj, "", label)
     index = getattr(obj, "index_in_sae", None)
     if index is None and hasattr(obj, "uuid"):
         index = getattr(obj, "index", None)

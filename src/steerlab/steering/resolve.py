@@ -64,11 +64,12 @@ class Steering:
 
 
 def steering_batch(
-    sae: SAE | None, variant: VariantLike, capture: bool = False
+    sae: SAE | None, variant: VariantLike, capture: bool = False, sae_id: str | None = None
 ) -> tuple[Steering | None, SteeringBatch | None]:
-    """Resolve and compile ``variant`` for a single sequence (None when there is nothing to do)."""
+    """Resolve and compile ``variant`` for a single sequence (None when there is nothing to do);
+    with ``sae_id``, feature UUIDs of another SAE are refused."""
     steering = Steering.of(variant)
-    plan = steering.plan(sae) if steering else None
+    plan = steering.plan(sae, sae_id) if steering else None
     if plan is None:
         return steering, None
     return steering, SteeringBatch(sae, [plan], capture=capture)

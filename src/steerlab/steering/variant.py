@@ -137,12 +137,13 @@ class Variant(_Edits):
     def __init__(
         self, base_model: str | LoadedModel = "default", *, sae_id: str | None = None, labels: Labels = None
     ) -> None:
-        """``base_model``: a model name (or a loaded model). ``sae_id``: the SAE's identity in the
-        feature database, used to give bare indices their UUIDs (defaults to the model name).
+        """``base_model``: a model name (or a loaded model). ``sae_id``: the SAE's identity
+        (``features.identity``), used to give bare indices their UUIDs; without it a bare index names
+        no SAE (empty UUID) and means that latent of whichever SAE runs the variant.
         ``labels``: a dict or callable index -> label for features given as bare indices."""
         super().__init__(None)
         self.base_model: str = base_model if isinstance(base_model, str) else base_model.name
-        self.sae_id = sae_id or self.base_model
+        self.sae_id = sae_id
         self.labels = labels
         self._handlers: dict[str, Handler] = {}
         self.abort_events: set[str] = set()

@@ -11,7 +11,7 @@ from steerlab.generation.sampler import SamplingParams
 from steerlab.models.chat_template import chat_input_ids, stop_token_ids
 from steerlab.sae.config import SAEConfig
 from steerlab.sae.registry import create_sae
-from steerlab.steering.apply import make_editor
+from steerlab.steering.batch import RowSteering
 from steerlab.steering.edits import FeatureEdit
 
 HOOK = "model.layers.1"
@@ -40,7 +40,7 @@ def _prompt(lm, text):
 
 
 def _editor(sae, i):
-    return None if i == 0 else make_editor(sae, [FeatureEdit(i * 7 % 128, 2.0 * (-1) ** i)])
+    return None if i == 0 else RowSteering.for_edits(sae, [FeatureEdit(i * 7 % 128, 2.0 * (-1) ** i)])
 
 
 def test_concurrent_rows_with_different_steering_equal_each_run_alone(setup):
@@ -80,15 +80,28 @@ def test_waiting_prompts_are_prefilled_together_and_padding_never_reaches_an_edi
     assert set(seen[1:]) == {1}
 
 
-def test_engine_matches_the_single_sequence_sampler_with_seed(setup):
-    from steerlab.generation.sampler import stream_tokens
+def _reference_decode(lm, ids, params, editor) -> str:
+    """The plainest decode to check the engine against: the whole sequence re-read every step (no KV
+    cache, no batching, no fast path), the same sampling primitives and seed."""
+    from steerlab.generation.sampler import sample_next
     from steerlab.models.hooks import edit_residual
 
+    generator = torch.Generator().manual_seed(params.seed)
+    stops, generated = stop_token_ids(lm.tokenizer), []
+    with edit_residual(lm.model, HOOK, editor), torch.no_grad():
+        for _ in range(params.max_new_tokens):
+            token = sample_next(lm.model(input_ids=torch.tensor([ids + generated])).logits[0, -1], params, generator)
+            if token in stops:
+                break
+            generated.append(token)
+    return lm.tokenizer.decode(generated, skip_special_tokens=True)
+
+
+def test_engine_matches_the_single_sequence_sampler_with_seed(setup):
     lm, sae, engine = setup
     params = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=5)
     ids = _prompt(lm, "the cat")
-    with edit_residual(lm.model, HOOK, _editor(sae, 3)):
-        ref = "".join(e.text for e in stream_tokens(lm.model, lm.tokenizer, ids, params, stop_token_ids(lm.tokenizer)))
+    ref = _reference_decode(lm, ids, params, _editor(sae, 3))
     # a neighbour in the batch with other steering must not matter
     other = engine.submit(
         _prompt(lm, "pirates say arr"), SamplingParams(max_new_tokens=20, temperature=0), _editor(sae, 2)

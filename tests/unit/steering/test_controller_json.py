@@ -202,13 +202,17 @@ def test_lenient_forms_are_accepted():
 
 
 def test_sdk_variant_runs_in_process_with_its_own_abort(tiny_lm, tiny_sae):
-    from steerlab.steering.generate import chat_completion
+    from steerlab.engine.lab import Lab, sampling_params
 
     theirs = goodfire.Variant("tiny-llama")
     feature = goodfire.Feature(uuid.UUID(feature_uuid(SAE_ID, 0)), "anything", 0)
     theirs.abort_when(feature >= 0)
-    with pytest.raises(goodfire.InferenceAbortedException):
-        chat_completion(tiny_lm, [{"role": "user", "content": "hi"}], theirs, sae=tiny_sae, max_completion_tokens=3)
+    lab = Lab(tiny_lm, tiny_sae, sae_id=SAE_ID, max_batch=1)
+    try:
+        with pytest.raises(goodfire.InferenceAbortedException):
+            list(lab.generate([{"role": "user", "content": "hi"}], sampling_params(max_completion_tokens=3), theirs))
+    finally:
+        lab.close()
 
 
 def test_uuid_from_another_sae_is_refused_when_the_sae_id_is_known(tiny_sae):

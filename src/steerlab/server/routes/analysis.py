@@ -39,10 +39,8 @@ class TokenizeBody(ConversationBody):
 
 @router.post(f"{EMBER}/chat/tokenize", tags=["ember"])
 def ember_tokenize(body: TokenizeBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
-    from steerlab.steering.generate import tokenize
-
     lab, messages = _conversation(request, body)
-    return {"tokens": [{"value": t} for t in tokenize(lab.lm, messages)]}
+    return {"tokens": [{"value": t} for t in lab.tokenize(messages)]}
 
 
 class LogitsBody(ConversationBody):
@@ -52,19 +50,8 @@ class LogitsBody(ConversationBody):
 
 @router.post(f"{EMBER}/chat-attribution/compute-logits", tags=["ember"])
 def ember_logits(body: LogitsBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
-    from steerlab.steering.generate import next_token_logits
-
     lab, messages = _conversation(request, body)
-    logits = lab.run_exclusive(
-        next_token_logits,
-        lab.lm,
-        messages,
-        body.controller,
-        sae=lab.sae,
-        top_k=body.top_k,
-        filter_vocabulary=body.filter_vocabulary,
-    )
-    return {"logits": logits}
+    return {"logits": lab.logits(messages, body.controller, top_k=body.top_k, filter_vocabulary=body.filter_vocabulary)}
 
 
 class FeaturesBody(ConversationBody):
@@ -75,7 +62,7 @@ class FeaturesBody(ConversationBody):
 def _inspection(lab, messages, controller):
     from steerlab.analysis.inspect import inspect
 
-    return lab.run_exclusive(inspect, lab.lm, lab.sae, messages, controller, labels=lab.labels)
+    return lab.run_exclusive(inspect, lab.lm, lab.sae, messages, controller, labels=lab.labels, sae_id=lab.sae_id)
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-features", tags=["ember"])
@@ -182,4 +169,4 @@ def ember_attribution(body: AttributionBody, request: Request, _caller: Caller =
 
     lab, messages = _conversation(request, body)
     result = lab.run_exclusive(attribute, lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
-    return attribution_response(result, lab.sae_id or lab.model_name, k=body.top_k)
+    return attribution_response(result, lab.sae_id, k=body.top_k)
