@@ -240,9 +240,7 @@ class Engine:
         self._row_editors = [s.editor for s in group]
         self._row_starts = [width - len(s.prompt_ids) for s in group]
         try:
-            out = self.model(
-                input_ids=ids.to(self.device), past_key_values=cache, use_cache=True, logits_to_keep=1, **extra
-            )
+            out = self.model(input_ids=ids.to(self.device), cache=cache, use_cache=True, logits_to_keep=1, **extra)
         finally:
             self._row_starts = None
         self.prefill_forwards += 1
@@ -266,7 +264,7 @@ class Engine:
             logits = self._fast.step(ids, mask, positions, self._cache)
         else:
             logits = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self._cache, use_cache=True
+                input_ids=ids, attention_mask=mask, position_ids=positions, cache=self._cache, use_cache=True
             ).logits[:, -1]
         self._mask = mask
         self.steps += 1

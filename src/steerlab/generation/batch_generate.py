@@ -116,7 +116,7 @@ def generate_batch(
                 input_ids=step_ids.to(device),
                 attention_mask=mask.to(device),
                 position_ids=step_pos.to(device),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             ).logits[:, -1]
             if record:

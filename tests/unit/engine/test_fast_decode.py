@@ -19,7 +19,7 @@ def padded_prefill(model):
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
     return out.logits[:, -1].argmax(-1, keepdim=True), mask, positions[:, -1:] + 1, cache
 
 
@@ -29,7 +29,7 @@ def both_ways(model, fast):
     theirs_cache, ours_cache = cache, copy.deepcopy(cache)
     with torch.inference_mode():
         theirs = model(
-            input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs_cache, use_cache=True
+            input_ids=token, attention_mask=mask, position_ids=position, cache=theirs_cache, use_cache=True
         ).logits[:, -1]
         ours = fast.step(token, mask, position, ours_cache)
         for layer in range(len(model.model.layers)):  # the caches hold the same keys and values after it
@@ -97,7 +97,7 @@ def test_many_steps_past_the_buffer_room_and_a_rebuilt_cache():
                 token, position = token[keep], position[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             expected = model(
-                input_ids=token, attention_mask=mask, position_ids=position, past_key_values=theirs, use_cache=True
+                input_ids=token, attention_mask=mask, position_ids=position, cache=theirs, use_cache=True
             ).logits[:, -1]
             got = fast.step(token, mask, position, cache)
             assert torch.allclose(expected, got, atol=1e-5), step

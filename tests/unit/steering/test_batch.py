@@ -193,7 +193,7 @@ def test_rows_with_different_controllers_match_each_row_alone(tiny_lm, tiny_sae)
         cache, step, logits = DynamicCache(), ids[rows], []
         with edit_residual(tiny_lm.model, tiny_sae.cfg.hookpoint, batch), torch.no_grad():
             for _ in range(4):
-                out = tiny_lm.model(input_ids=step, past_key_values=cache, use_cache=True).logits[:, -1]
+                out = tiny_lm.model(input_ids=step, cache=cache, use_cache=True).logits[:, -1]
                 logits.append(out)
                 step = out.argmax(-1, keepdim=True)
         return torch.stack(logits, 1), batch.drain_events()
