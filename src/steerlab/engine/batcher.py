@@ -203,7 +203,23 @@ class Engine:
             group = self._take_group()
             if not group:
                 return
+            self._prefill_or_fail(group)
+
+    def _prefill_or_fail(self, group: list[SequenceState]) -> None:
+        """Prefill ``group``; when that raises, retry its sequences one by one so only the one at fault
+        fails. A failed sequence left the queue without joining the batch: it gets an error event here,
+        or its caller would wait forever. Had part of the group joined, the batch is suspect: re-raise."""
+        try:
             self._prefill(group)
+        except Exception as err:
+            if any(seq is running for seq in group for running in self._active):
+                raise
+            if len(group) > 1:
+                for seq in group:
+                    self._prefill_or_fail([seq])
+                return
+            log.exception("prefill failed")
+            group[0].stream.push(TokenEvent("", None, 0, "error", error=f"generation failed: {err}"))
 
     def _take_group(self) -> list[SequenceState]:
         """The next waiting sequences (FIFO) that fit the batch and the prefill budget; at least one."""

@@ -170,3 +170,35 @@ def test_work_outside_the_engine_gets_the_model_between_two_steps_of_a_long_gene
         assert waited <= 2
     stream.cancel()
     stream.text()
+
+
+def test_decoding_warns_about_nothing(setup):
+    """A clean 'steerlab chat' printed a FutureWarning from transformers (a renamed forward argument):
+    the engine's prefill, its decode steps and the bulk generate path call the model as the pinned
+    transformers release expects."""
+    import warnings
+
+    from steerlab.generation.batch_generate import BatchSampling, generate_batch
+
+    lm, sae, engine = setup
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine.generate(_prompt(lm, PROMPTS[0]), SamplingParams(max_new_tokens=4, temperature=0), _editor(sae, 1))
+        prompts = [_prompt(lm, p) for p in PROMPTS[:2]]
+        generate_batch(lm.model, prompts, BatchSampling(max_new_tokens=4), stop_token_ids(lm.tokenizer), 0, seed=0)
+
+
+def test_a_prompt_whose_prefill_fails_gets_an_error_not_a_hang(setup):
+    """A prefill that raises (here a token id beyond the vocabulary) used to leave its sequences off
+    both the queue and the batch: their callers waited forever. They get an error event; requests
+    queued behind them and the running batch are served as usual."""
+    lm, sae, engine = setup
+    params = SamplingParams(max_new_tokens=4, temperature=0)
+    running = engine.submit(_prompt(lm, PROMPTS[1]), SamplingParams(max_new_tokens=24, temperature=0))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        failed = pool.submit(engine.generate, [10**6], params)
+        queued_behind = pool.submit(engine.generate, _prompt(lm, PROMPTS[0]), params)
+        with pytest.raises(RuntimeError, match="generation failed"):
+            failed.result(timeout=60)
+        assert queued_behind.result(timeout=60)[1] in ("stop", "length")
+    assert running.text()[1] in ("stop", "length")
