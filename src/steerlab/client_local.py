@@ -205,28 +205,20 @@ class LocalBackend:
     def auto_steer(self, specification: str, model="default", config=None):
         from steerlab.analysis.autosteer import auto_steer
 
-        self.check_model(model)
-        search = self.search_index if self.store is not None else None
-        lab = self.lab
-        return lab.run_exclusive(
-            auto_steer,
-            lab.lm,
-            lab.sae,
-            specification,
-            config=config,
-            search=search,
-            labels=self.labels,
-            sae_id=lab.sae_id,
-        )
+        return self._goal_search(auto_steer, specification, model, config)
 
     def auto_conditional(self, specification: str, model="default", config=None):
         from steerlab.analysis.autosteer_conditional import auto_conditional
 
+        return self._goal_search(auto_conditional, specification, model, config)
+
+    def _goal_search(self, search_fn, specification: str, model, config):
+        """AutoSteer or AutoConditional on the lab's model, with label search when there is a database."""
         self.check_model(model)
         search = self.search_index if self.store is not None else None
         lab = self.lab
         return lab.run_exclusive(
-            auto_conditional,
+            search_fn,
             lab.lm,
             lab.sae,
             specification,
