@@ -67,9 +67,8 @@ class Engine:
         longer than this is still admitted, alone."""
         self.threads = torch.get_num_threads()
         """Intra-op threads of the engine thread, fixed at start (see ``steerlab.torch_threads``)."""
-        self.pad_token_id = (
-            tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
-        )
+        pad = tokenizer.pad_token_id if tokenizer is not None else None  # int or None (typed loosely by transformers)
+        self.pad_token_id: int = pad if isinstance(pad, int) else 0
         self.stop_token_ids = set(stop_token_ids)
         self.max_batch, self.max_queue = max_batch, max_queue
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
@@ -272,6 +271,7 @@ class Engine:
 
     def _decode(self) -> None:
         rows = self._active
+        assert self._cache is not None and self._mask is not None  # the active rows' (set when the first was admitted)
         ids = torch.tensor([[s.generated[-1]] for s in rows], device=self.device)
         positions = torch.tensor([[s.length - 1] for s in rows], device=self.device)
         mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)

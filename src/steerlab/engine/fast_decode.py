@@ -14,8 +14,9 @@ model's own forward. ``STEERLAB_FAST_DECODE=0`` turns it off.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,26 +31,73 @@ if TYPE_CHECKING:
     from transformers.cache_utils import DynamicLayer
 
 
-def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
+class _Linear(Protocol):
+    """A projection as the decoder reads it (``nn.Linear``, ``PackedLinear``)."""
+
+    in_features: int
+    out_features: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class _RMSNorm(Protocol):
+    weight: torch.Tensor
+    variance_epsilon: float
+
+
+class _Attention(Protocol):
+    q_proj: _Linear
+    k_proj: _Linear
+    v_proj: _Linear
+    o_proj: _Linear
+
+
+class _MLP(Protocol):
+    gate_proj: _Linear
+    up_proj: _Linear
+    down_proj: _Linear
+    act_fn: Callable[[torch.Tensor], torch.Tensor]
+
+
+class _DecoderLayer(Protocol):
+    """What the decoder reads off one of transformers' ``LlamaDecoderLayer``s (a missing attribute is an
+    AttributeError at construction: the engine then decodes with the model's forward)."""
+
+    self_attn: _Attention
+    mlp: _MLP
+    input_layernorm: _RMSNorm
+    post_attention_layernorm: _RMSNorm
+
+
+class _Config(Protocol):
+    num_attention_heads: int
+    num_key_value_heads: int
+    hidden_size: int
+
+
+def fuse_linears(linears: Sequence[_Linear]) -> nn.Module | None:
     """One layer computing ``cat([l(x) for l in linears], -1)``, or None. The originals keep working: their
     weights become row slices (views) of the fused tensors."""
     first = linears[0]
     if any(getattr(m, "in_features", None) != first.in_features for m in linears):
         return None
-    if all(type(m) is PackedLinear and m.form == first.form for m in linears):
-        names = ["w"] if first.form == "bf16" else ["q", "scale", "offset"]
-        fused = {name: torch.cat([getattr(m, name) for m in linears]) for name in names}
+    packed = [m for m in linears if type(m) is PackedLinear]
+    if len(packed) == len(linears) and all(m.form == packed[0].form for m in packed):
+        form = packed[0].form
+        names = ["w"] if form == "bf16" else ["q", "scale", "offset"]
+        fused = {name: torch.cat([getattr(m, name) for m in packed]) for name in names}
         start = 0
-        for m in linears:
+        for m in packed:
             for name in names:
                 setattr(m, name, fused[name][start : start + m.out_features])  # buffers: views, no copy
             m._bind()
             start += m.out_features
-        return PackedLinear(first.in_features, start, first.form, fused)
-    if all(type(m) is nn.Linear and m.bias is None for m in linears):
-        weight = torch.cat([m.weight.detach() for m in linears])
+        return PackedLinear(first.in_features, start, form, fused)
+    plain = [m for m in linears if type(m) is nn.Linear and m.bias is None]
+    if len(plain) == len(linears):
+        weight = torch.cat([m.weight.detach() for m in plain])
         start = 0
-        for m in linears:
+        for m in plain:
             m.weight = nn.Parameter(weight[start : start + m.out_features], requires_grad=m.weight.requires_grad)
             start += m.out_features
         fused = nn.Linear(first.in_features, start, bias=False, device="meta")  # no throwaway random init
@@ -61,29 +109,42 @@ def fuse_linears(linears: list[nn.Module]) -> nn.Module | None:
 @dataclass
 class _Layer:
     module: nn.Module
-    norm1: nn.Module
+    norm1: _RMSNorm
     qkv: nn.Module
-    o_proj: nn.Module
-    norm2: nn.Module
+    o_proj: _Linear
+    norm2: _RMSNorm
     gate_up: nn.Module
     gate_size: int
-    down: nn.Module
-    act: nn.Module
+    down: _Linear
+    act: Callable[[torch.Tensor], torch.Tensor]
     submodules: tuple[nn.Module, ...]
 
 
 class FastDecoder:
-    """``step(ids [B, 1], mask [B, past + 1], positions [B, 1], cache) -> logits [B, vocab]``."""
+    """``step(ids [B, 1], mask [B, past + 1], positions [B, 1], cache) -> logits [B, vocab]``.
+
+    The model's module tree is read once, here, into typed attributes (transformers' ``LlamaForCausalLM``
+    layout: ``model.{embed_tokens, layers, norm, rotary_emb}``, ``lm_head``); a module missing from it is an
+    AttributeError, a layout that differs a ValueError (the engine then decodes with the model's forward)."""
 
     def __init__(self, model: nn.Module) -> None:
-        inner = model.model
-        config = model.config
-        self.model, self.inner = model, inner
+        inner = model.get_submodule("model")
+        config = cast(_Config, model.config)  # a LlamaConfig (``supports``: model_type "llama")
+        layers = inner.get_submodule("layers")
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError("decoder layers that are not a ModuleList")
+        self.model = model
+        self.embed_tokens = inner.get_submodule("embed_tokens")
+        self.rotary_emb = inner.get_submodule("rotary_emb")
+        final_norm = inner.get_submodule("norm")
+        self.final_norm = cast(_RMSNorm, final_norm)  # used as the layers' norms are (``_norm``)
+        self.lm_head = model.get_submodule("lm_head")
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scaling = self.head_dim**-0.5
         self.layers: list[_Layer] = []
-        for layer in inner.layers:
+        for module in layers:
+            layer = cast(_DecoderLayer, module)  # a LlamaDecoderLayer (see the class doc)
             attn, mlp = layer.self_attn, layer.mlp
             sizes = (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
             if sizes != (self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim):
@@ -99,7 +160,7 @@ class FastDecoder:
                 raise ValueError("projections that cannot be fused")
             self.layers.append(
                 _Layer(
-                    layer,
+                    module,
                     layer.input_layernorm,
                     qkv,
                     attn.o_proj,
@@ -108,14 +169,14 @@ class FastDecoder:
                     mlp.gate_proj.out_features,
                     mlp.down_proj,
                     mlp.act_fn,
-                    tuple(m for m in layer.modules() if m is not layer),
+                    tuple(m for m in module.modules() if m is not module),
                 )
             )
         self._norm_shape = (config.hidden_size,)
         self._fused_norm = kernels_available() and config.hidden_size % 16 == 0
-        self._watched = (model, inner, inner.embed_tokens, inner.norm, inner.rotary_emb, model.lm_head)
+        self._watched = (model, inner, self.embed_tokens, final_norm, self.rotary_emb, self.lm_head)
 
-    def _norm(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    def _norm(self, x: torch.Tensor, norm: _RMSNorm) -> torch.Tensor:
         """The RMSNorm module's formula in one call: our kernel (``csrc/rms_norm.cpp``) or ``F.rms_norm``."""
         if self._fused_norm and x.dtype is torch.float32:
             return torch.ops.steerlab_cpu.rms_norm(x, norm.weight, norm.variance_epsilon)
@@ -152,16 +213,17 @@ class FastDecoder:
 
     def step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         batch = ids.shape[0]
-        x = self.inner.embed_tokens(ids)  # [B, 1, d]
-        cos, sin = self.inner.rotary_emb(x, position_ids=positions)
+        x = self.embed_tokens(ids)  # [B, 1, d]
+        cos, sin = self.rotary_emb(x, position_ids=positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, head_dim]
         bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
+        cache_layers = cast("list[DynamicLayer]", cache.layers)  # what DynamicCache holds without sliding windows
         for index, layer in enumerate(self.layers):
             h = self._norm(x, layer.norm1)
             qkv = layer.qkv(h).view(batch, 1, self.heads + 2 * self.kv_heads, self.head_dim).transpose(1, 2)
             qk = _rotate(qkv[:, : self.heads + self.kv_heads], cos, sin)  # queries and keys in one rotation
             q, k, v = qk[:, : self.heads], qk[:, self.heads :], qkv[:, self.heads + self.kv_heads :]
-            k, v = _append(cache.layers[index], k, v)
+            k, v = _append(cache_layers[index], k, v)
             # One query per row: the query heads sharing a key/value head as one product (what SDPA with
             # grouped heads computes, ~20% faster at 16 rows), padding masked by a 0 / -inf bias.
             scores = torch.matmul(q.reshape(batch, self.kv_heads, -1, self.head_dim), k.transpose(-1, -2))
@@ -174,11 +236,13 @@ class FastDecoder:
                 replaced = hook(layer.module, (x,), x)
                 if replaced is not None:
                     x = replaced[0] if isinstance(replaced, tuple) else replaced
-        return self.model.lm_head(self._norm(x, self.inner.norm))[:, -1]
+        return self.lm_head(self._norm(x, self.final_norm))[:, -1]
 
 
 CAPACITY_STEP = 64
 """Positions added to a layer's key/value buffers when they fill up."""
+_BUFFERS = "_steerlab_buffers"
+"""The attribute on a ``DynamicLayer`` that holds its ``(keys, values)`` buffers (ours, not transformers')."""
 
 
 def _append(layer: DynamicLayer, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +250,8 @@ def _append(layer: DynamicLayer, k: torch.Tensor, v: torch.Tensor) -> tuple[torc
     room for ``CAPACITY_STEP`` more positions, and the layer holds views of their filled part. Whatever
     rebuilds the cache (joining or dropping sequences, transformers' own forward) sees ordinary tensors."""
     keys, values = layer.keys, layer.values
-    buffers = getattr(layer, "_steerlab_buffers", None)
+    assert keys is not None and values is not None  # decode steps follow a prefill, which filled every layer
+    buffers: tuple[torch.Tensor, torch.Tensor] | None = getattr(layer, _BUFFERS, None)
     length = keys.shape[2]
     if (
         buffers is None
@@ -199,11 +264,12 @@ def _append(layer: DynamicLayer, k: torch.Tensor, v: torch.Tensor) -> tuple[torc
         buffers = (keys.new_empty(shape), values.new_empty(shape))
         buffers[0][:, :, :length] = keys
         buffers[1][:, :, :length] = values
-        layer._steerlab_buffers = buffers
+        setattr(layer, _BUFFERS, buffers)
     buffers[0][:, :, length] = k[:, :, 0]
     buffers[1][:, :, length] = v[:, :, 0]
-    layer.keys, layer.values = buffers[0][:, :, : length + 1], buffers[1][:, :, : length + 1]
-    return layer.keys, layer.values
+    keys, values = buffers[0][:, :, : length + 1], buffers[1][:, :, : length + 1]
+    layer.keys, layer.values = keys, values
+    return keys, values
 
 
 def _rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 
 def _layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    """Each layer's ``(keys, values)``; the engine's caches hold attention layers that a forward filled."""
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for layer in cache.layers:
+        assert isinstance(layer, DynamicLayer) and layer.keys is not None and layer.values is not None
+        pairs.append((layer.keys, layer.values))
+    return pairs
 
 
 def _left_pad(t: torch.Tensor, length: int) -> torch.Tensor:

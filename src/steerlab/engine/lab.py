@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -29,15 +29,28 @@ from steerlab.steering.conversation import check_context, conversation_ids, prom
 from steerlab.steering.errors import ConversationError
 from steerlab.steering.variant import InferenceContext
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from transformers import PreTrainedTokenizerBase
+
+    from steerlab.engine.sequence import RowEditor
+    from steerlab.features.search import FeatureSearch
+    from steerlab.features.store import FeatureStore
+    from steerlab.sae.base import SAE
+    from steerlab.steering.batch import RowSteering
+    from steerlab.steering.resolve import Steering, VariantLike
+
 T = TypeVar("T")
 
 
 @dataclass
 class Lab:
     lm: LoadedModel
-    sae: object | None = None
-    store: object | None = None
-    """A ``steerlab.features.store.FeatureStore`` when a feature database is available."""
+    sae: SAE | None = None
+    """None: plain chat only (no steering, features or analyses)."""
+    store: FeatureStore | None = None
+    """The SAE's feature database, when one is available."""
     sae_id: str | None = None
     """The SAE's identity (``features.identity.sae_identity``; the database's id when there is one)."""
     max_batch: int = 32
@@ -67,7 +80,7 @@ class Lab:
         db_path: str | Path | None = None,
         dtype: str | None = None,
         device: str | None = None,
-        **kw,
+        **kw: int,
     ) -> Lab:
         """Model + SAE (bundled by default) + the SAE's feature database (``features.db`` next to the
         SAE unless ``db_path`` says otherwise; the lab works without one, minus labels and search).
@@ -81,7 +94,7 @@ class Lab:
         return cls.with_database(lm, sae, open_feature_database(lm.name, sae_path, db_path), **kw)
 
     @classmethod
-    def with_database(cls, lm: LoadedModel, sae, store, **kw) -> Lab:
+    def with_database(cls, lm: LoadedModel, sae: SAE, store: FeatureStore | None, **kw: int) -> Lab:
         """A lab on ``store`` (or None), which must describe ``sae``'s weights."""
         sae_id = None
         if store is not None:
@@ -103,7 +116,7 @@ class Lab:
         check_context(self.lm.model, len(ids))
         return ids
 
-    def steering_for(self, variant):
+    def steering_for(self, variant: VariantLike) -> tuple[Steering | None, RowSteering | None]:
         """``(Steering, per-sequence editor)`` for any variant form (``resolve.Steering.of``); both None
         for a plain model name. Compiled against this SAE and its identity: malformed JSON, features
         outside the SAE and feature UUIDs of another SAE are refused (a ``SteeringError`` naming the
@@ -113,15 +126,24 @@ class Lab:
 
         steering = Steering.of(variant)
         plan = steering.plan(self.sae, self.sae_id) if steering else None
-        return steering, (RowSteering(self.sae, plan, steering.abort_events) if plan is not None else None)
+        if plan is None:
+            return steering, None
+        assert steering is not None and self.sae is not None  # a plan comes from a steering, compiled against the SAE
+        return steering, RowSteering(self.sae, plan, steering.abort_events)
 
-    def editor_for_controller(self, controller: dict | str):
+    def editor_for_controller(self, controller: dict | str) -> RowSteering | None:
         """Compile Ember controller JSON into a per-sequence editor (None when it edits nothing).
         Events (``handle_when``/``abort_when`` names) are reported to the client, which decides to
         abort (as the goodfire SDK does)."""
         return self.steering_for(controller if isinstance(controller, (dict, str)) else dict(controller))[1]
 
-    def chat(self, messages: list[dict], params: SamplingParams, editor=None, loop=None) -> Stream:
+    def chat(
+        self,
+        messages: list[dict],
+        params: SamplingParams,
+        editor: RowEditor | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Stream:
         """Start a reply on the engine; ``max_new_tokens`` shrinks to what the context has room for."""
         ids = self.prompt_ids(messages)
         room = self.engine.max_positions - len(ids)
@@ -133,7 +155,9 @@ class Lab:
             params = replace(params, max_new_tokens=room)
         return self.engine.submit(ids, params, editor, loop=loop)
 
-    def generate(self, messages: list[dict], params: SamplingParams, variant=None) -> Iterator[TokenEvent]:
+    def generate(
+        self, messages: list[dict], params: SamplingParams, variant: VariantLike = None
+    ) -> Iterator[TokenEvent]:
         """A reply's tokens as the engine samples them, for in-process callers (client, CLI). A
         Variant's handlers run as its events fire, before that token is yielded, so ``abort_when``
         stops generation before the token is shown; leaving the loop early cancels the stream."""
@@ -155,7 +179,12 @@ class Lab:
 
     # ------------------------------------------------------------------ one forward
     def logits(
-        self, messages, variant=None, *, top_k: int | None = 10, filter_vocabulary: list[str] | None = None
+        self,
+        messages: list[dict],
+        variant: VariantLike = None,
+        *,
+        top_k: int | None = 10,
+        filter_vocabulary: list[str] | None = None,
     ) -> dict[str, float]:
         """Logits of the token that would come next (the assistant's first, or the continuation of a
         final assistant message), highest first: the top ``top_k``, optionally only among
@@ -175,24 +204,27 @@ class Lab:
         top = values.topk(k)
         out: dict[str, float] = {}
         for value, i in zip(top.values.tolist(), candidates[top.indices].tolist()):
-            out.setdefault(tokenizer.decode([i]), value)
+            out.setdefault(str(tokenizer.decode([i])), value)  # one id decodes to one string
         return out
 
     @torch.inference_mode()
-    def _next_logits(self, ids: list[int], editor) -> torch.Tensor:
-        steering = edit_residual(self.lm.model, self.sae.cfg.hookpoint, editor) if editor else nullcontext()
+    def _next_logits(self, ids: list[int], editor: RowSteering | None) -> torch.Tensor:
+        steering: AbstractContextManager[None] = nullcontext()
+        if editor:
+            assert self.sae is not None  # an editor is compiled against the SAE (steering_for)
+            steering = edit_residual(self.lm.model, self.sae.cfg.hookpoint, editor)
         with steering:
             return self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device)).logits[0, -1].float().cpu()
 
-    def tokenize(self, messages) -> list[str]:
+    def tokenize(self, messages: list[dict]) -> list[str]:
         """The conversation's tokens as text, exactly as inspect and attribution index them."""
         return token_strings(self.lm.tokenizer, conversation_ids(self.lm.tokenizer, messages))
 
-    def exclusive(self) -> AbstractContextManager:
+    def exclusive(self) -> AbstractContextManager[None]:
         """Hold the model for a forward outside the engine (inspect, attribution, logits...)."""
         return self.engine.outside()
 
-    def run_exclusive(self, fn: Callable[..., T], *args, **kwargs) -> T:
+    def run_exclusive(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` with the model held, in a thread that ends with it: a server's worker
         threads live on, and each that ran a parallel kernel would keep OpenMP workers that slow every
         decode step after it (``steerlab/torch_threads.py``)."""
@@ -203,10 +235,11 @@ class Lab:
 
     # ------------------------------------------------------------------ features
     @cached_property
-    def search(self):
+    def search(self) -> FeatureSearch | None:
         """Label and decoder search over the feature database (None without one)."""
         if self.store is None:
             return None
+        assert self.sae is not None and self.sae_id is not None, "a feature database describes this lab's SAE"
         from steerlab.features.search import FeatureSearch
 
         return FeatureSearch(self.store, self.sae_id, decoder=self.sae.W_dec.detach().float().cpu().numpy())
@@ -215,16 +248,19 @@ class Lab:
     def labels(self) -> dict[int, str]:
         if self.store is None:
             return {}
+        assert self.sae_id is not None, "a feature database describes this lab's SAE"
         return {i: label.text for i, label in self.store.labels(self.sae_id).items()}
 
     @property
     def d_sae(self) -> int:
+        assert self.sae is not None, "this lab has no SAE"
         return self.sae.cfg.d_sae
 
     def feature_id(self, index: int) -> str:
         """The feature's UUID on the wire (stable per SAE identity and index)."""
         from steerlab.features.schema import feature_uuid
 
+        assert self.sae_id is not None, "this lab has no SAE"
         return feature_uuid(self.sae_id, index)
 
     def wire_feature(self, index: int) -> dict:
@@ -252,7 +288,7 @@ class Lab:
             self.store.close()
 
 
-def check_database_matches(sae, sae_id: str, db: Path) -> None:
+def check_database_matches(sae: SAE, sae_id: str, db: Path) -> None:
     """Refuse a feature database built for other weights: its labels and examples would describe
     someone else's latents (the id hashes the weights, see ``features.identity``)."""
     from steerlab.features.identity import sae_identity
@@ -283,8 +319,8 @@ def sampling_params(
         raise ConversationError(err.message, field=field, allowed=err.allowed) from None
 
 
-def _single_token_ids(tokenizer, vocabulary: list[str]) -> list[int]:
-    ids = []
+def _single_token_ids(tokenizer: PreTrainedTokenizerBase, vocabulary: list[str]) -> list[int]:
+    ids: list[int] = []
     for i, text in enumerate(vocabulary):
         encoded = tokenizer.encode(text, add_special_tokens=False) if isinstance(text, str) else []
         if len(encoded) != 1:

@@ -62,10 +62,10 @@ class SequenceState:
         if observe is not None:  # entropy-bounded nudges decide for the next token
             observe(logits)
         if token in self.stop_token_ids:
-            rest = tokenizer.decode(self.generated, skip_special_tokens=True)[len(self.emitted) :]
+            rest = _decode(tokenizer, self.generated)[len(self.emitted) :]
             return self._finish(TokenEvent(rest, token, index, "stop", events))
         self.generated.append(token)
-        text = tokenizer.decode(self.generated, skip_special_tokens=True)
+        text = _decode(tokenizer, self.generated)
         hit = min((text.index(s) for s in self.params.stop if s and s in text), default=None)
         if hit is not None:
             return self._finish(TokenEvent(text[len(self.emitted) : hit], token, index, "stop", events))
@@ -82,3 +82,10 @@ class SequenceState:
         self.stream.completion_tokens = len(self.generated)
         self.stream.push(event)
         return True
+
+
+def _decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """The text of ``ids``, special tokens skipped."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    assert isinstance(text, str)  # one sequence of ids decodes to one string (a batch of them, to a list)
+    return text

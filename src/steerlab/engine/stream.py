@@ -37,6 +37,7 @@ class Stream:
     def push(self, event: TokenEvent) -> None:
         """Called by the engine thread."""
         if self._loop is not None:
+            assert self._async_q is not None  # made with the loop
             try:
                 self._loop.call_soon_threadsafe(self._async_q.put_nowait, event)
             except RuntimeError:  # the consumer's loop is gone: nobody is listening any more

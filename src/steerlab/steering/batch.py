@@ -166,8 +166,9 @@ class SteeringBatch:
         first = trigger.int().argmax(-1).tolist()
         before = (valid.cumsum(-1) - 1).tolist()  # position among this row's real tokens
         for r, did in enumerate(fired):
-            if did and names[r][slot] is not None:
-                self.states[r].events.append((names[r][slot], self.states[r].seen + before[r][first[r]]))
+            name = names[r][slot] if did else None
+            if name is not None:
+                self.states[r].events.append((name, self.states[r].seen + before[r][first[r]]))
 
 
 class RowSteering:

@@ -47,11 +47,13 @@ def check_number(value: object, field: str) -> float | int:
 
 
 class _Joinable:
+    """``&`` and ``|`` for the two condition classes (``as_condition(self)`` is ``self``, typed as one of them)."""
+
     def __and__(self, other: ConditionLike) -> ConditionGroup:
-        return _join(self, as_condition(other), "AND")
+        return _join(as_condition(self), as_condition(other), "AND")
 
     def __or__(self, other: ConditionLike) -> ConditionGroup:
-        return _join(self, as_condition(other), "OR")
+        return _join(as_condition(self), as_condition(other), "OR")
 
     def __bool__(self) -> bool:
         raise TypeError(

@@ -11,17 +11,39 @@ attribution read).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
 from steerlab.models.chat_template import context_length, template_ids
 from steerlab.steering.errors import ContextLengthError, ConversationError
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
 
 ROLES = ("system", "user", "assistant")
 
 
-def check_messages(messages, field: str = "messages") -> list[dict]:
-    """A non-empty list of ``{"role", "content"}`` with known roles and text content."""
+class MessageLike(Protocol):
+    """A message object (a pydantic request model, a goodfire SDK message): read for its role and content."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+Messages = Sequence[Mapping[str, object] | MessageLike]
+"""What callers pass: ``{"role", "content"}`` dicts or message objects (checked by ``check_messages``)."""
+
+
+def check_messages(messages: object, field: str = "messages") -> list[dict]:
+    """A non-empty list of ``{"role", "content"}`` with known roles and text content (``messages`` is
+    unchecked input: anything else is a ``ConversationError`` naming ``field``)."""
     if not isinstance(messages, (list, tuple)) or not messages:
         raise ConversationError("must be a non-empty list of {role, content} messages", field=field)
-    out = []
+    out: list[dict] = []
     for i, m in enumerate(messages):
         role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
         content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
@@ -33,7 +55,7 @@ def check_messages(messages, field: str = "messages") -> list[dict]:
     return out
 
 
-def prompt_ids(tokenizer, messages, field: str = "messages") -> list[int]:
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, field: str = "messages") -> list[int]:
     """Ids that generation continues: the assistant's turn opened, or its last message continued."""
     messages = check_messages(messages, field)
     if messages[-1]["role"] == "assistant":
@@ -41,12 +63,12 @@ def prompt_ids(tokenizer, messages, field: str = "messages") -> list[int]:
     return template_ids(tokenizer, messages, add_generation_prompt=True)
 
 
-def conversation_ids(tokenizer, messages, field: str = "messages") -> list[int]:
+def conversation_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, field: str = "messages") -> list[int]:
     """Ids of the whole conversation, every message closed (for inspect/contrast/attribution)."""
     return template_ids(tokenizer, check_messages(messages, field), add_generation_prompt=False)
 
 
-def check_context(model, n_tokens: int, field: str = "messages") -> None:
+def check_context(model: nn.Module, n_tokens: int, field: str = "messages") -> None:
     """A conversation the model cannot read in one window is an error, not a silent truncation."""
     limit = context_length(model)
     if limit is not None and n_tokens > limit:

@@ -155,7 +155,7 @@ class _Builder:
             tuple(float(f.max_activation_strength) for f in group),
         )
 
-    def add_group(self, cond: ConditionGroup, threshold: float | None) -> int:
+    def add_group(self, cond: ConditionGroup, threshold: float) -> int:
         children, height = [], 1
         for item in cond.items:
             if isinstance(item, ConditionGroup):
@@ -167,7 +167,7 @@ class _Builder:
         self.groups.append(Group(cond.op == "AND", tuple(children), height))
         return len(self.groups) - 1
 
-    def add_leaf(self, cmp: Comparison, threshold: float | None) -> int:
+    def add_leaf(self, cmp: Comparison, threshold: float) -> int:
         right = self.side(cmp.right) if isinstance(cmp.right, FeatureGroup) else float(cmp.right)
         self.leaves.append(Leaf(self.side(cmp.left), OP_CODES[cmp.op], right, threshold))
         return len(self.leaves) - 1

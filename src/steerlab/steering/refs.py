@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid as uuid_lib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeGuard, Union
 
 from steerlab.features.schema import feature_uuid
 from steerlab.steering.errors import EditError
@@ -156,7 +156,7 @@ def as_feature(obj: FeatureLike, sae_id: str | None = None, labels: Labels = Non
     ``Feature`` or a feature-database record (``index`` + ``uuid``)."""
     if isinstance(obj, FeatureRef):
         return obj
-    if isinstance(obj, int) and not isinstance(obj, bool):
+    if _is_index(obj):
         label = _label_of(labels, obj)
         return FeatureRef.of(obj, sae_id, label) if sae_id is not None else FeatureRef(obj, "", label)
     index = getattr(obj, "index_in_sae", None)
@@ -180,10 +180,16 @@ def as_group(obj: FeatureLike, sae_id: str | None = None, labels: Labels = None)
     """A FeatureGroup from one feature-like object, a group, or an iterable of them."""
     if isinstance(obj, FeatureGroup):
         return obj
-    single = isinstance(obj, (int, FeatureRef)) or hasattr(obj, "uuid")
-    if not single and hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes, dict)):
+    if isinstance(obj, (int, FeatureRef)) or hasattr(obj, "uuid"):  # one feature, even if it iterates
+        return FeatureGroup([as_feature(obj, sae_id, labels)])
+    if hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes, dict)):
         return FeatureGroup(as_feature(f, sae_id, labels) for f in obj)
     return FeatureGroup([as_feature(obj, sae_id, labels)])
+
+
+def _is_index(obj: object) -> TypeGuard[int]:
+    """An int that is not a bool (a TypeGuard: where it is False, ``obj`` keeps its duck type)."""
+    return isinstance(obj, int) and not isinstance(obj, bool)
 
 
 def _label_of(labels: Labels, index: int) -> str:

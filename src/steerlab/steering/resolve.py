@@ -72,6 +72,7 @@ def steering_batch(
     plan = steering.plan(sae, sae_id) if steering else None
     if plan is None:
         return steering, None
+    assert sae is not None  # Steering.plan compiles only against an SAE (it raises without one)
     return steering, SteeringBatch(sae, [plan], capture=capture)
 
 

@@ -63,8 +63,9 @@ class _Edits:
     def set(self, feature: FeatureLike, value: float | None = None, mode: str = "nudge") -> None:
         """Edit feature(s); ``value=None`` clears. ``set({f: v, ...})`` sets several at once.
         Setting a feature again replaces its edit in place (as the SDK does)."""
-        if isinstance(feature, dict) or hasattr(feature, "as_dict"):
-            items = feature.as_dict().items() if hasattr(feature, "as_dict") else feature.items()
+        sdk_edits = getattr(feature, "as_dict", None)  # the goodfire SDK's FeatureEdits
+        if isinstance(feature, dict) or sdk_edits is not None:
+            items = sdk_edits().items() if sdk_edits is not None else feature.items()
             planned = [(as_group(f, self._root.sae_id, self._root.labels), v) for f, v in items]
             for group, v in planned:  # validate everything before changing anything (None clears)
                 for f in group:
