@@ -58,8 +58,13 @@ def main() -> None:
         else:
             from steerlab.classifiers.train import train
 
-            clf = train(lab, task.train, "jailbreak", heldout=task.heldout,
-                        progress=lambda m: print(m, file=sys.stderr, flush=True))
+            clf = train(
+                lab,
+                task.train,
+                "jailbreak",
+                heldout=task.heldout,
+                progress=lambda m: print(m, file=sys.stderr, flush=True),
+            )
             how = "trained in this run"
         held = task.heldout["source"]
         texts = [e.text for e in held][: args.n_throughput]
@@ -80,8 +85,10 @@ def main() -> None:
         "figures_from": how,
         "shipped_kind": clf.kind,
         "shipped_pool": clf.pool,
-        "training": {k: report[k] for k in ("counts", "split", "heldout_sources", "truncated", "max_tokens",
-                                            "extract_seconds", "chosen")},
+        "training": {
+            k: report[k]
+            for k in ("counts", "split", "heldout_sources", "truncated", "max_tokens", "extract_seconds", "chosen")
+        },
         "kinds": {
             k: {
                 "pool": r["pool"],
@@ -101,8 +108,11 @@ def main() -> None:
             "plain_forward_texts_per_s": len(texts) / plain_s,
             "note": "scoring runs the model only up to the SAE's layer; the plain forward runs every layer",
         },
-        "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "torch": torch.__version__},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
     }
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -31,8 +31,15 @@ def main() -> None:
     try:
         out = args.out or bundled_sae_path(lab.model_name) / "classifiers" / "jailbreak"
         task = build_task("jailbreak")
-        clf = train(lab, task.train, "jailbreak", kind=args.kind, max_tokens=args.max_tokens, heldout=task.heldout,
-                    progress=lambda m: print(m, file=sys.stderr, flush=True))
+        clf = train(
+            lab,
+            task.train,
+            "jailbreak",
+            kind=args.kind,
+            max_tokens=args.max_tokens,
+            heldout=task.heldout,
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+        )
         save(clf, out, overwrite=True)
     finally:
         lab.close()

@@ -42,9 +42,7 @@ def read_texts(path: str | Path, field: str = "text_file") -> list[str]:
             continue
         text = _parse_line(line, path, n, field) if jsonl else line
         if len(text) > MAX_CHARS:
-            raise InvalidInputError(
-                f"{path}:{n} is {len(text)} characters; at most {MAX_CHARS} per text", field=field
-            )
+            raise InvalidInputError(f"{path}:{n} is {len(text)} characters; at most {MAX_CHARS} per text", field=field)
         texts.append(text)
     return texts
 

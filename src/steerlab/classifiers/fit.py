@@ -106,4 +106,6 @@ def fit_text(texts: list[str], y: np.ndarray, c: float, max_terms: int = 5000, s
     vocab = [""] * len(vec.vocabulary_)
     for term, i in vec.vocabulary_.items():
         vocab[i] = term
-    return TextModel(vocab, vec.idf_.astype(np.float64), Linear(lr.coef_[0].astype(np.float32), float(lr.intercept_[0])))
+    return TextModel(
+        vocab, vec.idf_.astype(np.float64), Linear(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]))
+    )

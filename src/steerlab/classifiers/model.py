@@ -142,8 +142,11 @@ class Classifier:
             weights = [
                 {
                     "index": int(self.linear.indices[i]),  # type: ignore[index]
-                    "label": self.label_of(lab, int(self.linear.indices[i])) if lab else self.labels.get(
-                        int(self.linear.indices[i]), ""  # type: ignore[index]
+                    "label": self.label_of(lab, int(self.linear.indices[i]))
+                    if lab
+                    else self.labels.get(
+                        int(self.linear.indices[i]),
+                        "",  # type: ignore[index]
                     ),
                     "weight": float(self.linear.weights[i]),
                 }

@@ -99,14 +99,19 @@ def train(
     t0 = time.perf_counter()
     say(f"extracting features of {len(texts)} texts (+{sum(len(v) for v in heldout.values())} held out)")
     pooled = pooled_features(
-        lab, texts, max_tokens, progress=lambda done, total: say(f"features {done}/{total}") if done % 256 < 16 else None
+        lab,
+        texts,
+        max_tokens,
+        progress=lambda done, total: say(f"features {done}/{total}") if done % 256 < 16 else None,
     )
     held_pooled = {k: pooled_features(lab, [e.text for e in v], max_tokens) for k, v in heldout.items()}
     extract_s = time.perf_counter() - t0
     train_i, val_i, test_i = _split(y, seed)
     fit_i = np.concatenate([train_i, val_i])
-    parts = {n: (_subset(pooled, i), [texts[j] for j in i], y[i]) for n, i in
-             (("train", train_i), ("val", val_i), ("test", test_i), ("fit", fit_i))}
+    parts = {
+        n: (_subset(pooled, i), [texts[j] for j in i], y[i])
+        for n, i in (("train", train_i), ("val", val_i), ("test", test_i), ("fit", fit_i))
+    }
 
     kinds_report: dict[str, dict] = {}
     finals: dict[str, tuple[str, object, float]] = {}
@@ -119,8 +124,15 @@ def train(
             model = _fit(k, pool, c, p_tr, t_tr, y_tr, max_features, seed)
             val_p = sigmoid(_logits(k, pool, model, p_va, t_va))
             n_feat = len(model.linear.weights) if k == "text" else len(model.weights)
-            tried.append({"pool": pool, "C": c, "n_features": int(n_feat), "val_auroc": metrics.auroc(y_va, val_p),
-                          "_val_p": val_p})
+            tried.append(
+                {
+                    "pool": pool,
+                    "C": c,
+                    "n_features": int(n_feat),
+                    "val_auroc": metrics.auroc(y_va, val_p),
+                    "_val_p": val_p,
+                }
+            )
         best = max(tried, key=lambda r: ((r["val_auroc"] or 0.0), -r["n_features"], -r["C"]))
         threshold = metrics.best_f1_threshold(y_va, best["_val_p"])
         p_fit, t_fit, y_fit = parts["fit"]

@@ -12,8 +12,9 @@ from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
 from steerlab.errors import InvalidInputError
 
-app = typer.Typer(help="Interpretable classifiers on SAE features (and a shipped 'jailbreak' detector).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Interpretable classifiers on SAE features (and a shipped 'jailbreak' detector).", no_args_is_help=True
+)
 
 
 def _lab(model: str, sae: str | None, dtype: str | None, device: str | None):
@@ -26,7 +27,9 @@ def _lab(model: str, sae: str | None, dtype: str | None, device: str | None):
 @one_line_errors
 def train_cmd(
     name: str = typer.Argument(..., help="Name to save it under (refused if it exists, unless --overwrite)."),
-    pos: Path | None = typer.Option(None, "--pos", help="Positive texts: one per line, or .jsonl (text/prompt/messages)."),
+    pos: Path | None = typer.Option(
+        None, "--pos", help="Positive texts: one per line, or .jsonl (text/prompt/messages)."
+    ),
     neg: Path | None = typer.Option(None, "--neg", help="Negative texts, same formats."),
     task: str | None = typer.Option(None, "--task", help="A built-in task instead of files: jailbreak or harmful."),
     kind: str = typer.Option("best", "--kind", help="sae, raw, text, or best (highest validation AUROC)."),
@@ -55,7 +58,9 @@ def train_cmd(
         examples, heldout = built.train, built.heldout
     else:
         if pos is None or neg is None:
-            raise InvalidInputError("both --pos and --neg are needed (or --task)", field="pos" if pos is None else "neg")
+            raise InvalidInputError(
+                "both --pos and --neg are needed (or --task)", field="pos" if pos is None else "neg"
+            )
         examples = labelled(read_texts(pos, "pos"), read_texts(neg, "neg"), pos.name, neg.name)
     lab = _lab(model, sae, dtype, device)
     try:
@@ -69,8 +74,16 @@ def train_cmd(
                 pass
         from steerlab.classifiers.train import train
 
-        clf = train(lab, examples, name, kind=kind, max_tokens=max_tokens, max_features=max_features,
-                    heldout=heldout, progress=lambda msg: print(msg, file=sys.stderr))
+        clf = train(
+            lab,
+            examples,
+            name,
+            kind=kind,
+            max_tokens=max_tokens,
+            max_features=max_features,
+            heldout=heldout,
+            progress=lambda msg: print(msg, file=sys.stderr),
+        )
         save(clf, folder, overwrite=overwrite)
     finally:
         lab.close()
@@ -82,8 +95,10 @@ def train_cmd(
         t = r["test"]
         held = r.get("heldout", {}).get("source")
         extra = f"  held-out source AUROC {held['auroc']:.3f}" if held and held["auroc"] is not None else ""
-        print(f"  {k:4s} val AUROC {r['val_auroc'] or 0:.3f}  test AUROC {t['auroc'] or 0:.3f} F1 {t['f1']:.3f} "
-              f"ECE {t['ece']:.3f}{extra}")
+        print(
+            f"  {k:4s} val AUROC {r['val_auroc'] or 0:.3f}  test AUROC {t['auroc'] or 0:.3f} F1 {t['f1']:.3f} "
+            f"ECE {t['ece']:.3f}{extra}"
+        )
 
 
 def _exists(name: str, folder: Path):
@@ -163,7 +178,9 @@ def show_cmd(
     if as_json:
         print(json.dumps(summary, indent=1))
         return
-    print(f"{summary['name']}: {summary['kind']} on {summary['hookpoint']} ({summary['pool']} pooling), "
-          f"threshold {summary['threshold']:.3f}, {summary['n_features']} features")
+    print(
+        f"{summary['name']}: {summary['kind']} on {summary['hookpoint']} ({summary['pool']} pooling), "
+        f"threshold {summary['threshold']:.3f}, {summary['n_features']} features"
+    )
     for w in summary["weights"]:
         print(f"  {w['weight']:+8.3f}  {w['index']:6d}  {w['label']}")

@@ -31,8 +31,9 @@ def invoke(*args):
 
 def test_train_then_score_prints_one_json_object_per_line(files, tiny_model_dir, tiny_sae_dir, steerlab_home):
     where = ["--model", tiny_model_dir, "--sae", tiny_sae_dir]
-    result = invoke("classify", "train", "pirate", "--pos", files / "pos.txt", "--neg", files / "neg.txt",
-                    "--kind", "sae", *where)
+    result = invoke(
+        "classify", "train", "pirate", "--pos", files / "pos.txt", "--neg", files / "neg.txt", "--kind", "sae", *where
+    )
     assert result.exit_code == 0, result.output
     assert "saved pirate (sae" in result.output
     result = invoke("classify", "score", "pirate", "--text-file", files / "score.txt", "--json", *where)
