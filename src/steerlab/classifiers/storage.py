@@ -119,6 +119,8 @@ def save(clf: Classifier, folder: Path, overwrite: bool = False) -> Path:
         "report": clf.report,
     }
     (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+    for path in tmp.iterdir():
+        path.chmod(0o644)  # safetensors writes 0600; a classifier may be shipped or shared
     old = folder.parent / f".{folder.name}.old-{os.getpid()}"
     if folder.exists():
         folder.rename(old)
