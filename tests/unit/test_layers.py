@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"features"},
     {"steering"},
     {"analysis"},
+    {"classifiers"},
     {"engine"},
     {"server"},
     {"client", "client_types", "client_http", "client_local"},

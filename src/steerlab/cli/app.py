@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import chat, data, features, model, sae, serve
+from steerlab.cli import chat, classify, data, features, model, sae, serve
 from steerlab.cli.errors import one_line_errors
 
 app = typer.Typer(
@@ -31,5 +31,6 @@ app.add_typer(data.app, name="corpus")
 app.command("harvest")(data.harvest_cmd)
 app.add_typer(sae.app, name="sae")
 app.add_typer(features.app, name="features")
+app.add_typer(classify.app, name="classify")
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="keys")

@@ -282,6 +282,26 @@ class Lab:
     def _index_by_uuid(self) -> dict[str, int]:
         return {self.feature_id(i): i for i in range(self.d_sae)}
 
+    # ------------------------------------------------------------------ classifiers
+    def classifier(self, name: str):
+        """The classifier ``name`` trained on this model and SAE (the user's own, else one shipped with
+        the SAE), loaded once; refused when it reads another SAE."""
+        from steerlab.classifiers.storage import find, load
+
+        cache = self.__dict__.setdefault("_classifiers", {})
+        if name not in cache:
+            cache[name] = load(find(self, name), self)
+        return cache[name]
+
+    def classify(self, name: str, texts: list[str], top: int = 5) -> list[dict]:
+        """Score texts with classifier ``name``: ``score`` (probability of the positive class), ``flagged``,
+        ``features`` (the ones that moved the score: index, label, contribution) and ``truncated``."""
+        return self.classifier(name).score(self, texts, top=top)
+
+    def forget_classifier(self, name: str) -> None:
+        """Drop a loaded classifier (after it was retrained or replaced)."""
+        self.__dict__.get("_classifiers", {}).pop(name, None)
+
     def close(self) -> None:
         self.engine.close()
         if self.store is not None and hasattr(self.store, "close"):

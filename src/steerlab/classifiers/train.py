@@ -1,0 +1,199 @@
+"""Train the three kinds in one run on one split, compare them, keep the one asked for (or the best).
+
+Split (stratified, seeded): 20% test, then 20% of the rest for validation. Every choice (pooling,
+penalty, threshold, which kind is "best") is made on validation; the chosen configuration is refitted
+on train + validation and reported on test, and on any held-out sources given (texts from other
+files or families, never seen in training). ``best`` keeps the kind with the highest validation
+AUROC; within 0.005 of it the more interpretable kind wins (sae, then raw, then text).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from steerlab.classifiers import metrics
+from steerlab.classifiers.data import Example
+from steerlab.classifiers.fit import fit_dense, fit_sparse, fit_text, sigmoid
+from steerlab.classifiers.model import KINDS, Classifier
+from steerlab.classifiers.pooling import POOLS, Pooled, pooled_features
+from steerlab.errors import InvalidInputError
+
+SAE_C = (0.01, 0.03, 0.1, 0.3)
+RAW_C = (0.001, 0.01, 0.1)
+TEXT_C = (1.0, 10.0)
+PREFERENCE = ("sae", "raw", "text")
+TIE = 0.005
+
+
+def _split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, val, test = [], [], []
+    for label in (0, 1):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_test = max(1, round(0.2 * len(idx)))
+        n_val = max(1, round(0.2 * (len(idx) - n_test)))
+        test += list(idx[:n_test])
+        val += list(idx[n_test : n_test + n_val])
+        train += list(idx[n_test + n_val :])
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _subset(p: Pooled, rows: np.ndarray) -> Pooled:
+    return Pooled(
+        {k: v[rows] for k, v in p.sae.items()},
+        {k: v[rows] for k, v in p.raw.items()},
+        [p.n_tokens[i] for i in rows],
+        [p.truncated[i] for i in rows],
+    )
+
+
+def _candidates(kind: str, max_features: int):
+    if kind == "sae":
+        return [(pool, c) for pool in POOLS for c in SAE_C]
+    if kind == "raw":
+        return [(pool, c) for pool in POOLS for c in RAW_C]
+    return [("tfidf", c) for c in TEXT_C]
+
+
+def _fit(kind: str, pool: str, c: float, pooled: Pooled, texts: list[str], y: np.ndarray, max_features: int, seed: int):
+    if kind == "sae":
+        return fit_sparse(pooled.sae[pool], y, c, max_features, seed)
+    if kind == "raw":
+        return fit_dense(pooled.raw[pool], y, c, seed)
+    return fit_text(texts, y, c, seed=seed)
+
+
+def _logits(kind: str, pool: str, model, pooled: Pooled, texts: list[str]) -> np.ndarray:
+    if kind == "text":
+        return model.logits(texts)
+    return model.logits(pooled.sae[pool] if kind == "sae" else pooled.raw[pool])
+
+
+def train(
+    lab,
+    examples: list[Example],
+    name: str,
+    kind: str = "best",
+    max_tokens: int = 256,
+    max_features: int = 32,
+    seed: int = 0,
+    heldout: dict[str, list[Example]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Classifier:
+    """A classifier of ``kind`` (or the best on validation); its ``report`` holds every kind's figures."""
+    if kind not in (*KINDS, "best"):
+        raise InvalidInputError(f"unknown kind {kind!r}", field="kind", allowed=", ".join([*KINDS, "best"]))
+    if max_tokens < 1:
+        raise InvalidInputError(f"must be >= 1, got {max_tokens}", field="max_tokens")
+    if max_features < 1:
+        raise InvalidInputError(f"must be >= 1, got {max_features}", field="max_features")
+    if lab.sae is None:
+        raise InvalidInputError("classifiers read an SAE's features; load one", field="sae")
+    say = progress or (lambda _msg: None)
+    texts = [e.text for e in examples]
+    y = np.array([e.label for e in examples], dtype=np.int64)
+    heldout = {k: v for k, v in (heldout or {}).items() if v}
+    t0 = time.perf_counter()
+    say(f"extracting features of {len(texts)} texts (+{sum(len(v) for v in heldout.values())} held out)")
+    pooled = pooled_features(
+        lab,
+        texts,
+        max_tokens,
+        progress=lambda done, total: say(f"features {done}/{total}") if done % 256 < 16 else None,
+    )
+    held_pooled = {k: pooled_features(lab, [e.text for e in v], max_tokens) for k, v in heldout.items()}
+    extract_s = time.perf_counter() - t0
+    train_i, val_i, test_i = _split(y, seed)
+    fit_i = np.concatenate([train_i, val_i])
+    parts = {
+        n: (_subset(pooled, i), [texts[j] for j in i], y[i])
+        for n, i in (("train", train_i), ("val", val_i), ("test", test_i), ("fit", fit_i))
+    }
+
+    kinds_report: dict[str, dict] = {}
+    finals: dict[str, tuple[str, object, float]] = {}
+    for k in KINDS:
+        say(f"fitting {k}")
+        tried = []
+        p_tr, t_tr, y_tr = parts["train"]
+        p_va, t_va, y_va = parts["val"]
+        for pool, c in _candidates(k, max_features):
+            model = _fit(k, pool, c, p_tr, t_tr, y_tr, max_features, seed)
+            val_p = sigmoid(_logits(k, pool, model, p_va, t_va))
+            n_feat = len(model.linear.weights) if k == "text" else len(model.weights)
+            tried.append(
+                {
+                    "pool": pool,
+                    "C": c,
+                    "n_features": int(n_feat),
+                    "val_auroc": metrics.auroc(y_va, val_p),
+                    "_val_p": val_p,
+                }
+            )
+        best = max(tried, key=lambda r: ((r["val_auroc"] or 0.0), -r["n_features"], -r["C"]))
+        threshold = metrics.best_f1_threshold(y_va, best["_val_p"])
+        p_fit, t_fit, y_fit = parts["fit"]
+        final = _fit(k, best["pool"], best["C"], p_fit, t_fit, y_fit, max_features, seed)
+        p_te, t_te, y_te = parts["test"]
+        test_p = sigmoid(_logits(k, best["pool"], final, p_te, t_te))
+        report = {
+            "pool": best["pool"],
+            "C": best["C"],
+            "n_features": best["n_features"],
+            "val_auroc": best["val_auroc"],
+            "threshold": threshold,
+            "by_pool": {
+                pool: max((r["val_auroc"] or 0.0) for r in tried if r["pool"] == pool)
+                for pool in {r["pool"] for r in tried}
+            },
+            "test": metrics.report(y_te, test_p, threshold),
+        }
+        held = {}
+        for src, exs in heldout.items():
+            hy = np.array([e.label for e in exs])
+            hp = sigmoid(_logits(k, best["pool"], final, held_pooled[src], [e.text for e in exs]))
+            held[src] = metrics.report(hy, hp, threshold)
+        if held:
+            report["heldout"] = held
+        kinds_report[k] = report
+        finals[k] = (best["pool"], final, threshold)
+
+    best_val = max((kinds_report[k]["val_auroc"] or 0.0) for k in KINDS)
+    chosen = kind
+    if kind == "best":
+        chosen = next(k for k in PREFERENCE if (kinds_report[k]["val_auroc"] or 0.0) >= best_val - TIE)
+    pool, final, threshold = finals[chosen]
+    labels = {}
+    if chosen == "sae":
+        labels = {int(i): lab.labels.get(int(i), "") for i in final.indices}  # type: ignore[union-attr]
+    cfg = lab.sae.cfg
+    report = {
+        "counts": {"pos": int(y.sum()), "neg": int(len(y) - y.sum())},
+        "split": {"train": int(len(train_i)), "val": int(len(val_i)), "test": int(len(test_i)), "seed": seed},
+        "sources": sorted({e.source for e in examples}),
+        "heldout_sources": {k: len(v) for k, v in heldout.items()},
+        "truncated": int(sum(pooled.truncated)),
+        "max_tokens": max_tokens,
+        "extract_seconds": round(extract_s, 1),
+        "kinds": kinds_report,
+        "chosen": chosen,
+        "asked": kind,
+    }
+    return Classifier(
+        name=name,
+        kind=chosen,
+        pool=pool,
+        linear=final.linear if chosen == "text" else final,  # type: ignore[union-attr]
+        threshold=threshold,
+        max_tokens=max_tokens,
+        model=lab.model_name,
+        hookpoint=cfg.hookpoint,
+        layer=cfg.layer,
+        sae_id=lab.sae_id,
+        text_model=final if chosen == "text" else None,  # type: ignore[arg-type]
+        labels=labels,
+        report=report,
+    )

@@ -1,0 +1,188 @@
+"""Classifiers on the tiny model: training, save/load round trip, explanations, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from steerlab.classifiers import storage
+from steerlab.classifiers.data import labelled, read_texts
+from steerlab.classifiers.train import train
+from steerlab.errors import ConflictError, InvalidInputError, NotFoundError
+
+
+@pytest.fixture()
+def trained(tiny_lab, texts):
+    pos, neg = texts
+    return train(tiny_lab, labelled(pos, neg), "pirate", kind="sae")
+
+
+def test_trains_all_three_kinds_in_one_run_and_reports_them(trained):
+    report = trained.report
+    assert set(report["kinds"]) == {"sae", "raw", "text"}
+    for r in report["kinds"].values():
+        assert r["test"]["n"] == 4 and r["test"]["n_pos"] == 2
+        assert {"auroc", "f1", "ece", "brier", "threshold"} <= set(r["test"])
+    assert set(report["kinds"]["sae"]["by_pool"]) == {"max", "mean"}
+    assert trained.kind == "sae"
+    assert 1 <= len(trained.linear.weights) <= 32
+    assert report["split"] == {"train": 12, "val": 4, "test": 4, "seed": 0}
+
+
+def test_separates_the_classes_it_was_trained_on(tiny_lab, trained, texts):
+    pos, neg = texts
+    scores = [r["score"] for r in trained.score(tiny_lab, pos + neg)]
+    assert np.mean(scores[: len(pos)]) > np.mean(scores[len(pos) :])
+
+
+@pytest.mark.parametrize("kind", ["sae", "raw", "text"])
+def test_save_load_round_trip_gives_the_same_scores(tiny_lab, texts, tmp_path, kind):
+    pos, neg = texts
+    clf = train(tiny_lab, labelled(pos, neg), "pirate", kind=kind)
+    assert clf.kind == kind
+    folder = storage.save(clf, tmp_path / "pirate")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["config.json", "weights.safetensors"] + (["vocabulary.json"] if kind == "text" else [])
+    )
+    back = storage.load(folder, tiny_lab)
+    probe = ["arr matey", "def g(a): return a", "gold"]
+    before, after = clf.score(tiny_lab, probe), back.score(tiny_lab, probe)
+    for a, b in zip(before, after):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+        assert a["features"] == b["features"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["sae_id"] == tiny_lab.sae_id and config["hookpoint"] == "model.layers.1"
+
+
+def test_explanations_add_up_to_the_logit(tiny_lab, texts):
+    pos, neg = texts
+    clf = train(tiny_lab, labelled(pos, neg), "pirate", kind="sae")
+    clf.pool = "mean"  # exact per-token decomposition for mean pooling
+    text = pos[0]
+    out = clf.explain(tiny_lab, text, top=1000)
+    logit = np.log(out["score"] / (1 - out["score"]))
+    assert sum(t["contribution"] for t in out["tokens"]) + out["bias"] == pytest.approx(logit, abs=1e-4)
+    assert sum(f["contribution"] for f in out["features"]) + out["bias"] == pytest.approx(logit, abs=1e-4)
+
+
+def test_raw_probe_is_explained_with_sae_features(tiny_lab, texts):
+    pos, neg = texts
+    clf = train(tiny_lab, labelled(pos, neg), "pirate", kind="raw")
+    result = clf.score(tiny_lab, [pos[0]], top=3)[0]
+    assert len(result["features"]) == 3
+    assert all(0 <= f["index"] < tiny_lab.d_sae for f in result["features"])
+
+
+def test_lab_finds_a_saved_classifier_by_name(tiny_lab, trained, steerlab_home):
+    storage.save(trained, storage.user_root(tiny_lab.sae_id) / "pirate")
+    assert [c["name"] for c in storage.list_names(tiny_lab)] == ["pirate"]
+    out = tiny_lab.classify("pirate", ["arr matey"])
+    assert 0.0 <= out[0]["score"] <= 1.0 and "features" in out[0]
+    with pytest.raises(NotFoundError) as err:
+        tiny_lab.classify("nope", ["x"])
+    assert err.value.field == "name"
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("pos", "neg", "field"),
+    [([], ["a", "b", "c", "d"], "pos"), (["a", "b", "c", "d"], [], "neg"), (["a", "b"], ["c", "d", "e", "f"], "pos")],
+)
+def test_empty_or_one_class_or_tiny_training_data_is_refused(pos, neg, field):
+    with pytest.raises(InvalidInputError) as err:
+        labelled(pos, neg)
+    assert err.value.field == field
+
+
+def test_the_same_texts_in_both_classes_are_refused():
+    with pytest.raises(InvalidInputError, match="same texts"):
+        labelled(["a", "b", "c", "d"], ["d", "c", "b", "a"])
+
+
+def test_a_malformed_jsonl_line_is_named(tmp_path):
+    path = tmp_path / "pos.jsonl"
+    path.write_text('{"text": "ok"}\n{"other": 1}\n')
+    with pytest.raises(InvalidInputError, match=r"pos.jsonl:2") as err:
+        read_texts(path, "pos")
+    assert err.value.field == "pos"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n"plain"\n')
+    assert read_texts(path) == ["hi", "plain"]
+
+
+def test_an_existing_name_is_refused_unless_overwrite(tiny_lab, trained, tmp_path):
+    folder = storage.save(trained, tmp_path / "pirate")
+    with pytest.raises(ConflictError) as err:
+        storage.save(trained, folder)
+    assert err.value.field == "name"
+    trained.threshold = 0.25
+    storage.save(trained, folder, overwrite=True)
+    assert storage.load(folder).threshold == 0.25
+    assert [p.name for p in tmp_path.iterdir()] == ["pirate"]
+
+
+def test_a_save_killed_midway_leaves_the_stored_classifier_intact(tiny_lab, trained, tmp_path, monkeypatch):
+    folder = storage.save(trained, tmp_path / "pirate")
+    probe = ["arr matey", "def g(a): return a"]
+    before = [r["score"] for r in storage.load(folder).score(tiny_lab, probe)]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    trained.linear.weights = trained.linear.weights * 3  # new weights written, then killed before the config
+    monkeypatch.setattr(storage.json, "dumps", killed)
+    with pytest.raises(KeyboardInterrupt):
+        storage.save(trained, folder, overwrite=True)
+    monkeypatch.undo()
+    after = [r["score"] for r in storage.load(folder).score(tiny_lab, probe)]
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["pirate"]
+
+
+def test_loading_under_another_sae_is_refused(tiny_lm, trained, tmp_path):
+    from steerlab.engine.lab import Lab
+    from tests.unit.steering.conftest import make_tiny_sae
+
+    folder = storage.save(trained, tmp_path / "pirate")
+    other = Lab(tiny_lm, make_tiny_sae(seed=1), max_batch=1)
+    try:
+        with pytest.raises(ConflictError) as err:
+            storage.load(folder, other)
+        assert err.value.field == "sae"
+    finally:
+        other.close()
+
+
+def test_nan_features_are_refused(tiny_lm, texts):
+    from steerlab.engine.lab import Lab
+    from tests.unit.steering.conftest import make_tiny_sae
+
+    sae = make_tiny_sae()
+    lab = Lab(tiny_lm, sae, max_batch=1)
+    try:
+        with torch.no_grad():
+            tiny_lm.model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
+        with pytest.raises(InvalidInputError, match="NaN") as err:
+            train(lab, labelled(*texts), "pirate")
+        assert err.value.field == "texts"
+    finally:
+        lab.close()
+
+
+def test_texts_longer_than_max_tokens_are_cut_and_say_so(tiny_lab, trained):
+    trained.max_tokens = 4
+    out = trained.score(tiny_lab, ["arr " * 50, "arr"])
+    assert [r["truncated"] for r in out] == [True, False]
+
+
+def test_bad_kind_and_limits_are_refused(tiny_lab, texts):
+    with pytest.raises(InvalidInputError) as err:
+        train(tiny_lab, labelled(*texts), "x", kind="forest")
+    assert err.value.field == "kind" and "best" in err.value.allowed
+    with pytest.raises(InvalidInputError) as err:
+        storage.check_name("../escape")
+    assert err.value.field == "name"
