@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from transformers import PreTrainedTokenizerBase
 
+    from steerlab.classifiers.model import Classifier
     from steerlab.engine.sequence import RowEditor
     from steerlab.features.search import FeatureSearch
     from steerlab.features.store import FeatureStore
@@ -56,6 +57,8 @@ class Lab:
     max_batch: int = 32
     max_queue: int = 512
     engine: Engine = field(init=False)
+    _classifiers: dict[str, Classifier] = field(default_factory=dict, init=False, repr=False)
+    """Classifiers loaded by name (``classifier``)."""
 
     def __post_init__(self) -> None:
         if self.sae_id is None and self.sae is not None:
@@ -283,15 +286,14 @@ class Lab:
         return {self.feature_id(i): i for i in range(self.d_sae)}
 
     # ------------------------------------------------------------------ classifiers
-    def classifier(self, name: str):
+    def classifier(self, name: str) -> Classifier:
         """The classifier ``name`` trained on this model and SAE (the user's own, else one shipped with
         the SAE), loaded once; refused when it reads another SAE."""
         from steerlab.classifiers.storage import find, load
 
-        cache = self.__dict__.setdefault("_classifiers", {})
-        if name not in cache:
-            cache[name] = load(find(self, name), self)
-        return cache[name]
+        if name not in self._classifiers:
+            self._classifiers[name] = load(find(self, name), self)
+        return self._classifiers[name]
 
     def classify(self, name: str, texts: list[str], top: int = 5) -> list[dict]:
         """Score texts with classifier ``name``: ``score`` (probability of the positive class), ``flagged``,
@@ -300,7 +302,7 @@ class Lab:
 
     def forget_classifier(self, name: str) -> None:
         """Drop a loaded classifier (after it was retrained or replaced)."""
-        self.__dict__.get("_classifiers", {}).pop(name, None)
+        self._classifiers.pop(name, None)
 
     def close(self) -> None:
         self.engine.close()
