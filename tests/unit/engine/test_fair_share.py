@@ -9,7 +9,6 @@ from steerlab.analysis.inspect import inspect
 from steerlab.engine.batcher import Engine
 from steerlab.engine.lab import Lab
 from steerlab.generation.sampler import SamplingParams
-from steerlab.models.chat_template import stop_token_ids
 from tests.unit.steering.conftest import make_tiny_sae
 
 LONG = [{"role": "user", "content": "the cat sat on the mat and the dog ran in the park " * 12}]
