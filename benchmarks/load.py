@@ -9,6 +9,16 @@ answer, thinks for 0.5-2 s and goes again. New requests stop at the deadline; th
 Reports per route: requests, errors, p50/p99 latency (and time to first token for streams), the
 p50 slowdown against the unloaded baseline, and the server's resident memory before and after.
 Rate limits are raised for the run: this measures capacity, not the per-key limits.
+
+    python benchmarks/load.py --noisy --users 50 --seconds 60 --out docs/bench_noisy_neighbour.json
+
+Noisy neighbour: ``--users`` users only chat (non-streamed, ``--tokens`` each), first alone for
+``--seconds`` (the quiet run), then for ``--seconds`` more while one more client sends the heaviest
+requests the server's budgets allow (``--analysis-tokens``, the default STEERLAB_MAX_ANALYSIS_TOKENS),
+``--noisy-streams`` at a time: contrasts of two conversations a side and inspects of one conversation,
+each at the budget. Reports the chatters' p50/p99 in both runs and their ratio. The server is in open
+mode, so every client shares one key; the limits are raised as above: this measures how the model
+is shared, not the per-key quotas.
 """
 
 from __future__ import annotations
@@ -277,6 +287,126 @@ def report(args, baseline: dict, loaded: dict, wall: float, rss_before: float, r
     }
 
 
+FILLER = (
+    "The committee met on Tuesday to review the harbour survey. Tides, silt and the old pier were discussed "
+    "at length, and the engineers agreed to take new soundings before the spring storms. "
+)
+
+
+async def filler_of(http: httpx.AsyncClient, model: str, tokens: int) -> list[dict]:
+    """A one-message conversation of about ``tokens`` tokens (counted by the server's tokenizer, template included)."""
+
+    async def count(text: str) -> int:
+        messages = [{"role": "user", "content": text}]
+        r = await http.post(f"{EMBER}/chat/tokenize", json={"messages": messages, "model": model})
+        r.raise_for_status()
+        return len(r.json()["tokens"])
+
+    per = await count(FILLER * 4) - await count(FILLER * 2)  # tokens per two fillers, template excluded
+    reps = max(1, int(2 * (tokens - await count(FILLER)) / per) + 1)
+    while reps > 1 and await count(FILLER * reps) > tokens:
+        reps -= 1
+    return [{"role": "user", "content": FILLER * reps}]
+
+
+async def run_noisy(args) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="steerlab-noisy-"))
+    process, url = start_server(args.db, workdir)
+    limits = httpx.Limits(max_connections=args.users + 40, max_keepalive_connections=args.users + 40)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as http:
+            model = (await http.get("/health")).json()["model"]
+            actions = Actions(http, model, await controllers_for(http, model, 32), args.tokens)
+            budget = args.analysis_tokens
+            quarter = await filler_of(http, model, budget // 4 - 8)
+            whole = await filler_of(http, model, budget - 8)
+            heavy = {
+                "contrast": ("/v1/contrast", {"dataset_1": [quarter, quarter], "dataset_2": [quarter, quarter]}),
+                "inspect": ("/v1/inspect", {"messages": whole}),
+            }
+            for path, body in heavy.values():  # both are legal: at the budget, not over it
+                r = await http.post(path, json=body)
+                if r.status_code != 200:
+                    raise SystemExit(f"heavy request refused: {r.status_code} {r.text[:300]}")
+            await timed(actions, "chat", random.Random(0), new_log())  # warm-up
+
+            async def phase(noisy: bool) -> tuple[dict, dict]:
+                chats, heavies = new_log(), {"latency": [], "errors": [], "kinds": []}
+                deadline = time.monotonic() + args.seconds
+
+                async def user(n: int):
+                    urng = random.Random(1000 + n)
+                    await asyncio.sleep(urng.uniform(0, 2))
+                    while time.monotonic() < deadline:
+                        await timed(actions, "chat", urng, chats)
+                        await asyncio.sleep(urng.uniform(0.5, 2.0))
+
+                async def neighbour(n: int):
+                    kinds = ["contrast", "inspect"] if n % 2 == 0 else ["inspect", "contrast"]
+                    i = 0
+                    while time.monotonic() < deadline:
+                        kind = kinds[i % 2]
+                        i += 1
+                        path, body = heavy[kind]
+                        start = time.perf_counter()
+                        try:
+                            r = await http.post(path, json=body)
+                            r.raise_for_status()
+                            heavies["latency"].append(time.perf_counter() - start)
+                            heavies["kinds"].append(kind)
+                        except Exception as err:  # noqa: BLE001
+                            heavies["errors"].append(f"{type(err).__name__}: {err}"[:200])
+
+                noise = [asyncio.create_task(neighbour(n)) for n in range(args.noisy_streams)] if noisy else []
+                await asyncio.gather(*(user(n) for n in range(args.users)))
+                for task in noise:  # the chatters are done: an analysis still running is not waited for
+                    task.cancel()
+                await asyncio.gather(*noise, return_exceptions=True)
+                return chats["chat"], heavies
+
+            quiet, _ = await phase(noisy=False)
+            loud, heavies = await phase(noisy=True)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    def summary(log: dict) -> dict:
+        lat = log["latency"]
+        return {
+            "requests": len(lat) + len(log["errors"]),
+            "errors": len(log["errors"]),
+            "p50_s": pct(lat, 0.5),
+            "p99_s": pct(lat, 0.99),
+            "error_examples": log["errors"][:3],
+        }
+
+    q, n = summary(quiet), summary(loud)
+    return {
+        "mode": "noisy neighbour",
+        "chatters": args.users,
+        "seconds_per_run": args.seconds,
+        "chat_tokens": args.tokens,
+        "analysis_tokens": args.analysis_tokens,
+        "noisy_streams": args.noisy_streams,
+        "quiet": q,
+        "noisy": n,
+        "p50_ratio": round(n["p50_s"] / q["p50_s"], 2) if q["p50_s"] and n["p50_s"] else None,
+        "p99_ratio": round(n["p99_s"] / q["p99_s"], 2) if q["p99_s"] and n["p99_s"] else None,
+        "heavy_requests": {
+            "completed": len(heavies["latency"]),
+            "contrast": heavies["kinds"].count("contrast"),
+            "inspect": heavies["kinds"].count("inspect"),
+            "p50_s": pct(heavies["latency"], 0.5),
+            "max_s": round(max(heavies["latency"]), 1) if heavies["latency"] else None,
+            "errors": len(heavies["errors"]),
+            "error_examples": heavies["errors"][:3],
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=200)
@@ -286,8 +416,13 @@ def main() -> None:
     ap.add_argument("--baseline-requests", type=int, default=5, help="Unloaded requests per route.")
     ap.add_argument("--timeout", type=float, default=600, help="Client timeout per request, seconds.")
     ap.add_argument("--out", default=None, help="Also write the JSON here.")
+    ap.add_argument("--noisy", action="store_true", help="Noisy-neighbour mode (see above).")
+    ap.add_argument("--noisy-streams", type=int, default=2, help="Heavy requests the neighbour keeps in flight.")
+    ap.add_argument(
+        "--analysis-tokens", type=int, default=4096, help="Tokens of each heavy request (the server's budget)."
+    )
     args = ap.parse_args()
-    result = asyncio.run(run(args))
+    result = asyncio.run(run_noisy(args) if args.noisy else run(args))
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -108,6 +108,35 @@ class Settings(BaseSettings):
     max_dataset_conversations: int = Field(
         default=512, ge=1, description="Most conversations in one dataset request (contrast, AutoSteer)."
     )
+    max_analysis_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Most tokens one analysis request runs through the model: inspect, compute-features and "
+        "compute-logits count the conversation, contrast both datasets together (more: 413). Charged to the "
+        "key's tokens/min; ~4 ms a token on 2 CPU cores, shared with decoding (STEERLAB_ANALYSIS_SHARE).",
+    )
+    max_attribution_tokens: int = Field(
+        default=256,
+        ge=1,
+        description="Most tokens before the target of one logit attribution (more: 413). Its backward pass "
+        "needs the whole forward at once, so it holds the model in one piece: this bounds that hold "
+        "(~1 s at 256 tokens on 2 CPU cores).",
+    )
+    analysis_chunk_tokens: int = Field(
+        default=64,
+        ge=1,
+        description="Tokens per forward of a chunked analysis (inspect, contrast, logits): the longest piece "
+        "that holds the model (~0.2-0.4 s on 2 CPU cores); decode steps run between pieces. Results do not "
+        "depend on it.",
+    )
+    analysis_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the model's time analyses get while chats are decoding: after an analysis held "
+        "the model for t seconds, the engine decodes for t * (1 - share) / share before the next analysis "
+        "piece. 1: one decode step between pieces.",
+    )
     max_batch: int = Field(default=32, ge=1, description="Sequences decoded together by the engine (flag --max-batch).")
     max_queue: int = Field(default=512, ge=1, description="Waiting requests before 503 + Retry-After.")
     worker_threads: int = Field(

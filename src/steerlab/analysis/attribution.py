@@ -11,12 +11,14 @@ same estimate for the SAE's error term, i.e. what the dictionary does not explai
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from steerlab.analysis.codes import labeler
 from steerlab.models.chat_template import token_strings
+from steerlab.models.chunked import Hold
 from steerlab.models.hooks import output_hidden, register_own_thread_hook, replace_output_hidden
 from steerlab.steering.conversation import check_context, conversation_ids
 from steerlab.steering.errors import ConversationError
@@ -99,9 +101,12 @@ class AttributionResult:
         return [(p, float(self.codes_raw[p, index] / self.scale[index])) for p in fired]
 
 
-def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, labels=None) -> AttributionResult:
+def attribute(
+    lm, sae, messages, index: int, token: int | str | None = None, *, labels=None, hold: Hold = nullcontext
+) -> AttributionResult:
     """Attribute the logit of the token at position ``index`` of the conversation (negative counts
-    from the end), or of ``token`` (an id or a one-token string) in its place."""
+    from the end), or of ``token`` (an id or a one-token string) in its place. The forward and backward
+    pass run inside one ``hold()`` (the backward needs the whole forward's graph)."""
     tokenizer = lm.tokenizer
     ids = conversation_ids(tokenizer, messages)
     check_context(lm.model, len(ids))
@@ -123,7 +128,7 @@ def attribute(lm, sae, messages, index: int, token: int | str | None = None, *, 
 
     handle = register_own_thread_hook(lm.model.get_submodule(sae.cfg.hookpoint), hook)
     try:
-        with torch.enable_grad():
+        with hold(), torch.enable_grad():
             logit = lm.model(input_ids=prefix).logits[0, -1, token_id]
             logit.backward()
     finally:

@@ -8,11 +8,13 @@ the hookpoint. Scopes still turn on token by token, as in generation.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from steerlab.models.chat_template import token_strings
+from steerlab.models.chunked import Hold, forward_chunks
 from steerlab.models.hooks import forward_to_hookpoint
 from steerlab.steering.conversation import check_context, conversation_ids
 from steerlab.steering.resolve import steering_batch
@@ -38,18 +40,40 @@ def labeler(labels):
 
 @torch.no_grad()
 def conversation_codes(
-    lm, sae, messages, variant=None, field: str = "messages", sae_id: str | None = None
+    lm,
+    sae,
+    messages,
+    variant=None,
+    field: str = "messages",
+    sae_id: str | None = None,
+    *,
+    chunk_tokens: int | None = None,
+    hold: Hold = nullcontext,
 ) -> ConversationCodes:
-    """``sae_id``: the SAE's identity, so a variant naming another SAE's features is refused."""
+    """``sae_id``: the SAE's identity, so a variant naming another SAE's features is refused.
+    ``chunk_tokens``: run the conversation that many tokens at a time (KV cache carried over), each
+    chunk's forward and SAE pass inside ``hold()`` (the model is free between chunks); the codes are
+    the unchunked ones (variant scopes carry their state from chunk to chunk, as in generation)."""
     ids = conversation_ids(lm.tokenizer, messages, field)
     check_context(lm.model, len(ids), field)
     _, batch = steering_batch(sae, variant, capture=True, sae_id=sae_id)  # validates before the model runs
-    hidden = forward_to_hookpoint(lm.model, torch.tensor([ids], device=lm.device), sae.cfg.hookpoint)
-    if batch is None:
-        codes = sae.encode(hidden.to(sae.W_enc.dtype))[0]
-        events: list[str] = []
+    input_ids = torch.tensor([ids], device=lm.device)
+    if chunk_tokens is None or chunk_tokens >= len(ids):
+        with hold():
+            pieces = [_codes(sae, batch, forward_to_hookpoint(lm.model, input_ids, sae.cfg.hookpoint))]
     else:
-        batch(hidden)
-        codes = batch.last_codes[0]
-        events = [name for name, _ in batch.drain_events()[0]]
+        pieces = [
+            _codes(sae, batch, hidden)
+            for hidden in forward_chunks(lm.model, input_ids, chunk_tokens, sae.cfg.hookpoint, hold)
+        ]
+    codes = torch.cat(pieces)
+    events = [name for name, _ in batch.drain_events()[0]] if batch is not None else []
     return ConversationCodes(ids, token_strings(lm.tokenizer, ids), codes.float(), events)
+
+
+def _codes(sae, batch, hidden: torch.Tensor) -> torch.Tensor:
+    """``[tokens, d_sae]`` codes of one piece of a conversation (after ``batch``'s edits when given)."""
+    if batch is None:
+        return sae.encode(hidden.to(sae.W_enc.dtype))[0]
+    batch(hidden)
+    return batch.last_codes[0]

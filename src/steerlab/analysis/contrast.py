@@ -15,11 +15,13 @@ The statistic, chosen so that one long conversation cannot dominate:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from steerlab.analysis.codes import conversation_codes, labeler
+from steerlab.models.chunked import Hold
 from steerlab.steering.errors import DatasetError
 
 
@@ -44,14 +46,19 @@ class ContrastResult:
     dataset_2_features: list[ContrastFeature]
 
 
-def conversation_profiles(lm, sae, dataset, field: str, variant=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per conversation: mean activation in units ``[n, d_sae]`` and firing rate ``[n, d_sae]``."""
+def conversation_profiles(
+    lm, sae, dataset, field: str, variant=None, *, chunk_tokens: int | None = None, hold: Hold = nullcontext
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per conversation: mean activation in units ``[n, d_sae]`` and firing rate ``[n, d_sae]``; each
+    conversation runs in pieces of ``chunk_tokens``, each inside ``hold()`` (``codes.conversation_codes``)."""
     if not isinstance(dataset, (list, tuple)) or not dataset:
         raise DatasetError("must be a non-empty list of conversations", field=field)
     scale = sae.feature_scale.float().clamp_min(1e-12)
     means, rates = [], []
     for i, messages in enumerate(dataset):
-        codes = conversation_codes(lm, sae, messages, variant, field=f"{field}[{i}]").codes
+        codes = conversation_codes(
+            lm, sae, messages, variant, field=f"{field}[{i}]", chunk_tokens=chunk_tokens, hold=hold
+        ).codes
         means.append((codes / scale.to(codes.device)).mean(0).cpu())
         rates.append((codes > 0).float().mean(0).cpu())
     return torch.stack(means), torch.stack(rates)
@@ -80,9 +87,12 @@ def contrast(
     k_to_remove: int | None = None,
     labels=None,
     variant=None,
+    chunk_tokens: int | None = None,
+    hold: Hold = nullcontext,
 ) -> ContrastResult:
     """Rank features by how well they separate ``dataset_1`` from ``dataset_2`` (see module doc).
-    ``k_to_add`` / ``k_to_remove`` (Ember's names) override ``top_k`` for side 1 / side 2."""
+    ``k_to_add`` / ``k_to_remove`` (Ember's names) override ``top_k`` for side 1 / side 2.
+    ``chunk_tokens``/``hold``: the model is held one piece of a conversation at a time."""
     for name, k in (("top_k", top_k), ("k_to_add", k_to_add), ("k_to_remove", k_to_remove)):
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
             raise DatasetError(f"must be a non-negative integer, got {k!r}", field=name)
@@ -90,8 +100,12 @@ def contrast(
         raise DatasetError("must be a non-empty list of conversations", field="dataset_1")
     if not isinstance(dataset_2, (list, tuple)) or not dataset_2:
         raise DatasetError("must be a non-empty list of conversations", field="dataset_2")
-    mean_1, rate_1 = conversation_profiles(lm, sae, dataset_1, "dataset_1", variant)
-    mean_2, rate_2 = conversation_profiles(lm, sae, dataset_2, "dataset_2", variant)
+    mean_1, rate_1 = conversation_profiles(
+        lm, sae, dataset_1, "dataset_1", variant, chunk_tokens=chunk_tokens, hold=hold
+    )
+    mean_2, rate_2 = conversation_profiles(
+        lm, sae, dataset_2, "dataset_2", variant, chunk_tokens=chunk_tokens, hold=hold
+    )
     seen = ((rate_1 > 0).any(0) | (rate_2 > 0).any(0)).nonzero().flatten()
     effect = rank_biserial(mean_1[:, seen], mean_2[:, seen])
     diff = mean_1[:, seen].mean(0) - mean_2[:, seen].mean(0)

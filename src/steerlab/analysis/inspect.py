@@ -8,12 +8,14 @@ and ``*_raw`` is the SAE's own output. Through a variant, edited features show t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from steerlab.analysis.codes import conversation_codes, labeler
+from steerlab.models.chunked import Hold
 from steerlab.steering.errors import SteeringError, UnknownFeatureError
 
 AGGREGATIONS = ("count", "mean", "max", "sum")
@@ -128,9 +130,20 @@ class Inspection:
         return list(features)
 
 
-def inspect(lm, sae, messages, variant=None, *, labels=None, sae_id: str | None = None) -> Inspection:
+def inspect(
+    lm,
+    sae,
+    messages,
+    variant=None,
+    *,
+    labels=None,
+    sae_id: str | None = None,
+    chunk_tokens: int | None = None,
+    hold: Hold = nullcontext,
+) -> Inspection:
     """Run ``messages`` (the whole conversation, every message closed) to the SAE's hookpoint, through
     ``variant`` if given, and return the per-token codes. ``labels``: dict or callable index -> label;
-    ``sae_id``: the SAE's identity (a variant naming another SAE's features is refused)."""
-    got = conversation_codes(lm, sae, messages, variant, sae_id=sae_id)
+    ``sae_id``: the SAE's identity (a variant naming another SAE's features is refused);
+    ``chunk_tokens``/``hold``: run it in pieces, each inside ``hold()`` (``codes.conversation_codes``)."""
+    got = conversation_codes(lm, sae, messages, variant, sae_id=sae_id, chunk_tokens=chunk_tokens, hold=hold)
     return Inspection(got.tokens, got.token_ids, got.codes, sae.feature_scale, labels, got.event_names)

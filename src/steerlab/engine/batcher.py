@@ -60,6 +60,7 @@ class Engine:
         max_batch: int = 32,
         max_queue: int = 512,
         prefill_tokens: int = 4096,
+        outsider_share: float = 0.5,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.prefill_tokens = prefill_tokens
@@ -92,6 +93,12 @@ class Engine:
         through ``outside()``, which also makes the engine wait its turn for them."""
         self._outsiders_waiting = 0
         self._outsiders_served = 0
+        if not 0 < outsider_share <= 1:
+            raise InvalidInputError(f"must be in (0, 1], got {outsider_share}", field="outsider_share")
+        self._credit_per_second = (1 - outsider_share) / outsider_share
+        """Seconds of steps the engine is owed per second an outsider held the model while it had work."""
+        self._engine_credit = 0.0
+        """While positive and the engine has work, outsiders wait: the engine steps on (time-sharing)."""
 
     # ----- public API -------------------------------------------------------------------------
     @property
@@ -137,22 +144,52 @@ class Engine:
         """Hold the model for work outside the engine (an inspection, an attribution).
 
         Python locks are not fair: nothing stops a busy engine thread from re-taking ``lock`` straight
-        after each step. So the engine yields explicitly: after a step it lets one waiting outsider run
-        before its next step (one step, one outsider, alternating), a bound on every outsider's wait.
+        after each step, nor an outsider from re-taking it straight after its own hold. So turns are
+        explicit, both ways. After its steps the engine lets one waiting outsider run before its next
+        step, a bound on every outsider's wait. And the time an outsider held the model while the engine
+        had work is owed back: until the engine has stepped for that long (times
+        ``(1 - outsider_share) / outsider_share``) or has nothing left to do, outsiders wait. A long
+        analysis that holds the model one chunk at a time (``models.chunked``) therefore takes about
+        ``outsider_share`` of the model's time while others decode, never all of it.
         """
         with self._wake:
             self._outsiders_waiting += 1
+            try:
+                while not (self._outsiders_may_go() and self.lock.acquire(blocking=False)):
+                    self._wake.wait(timeout=0.05)
+            except BaseException:
+                self._outsiders_waiting -= 1
+                raise
+        started = time.perf_counter()
         try:
-            with self.lock:
-                yield
+            yield
         finally:
+            held = time.perf_counter() - started
+            self.lock.release()
             with self._wake:
                 self._outsiders_waiting -= 1
                 self._outsiders_served += 1
+                if self._has_work():
+                    self._engine_credit = max(self._engine_credit, held * self._credit_per_second)
                 self._wake.notify_all()
+
+    def _has_work(self) -> bool:
+        return bool(self._active or self._waiting)
+
+    def _outsiders_may_go(self) -> bool:
+        """(``_wake`` held) Not while the engine is owed time and has work to spend it on."""
+        return self._closed or self._engine_credit <= 0 or not self._has_work()
+
+    def _stepped(self, seconds: float) -> None:
+        """After one loop of the engine: spend its credit, wake outsiders that wait for their turn."""
+        with self._wake:
+            self._engine_credit = max(0.0, self._engine_credit - seconds) if self._has_work() else 0.0
+            self._wake.notify_all()
 
     def _yield_to_outsiders(self) -> None:
         with self._wake:
+            if self._engine_credit > 0 and self._has_work():
+                return  # still owed time: step on
             served = self._outsiders_served
             while self._outsiders_waiting and self._outsiders_served == served and not self._closed:
                 self._wake.wait(timeout=1.0)
@@ -187,14 +224,17 @@ class Engine:
                 if self._closed:
                     self._fail_all("engine closed")
                     return
+            started = time.perf_counter()
             try:
                 with self.lock, torch.inference_mode():
+                    started = time.perf_counter()  # the step's own time, not its wait for an outsider
                     self._admit()
                     if self._active:
                         self._decode()
             except Exception as err:  # never let one bad step kill the server's engine
                 log.exception("engine step failed")
                 self._fail_all(f"generation failed: {err}")
+            self._stepped(time.perf_counter() - started)
             self._yield_to_outsiders()
 
     def _admit(self) -> None:

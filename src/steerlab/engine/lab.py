@@ -23,8 +23,10 @@ from steerlab.engine.stream import Stream, TokenEvent
 from steerlab.errors import ConflictError, InvalidInputError
 from steerlab.generation.sampler import SamplingParams
 from steerlab.models.chat_template import stop_token_ids, token_strings
+from steerlab.models.chunked import forward_chunks
 from steerlab.models.hooks import edit_residual
 from steerlab.models.loader import LoadedModel
+from steerlab.settings import get_settings
 from steerlab.steering.conversation import check_context, conversation_ids, prompt_ids
 from steerlab.steering.errors import ConversationError
 from steerlab.steering.variant import InferenceContext
@@ -56,6 +58,10 @@ class Lab:
     """The SAE's identity (``features.identity.sae_identity``; the database's id when there is one)."""
     max_batch: int = 32
     max_queue: int = 512
+    analysis_share: float = field(default_factory=lambda: get_settings().analysis_share)
+    """Share of the model's time analyses get while the engine has sequences to decode (``Engine.outside``)."""
+    chunk_tokens: int = field(default_factory=lambda: get_settings().analysis_chunk_tokens)
+    """Tokens per forward of a chunked analysis (``run_shared``): the longest it holds the model at once."""
     engine: Engine = field(init=False)
     _classifiers: dict[str, Classifier] = field(default_factory=dict, init=False, repr=False)
     """Classifiers loaded by name (``classifier``)."""
@@ -73,6 +79,7 @@ class Lab:
             stop_token_ids(self.lm.tokenizer),
             max_batch=self.max_batch,
             max_queue=self.max_queue,
+            outsider_share=self.analysis_share,
         )
 
     @classmethod
@@ -200,7 +207,7 @@ class Lab:
         tokenizer = self.lm.tokenizer
         allowed = _single_token_ids(tokenizer, filter_vocabulary) if filter_vocabulary is not None else None
         _, editor = self.steering_for(variant)
-        logits = self.run_exclusive(self._next_logits, ids, editor)
+        logits = self.run_shared(self._next_logits, ids, editor)
         candidates = torch.tensor(allowed) if allowed is not None else torch.arange(logits.shape[0])
         values = logits[candidates]
         k = len(candidates) if top_k is None else min(top_k, len(candidates))
@@ -210,14 +217,19 @@ class Lab:
             out.setdefault(str(tokenizer.decode([i])), value)  # one id decodes to one string
         return out
 
-    @torch.inference_mode()
-    def _next_logits(self, ids: list[int], editor: RowSteering | None) -> torch.Tensor:
+    def _next_logits(
+        self, ids: list[int], editor: RowSteering | None, hold: Callable[[], AbstractContextManager] = nullcontext
+    ) -> torch.Tensor:
+        """The next token's logits, the prompt run ``chunk_tokens`` at a time, each chunk inside ``hold()``."""
         steering: AbstractContextManager[None] = nullcontext()
         if editor:
             assert self.sae is not None  # an editor is compiled against the SAE (steering_for)
             steering = edit_residual(self.lm.model, self.sae.cfg.hookpoint, editor)
         with steering:
-            return self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device)).logits[0, -1].float().cpu()
+            *_, last = forward_chunks(
+                self.lm.model, torch.tensor([ids], device=self.lm.device), self.chunk_tokens, None, hold
+            )
+        return last[0].float().cpu()
 
     def tokenize(self, messages: list[dict]) -> list[str]:
         """The conversation's tokens as text, exactly as inspect and attribution index them."""
@@ -235,6 +247,14 @@ class Lab:
 
         with self.exclusive():
             return in_passing_thread(fn, *args, **kwargs)
+
+    def run_shared(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, hold=self.exclusive, **kwargs)`` in a passing thread, the model not held: ``fn`` holds
+        it only around its heavy pieces (``with hold(): ...``, e.g. one chunk of a long forward), so the
+        engine's decode steps run between them (``Engine.outside`` shares the time)."""
+        from steerlab.torch_threads import in_passing_thread
+
+        return in_passing_thread(fn, *args, hold=self.exclusive, **kwargs)
 
     # ------------------------------------------------------------------ features
     @cached_property

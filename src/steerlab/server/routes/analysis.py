@@ -1,16 +1,28 @@
 """Looking inside the model: tokenize, next-token logits, per-token features (inspect), contrast,
-logit attribution. Ember routes for the goodfire SDK, native ones for the web UI. Each runs with
-the model held (``lab.run_exclusive``) so its hooks never meet the engine's forwards."""
+logit attribution. Ember routes for the goodfire SDK, native ones for the web UI.
+
+Every route that runs the model counts the tokens it will run before it starts: over the per-request
+budget (``max_analysis_tokens``, ``max_attribution_tokens``) is a 413 naming the field; otherwise the
+tokens are reserved from the key's tokens/min (429 + Retry-After when they do not fit) and stay
+charged. The model is held one piece at a time (``lab.run_shared``: ``analysis_chunk_tokens`` per
+forward), so chats keep decoding while a long analysis runs."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from steerlab.errors import SteerlabError
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
 from steerlab.server.protocol import Message
+from steerlab.server.rate_limits import OverBudget
 from steerlab.server.wire import attribution_response
+from steerlab.settings import variable_name
+from steerlab.steering.conversation import conversation_ids
 
 router = APIRouter()
 EMBER = "/api/inference/v1"
@@ -33,6 +45,35 @@ def _conversation(request: Request, body: ConversationBody):
     return lab, messages
 
 
+@contextmanager
+def _admitted(request: Request, caller: Caller, counts: dict[str, int], setting: str) -> Iterator[None]:
+    """Admit an analysis of ``counts`` tokens (per field, in request order) within the per-request budget
+    ``setting`` (413 naming the field that crosses it), reserving them from the key's tokens/min. A
+    request refused for its input (a ``SteerlabError``) gets its tokens back; one that ran keeps them."""
+    limit = getattr(request.app.state.settings, setting)
+    total = 0
+    for field, n in counts.items():
+        total += n
+        if total > limit:
+            raise OverBudget(
+                f"{total} tokens to run through the model, over this server's budget of {limit} per request "
+                f"({variable_name(setting)}); send a shorter conversation or split the request",
+                field=field,
+                allowed=f"at most {limit} tokens",
+            )
+    limiter = request.app.state.rate_limiter
+    reservation = limiter.reserve_tokens(caller.key_id, total, "this analysis")
+    try:
+        yield
+    except SteerlabError:
+        limiter.settle(reservation, 0)
+        raise
+
+
+def _conversation_tokens(lab, messages: list[dict], field: str = "messages") -> int:
+    return len(conversation_ids(lab.lm.tokenizer, messages, field))
+
+
 class TokenizeBody(ConversationBody):
     pass
 
@@ -49,9 +90,11 @@ class LogitsBody(ConversationBody):
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-logits", tags=["ember"])
-def ember_logits(body: LogitsBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+def ember_logits(body: LogitsBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     lab, messages = _conversation(request, body)
-    return {"logits": lab.logits(messages, body.controller, top_k=body.top_k, filter_vocabulary=body.filter_vocabulary)}
+    with _admitted(request, caller, {"messages": len(lab.prompt_ids(messages))}, "max_analysis_tokens"):
+        logits = lab.logits(messages, body.controller, top_k=body.top_k, filter_vocabulary=body.filter_vocabulary)
+    return {"logits": logits}
 
 
 class FeaturesBody(ConversationBody):
@@ -59,17 +102,27 @@ class FeaturesBody(ConversationBody):
     include_feature_indexes: list[int] | None = Field(None, max_length=1000)
 
 
-def _inspection(lab, messages, controller):
+def _inspection(request: Request, caller: Caller, lab, messages, controller):
     from steerlab.analysis.inspect import inspect
 
-    return lab.run_exclusive(inspect, lab.lm, lab.sae, messages, controller, labels=lab.labels, sae_id=lab.sae_id)
+    with _admitted(request, caller, {"messages": _conversation_tokens(lab, messages)}, "max_analysis_tokens"):
+        return lab.run_shared(
+            inspect,
+            lab.lm,
+            lab.sae,
+            messages,
+            controller,
+            labels=lab.labels,
+            sae_id=lab.sae_id,
+            chunk_tokens=lab.chunk_tokens,
+        )
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-features", tags=["ember"])
-def ember_features(body: FeaturesBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Every token with its active features, strongest first (``include_feature_indexes`` restricts)."""
     lab, messages = _conversation(request, body)
-    found = _inspection(lab, messages, body.controller)
+    found = _inspection(request, caller, lab, messages, body.controller)
     tokens = found.per_token(features=body.include_feature_indexes)
     return {
         "tokens": [
@@ -91,10 +144,10 @@ class InspectBody(ConversationBody):
 
 
 @router.post("/v1/inspect", tags=["native"])
-def native_inspect(body: InspectBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+def native_inspect(body: InspectBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Token heatmap data: each token's top features and the conversation's top features (units: 1.0 = strong)."""
     lab, messages = _conversation(request, body)
-    found = _inspection(lab, messages, body.controller)
+    found = _inspection(request, caller, lab, messages, body.controller)
 
     def feature(a) -> dict:
         return {"index": a.index, "label": a.label, "activation": a.act_units, "count": a.count}
@@ -116,7 +169,7 @@ class ContrastBody(BaseModel):
     model: str | None = None
 
 
-def _contrast(request: Request, body: ContrastBody):
+def _contrast(request: Request, body: ContrastBody, caller: Caller):
     from steerlab.analysis.contrast import contrast
 
     lab = get_lab(request)
@@ -128,12 +181,27 @@ def _contrast(request: Request, body: ContrastBody):
     d2 = [[m.model_dump() for m in conv] for conv in body.dataset_2]
     k1 = body.top_k if body.top_k is not None else body.k_to_add
     k2 = body.top_k if body.top_k is not None else body.k_to_remove
-    return lab, lab.run_exclusive(contrast, lab.lm, lab.sae, d1, d2, k_to_add=k1, k_to_remove=k2, labels=lab.labels)
+    counts = {"dataset_1": 0, "dataset_2": 0}
+    for side, dataset in (("dataset_1", d1), ("dataset_2", d2)):
+        counts[side] = sum(_conversation_tokens(lab, conv, f"{side}[{i}]") for i, conv in enumerate(dataset))
+    with _admitted(request, caller, counts, "max_analysis_tokens"):
+        result = lab.run_shared(
+            contrast,
+            lab.lm,
+            lab.sae,
+            d1,
+            d2,
+            k_to_add=k1,
+            k_to_remove=k2,
+            labels=lab.labels,
+            chunk_tokens=lab.chunk_tokens,
+        )
+    return lab, result
 
 
 @router.post(f"{EMBER}/chat-attribution/contrast", tags=["ember"])
-def ember_contrast(body: ContrastBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
-    lab, result = _contrast(request, body)
+def ember_contrast(body: ContrastBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
+    lab, result = _contrast(request, body, caller)
     return {
         "dataset_1_features": [lab.wire_feature(f.index) for f in result.dataset_1_features],
         "dataset_2_features": [lab.wire_feature(f.index) for f in result.dataset_2_features],
@@ -141,9 +209,9 @@ def ember_contrast(body: ContrastBody, request: Request, _caller: Caller = Depen
 
 
 @router.post("/v1/contrast", tags=["native"])
-def native_contrast(body: ContrastBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Features that separate the two datasets; ``score`` is the rank-biserial effect (positive favours 1)."""
-    _, result = _contrast(request, body)
+    _, result = _contrast(request, body, caller)
     return {
         side: [
             {"index": f.index, "label": f.label, "score": f.effect, "mean_1": f.mean_units_1, "mean_2": f.mean_units_2}
@@ -163,10 +231,11 @@ class AttributionBody(ConversationBody):
 
 
 @router.post(f"{EMBER}/attributions/compute-logit-attribution", tags=["ember"])
-def ember_attribution(body: AttributionBody, request: Request, _caller: Caller = Depends(require_caller)) -> dict:
+def ember_attribution(body: AttributionBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Which features drive the logit of the token at ``startIndex`` (gradient x activation, error kept)."""
     from steerlab.analysis.attribution import attribute
 
     lab, messages = _conversation(request, body)
-    result = lab.run_exclusive(attribute, lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
+    with _admitted(request, caller, {"messages": _conversation_tokens(lab, messages)}, "max_attribution_tokens"):
+        result = lab.run_shared(attribute, lab.lm, lab.sae, messages, body.startIndex, labels=lab.labels)
     return attribution_response(result, lab.sae_id, k=body.top_k)

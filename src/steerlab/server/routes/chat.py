@@ -32,12 +32,26 @@ def _start(request: Request, body: ChatRequest, caller: Caller):
     ids = lab.prompt_ids([m.model_dump() for m in body.messages])
     check_limit(len(ids), settings.max_prompt_tokens, "messages", "prompt tokens")
     editor = request.app.state.variants.editor_for(lab, body.controller, body.variant_id, caller)
-    stream = lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())  # full: EngineBusy, a 503
+    # The most this request can use is held from the key's tokens/min now (429 when it does not fit), so
+    # concurrent requests cannot overspend the quota; _charge refunds what it did not use.
+    limiter = request.app.state.rate_limiter
+    reservation = limiter.reserve_tokens(caller.key_id, len(ids) + params.max_new_tokens, "this chat")
+    try:
+        stream = lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())  # full: EngineBusy, a 503
+    except BaseException:
+        limiter.settle(reservation, 0)
+        raise
+    request.state.token_reservation = reservation
     return lab, stream
 
 
 def _charge(request: Request, caller: Caller, stream) -> None:
-    request.app.state.rate_limiter.charge_tokens(caller.key_id, stream.prompt_tokens + stream.completion_tokens)
+    used = stream.prompt_tokens + stream.completion_tokens
+    reservation = getattr(request.state, "token_reservation", None)
+    if reservation is not None:
+        request.app.state.rate_limiter.settle(reservation, used)
+    else:
+        request.app.state.rate_limiter.charge_tokens(caller.key_id, used)
     request.app.state.metrics.tokens.inc(stream.completion_tokens)
 
 
