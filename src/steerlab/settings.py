@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     max_dataset_conversations: int = Field(
         default=512, ge=1, description="Most conversations in one dataset request (contrast, AutoSteer)."
     )
+    max_variants_per_key: int = Field(
+        default=1000, ge=1, description="Most saved variants one API key may keep; one more is answered 429."
+    )
+    max_variant_bytes_per_key: int = Field(
+        default=10_000_000,
+        ge=1024,
+        description="Most bytes of saved controller JSON one API key may keep; over it a save is answered 429.",
+    )
     max_batch: int = Field(default=32, ge=1, description="Sequences decoded together by the engine (flag --max-batch).")
     max_queue: int = Field(default=512, ge=1, description="Waiting requests before 503 + Retry-After.")
     worker_threads: int = Field(

@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
     app.state.keys = KeyStore(settings.resolved_db_path())
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     app.state.metrics = Metrics(engine=lambda: getattr(app.state.lab, "engine", None))
-    app.state.variants = VariantStore(settings.resolved_db_path())
+    app.state.variants = VariantStore(
+        settings.resolved_db_path(), settings.max_variants_per_key, settings.max_variant_bytes_per_key
+    )
     app.state.lab = lab
     app.state.autosteer_gate = threading.BoundedSemaphore(settings.autosteer_concurrency)
     if settings.open_mode:
