@@ -94,6 +94,23 @@ class Settings(BaseSettings):
         default=None,
         description="Server database (API keys, saved variants); unset: STEERLAB_HOME/server.db (flag --server-db).",
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a whole request head (line and headers) once it connects "
+        "or starts its next request; slower connections are closed (a slowloris holds none for long).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections (and requests in flight) at once; past it new requests get 503.",
+    )
+    public_metrics: bool = Field(
+        default=False,
+        description="Serve /metrics without an API key (flag --public-metrics); off: it needs a key like "
+        "every other route (open mode needs none).",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description='Origins allowed by CORS, as JSON (["https://a.example"]); empty: none.'
     )

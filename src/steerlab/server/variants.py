@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from steerlab.server.db import connect
 from steerlab.server.errors import APIError
 
 MAX_CONTROLLER_BYTES = 256_000
@@ -21,9 +21,7 @@ class VariantStore:
     def __init__(self, path: str | Path, max_count: int = 1000, max_bytes: int = 10_000_000):
         self.max_count, self.max_bytes = max_count, max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(Path(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect(path)
         self._db.execute("""CREATE TABLE IF NOT EXISTS variants (
             variant_id TEXT PRIMARY KEY, name TEXT NOT NULL, model TEXT NOT NULL, controller TEXT NOT NULL,
             owner TEXT NOT NULL, created_at REAL NOT NULL)""")
