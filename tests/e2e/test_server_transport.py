@@ -80,7 +80,7 @@ def test_a_keep_alive_connection_still_serves_requests(live_server):
 
 
 def test_a_non_streaming_chat_stops_decoding_when_its_client_hangs_up(live_server):
-    """A 256-token chat whose client gives up after 1 s: the engine is idle again within a few seconds
+    """A 256-token chat whose client gives up 1 s into decoding: the engine is idle again within a few seconds
     and the request decoded far fewer than 256 tokens (today it decodes on to its end for nobody)."""
     body = (
         '{"messages": [{"role": "user", "content": "Count from 1 to 400, one number per line."}],'
@@ -94,6 +94,10 @@ def test_a_non_streaming_chat_stops_decoding_when_its_client_hangs_up(live_serve
         + f"Authorization: Bearer {live_server.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
+    deadline = time.monotonic() + 60
+    while _metric(live_server, "steerlab_engine_active") < 1:  # decoding (not still queued or prefilling)
+        assert time.monotonic() < deadline, "the chat never started decoding"
+        time.sleep(0.05)
     time.sleep(1.0)
     sock.close()
     closed = time.monotonic()
