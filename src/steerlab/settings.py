@@ -94,6 +94,23 @@ class Settings(BaseSettings):
         default=None,
         description="Server database (API keys, saved variants); unset: STEERLAB_HOME/server.db (flag --server-db).",
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a whole request head (line and headers) once it connects "
+        "or starts its next request; slower connections are closed (a slowloris holds none for long).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections (and requests in flight) at once; past it new requests get 503.",
+    )
+    public_metrics: bool = Field(
+        default=False,
+        description="Serve /metrics without an API key (flag --public-metrics); off: it needs a key like "
+        "every other route (open mode needs none).",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description='Origins allowed by CORS, as JSON (["https://a.example"]); empty: none.'
     )
@@ -136,6 +153,14 @@ class Settings(BaseSettings):
         description="Share of the model's time analyses get while chats are decoding: after an analysis held "
         "the model for t seconds, the engine decodes for t * (1 - share) / share before the next analysis "
         "piece. 1: one decode step between pieces.",
+    )
+    max_variants_per_key: int = Field(
+        default=1000, ge=1, description="Most saved variants one API key may keep; one more is answered 429."
+    )
+    max_variant_bytes_per_key: int = Field(
+        default=10_000_000,
+        ge=1024,
+        description="Most bytes of saved controller JSON one API key may keep; over it a save is answered 429.",
     )
     max_batch: int = Field(default=32, ge=1, description="Sequences decoded together by the engine (flag --max-batch).")
     max_queue: int = Field(default=512, ge=1, description="Waiting requests before 503 + Retry-After.")

@@ -41,7 +41,8 @@ def live_server(tmp_path_factory) -> LiveServer:
     root = tmp_path_factory.mktemp("server")
     server_db = root / "server.db"
     port = _free_port()
-    env = {**os.environ, "STEERLAB_MAX_COMPLETION_TOKENS": "256"}
+    # a short head deadline, so the slow-connection tests wait seconds, not the default's ten
+    env = {**os.environ, "STEERLAB_MAX_COMPLETION_TOKENS": "256", "STEERLAB_HEADER_TIMEOUT_S": "2"}
     made = json.loads(
         subprocess.run(
             [STEERLAB, "keys", "create", "e2e", "--server-db", str(server_db)],

@@ -14,6 +14,7 @@ from steerlab.cli import app
 from steerlab.cli import serve as serve_module
 from steerlab.engine.lab import Lab
 from steerlab.models import loader
+from steerlab.server.keys import KeyStore
 from steerlab.settings import Settings, get_settings
 from tests.unit.engine.test_lab_load import saved_sae
 
@@ -92,6 +93,7 @@ def test_unknown_variable_is_warned_about_once_naming_the_closest(monkeypatch, c
 
 def test_a_clean_environment_warns_about_nothing(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("STEERLAB_TORCH", "torch")  # the installer's variable is known
+    KeyStore(tmp_path / "server.db").close()  # 'keys list' reads an existing database (never makes one)
     with caplog.at_level(logging.DEBUG, logger="steerlab.settings"):
         result = CliRunner().invoke(app, ["keys", "list", "--server-db", str(tmp_path / "server.db")])
     assert result.exit_code == 0, result.output
@@ -100,6 +102,7 @@ def test_a_clean_environment_warns_about_nothing(monkeypatch, caplog, tmp_path):
 
 def test_the_cli_warns_at_start_up(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("STEERLAB_MAXBATCH", "3")
+    KeyStore(tmp_path / "server.db").close()  # 'keys list' reads an existing database (never makes one)
     with caplog.at_level(logging.WARNING, logger="steerlab.settings"):
         result = CliRunner().invoke(app, ["keys", "list", "--server-db", str(tmp_path / "server.db")])
     assert result.exit_code == 0, result.output

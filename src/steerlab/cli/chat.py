@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from steerlab.cli.errors import one_line_errors
-from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
-from steerlab.errors import MissingFileError
+from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE, check_sae_folder
+from steerlab.errors import MissingFileError, SteerlabError
 
 
 @one_line_errors
@@ -48,6 +48,14 @@ def chat(
     # Everything that can be wrong with the arguments fails before the model loads.
     edits = [parse_edit(f) for f in feature]
     ctrl = _load_controller(controller) if controller else Controller()
+    if edits or not ctrl.is_empty():
+        d_sae = check_sae_folder(sae, model)  # the SAE's cfg.json, read without loading anything
+        for e in edits if d_sae is not None else []:
+            try:
+                e.validate(d_sae)
+            except SteerlabError as err:
+                err.field = err.field or "--feature"
+                raise
     params = sampling_params(max_completion_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     if edits or not ctrl.is_empty():

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from steerlab.cli.errors import one_line_errors
-from steerlab.cli.options import DEVICE, DTYPE
+from steerlab.cli.options import DEVICE, DTYPE, check_input_file
 from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Build, show, export and search the labeled features of an SAE.", no_args_is_help=True)
@@ -122,6 +122,8 @@ def build(
         raise InvalidInputError("give exactly one input: --acts HARVEST_DIR, --text-file FILE or --corpus FILE")
     if max_tokens is not None and max_tokens < 1:
         raise InvalidInputError(f"must be >= 1, got {max_tokens}", field="--max-tokens")
+    if text_file is not None:
+        check_input_file(text_file, "--text-file")  # before the model's seconds of loading
     cfg = BuildConfig(top_examples=top_examples, batch_tokens=batch_tokens)
     sae_path = sae or bundled_sae_path("default")
     if sae_path is None:

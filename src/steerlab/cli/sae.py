@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from steerlab.cli.errors import one_line_errors
-from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
+from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE, check_input_file, check_sae_folder
 from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Train, evaluate, inspect and convert sparse autoencoders.", no_args_is_help=True)
@@ -86,6 +86,8 @@ def evaluate(
     from steerlab.sae.bundled import load_sae_for
     from steerlab.sae.evals import evaluate_sae, sequences_from_text_file
 
+    check_input_file(text_file, "--text-file")  # before the model's seconds of loading
+    check_sae_folder(sae)
     lm = load_model(model, dtype=dtype, device=device)
     sae_model = load_sae_for(lm, sae)
     sequences = sequences_from_text_file(text_file, lm.tokenizer, context_length, max_tokens)

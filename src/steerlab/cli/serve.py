@@ -44,6 +44,12 @@ def serve(
     ),
     server_db: Path | None = DB,
     db: Path | None = typer.Option(None, "--db", help="Feature database (default: features.db next to the SAE)."),
+    public_metrics: bool | None = typer.Option(
+        None,
+        "--public-metrics/--no-public-metrics",
+        help="Serve /metrics without an API key, e.g. for a Prometheus on this host "
+        "(env STEERLAB_PUBLIC_METRICS, default off).",
+    ),
 ) -> None:
     """Serve the Ember API (goodfire SDK), the OpenAI API and the web UI at http://HOST:PORT/.
 
@@ -54,7 +60,14 @@ def serve(
     from steerlab.settings import load_settings, use_settings
 
     settings = load_settings(
-        dtype=dtype, device=device, host=host, port=port, open_mode=open_mode, max_batch=max_batch, db_path=server_db
+        dtype=dtype,
+        device=device,
+        host=host,
+        port=port,
+        open_mode=open_mode,
+        max_batch=max_batch,
+        db_path=server_db,
+        public_metrics=public_metrics,
     )
     run_server(use_settings(settings), model, sae, db)
 
@@ -66,6 +79,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     from steerlab.blas_threads import single_threaded_blas
     from steerlab.engine.lab import Lab
     from steerlab.server.app import create_app
+    from steerlab.server.transport import header_timeout_protocol
     from steerlab.torch_threads import in_passing_thread
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -92,7 +106,14 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
         json.dumps({"event": "loaded", "model": lab.model_name, "seconds": round(time.perf_counter() - start, 1)})
     )
     try:
-        uvicorn.run(create_app(settings, lab), host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.run(
+            create_app(settings, lab),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            http=header_timeout_protocol(settings.header_timeout_s),
+            limit_concurrency=settings.max_connections,
+        )
     finally:
         lab.close()
 
@@ -115,7 +136,7 @@ def list_keys(server_db: Path | None = DB):
     from steerlab.server.keys import KeyStore
     from steerlab.settings import load_settings
 
-    for k in KeyStore(load_settings(db_path=server_db).resolved_db_path()).list():
+    for k in KeyStore(load_settings(db_path=server_db).resolved_db_path(), create=False).list():
         print(json.dumps(k.__dict__))
 
 
@@ -128,6 +149,6 @@ def revoke_key(
     from steerlab.server.keys import KeyStore
     from steerlab.settings import load_settings
 
-    if not KeyStore(load_settings(db_path=server_db).resolved_db_path()).revoke(key_id):
+    if not KeyStore(load_settings(db_path=server_db).resolved_db_path(), create=False).revoke(key_id):
         raise NotFoundError(f"no active key with key_id {key_id!r}; see 'steerlab keys list'", field="key_id")
     print(json.dumps({"revoked": key_id}))

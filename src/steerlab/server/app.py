@@ -11,7 +11,7 @@ import threading
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,12 +47,16 @@ def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
         description="Self-hosted interpretability lab: SAE features, search, inspection and "
         "steering. Speaks the Ember (goodfire SDK) and OpenAI protocols.",
         lifespan=_lifespan,
+        docs_url=None,  # served below from packaged assets: FastAPI's own pages load them from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.keys = KeyStore(settings.resolved_db_path())
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     app.state.metrics = Metrics(engine=lambda: getattr(app.state.lab, "engine", None))
-    app.state.variants = VariantStore(settings.resolved_db_path())
+    app.state.variants = VariantStore(
+        settings.resolved_db_path(), settings.max_variants_per_key, settings.max_variant_bytes_per_key
+    )
     app.state.lab = lab
     app.state.autosteer_gate = threading.BoundedSemaphore(settings.autosteer_concurrency)
     if settings.open_mode:
@@ -74,9 +78,16 @@ def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
         lab = app.state.lab
         return {"status": "ok", "version": __version__, "model": getattr(lab, "model_name", None)}
 
+    async def metrics_caller(request: Request) -> Caller | None:
+        """A key like any route, unless ``public_metrics``: request counts per route and caller activity
+        are not for anyone who can reach the port."""
+        return None if app.state.settings.public_metrics else await require_caller(request)
+
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(_caller: Caller | None = Depends(metrics_caller)) -> Response:
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    _local_docs(app)
 
     @app.get("/v1/whoami", tags=["native"])
     def whoami(caller: Caller = Depends(require_caller)) -> dict:
@@ -91,3 +102,37 @@ def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
     # Web UI last: a mount at "/" matches every path, so it must come after all API routes.
     app.mount("/", ui.static_files(), name="ui")
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _local_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts and styles from the fastapi-offline package,
+    served here: they work on a machine without internet, and no third party sees who reads them."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )

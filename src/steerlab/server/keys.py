@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from steerlab.errors import InvalidInputError
+from steerlab.server.db import connect
 
 PREFIX = "sl-"
 
@@ -33,12 +33,10 @@ def _hash(key: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = True):
+        """``create=False``: refuse a missing database (``MissingFileError``) instead of making one."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect(self.path, create=create)
         self._db.execute("""CREATE TABLE IF NOT EXISTS api_keys (
             key_id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT UNIQUE NOT NULL,
             created_at REAL NOT NULL, revoked_at REAL)""")

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
+import threading
 import time
 from pathlib import Path
 
+from steerlab.server.db import connect
 from steerlab.server.errors import APIError
 
 MAX_CONTROLLER_BYTES = 256_000
 
 
 class VariantStore:
-    def __init__(self, path: str | Path):
-        self._db = sqlite3.connect(Path(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+    """``max_count`` and ``max_bytes`` bound what one key may keep (checked and written under one lock)."""
+
+    def __init__(self, path: str | Path, max_count: int = 1000, max_bytes: int = 10_000_000):
+        self.max_count, self.max_bytes = max_count, max_bytes
+        self._lock = threading.Lock()
+        self._db = connect(path)
         self._db.execute("""CREATE TABLE IF NOT EXISTS variants (
             variant_id TEXT PRIMARY KEY, name TEXT NOT NULL, model TEXT NOT NULL, controller TEXT NOT NULL,
             owner TEXT NOT NULL, created_at REAL NOT NULL)""")
@@ -34,10 +37,31 @@ class VariantStore:
             "controller": controller,
             "created_at": time.time(),
         }
-        self._db.execute(
-            "INSERT INTO variants VALUES (?,?,?,?,?,?)",
-            (row["variant_id"], name, model, text, owner, row["created_at"]),
-        )
+        with self._lock:
+            count, used = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(controller AS BLOB))), 0) FROM variants WHERE owner = ?",
+                (owner,),
+            ).fetchone()
+            if count >= self.max_count:
+                raise APIError(
+                    429,
+                    f"variants: this key already keeps {count} saved variants, the most allowed; "
+                    "delete some (DELETE /v1/variants/{id}) to save more",
+                    "variants",
+                    "max_variants",
+                )
+            if used + len(text.encode()) > self.max_bytes:
+                raise APIError(
+                    429,
+                    f"controller: saving {len(text.encode())} more bytes would take this key's saved variants "
+                    f"over {self.max_bytes} bytes; delete some (DELETE /v1/variants/{{id}}) to save more",
+                    "controller",
+                    "max_variant_bytes",
+                )
+            self._db.execute(
+                "INSERT INTO variants VALUES (?,?,?,?,?,?)",
+                (row["variant_id"], name, model, text, owner, row["created_at"]),
+            )
         return row
 
     def get(self, variant_id: str) -> dict:

@@ -35,6 +35,14 @@ from steerlab.steering.refs import FeatureGroup, FeatureRef
 MODES = ("nudge", "pin", "mul")
 T = TypeVar("T")
 
+MAX_NESTING = 32
+"""Most controllers and condition groups nested in one another (the top controller counts one)."""
+MAX_FEATURES = 512
+"""Most feature references in one controller, interventions and conditions together."""
+MAX_JSON_DEPTH = 4 * MAX_NESTING
+"""Most JSON containers nested in one another anywhere in the controller, unknown fields included
+(a controller at ``MAX_NESTING`` needs at most three per level)."""
+
 
 @dataclass(eq=False)
 class Intervention:
@@ -77,10 +85,11 @@ class Controller:
     max_nudge_entropy: float | int | None = None
 
     def json(self) -> dict:
+        # each part once: building the parts again for the name doubled the work at every level of nesting
+        body = {"interventions": [i.json() for i in self.interventions], "scopes": [s.json() for s in self.scopes]}
         return {
-            "interventions": [i.json() for i in self.interventions],
-            "scopes": [s.json() for s in self.scopes],
-            "name": self.name or self.content_name(),
+            **body,
+            "name": self.name or _content_name(body),
             "nonzero_strength_threshold": self.nonzero_strength_threshold,
             "min_nudge_entropy": self.min_nudge_entropy,
             "max_nudge_entropy": self.max_nudge_entropy,
@@ -90,8 +99,9 @@ class Controller:
         return json.dumps(self.json())
 
     def content_name(self) -> str:
-        body = {"interventions": [i.json() for i in self.interventions], "scopes": [s.json() for s in self.scopes]}
-        return "controller__" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:8]
+        return _content_name(
+            {"interventions": [i.json() for i in self.interventions], "scopes": [s.json() for s in self.scopes]}
+        )
 
     def is_empty(self) -> bool:
         return not self.interventions and not self.scopes
@@ -111,8 +121,14 @@ class Controller:
         if isinstance(data, (str, bytes)):
             try:
                 data = json.loads(data)
+            except RecursionError:
+                raise ControllerError(
+                    f"nested too deeply; at most {MAX_JSON_DEPTH} levels of JSON", field="controller"
+                ) from None
             except ValueError as err:
                 raise ControllerError(f"not valid JSON ({err})", field="controller") from None
+        if not path:
+            check_size(data)
         data = _expect(data, dict, path.rstrip(".") or "controller", "an object")
         return cls(
             interventions=[
@@ -124,6 +140,51 @@ class Controller:
             min_nudge_entropy=_setting(data, "min_nudge_entropy", path),
             max_nudge_entropy=_setting(data, "max_nudge_entropy", path),
         )
+
+
+def _content_name(body: dict) -> str:
+    return "controller__" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:8]
+
+
+def check_size(data: object) -> None:
+    """Refuse, before parsing (which recurses), a controller nested deeper than ``MAX_NESTING`` levels
+    of controllers and condition groups (or ``MAX_JSON_DEPTH`` levels of JSON), naming more than
+    ``MAX_FEATURES`` features, or holding text that is not valid Unicode (NULs, unpaired surrogates:
+    no response could echo it back). Walks iteratively, so any depth is refused, never a RecursionError."""
+    features = 0
+    stack: list[tuple[object, str, int, int]] = [(data, "", 1, 0)]
+    while stack:
+        value, path, depth, level = stack.pop()
+        here = path or "controller"
+        if depth > MAX_JSON_DEPTH:
+            raise ControllerError(f"nested more than {MAX_JSON_DEPTH} levels of JSON deep", field=here)
+        if isinstance(value, str):
+            _check_text(value, here)
+        elif isinstance(value, dict):
+            if "scopes" in value or isinstance(value.get("conditionals"), list):
+                level += 1
+                if level > MAX_NESTING:
+                    raise ControllerError(
+                        f"nested more than {MAX_NESTING} levels of scopes and condition groups deep", field=here
+                    )
+            if "index_in_sae" in value:
+                features += 1
+                if features > MAX_FEATURES:
+                    raise ControllerError(f"names more than {MAX_FEATURES} features", field="controller")
+            for key, item in value.items():
+                _check_text(str(key), here)
+                stack.append((item, _join(path, str(key)), depth + 1, level))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1, level) for i, item in enumerate(value))
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise ControllerError("must not contain NUL characters (\\u0000)", field=path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ControllerError(f"holds an unpaired UTF-16 surrogate at character {err.start}", field=path) from None
 
 
 def _condition_features(cond: ConditionGroup, path: str) -> Iterator[tuple[str, FeatureRef]]:

@@ -51,8 +51,24 @@ def check_messages(messages: object, field: str = "messages") -> list[dict]:
             raise ConversationError(f"must be one of {', '.join(ROLES)}, got {role!r}", field=f"{field}[{i}].role")
         if not isinstance(content, str):
             raise ConversationError(f"must be text, got {type(content).__name__}", field=f"{field}[{i}].content")
+        check_text(content, f"{field}[{i}].content")
         out.append({"role": role, "content": content})
     return out
+
+
+def check_text(text: str, field: str) -> str:
+    """Text a tokenizer can take: no NUL characters, no unpaired UTF-16 surrogates (which UTF-8 cannot
+    encode; JSON's ``"\\ud800"`` decodes to one). Refused rather than repaired, so nothing runs on a
+    prompt other than the one sent."""
+    if "\x00" in text:
+        raise ConversationError("must not contain NUL characters (\\u0000)", field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConversationError(
+            f"holds an unpaired UTF-16 surrogate at character {err.start}; send valid Unicode", field=field
+        ) from None
+    return text
 
 
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, field: str = "messages") -> list[int]:

@@ -54,7 +54,8 @@ def test_health_and_metrics(settings):
     client = TestClient(create_app(settings))
     assert client.get("/health").json()["status"] == "ok"
     client.get("/v1/whoami")
-    text = client.get("/metrics").text
+    _, key = KeyStore(settings.resolved_db_path()).create("ops")  # /metrics needs a key (issue 15)
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
     assert 'steerlab_requests_total{route="/v1/whoami",status="401"}' in text
     assert json.loads(json.dumps(client.get("/openapi.json").json()))["info"]["title"] == "steerlab"
 

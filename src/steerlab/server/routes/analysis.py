@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from steerlab.errors import SteerlabError
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
-from steerlab.server.protocol import Message
+from steerlab.server.protocol import Message, Text
 from steerlab.server.rate_limits import OverBudget
 from steerlab.server.wire import attribution_response
 from steerlab.settings import variable_name
@@ -31,7 +31,7 @@ EMBER = "/api/inference/v1"
 class ConversationBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     messages: list[Message] = Field(min_length=1)
-    model: str | None = None
+    model: Text | None = None
     controller: dict | None = None
 
 
@@ -86,7 +86,7 @@ def ember_tokenize(body: TokenizeBody, request: Request, _caller: Caller = Depen
 
 class LogitsBody(ConversationBody):
     top_k: int | None = Field(10, ge=1, le=1000)
-    filter_vocabulary: list[str] | None = Field(None, max_length=1000)
+    filter_vocabulary: list[Text] | None = Field(None, max_length=1000)
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-logits", tags=["ember"])
@@ -166,7 +166,7 @@ class ContrastBody(BaseModel):
     k_to_add: int = Field(5, ge=0, le=100)
     k_to_remove: int = Field(5, ge=0, le=100)
     top_k: int | None = Field(None, ge=0, le=100)
-    model: str | None = None
+    model: Text | None = None
 
 
 def _contrast(request: Request, body: ContrastBody, caller: Caller):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_model, get_lab
 from steerlab.server.errors import APIError
+from steerlab.server.protocol import Text
 from steerlab.server.wire import auto_conditional_response, auto_edits_response, contrastive_dataset_response
 
 router = APIRouter()
@@ -28,22 +29,22 @@ T = TypeVar("T")
 
 class SpecificationBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    specification: str = Field(
+    specification: Text = Field(
         min_length=1,
         max_length=MAX_SPECIFICATION_CHARS,
         description="What the model should do, in plain language, e.g. 'talk like a pirate'.",
     )
-    model: str | None = None
+    model: Text | None = None
 
 
 class GoalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    goal: str = Field(
+    goal: Text = Field(
         min_length=1,
         max_length=MAX_SPECIFICATION_CHARS,
         description="What the model should do, in plain language, e.g. 'talk like a pirate'.",
     )
-    model: str | None = None
+    model: Text | None = None
 
 
 def _search_job(request: Request, text: str, field: str, run: Callable[..., T]) -> T:

@@ -14,6 +14,7 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
@@ -23,7 +24,9 @@ router = APIRouter()
 FINISH = {"stop": "stop", "length": "length", "abort": "stop", "cancelled": "stop", "error": "error"}
 
 
-def _start(request: Request, body: ChatRequest, caller: Caller):
+def _start(request: Request, body: ChatRequest, caller: Caller, loop: asyncio.AbstractEventLoop):
+    """Check, tokenize, compile the controller and submit: CPU work (a 2 MB body tokenizes for over a
+    second), so ``_complete`` runs it in the worker pool, never on the event loop."""
     settings, lab = request.app.state.settings, get_lab(request)
     check_model(lab, body.model)
     check_limit(len(body.messages), settings.max_messages, "messages", "messages")
@@ -37,7 +40,7 @@ def _start(request: Request, body: ChatRequest, caller: Caller):
     limiter = request.app.state.rate_limiter
     reservation = limiter.reserve_tokens(caller.key_id, len(ids) + params.max_new_tokens, "this chat")
     try:
-        stream = lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())  # full: EngineBusy, a 503
+        stream = lab.engine.submit(ids, params, editor, loop=loop)  # full: EngineBusy, a 503
     except BaseException:
         limiter.settle(reservation, 0)
         raise
@@ -56,7 +59,7 @@ def _charge(request: Request, caller: Caller, stream) -> None:
 
 
 async def _complete(request: Request, body: ChatRequest, caller: Caller):
-    lab, stream = _start(request, body, caller)
+    lab, stream = await run_in_threadpool(_start, request, body, caller, asyncio.get_running_loop())
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         return StreamingResponse(
@@ -65,11 +68,15 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
             headers={"Cache-Control": "no-cache"},
         )
     parts, events, reason, error = [], [], None, None
-    async for event in stream:
-        parts.append(event.text)
-        events += event.events
-        reason, error = event.finish_reason, event.error or error
-    _charge(request, caller, stream)
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, stream))
+    try:
+        async for event in stream:
+            parts.append(event.text)
+            events += event.events
+            reason, error = event.finish_reason, event.error or error
+    finally:
+        watcher.cancel()
+        _charge(request, caller, stream)
     if error:  # the engine logged the failed step's traceback; this is a 500 with a request id
         raise RuntimeError(error)
     return {
@@ -92,6 +99,15 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
             "total_tokens": stream.prompt_tokens + stream.completion_tokens,
         },
     }
+
+
+async def _cancel_on_disconnect(request: Request, stream, every_s: float = 0.25) -> None:
+    """Cancel ``stream`` once the client hangs up (a dropped non-streaming request would otherwise decode
+    to its end for nobody; a dropped stream is cancelled by ``_sse``'s ``finally``). The engine frees
+    the row at its next step and ends the stream with ``cancelled``."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(every_s)
+    stream.cancel()
 
 
 async def _sse(request: Request, caller: Caller, lab, stream, completion_id: str, created: int):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_model, get_lab
 from steerlab.server.errors import APIError
+from steerlab.server.protocol import Text
 
 router = APIRouter()
 EMBER = "/api/inference/v1"
@@ -41,7 +42,7 @@ def ember_search(
     query: str = Query(..., max_length=512),
     page: int = Query(1, ge=1, le=100),
     perPage: int = Query(10, ge=1, le=100),
-    model: str | None = None,  # noqa: N803 (wire name)
+    model: Text | None = None,  # noqa: N803 (wire name)
     _caller: Caller = Depends(require_caller),
 ) -> dict:
     lab = get_lab(request)
@@ -52,10 +53,10 @@ def ember_search(
 
 class RerankBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    query: str = Field(min_length=1, max_length=512)
+    query: Text = Field(min_length=1, max_length=512)
     top_k: int = Field(10, ge=1, le=MAX_IDS)
-    model: str | None = None
-    feature_ids: list[str] = Field(min_length=1, max_length=MAX_IDS)
+    model: Text | None = None
+    feature_ids: list[Text] = Field(min_length=1, max_length=MAX_IDS)
 
 
 @router.post(f"{EMBER}/features/rerank", tags=["ember"])
@@ -69,7 +70,7 @@ def ember_rerank(body: RerankBody, request: Request, _caller: Caller = Depends(r
 class LookupBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     indices: list[int] = Field(min_length=1, max_length=MAX_IDS)
-    model: str | None = None
+    model: Text | None = None
 
 
 @router.post(f"{EMBER}/features/lookup", tags=["ember"])
@@ -94,7 +95,7 @@ def ember_list(
 class NeighborsBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     feature_indices: list[int] = Field(min_length=1, max_length=MAX_IDS)
-    model: str | None = None
+    model: Text | None = None
     top_k: int = Field(10, ge=1, le=MAX_IDS)
 
 

@@ -7,21 +7,28 @@ from pydantic import BaseModel, Field
 
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import get_lab
+from steerlab.server.protocol import Text
 
 router = APIRouter(prefix="/v1/variants", tags=["native"])
 
 
 class SaveVariant(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     controller: dict
 
 
 @router.post("")
 def save_variant(body: SaveVariant, request: Request, caller: Caller = Depends(require_caller)) -> dict:
-    """Save a controller (Ember JSON); the id in the answer loads it back."""
+    """Save a controller (Ember JSON); the id in the answer loads it back. What is stored is the
+    controller as parsed (unknown fields dropped, as the goodfire SDK writes it), only once it compiles
+    against this server's SAE, and within the key's quota (``max_variants_per_key`` and
+    ``max_variant_bytes_per_key``)."""
+    from steerlab.steering.controller_json import Controller
+
     lab = get_lab(request)
-    lab.editor_for_controller(body.controller)  # refuse what could not run, before storing it
-    return request.app.state.variants.save(body.name, lab.model_name, body.controller, caller.key_id)
+    controller = Controller.from_json(body.controller).json()  # depth, size and text checked before parsing
+    lab.editor_for_controller(controller)  # refuse what could not run, before storing it
+    return request.app.state.variants.save(body.name, lab.model_name, controller, caller.key_id)
 
 
 @router.get("")
