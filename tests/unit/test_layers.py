@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"steering"},
     {"analysis"},
     {"engine"},
+    {"agents"},
     {"server"},
     {"client", "client_types", "client_http", "client_local"},
     {"cli"},
