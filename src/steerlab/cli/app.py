@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import chat, classify, data, features, model, sae, serve
+from steerlab.cli import chat, classify, data, features, mcp, model, sae, serve
 from steerlab.cli.errors import one_line_errors
 
 app = typer.Typer(
@@ -34,3 +34,4 @@ app.add_typer(features.app, name="features")
 app.add_typer(classify.app, name="classify")
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="keys")
+app.command("mcp")(mcp.mcp)

@@ -1,0 +1,115 @@
+"""``steerlab mcp`` through the official MCP client: a real subprocess on the tiny model and a tiny SAE."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+import torch
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from steerlab.sae.config import SAEConfig
+from steerlab.sae.variants.topk import TopKSAE
+
+SRC = Path(__file__).resolve().parents[3] / "src"
+D_SAE = 32
+TOOLS = {"search_features", "get_feature", "inspect", "generate", "research_log_append", "research_log_read"}
+
+
+@pytest.fixture()
+def sae_dir(tmp_path):
+    cfg = SAEConfig(
+        d_in=64, d_sae=D_SAE, architecture="topk", k=4, model_name="tiny-llama", hookpoint="model.layers.1", layer=1
+    )
+    TopKSAE(cfg, generator=torch.Generator().manual_seed(0)).eval().save(tmp_path / "sae")
+    return tmp_path / "sae"
+
+
+def server(model_dir: Path, sae: Path, home: Path, session: str = "s1") -> StdioServerParameters:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "STEERLAB_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    args = ["-m", "steerlab.cli", "mcp", "--model", str(model_dir), "--sae", str(sae), "--session", session]
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
+async def session_calls(params: StdioServerParameters, calls: list[tuple[str, dict]]) -> tuple[list, list]:
+    """``(tools listed, results of calls in order)`` from one server process."""
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = (await session.list_tools()).tools
+        results = [await session.call_tool(name, args) for name, args in calls]
+    return tools, results
+
+
+def payload(result) -> dict:
+    assert not result.is_error, result.content
+    return json.loads(result.content[0].text)
+
+
+def error_text(result) -> str:
+    assert result.is_error
+    return result.content[0].text
+
+
+def test_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
+    home = tmp_path / "home"
+    prompt = [{"role": "user", "content": "the cat sat on the mat"}]
+    calls = [
+        ("get_feature", {"index": 3, "neighbours": 4, "tokens": 5}),
+        ("inspect", {"messages": prompt, "top_k": 5}),
+        ("inspect", {"text": "the cat sat on the mat", "top_k": 5}),
+        ("generate", {"messages": prompt, "edits": [{"index": 3, "value": 50.0}], "max_tokens": 6}),
+        ("generate", {"text": "the cat sat on the mat", "max_tokens": 6}),
+        ("get_feature", {"index": D_SAE}),
+        ("generate", {"text": "hi", "edits": [{"index": 99, "value": 1.0}]}),
+        ("inspect", {"messages": prompt, "text": "both"}),
+        ("get_feature", {"index": "three"}),
+        ("search_features", {"query": "cats"}),
+        ("research_log_append", {"note": "feature 3 promotes nothing obvious"}),
+        ("research_log_append", {"note": "second note"}),
+        ("research_log_append", {"note": "  "}),
+    ]
+    tools, results = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home), calls)
+    by_name = {t.name: t for t in tools}
+    assert set(by_name) == TOOLS
+    assert by_name["get_feature"].input_schema["properties"]["index"]["type"] == "integer"
+    assert "index" in by_name["get_feature"].input_schema["required"]
+    assert by_name["search_features"].input_schema["required"] == ["query"]
+    edit_schema = json.dumps(by_name["generate"].input_schema)
+    assert '"nudge"' in edit_schema and '"pin"' in edit_schema  # the edit's mode is an enum in the schema
+
+    feature, inspected, inspected_text, steered, plain = (payload(r) for r in results[:5])
+    assert feature["index"] == 3 and feature["label"] == "" and feature["stats"] is None
+    assert len(feature["promotes"]) == 5 and len(feature["suppresses"]) == 5
+    assert feature["promotes"][0]["logit"] >= feature["promotes"][-1]["logit"] > feature["suppresses"][0]["logit"]
+    assert [n["index"] for n in feature["neighbours"]] and 3 not in [n["index"] for n in feature["neighbours"]]
+    cosines = [n["cosine"] for n in feature["neighbours"]]
+    assert len(cosines) == 4 and cosines == sorted(cosines, reverse=True)
+
+    assert inspected["tokens"] > 6 and 1 <= len(inspected["features"]) <= 5
+    assert all(0 <= f["index"] < D_SAE and f["tokens_fired"] >= 1 for f in inspected["features"])
+    assert inspected_text == inspected  # text is one user message
+
+    assert set(steered) >= {"steered", "unsteered", "same"}
+    assert steered["unsteered"] == plain["unsteered"]  # greedy: the same reply with and without compare
+    assert steered["same"] is False and steered["steered"] != steered["unsteered"]
+    assert "steered" not in plain
+
+    assert "get_feature: index: must be an integer in 0..31, got 32" in error_text(results[5])
+    assert "edits[0]" in error_text(results[6])
+    assert "messages" in error_text(results[7]) and "exactly one" in error_text(results[7])
+    assert "index" in error_text(results[8])  # the SDK's own schema validation names the argument
+    assert "needs a feature database" in error_text(results[9])
+
+    first, second = payload(results[10]), payload(results[11])
+    assert (first["n"], second["n"], first["session"]) == (1, 2, "s1")
+    assert "note: must be a non-empty string" in error_text(results[12])
+
+    # A new server process on the same session reads the notes back; another session has its own log.
+    _, (again,) = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home), [("research_log_read", {})])
+    assert [n["note"] for n in payload(again)["notes"]] == ["feature 3 promotes nothing obvious", "second note"]
+    _, (other,) = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home, "s2"), [("research_log_read", {})])
+    assert payload(other)["notes"] == []
