@@ -40,14 +40,16 @@ def flatten(obj, prefix: str = "") -> dict[str, float]:
 def last_json_object(text: str) -> dict:
     """The last top-level JSON object in a benchmark's stdout (progress lines may come before it)."""
     decoder = json.JSONDecoder()
-    found = None
-    for start in (i for i, ch in enumerate(text) if ch == "{"):
+    found, i = None, text.find("{")
+    while i != -1:
         try:
-            value, _ = decoder.raw_decode(text[start:])
+            value, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError:
+            i = text.find("{", i + 1)
             continue
         if isinstance(value, dict):
             found = value
+        i = text.find("{", end)  # past this object: its nested objects are not top-level
     if found is None:
         raise SystemExit("error: the benchmark printed no JSON object")
     return found
