@@ -1130,3 +1130,10 @@ def matcher_for_label(text: str) -> Matcher | None:
             if lowered == name.lower():
                 return matcher
     return None
+
+
+def is_description(text: str) -> bool:
+    """Whether a label names tokens rather than a concept (``"cat" tokens in shell commands``, ``commas``,
+    ``the word "to"``): such labels are checked against the peak tokens, not scored as concepts."""
+    text = text.strip()
+    return bool(_TOKEN_LABEL.match(text)) or text.lower() in _punctuation_names() or text == "whitespace"
