@@ -30,9 +30,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from steerlab.features.concept_windows import CODE_CONCEPTS, example_window, is_description, judge
+from steerlab.features.concept_windows import CODE_CONCEPTS, example_window, is_description, judge, language
 from steerlab.features.embeddings import EmbeddingCache
-from steerlab.features.explain.language import NAMES, detect_language
+from steerlab.features.explain.language import CODES, NAMES, claimed_language, detect_language
 from steerlab.features.explain.views import ContextVectors, Encoder, auc, view_texts
 from steerlab.features.schema import Example, Feature, Label
 from steerlab.features.score import Scorer, scored
@@ -83,7 +83,10 @@ def _centers(n: int, step: int) -> range:
 
 
 def _norm(token: str) -> str:
-    return token.strip().lower()
+    """Peak-token key, as the offline explainer's (stripped, lowercased; newline tokens keep a newline)."""
+    from steerlab.features.explain.offline import normalize_token
+
+    return normalize_token(token)
 
 
 def held_out_contexts(
@@ -140,8 +143,9 @@ def describe_firing(examples: Sequence[Example]) -> tuple[str, str | None]:
         code, n = langs.most_common(1)[0]
         if code is not None and code != "en" and n >= 0.6 * len(windows):
             where = f"{NAMES.get(code, code)} text"
-    if count >= 0.5 * len(windows) and token:
-        return token_description(token) + (f" in {where}" if where else ""), token
+    if count >= 0.5 * len(windows):
+        named = token_description(token)
+        return named + (f" in {where}" if where and named.startswith('"') else ""), token
     tops = ", ".join(f'"{t[:16]}"' for t, _ in peaks.most_common(3) if t.strip())
     return (where if where else f"{UNCLEAR}: fires on {tops or 'whitespace'}"), None
 
@@ -219,8 +223,10 @@ class HeldOutScorer(Scorer):
         if not self.decide:
             return scored(label, value, self.name, details)
         beats = value > max(threshold, 0.5, peak_value, desc_value if description else 0.0)
-        if not is_description(label.text) and beats:
+        if not is_description(label.text) and claimed_language(label.text) is None and beats:
             return scored(label, value, self.name, {**details, "decision": "concept"})
+        if held_out_language(feature, label.text):  # languages: the identifier decides (the encoder cannot tell)
+            return scored(label, value, self.name, {**details, "decision": "fires-on"})
         if description is not None:
             text, new_value, decision = description, desc_value, "fires-on"
         else:
@@ -250,7 +256,10 @@ def confirmed_description(feature: Feature) -> str | None:
 
 
 def token_description(token: str) -> str:
-    return '"' + token.replace('"', "'")[:24] + '" tokens'
+    """The offline explainer's name for a token: ``commas``, ``line breaks``, or ``"cat" tokens``."""
+    from steerlab.features.explain.offline import token_label
+
+    return token_label(token)
 
 
 def top_peak(feature: Feature) -> str:
@@ -263,6 +272,16 @@ def unclear_text(feature: Feature) -> str:
     peaks = Counter(_norm(e.tokens[e.max_position]) for e in _firing(feature, False) + _firing(feature, True))
     tops = ", ".join(f'"{t[:16]}"' for t, _ in peaks.most_common(4) if t.strip())
     return f"{UNCLEAR}: fires on {tops or 'whitespace'}"
+
+
+def held_out_language(feature: Feature, text: str, share: float = 0.6) -> bool:
+    """Whether ``text`` names a language (``French text``) that the identifier finds in at least ``share``
+    of the held-out firing windows."""
+    name = claimed_language(text)
+    if name is None:
+        return False
+    windows = [example_window(e) for e in _firing(feature, True)]
+    return bool(windows) and judge(windows, language(CODES[name]), need=max(1, round(share * len(windows))))[0]
 
 
 def claims_concept(text: str) -> bool:

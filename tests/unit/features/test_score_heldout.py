@@ -119,3 +119,36 @@ def test_token_labels_are_checked_on_held_out_peaks(scorer):
     f = cat_feature()
     (out,) = scorer.score([f], [Label(text='"cat" tokens', explainer="offline")])
     assert out.score_details["decision"] == "fires-on" and re.match(r'^"cat" tokens', out.text)
+
+
+def test_punctuation_is_described_by_name_so_search_finds_it(scorer):
+    examples = []
+    for r in range(22):
+        kind, rank = ("top", r) if r < 12 else ("quantile", r - 12)
+        w = FILLER[r % 9 : r % 9 + 30]
+        w = [t + "," if i % 6 == 5 else t for i, t in enumerate(w)]
+        words = [x for t in w for x in ([t[:-1], ","] if t.endswith(",") else [t])]
+        examples.append(ex(kind, rank, words, [i for i, t in enumerate(words) if t == ","][-3:][::-1]))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=2 * r + 1))
+    f = Feature(uuid="u", sae_id="s", index=4, examples=examples)
+    (out,) = scorer.score([f], [Label(text="grammar", explainer="offline")])
+    assert out.text == "commas" and out.score_details["decision"] == "fires-on"
+
+
+def test_a_language_label_is_kept_when_the_identifier_confirms_it_on_held_out_windows(scorer):
+    from tests.unit.features.labeling_fixtures import FRENCH
+
+    text = " ".join(FRENCH).split()
+    examples = []
+    for r in range(22):
+        kind, rank = ("top", r) if r < 12 else ("quantile", r - 12)
+        w = text[r * 3 : r * 3 + 32]
+        examples.append(ex(kind, rank, w, [28 - r % 4, 20, 24]))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=2 * r + 1))
+    f = Feature(uuid="u", sae_id="s", index=5, examples=examples)
+    (out,) = scorer.score([f], [Label(text="French text", explainer="offline")])
+    assert out.text == "French text" and out.score_details["decision"] in ("concept", "fires-on")
+    (wrong,) = scorer.score([f], [Label(text="German text", explainer="offline")])
+    assert wrong.text != "German text"
