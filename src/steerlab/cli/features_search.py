@@ -41,7 +41,9 @@ def label(
     scorer: str | None = typer.Option(
         None,
         "--scorer",
-        help="embedding (offline AUC), detection (LLM) or none; default: embedding for offline, detection for openai.",
+        help="heldout (offline AUC on held-out contexts; a label that does not beat random concept phrases is "
+        "replaced by what fires), embedding (offline AUC, labels kept), detection (LLM) or none; default: heldout "
+        "for offline, detection for openai.",
     ),
     contexts: str = typer.Option(
         "sentence",
@@ -65,9 +67,9 @@ def label(
 
     if backend not in ("offline", "openai"):
         raise InvalidInputError(f"unknown {backend!r}", field="--backend", allowed="offline, openai")
-    scorer = scorer or ("embedding" if backend == "offline" else "detection")
-    if scorer not in ("embedding", "detection", "none"):
-        raise InvalidInputError(f"unknown {scorer!r}", field="--scorer", allowed="embedding, detection, none")
+    scorer = scorer or ("heldout" if backend == "offline" else "detection")
+    if scorer not in ("heldout", "embedding", "detection", "none"):
+        raise InvalidInputError(f"unknown {scorer!r}", field="--scorer", allowed="heldout, embedding, detection, none")
     if contexts not in ("sentence", "tokens"):
         raise InvalidInputError(f"unknown {contexts!r}", field="--contexts", allowed="sentence, tokens")
     if relabel and rescore:
@@ -77,7 +79,7 @@ def label(
     store, sae_id = open_store(db, sae, sae_id, readonly=False)
     with store:
         d_sae = store.get_sae(sae_id).d_sae
-        needs_background = scorer == "embedding" or backend == "offline"
+        needs_background = scorer in ("embedding", "heldout") or backend == "offline"
         background = background_examples(store, sae_id, d_sae) if needs_background else []
         explainer, score_with = _backends(backend, scorer, concurrency, background, contexts)
         result = label_features(
@@ -138,6 +140,10 @@ def _backends(backend: str, scorer: str, concurrency: int | None, background, co
         from steerlab.features.score import EmbeddingScorer
 
         return explainer, EmbeddingScorer(encode=cache, background=background, contexts=contexts)
+    if scorer == "heldout":
+        from steerlab.features.score_heldout import HeldOutScorer
+
+        return explainer, HeldOutScorer(encode=cache, contexts=contexts)
     if scorer == "detection":
         from steerlab.features.score_detection import DetectionScorer
 

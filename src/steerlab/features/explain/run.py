@@ -44,10 +44,13 @@ def plan_targets(
 
 
 def background_examples(store, sae_id: str, d_sae: int, features: int = 64) -> list[Example]:
-    """Non-firing contexts from features spread evenly over the SAE: the shared contrast set."""
+    """Non-firing contexts from features spread evenly over the SAE: the shared contrast set (only the
+    choice half: the held-out scorer's random contexts never shape a label)."""
     step = max(1, d_sae // features)
     sample = store.get_features(sae_id, list(range(0, d_sae, step))[:features], with_examples=True)
-    return [e for f in sample for e in negative_examples(f)]
+    from steerlab.features.score_heldout import is_held_out
+
+    return [e for f in sample for e in negative_examples(f) if not is_held_out(e)]
 
 
 def label_features(
@@ -78,7 +81,11 @@ def label_features(
             chunk = targets[start : start + batch_size]
             features = store.get_features(sae_id, chunk, with_examples=True)
             labels: Sequence[Label | None]
-            labels = [existing.get(f.index) for f in features] if rescore else explainer.explain(features)
+            if rescore:
+                labels = [existing.get(f.index) for f in features]
+            else:  # a scorer that holds examples out shows the explainer only the rest
+                view = getattr(scorer, "choice_view", None)
+                labels = explainer.explain([view(f) for f in features] if view else features)
             if scorer is not None:
                 labels = scorer.score(features, labels)
             updates = {f.index: lab for f, lab in zip(features, labels) if lab is not None}

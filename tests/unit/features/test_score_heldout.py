@@ -1,0 +1,154 @@
+"""The held-out scorer: explainers and scorer never see the same examples; a label that only renames the
+strongest token, or that does not beat random concept phrases, is not shown as a concept."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from steerlab.features.schema import Example, Feature, Label
+from steerlab.features.score_heldout import (
+    HeldOutScorer,
+    choice_view,
+    claims_concept,
+    held_out_contexts,
+    is_held_out,
+)
+
+FILLER = (
+    "The installation guide explains each step of the setup so that a new administrator can follow it without "
+    "help and check the result before moving on to the next chapter of the manual"
+).split() * 2
+
+
+def ex(kind: str, rank: int, words: list[str], fire_at: list[int], seq: int | None = None) -> Example:
+    tokens = [(" " + w) if i else w for i, w in enumerate(words)]
+    acts = [0.0] * len(tokens)
+    for j, p in enumerate(fire_at):
+        acts[p] = 5.0 - 0.5 * j
+    peak = max(range(len(acts)), key=lambda i: acts[i])
+    return Example(
+        kind=kind, rank=rank, tokens=tokens, token_ids=list(range(len(tokens))), acts=acts, max_act=acts[peak],
+        max_position=peak if acts[peak] > 0 else 0, sequence_id=seq,
+    )  # fmt: skip
+
+
+def shell_line(i: int) -> list[str]:
+    words = FILLER[i % 7 : i % 7 + 24] + ["$", "cat", f"/etc/conf{i}.d/main.cfg", "|", "grep", "-n", "root"]
+    words += ["&&", "cat", "/var/log/syslog", "|", "tail", "-n", "20"]
+    return words
+
+
+def cat_feature() -> Feature:
+    """Fires on the Unix `cat` command (twice per context), as feature #3724 of the shipped database."""
+    examples = []
+    for r in range(12):
+        w = shell_line(r)
+        examples.append(ex("top", r, w, [w.index("cat"), len(w) - 7], seq=100 + r))
+    for r in range(10):
+        w = shell_line(r + 20)
+        examples.append(ex("quantile", r, w, [w.index("cat"), len(w) - 7], seq=200 + r))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=300 + r))
+    return Feature(uuid="u", sae_id="s", index=3724, examples=examples)
+
+
+def test_split_is_disjoint_and_held_out_has_enough_contexts():
+    f = cat_feature()
+    chosen = choice_view(f).examples
+    assert chosen and not any(is_held_out(e) for e in chosen)
+    assert {(e.kind, e.rank) for e in chosen} == {(e.kind, e.rank) for e in f.examples if not is_held_out(e)}
+    positives, negatives, counts = held_out_contexts(f)
+    assert counts["n_pos"] >= 20 and counts["n_neg"] >= 20 and counts["n_random"] > 0 and counts["n_near_miss"] > 0
+    assert all(p.acts[p.max_position] > 0 for p in positives)
+    assert all(max(n.acts) == 0 and n.max_act == 0 for n in negatives)
+    # every positive comes from a held-out example, never from what the explainer saw
+    seen = {tuple(e.tokens) for e in chosen}
+    assert not any(tuple(p.tokens) in seen for p in positives)
+
+
+@pytest.fixture(scope="module")
+def scorer() -> HeldOutScorer:
+    return HeldOutScorer(contexts="tokens")
+
+
+def test_cats_label_on_the_unix_cat_feature_is_replaced_by_what_fires(scorer):
+    f = cat_feature()
+    (out,) = scorer.score([f], [Label(text="cats", explainer="offline")])
+    assert out.score_details["decision"] == "fires-on"
+    assert out.text == '"cat" tokens in shell commands'
+    assert out.score_details["concept_label"] == "cats" and claims_concept(out.text)
+
+
+def test_unclear_when_nothing_fires_consistently(scorer):
+    examples = []
+    for r in range(12):
+        w = FILLER[r : r + 30]
+        examples.append(ex("top", r, w, [20 + r % 5]))  # a different word each time
+    for r in range(10):
+        examples.append(ex("quantile", r, FILLER[r + 1 : r + 31], [22 - r % 4]))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=2 * r + 1))
+    f = Feature(uuid="u", sae_id="s", index=1, examples=examples)
+    (out,) = scorer.score([f], [Label(text="weather", explainer="offline")])
+    assert out.score_details["decision"] == "unclear" and out.text.startswith("unclear: fires on ")
+    assert not claims_concept(out.text) and out.score_details["concept_label"] == "weather"
+
+
+def test_a_topic_label_that_fits_is_kept_as_a_concept(scorer):
+    weather = (
+        "heavy rain and strong wind are expected tonight with snow on the hills and thunder storms near the coast "
+        "while the forecast for tomorrow promises sunshine after the fog clears and the temperature rises"
+    ).split()
+    examples = []
+    for r in range(22):
+        kind, rank = ("top", r) if r < 12 else ("quantile", r - 12)
+        w = weather[r % 5 :] + FILLER[:3]
+        fire = [i for i, t in enumerate(w) if t in {"rain", "wind", "snow", "thunder", "storms", "fog", "sunshine"}]
+        examples.append(ex(kind, rank, w, fire))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=2 * r + 1))
+    f = Feature(uuid="u", sae_id="s", index=2, examples=examples)
+    (out,) = scorer.score([f], [Label(text="weather", explainer="offline")])
+    assert out.text == "weather" and out.score_details["decision"] == "concept"
+    assert out.score > out.score_details["null_p90"]
+
+
+def test_token_labels_are_checked_on_held_out_peaks(scorer):
+    f = cat_feature()
+    (out,) = scorer.score([f], [Label(text='"cat" tokens', explainer="offline")])
+    assert out.score_details["decision"] == "fires-on" and re.match(r'^"cat" tokens', out.text)
+
+
+def test_punctuation_is_described_by_name_so_search_finds_it(scorer):
+    examples = []
+    for r in range(22):
+        kind, rank = ("top", r) if r < 12 else ("quantile", r - 12)
+        w = FILLER[r % 9 : r % 9 + 30]
+        w = [t + "," if i % 6 == 5 else t for i, t in enumerate(w)]
+        words = [x for t in w for x in ([t[:-1], ","] if t.endswith(",") else [t])]
+        examples.append(ex(kind, rank, words, [i for i, t in enumerate(words) if t == ","][-3:][::-1]))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=2 * r + 1))
+    f = Feature(uuid="u", sae_id="s", index=4, examples=examples)
+    (out,) = scorer.score([f], [Label(text="grammar", explainer="offline")])
+    assert out.text == "commas" and out.score_details["decision"] == "fires-on"
+
+
+def test_a_language_label_is_kept_when_the_identifier_confirms_it_on_held_out_windows(scorer):
+    from tests.unit.features.labeling_fixtures import FRENCH
+
+    text = " ".join(FRENCH).split()
+    examples = []
+    for r in range(22):
+        kind, rank = ("top", r) if r < 12 else ("quantile", r - 12)
+        w = text[r * 3 : r * 3 + 32]
+        examples.append(ex(kind, rank, w, [28 - r % 4, 20, 24]))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=2 * r + 1))
+    f = Feature(uuid="u", sae_id="s", index=5, examples=examples)
+    (out,) = scorer.score([f], [Label(text="French text", explainer="offline")])
+    assert out.text == "French text" and out.score_details["decision"] in ("concept", "fires-on")
+    (wrong,) = scorer.score([f], [Label(text="German text", explainer="offline")])
+    assert wrong.text != "German text"
