@@ -1,5 +1,6 @@
 """The versions the tests run on are inside the ranges pyproject.toml declares, so a declared range never
-promises a release nobody tested (the pinned ones: torch, transformers, onnxruntime, sentence-transformers)."""
+promises a release nobody tested (the pinned ones: torch, transformers, onnxruntime, sentence-transformers,
+uvicorn, whose h11 protocol server/transport.py subclasses, and mcp)."""
 
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_installed_versions_are_inside_the_declared_ranges():
     assert not outside, outside
 
 
-@pytest.mark.parametrize("name", ["torch", "transformers", "onnxruntime", "sentence-transformers"])
+@pytest.mark.parametrize("name", ["torch", "transformers", "onnxruntime", "sentence-transformers", "uvicorn", "mcp"])
 def test_libraries_whose_internals_we_use_have_an_upper_bound(name):
     (requirement,) = [r for r in declared() if r.name == name]
     assert any(spec.operator == "<" for spec in requirement.specifier), f"{name} has no upper bound"
