@@ -93,8 +93,10 @@ def _chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API keeps an asyncio loop marked running in the main thread while
+    it is open, and tests after the web UI's that call ``asyncio.run`` (MCP, token budgets) would fail."""
     executable = _chromium_path()
     if executable is None:
         pytest.skip("web UI tests need Chromium: apt-get install -y chromium (not found on PATH)")

@@ -9,13 +9,13 @@ tests skip (saying why) when Chromium or Playwright is missing; the first two te
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 
+from steerlab.steering.controller_json import Controller
 from tests.default_features import FRENCH
 from tests.e2e.conftest import screenshot_folder
 
@@ -189,7 +189,10 @@ def test_playground_streams_steered_reply_saves_and_reloads_from_link(ui, open_p
     expect(restored.locator("input.value")).to_have_value("2")
     expect(other.locator(".rule")).to_have_count(2)
     expect(other.locator("#variant-name")).to_have_value("french e2e")
-    assert json.loads(other.locator("#controller-json").input_value())["scopes"] == controller["scopes"]
+    # The server stores the controller as parsed (nested controllers named from their content, as the
+    # goodfire SDK names them); the page's JSON, parsed the same way, must be that controller.
+    shown = Controller.from_json(other.locator("#controller-json").input_value()).json()
+    assert shown["scopes"] == controller["scopes"]
     screenshot(other, "playground-loaded")
 
 
