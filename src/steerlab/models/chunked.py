@@ -59,7 +59,7 @@ def forward_chunks(
                 "input_ids": input_ids[:, start:end],
                 "position_ids": positions[None],
                 "cache_position": positions,
-                "past_key_values": cache,
+                "cache": cache,
                 "use_cache": True,
             }
             with torch.inference_mode():
