@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from steerlab.agents.tools import MAX_TOP_K, LabTools
+from steerlab.agents.tools import MAX_PROMPTS, MAX_TOP_K, LabTools
 from steerlab.errors import SteerlabError
 
 T = TypeVar("T")
@@ -22,8 +22,11 @@ T = TypeVar("T")
 INSTRUCTIONS = (
     "Interpretability tools over one language model and its sparse autoencoder (SAE). Features are SAE "
     "latents named by index. Find candidates with search_features (by label) or inspect (what fires on a "
-    "conversation), read one with get_feature, test a hypothesis causally with generate (steer features and "
-    "compare with the unsteered reply), and keep findings with research_log_append."
+    "conversation) or contrast (what separates two datasets), read one with get_feature, look for it in the "
+    "build corpus with search_corpus, test a hypothesis causally with generate (steer and compare with the "
+    "unsteered reply) or ablate (pin a feature to 0 or amplify it and measure the change on prompts), find what "
+    "drives a token with attribute, let autosteer find nudges for a goal, save a variant with steer, score "
+    "texts with classify, and keep findings with research_log_append."
 )
 
 
@@ -41,6 +44,15 @@ class Edit(BaseModel):
 Messages = Annotated[list[Message] | None, Field(description="A conversation; give this or text, not both.")]
 Text = Annotated[str | None, Field(description="One user message; give this or messages, not both.")]
 TopK = Annotated[int, Field(description=f"How many features to return (1..{MAX_TOP_K}).")]
+Edits = Annotated[list[Edit] | None, Field(description="Feature edits to steer with.")]
+Variant = Annotated[
+    dict[str, Any] | None, Field(description="An Ember controller (variant.controller.json()) to steer with.")
+]
+Dataset = Annotated[
+    list[str | list[Message]],
+    Field(description="Conversations: each a text (one user message) or a list of messages."),
+]
+ToolsFor = Callable[[Context], LabTools]
 
 
 @contextmanager
@@ -57,20 +69,24 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
 
 
-def build_server(tools: LabTools, name: str = "steerlab") -> MCPServer:
-    """An MCP server exposing ``tools``."""
+def build_server(tools: LabTools | ToolsFor, name: str = "steerlab") -> MCPServer:
+    """An MCP server exposing ``tools``, or the tools ``tools(ctx)`` picks for each call (the server's mount:
+    the calling key's own research log, saved variants and quotas)."""
     server = MCPServer(name, instructions=INSTRUCTIONS)
+    pick: ToolsFor = tools if callable(tools) and not isinstance(tools, LabTools) else (lambda _ctx: tools)
 
     @server.tool()
     def search_features(
+        ctx: Context,
         query: Annotated[str, Field(description="What the feature should be about, in words.")],
         top_k: TopK = 10,
     ) -> dict[str, Any]:
         """Search features by their labels (meaning and words), best match first. Needs a feature database."""
-        return call(tools.search_features, query, top_k)
+        return call(lambda: pick(ctx).search_features(query, top_k))
 
     @server.tool()
     def get_feature(
+        ctx: Context,
         index: Annotated[int, Field(description="Feature index in the SAE.")],
         examples: Annotated[int, Field(description="Top activating examples to show (0..20).")] = 3,
         neighbours: Annotated[int, Field(description="Nearest features by decoder cosine (0..100).")] = 5,
@@ -78,41 +94,132 @@ def build_server(tools: LabTools, name: str = "steerlab") -> MCPServer:
     ) -> dict[str, Any]:
         """One feature: label, activation statistics, top examples (strongest token in [[...]]), the tokens
         its decoder direction promotes and suppresses, and its nearest neighbours."""
-        return call(tools.get_feature, index, examples, neighbours, tokens)
+        return call(lambda: pick(ctx).get_feature(index, examples, neighbours, tokens))
 
     @server.tool()
-    def inspect(messages: Messages = None, text: Text = None, top_k: TopK = 10) -> dict[str, Any]:
+    def inspect(ctx: Context, messages: Messages = None, text: Text = None, top_k: TopK = 10) -> dict[str, Any]:
         """The features most active over a conversation: tokens each fired on and its peak activation."""
-        return call(tools.inspect, dump(messages), text, top_k)
+        return call(lambda: pick(ctx).inspect(dump(messages), text, top_k))
+
+    @server.tool()
+    def contrast(ctx: Context, dataset_1: Dataset, dataset_2: Dataset, top_k: TopK = 10) -> dict[str, Any]:
+        """Features that separate dataset_1 from dataset_2, most distinguishing first on each side; effect is
+        the rank-biserial correlation (positive: more active in dataset_1), with mean activations and firing
+        rates per side."""
+        return call(lambda: pick(ctx).contrast(dump_dataset(dataset_1), dump_dataset(dataset_2), top_k))
 
     @server.tool()
     def generate(
+        ctx: Context,
         messages: Messages = None,
         text: Text = None,
-        edits: Annotated[list[Edit] | None, Field(description="Feature edits to steer with.")] = None,
-        variant: Annotated[
-            dict[str, Any] | None, Field(description="An Ember controller (variant.controller.json()) to steer with.")
-        ] = None,
+        edits: Edits = None,
+        variant: Variant = None,
         max_tokens: Annotated[int, Field(description="Tokens per reply (1..512).")] = 48,
         compare: Annotated[bool, Field(description="Also generate the unsteered reply.")] = True,
     ) -> dict[str, Any]:
         """Greedy replies to the conversation: steered by edits/variant and, with compare, unsteered beside it."""
-        return call(tools.generate, dump(messages), text, dump(edits), variant, max_tokens, compare)
+        return call(lambda: pick(ctx).generate(dump(messages), text, dump(edits), variant, max_tokens, compare))
+
+    @server.tool()
+    def steer(
+        ctx: Context,
+        name: Annotated[str, Field(description="Name to save the variant under (1-100 characters).")],
+        edits: Edits = None,
+        variant: Variant = None,
+        save: Annotated[bool, Field(description="Store it (else only build and check it).")] = True,
+    ) -> dict[str, Any]:
+        """Build a variant (Ember controller JSON) from feature edits and/or a controller, checked against this
+        SAE, and save it; pass the returned controller to generate as variant."""
+        return call(lambda: pick(ctx).steer(name, dump(edits), variant, save))
+
+    @server.tool()
+    def ablate(
+        ctx: Context,
+        index: Annotated[int, Field(description="Feature index in the SAE.")],
+        prompts: Annotated[
+            list[str], Field(description=f"User prompts to measure on (1..{MAX_PROMPTS}).", max_length=MAX_PROMPTS)
+        ],
+        mode: Annotated[
+            Literal["ablate", "amplify", "nudge"],
+            Field(description="ablate: pin to 0; amplify: multiply by value; nudge: add value."),
+        ] = "ablate",
+        value: Annotated[float | None, Field(description="amplify factor (default 4) or nudge (default 0.5).")] = None,
+        max_tokens: Annotated[int, Field(description="Tokens per reply (1..256).")] = 24,
+    ) -> dict[str, Any]:
+        """Edit one feature and measure the effect on each prompt: unsteered and steered greedy replies, the
+        unsteered reply's log-probability change under the edit, and the mean KL divergence (nats) of the
+        next-token distributions along it, plus the first-token probabilities that moved most."""
+        return call(lambda: pick(ctx).ablate(index, prompts, mode, value, max_tokens))
+
+    @server.tool()
+    def attribute(
+        ctx: Context,
+        messages: Messages = None,
+        text: Text = None,
+        position: Annotated[
+            int, Field(description="Token position to explain (negative counts from the end; -1: last token).")
+        ] = -1,
+        top_k: TopK = 10,
+    ) -> dict[str, Any]:
+        """Which features (at which earlier tokens) drive the logit of one token of the conversation
+        (gradient x activation, in logit units): per feature summed over positions, and the top pairs."""
+        return call(lambda: pick(ctx).attribute(dump(messages), text, position, top_k))
+
+    @server.tool()
+    def autosteer(
+        ctx: Context,
+        goal: Annotated[str, Field(description="What the model should do, e.g. 'talk like a pirate'.")],
+        effort: Annotated[
+            Literal["quick", "thorough"], Field(description="quick: about half the generation work.")
+        ] = "quick",
+    ) -> dict[str, Any]:
+        """AutoSteer: search feature nudges that make the model pursue the goal while staying fluent (tens of
+        seconds); returns the edits with labels, scores, example replies and the controller."""
+        return call(lambda: pick(ctx).autosteer(goal, effort))
+
+    @server.tool()
+    def search_corpus(
+        ctx: Context,
+        query: Annotated[str, Field(description="Words or a topic to look for.")],
+        by: Annotated[
+            Literal["words", "meaning"],
+            Field(description="words: bm25 over the text; meaning: where the features about the query fire."),
+        ] = "words",
+        top_k: Annotated[int, Field(description="Passages to return (1..50).")] = 5,
+    ) -> dict[str, Any]:
+        """Passages of the corpus the feature database was built from (the text features were read on)."""
+        return call(lambda: pick(ctx).search_corpus(query, by, top_k))
+
+    @server.tool()
+    def classify(
+        ctx: Context,
+        name: Annotated[str, Field(description="Classifier name (steerlab classify list).")],
+        texts: Annotated[list[str], Field(description="Texts to score (1..64).", max_length=64)],
+        top: Annotated[int, Field(description="Features reported per text (0..20).")] = 3,
+    ) -> dict[str, Any]:
+        """Score texts with a trained SAE-feature classifier: probability, flagged, and the features behind it."""
+        return call(lambda: pick(ctx).classify(name, texts, top))
 
     @server.tool()
     def research_log_append(
+        ctx: Context,
         note: Annotated[str, Field(description="A finding, hypothesis or plan, with the evidence behind it.")],
     ) -> dict[str, Any]:
         """Add a note to this session's research log (kept on disk across restarts)."""
-        return call(tools.research_log_append, note)
+        return call(lambda: pick(ctx).research_log_append(note))
 
     @server.tool()
-    def research_log_read() -> dict[str, Any]:
+    def research_log_read(ctx: Context) -> dict[str, Any]:
         """This session's research log, oldest note first."""
-        return call(tools.research_log_read)
+        return call(lambda: pick(ctx).research_log_read())
 
     return server
 
 
 def dump(models: list[BaseModel] | None) -> list[dict] | None:
     return None if models is None else [m.model_dump() for m in models]
+
+
+def dump_dataset(items: list) -> list:
+    return [item if isinstance(item, str) else dump(item) for item in items]

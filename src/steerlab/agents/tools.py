@@ -1,5 +1,6 @@
-"""An agent's tools over one ``Lab``: search features, read a feature, inspect a conversation, generate
-with and without steering, and keep a research log.
+"""An agent's tools over one ``Lab``: search features, read a feature, inspect a conversation, contrast two
+datasets, generate with and without steering, build and save a variant, ablate or amplify a feature and
+measure the effect, attribute a token, AutoSteer, search the build corpus, classify, and keep a research log.
 
 Each tool is a plain method returning a small JSON-ready dict (compact: labels, numbers rounded, example
 text clipped around the strongest token), so it is testable without MCP and the MCP server
@@ -13,11 +14,12 @@ import json
 import re
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from steerlab.errors import InvalidInputError
+from steerlab.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     from steerlab.engine.lab import Lab
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
 
 MAX_TOP_K = 100
 MAX_NOTE_CHARS = 20_000
+MAX_TEXT_CHARS = 20_000
+MAX_MESSAGES = 256
+MAX_PROMPTS = 16
+MAX_REPLY_TOKENS = 256
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -47,9 +54,68 @@ def conversation(messages: list[dict] | None, text: str | None) -> list[dict]:
             raise InvalidInputError("must be a non-empty string", field="text")
         return [{"role": "user", "content": text}]
     assert messages is not None
-    if not messages:
+    if not isinstance(messages, list) or not messages:
         raise InvalidInputError("must hold at least one message", field="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidInputError(f"has {len(messages)} messages; at most {MAX_MESSAGES}", field="messages")
     return [dict(m) for m in messages]
+
+
+def check_text(value: object, field: str, limit: int = MAX_TEXT_CHARS) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError("must be a non-empty string", field=field)
+    if len(value) > limit:
+        raise InvalidInputError(f"is {len(value)} characters; at most {limit}", field=field)
+    return value
+
+
+def dataset(items: object, field: str, limit: int) -> list[list[dict]]:
+    """Conversations from a list whose items are texts (one user message each) or message lists."""
+    if not isinstance(items, list) or not items:
+        raise InvalidInputError("must be a non-empty list of texts or conversations", field=field)
+    if len(items) > limit:
+        raise InvalidInputError(f"has {len(items)} conversations; at most {limit}", field=field)
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            out.append([{"role": "user", "content": check_text(item, f"{field}[{i}]")}])
+        elif isinstance(item, list) and item:
+            out.append([dict(m) for m in item])
+        else:
+            raise InvalidInputError("must be a text or a non-empty list of messages", field=f"{field}[{i}]")
+    return out
+
+
+class Meter:
+    """What a tool call costs whoever called it. In process nothing is charged; the server's meter
+    (``server.mcp_http``) checks the per-request budgets and reserves tokens from the API key's quota, as
+    the equivalent REST routes do."""
+
+    def admit(self, counts: dict[str, int], budget: str) -> AbstractContextManager[None]:
+        """Run ``counts`` tokens (per argument) through the model, within the settings field ``budget``
+        (e.g. ``max_analysis_tokens``)."""
+        return nullcontext()
+
+    def job(self, kind: str) -> AbstractContextManager[None]:
+        """A long search (AutoSteer): one of the few allowed at once on a server."""
+        return nullcontext()
+
+
+class VariantSink(Protocol):
+    def save(self, name: str, model: str, controller: dict) -> dict: ...
+
+
+@dataclass
+class FileVariants:
+    """Variants saved as ``folder/NAME.json`` (``steerlab mcp``: the researcher's own machine)."""
+
+    folder: Path
+
+    def save(self, name: str, model: str, controller: dict) -> dict:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{name}.json"
+        path.write_text(json.dumps({"name": name, "model": model, "controller": controller}, indent=1))
+        return {"name": name, "path": str(path)}
 
 
 def _r(x: float) -> float:
@@ -113,10 +179,24 @@ class ResearchLog:
 class LabTools:
     """The tools, over ``lab`` (which must have an SAE) and ``log``."""
 
-    def __init__(self, lab: Lab, log: ResearchLog) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        log: ResearchLog,
+        meter: Meter | None = None,
+        variants: VariantSink | None = None,
+        corpus: Any = None,
+    ) -> None:
         if lab.sae is None:
             raise InvalidInputError("the agent tools need a lab with an SAE", field="sae")
         self.lab, self.log = lab, log
+        self.meter = meter or Meter()
+        self.variants = variants
+        if corpus is None:
+            from steerlab.agents.corpus import CorpusSearch
+
+            corpus = CorpusSearch(lab)
+        self.corpus = corpus
 
     # ------------------------------------------------------------------ features
     def search_features(self, query: str, top_k: int = 10) -> dict:
@@ -215,7 +295,17 @@ class LabTools:
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
         convo = conversation(messages, text)
         lab = self.lab
-        inspection = lab.run_exclusive(inspect, lab.lm, lab.sae, convo, None, labels=lab.labels, sae_id=lab.sae_id)
+        with self.meter.admit({"messages": self._tokens(convo, "messages")}, "max_analysis_tokens"):
+            inspection = lab.run_shared(
+                inspect,
+                lab.lm,
+                lab.sae,
+                convo,
+                None,
+                labels=lab.labels,
+                sae_id=lab.sae_id,
+                chunk_tokens=lab.chunk_tokens,
+            )
         peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max")}
         features = []
         for f in inspection.top(top_k, by="count"):
@@ -242,13 +332,37 @@ class LabTools:
         """A greedy reply steered by ``edits`` (and/or an Ember ``variant`` controller), and with
         ``compare`` the unsteered reply to the same prompt beside it."""
         from steerlab.engine.lab import sampling_params
+
+        convo = conversation(messages, text)
+        max_tokens = check_int(max_tokens, "max_tokens", 1, 512)
+        controller = self._controller(edits, variant)
+        params = sampling_params(max_completion_tokens=max_tokens, temperature=0.0)
+        out: dict[str, Any] = {}
+        steered = not controller.is_empty()
+        replies = 1 + int(steered and compare)
+        prompt = len(self.lab.prompt_ids(convo))
+        counts = {"messages": prompt * replies, "max_tokens": max_tokens * replies}
+        with self.meter.admit(counts, "max_analysis_tokens"):
+            if steered:
+                out["steered"], events = self._reply(convo, params, controller)
+                if events:
+                    out["events"] = events
+            if compare or not steered:
+                out["unsteered"], _ = self._reply(convo, params, None)
+        if steered and compare:
+            out["same"] = out["steered"] == out["unsteered"]
+        return out
+
+    def _controller(self, edits: list[dict] | None, variant: dict | None) -> Any:
+        """An Ember controller from ``variant`` JSON plus plain ``edits``, compiled against the SAE (errors
+        name the argument)."""
         from steerlab.steering.controller_json import Controller
         from steerlab.steering.edits import FeatureEdit
         from steerlab.steering.errors import SteeringError
         from steerlab.steering.plan import edits_controller
 
-        convo = conversation(messages, text)
-        max_tokens = check_int(max_tokens, "max_tokens", 1, 512)
+        if edits is not None and (not isinstance(edits, list) or len(edits) > MAX_TOP_K):
+            raise InvalidInputError(f"must be a list of at most {MAX_TOP_K} edits", field="edits")
         try:
             controller = Controller.from_json(variant) if variant else Controller()
         except SteeringError as err:
@@ -266,18 +380,11 @@ class LabTools:
             except (KeyError, TypeError, ValueError):
                 raise InvalidInputError(f"must be {{index, value, mode?}}, got {edit!r}", field=f"edits[{i}]") from None
         controller.interventions.extend(edits_controller(parsed).interventions)
-        params = sampling_params(max_completion_tokens=max_tokens, temperature=0.0)
-        out: dict[str, Any] = {}
-        steered = not controller.is_empty()
-        if steered:
-            out["steered"], events = self._reply(convo, params, controller)
-            if events:
-                out["events"] = events
-        if compare or not steered:
-            out["unsteered"], _ = self._reply(convo, params, None)
-        if steered and compare:
-            out["same"] = out["steered"] == out["unsteered"]
-        return out
+        try:
+            self.lab.steering_for(controller.json())  # refuse what could not run (features of another SAE...)
+        except SteeringError as err:
+            raise SteeringError(err.message, field=f"variant.{err.field}" if err.field else "variant") from None
+        return controller
 
     def _reply(self, messages: list[dict], params: Any, variant: Any) -> tuple[str, list[str]]:
         text, events = "", []
@@ -285,6 +392,244 @@ class LabTools:
             text += event.text
             events += event.events
         return text, events
+
+    def _tokens(self, convo: list[dict], field: str) -> int:
+        from steerlab.steering.conversation import conversation_ids
+
+        return len(conversation_ids(self.lab.lm.tokenizer, convo, field))
+
+    def contrast(self, dataset_1: list, dataset_2: list, top_k: int = 10) -> dict:
+        """Features that separate two datasets (texts or conversations), most distinguishing first; ``effect``
+        is the rank-biserial correlation (positive: more active in dataset_1)."""
+        from steerlab.analysis.contrast import contrast
+        from steerlab.settings import get_settings
+
+        top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
+        limit = min(get_settings().max_dataset_conversations, 256)
+        d1, d2 = dataset(dataset_1, "dataset_1", limit), dataset(dataset_2, "dataset_2", limit)
+        counts = {
+            side: sum(self._tokens(c, f"{side}[{i}]") for i, c in enumerate(data))
+            for side, data in (("dataset_1", d1), ("dataset_2", d2))
+        }
+        lab = self.lab
+        with self.meter.admit(counts, "max_analysis_tokens"):
+            result = lab.run_shared(
+                contrast, lab.lm, lab.sae, d1, d2, top_k=top_k, labels=lab.labels, chunk_tokens=lab.chunk_tokens
+            )
+
+        def rows(features: list) -> list[dict]:
+            return [
+                {
+                    "index": f.index,
+                    "label": f.label,
+                    "effect": _r(f.effect),
+                    "mean_1": _r(f.mean_units_1),
+                    "mean_2": _r(f.mean_units_2),
+                    "firing_rate_1": _r(f.firing_rate_1),
+                    "firing_rate_2": _r(f.firing_rate_2),
+                }
+                for f in features
+            ]
+
+        return {
+            "tokens": counts,
+            "dataset_1_features": rows(result.dataset_1_features),
+            "dataset_2_features": rows(result.dataset_2_features),
+        }
+
+    def steer(self, name: str, edits: list[dict] | None = None, variant: dict | None = None, save: bool = True) -> dict:
+        """Build a variant (an Ember controller) from feature edits and/or controller JSON, checked against this
+        SAE; with ``save``, store it under ``name`` (the server: the key's saved variants, within its quota)."""
+        name = check_text(name, "name", 100).strip()
+        if not VARIANT_NAME.match(name):
+            raise InvalidInputError(
+                f"{name!r} is not a variant name",
+                field="name",
+                allowed="1-100 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit",
+            )
+        controller = self._controller(edits, variant)
+        if controller.is_empty():
+            raise InvalidInputError("give edits or a variant that changes something", field="edits")
+        out: dict[str, Any] = {"name": name, "controller": controller.json()}
+        if save:
+            if self.variants is None:
+                raise InvalidInputError("this tool server does not store variants; call with save=false", field="save")
+            out["saved"] = self.variants.save(name, self.lab.model_name, controller.json())
+        return out
+
+    def ablate(
+        self,
+        index: int,
+        prompts: list[str],
+        mode: str = "ablate",
+        value: float | None = None,
+        max_tokens: int = 24,
+    ) -> dict:
+        """Ablate (pin to 0), amplify (multiply by ``value``, default 4) or nudge (add ``value``) one feature and
+        measure it on each prompt: the unsteered greedy reply, the steered one, the unsteered reply's
+        log-probability under the edited model, and the KL of the next-token distributions along it."""
+        from steerlab.agents.measure import effect_on_reply
+        from steerlab.engine.lab import sampling_params
+
+        lab = self.lab
+        index = check_int(index, "index", 0, lab.d_sae - 1)
+        modes = {"ablate": ("pin", 0.0), "amplify": ("mul", 4.0), "nudge": ("nudge", 0.5)}
+        if mode not in modes:
+            raise InvalidInputError(f"must be one of {', '.join(modes)}, got {mode!r}", field="mode")
+        edit_mode, default = modes[mode]
+        if mode == "ablate" and value not in (None, 0, 0.0):
+            raise InvalidInputError("ablate pins the feature to 0; leave value out", field="value")
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or abs(value) > 1e4):
+            raise InvalidInputError(f"must be a number in -10000..10000, got {value!r}", field="value")
+        strength = float(default if value is None else value)
+        max_tokens = check_int(max_tokens, "max_tokens", 1, MAX_REPLY_TOKENS)
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= MAX_PROMPTS:
+            raise InvalidInputError(f"must be a list of 1..{MAX_PROMPTS} prompts", field="prompts")
+        convos = [[{"role": "user", "content": check_text(p, f"prompts[{i}]")}] for i, p in enumerate(prompts)]
+        controller = self._controller([{"index": index, "value": strength, "mode": edit_mode}], None)
+        _, editor = lab.steering_for(controller.json())
+        params = sampling_params(max_completion_tokens=max_tokens, temperature=0.0)
+        prompt_ids = [lab.prompt_ids(c) for c in convos]
+        # Two replies and two scoring forwards of prompt + reply per prompt.
+        counts = {"prompts": 4 * sum(len(p) for p in prompt_ids), "max_tokens": 4 * max_tokens * len(prompts)}
+        rows = []
+        with self.meter.admit(counts, "max_analysis_tokens"):
+            for convo, ids in zip(convos, prompt_ids):
+                base_text, base_ids = self._reply_ids(convo, params, None)
+                steered_text, _ = self._reply_ids(convo, params, controller)
+                row: dict[str, Any] = {"prompt": convo[0]["content"][:200], "unsteered": base_text}
+                row["steered"] = steered_text
+                if base_ids:
+                    effect = lab.run_shared(effect_on_reply, lab, ids, base_ids, editor)
+                    row |= {
+                        "logprob_change": _r(effect.logprob_steered - effect.logprob_unsteered),
+                        "kl": _r(effect.kl),
+                        "first_token_changes": [{"token": t, "logprob_change": _r(v)} for t, v in effect.top_changes],
+                    }
+                rows.append(row)
+        scored = [r for r in rows if "kl" in r]
+        return {
+            "feature": {"index": index, "label": lab.labels.get(index, "")},
+            "edit": {"mode": edit_mode, "value": strength},
+            "mean_kl": _r(sum(r["kl"] for r in scored) / len(scored)) if scored else None,
+            "mean_logprob_change": _r(sum(r["logprob_change"] for r in scored) / len(scored)) if scored else None,
+            "changed_replies": sum(r["steered"] != r["unsteered"] for r in rows),
+            "prompts": rows,
+        }
+
+    def _reply_ids(self, messages: list[dict], params: Any, variant: Any) -> tuple[str, list[int]]:
+        text, ids = "", []
+        for event in self.lab.generate(messages, params, variant):
+            text += event.text
+            if event.token_id is not None and event.finish_reason != "stop":
+                ids.append(event.token_id)
+        return text, ids
+
+    def attribute(
+        self, messages: list[dict] | None = None, text: str | None = None, position: int = -1, top_k: int = 10
+    ) -> dict:
+        """Which features (at which earlier tokens) drive the logit of the token at ``position`` of the
+        conversation (negative counts from the end): gradient x activation, in logit units."""
+        from steerlab.analysis.attribution import attribute
+
+        convo = conversation(messages, text)
+        top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise InvalidInputError(f"must be an integer, got {position!r}", field="position")
+        lab = self.lab
+        with self.meter.admit({"messages": self._tokens(convo, "messages")}, "max_attribution_tokens"):
+            try:
+                result = lab.run_shared(attribute, lab.lm, lab.sae, convo, position, labels=lab.labels)
+            except InvalidInputError as err:
+                if err.field == "index":
+                    raise InvalidInputError(err.message, field="position") from None
+                raise
+        return {
+            "target": {"position": result.target_position, "token": result.target_token, "logit": _r(result.logit)},
+            "features": [
+                {"index": i, "label": label, "attribution": _r(v)} for i, label, v in result.by_feature(top_k)
+            ],
+            "top": [
+                {"index": a.index, "position": a.position, "token": a.token, "attribution": _r(a.attribution)}
+                for a in result.top(top_k)
+            ],
+        }
+
+    def autosteer(self, goal: str, effort: str = "quick") -> dict:
+        """Find feature nudges that make the model pursue ``goal`` (plain language) while staying fluent: a
+        search that generates and scores short replies (``quick``: about half the work of ``thorough``)."""
+        from steerlab.analysis.autosteer import AutoSteerConfig, auto_steer
+
+        goal = check_text(goal, "goal", 500).strip()
+        if effort not in ("quick", "thorough"):
+            raise InvalidInputError(f"must be quick or thorough, got {effort!r}", field="effort")
+        config = AutoSteerConfig.quick() if effort == "quick" else AutoSteerConfig()
+        lab = self.lab
+        with self.meter.job("autosteer"):
+            result = auto_steer(
+                lab.lm, lab.sae, goal, config=config, search=lab.search, labels=lab.labels, sae_id=lab.sae_id
+            )
+        best, base = result.best, result.unsteered
+        return {
+            "goal": result.goal,
+            "edits": [{"index": f.index, "label": f.label, "value": _r(v), "mode": "nudge"} for f, v in result.edits],
+            "controller": result.controller.json(),
+            "score": {"steered": _r(best.score), "unsteered": _r(base.score), "fluency": _r(best.fluency)},
+            "example_replies": [r[:300] for r in best.replies[:3]],
+            "tried": len(result.trials),
+        }
+
+    def search_corpus(self, query: str, by: str = "words", top_k: int = 5) -> dict:
+        """Passages of the corpus the feature database was built from: ``words`` (bm25 over the text) or
+        ``meaning`` (sequences where the features whose labels match the query fire most)."""
+        from steerlab.agents.corpus import check_query
+
+        query = check_query(query)
+        top_k = check_int(top_k, "top_k", 1, 50)
+        if by not in ("words", "meaning"):
+            raise InvalidInputError(f"must be words or meaning, got {by!r}", field="by")
+        if self.lab.store is None or self.lab.search is None:
+            raise NoFeatureDatabaseError(
+                "search_corpus needs a feature database (it stores the corpus); build one with "
+                "'steerlab features build', or start with --db",
+                field="query",
+            )
+        hits = self.corpus.by_words(query, top_k) if by == "words" else self.corpus.by_meaning(query, top_k)
+        return {"query": query, "by": by, "passages": hits}
+
+    def classify(self, name: str, texts: list[str], top: int = 3) -> dict:
+        """Score texts with a trained classifier (``steerlab classify train``): probability of the positive
+        class, whether it is flagged, and the features that moved the score."""
+        name = check_text(name, "name", 100)
+        top = check_int(top, "top", 0, 20)
+        if not isinstance(texts, list) or not 1 <= len(texts) <= MAX_PROMPTS * 4:
+            raise InvalidInputError(f"must be a list of 1..{MAX_PROMPTS * 4} texts", field="texts")
+        texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        lab = self.lab
+        tokenizer = lab.lm.tokenizer
+        counts = {"texts": sum(len(tokenizer.encode(t, add_special_tokens=False)) for t in texts)}
+        try:
+            lab.classifier(name)
+        except LookupError:
+            raise NotFoundError(f"no classifier {name!r}", field="name") from None
+        with self.meter.admit(counts, "max_analysis_tokens"):
+            results = lab.classify(name, texts, top=top)
+        return {
+            "classifier": name,
+            "results": [
+                {
+                    "text": t[:120],
+                    "score": _r(r["score"]),
+                    "flagged": bool(r["flagged"]),
+                    "features": [
+                        {"index": f["index"], "label": f["label"], "contribution": _r(f["contribution"])}
+                        for f in r["features"]
+                    ],
+                }
+                | ({"truncated": True} if r.get("truncated") else {})
+                for t, r in zip(texts, results)
+            ],
+        }
 
     # ------------------------------------------------------------------ research log
     def research_log_append(self, note: str) -> dict:

@@ -1,4 +1,5 @@
-"""``steerlab mcp``: the agent tools (search, get a feature, inspect, generate, research log) over MCP stdio."""
+"""``steerlab mcp``: the agent tools (search, features, inspect, contrast, generate, steer, ablate, attribute,
+AutoSteer, corpus search, classify, research log) over MCP stdio."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ def mcp(
 ) -> None:
     """Serve steerlab's tools to an agent over MCP on stdin/stdout (e.g. as a coding assistant's MCP server).
 
-    Tools: search_features, get_feature, inspect, generate, research_log_append, research_log_read.
+    Tools: search_features, get_feature, inspect, contrast, generate, steer, ablate, attribute, autosteer,
+    search_corpus, classify, research_log_append, research_log_read (docs/agents.md). Variants that steer
+    saves go to $STEERLAB_HOME/variants/NAME.json.
     Every option not given here comes from its STEERLAB_* variable (docs/settings.md).
     """
     from steerlab.agents.mcp_server import build_server
-    from steerlab.agents.tools import LabTools, ResearchLog
+    from steerlab.agents.tools import FileVariants, LabTools, ResearchLog
     from steerlab.engine.lab import Lab
     from steerlab.settings import load_settings
 
@@ -40,6 +43,6 @@ def mcp(
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the protocol only
         lab = Lab.load(model, sae, db, dtype=settings.dtype, device=settings.device, max_batch=4)
     try:
-        build_server(LabTools(lab, log)).run("stdio")
+        build_server(LabTools(lab, log, variants=FileVariants(settings.home / "variants"))).run("stdio")
     finally:
         lab.close()

@@ -48,6 +48,10 @@ class CorpusTables:
         """Token ids of a stored sequence (None if it is not stored)."""
         return self._sequence(self._sae(sae_id)[0], sequence_id)
 
+    def sequence_ids(self, sae_id: str) -> list[int]:
+        """Ids of the stored corpus sequences, ascending."""
+        return sorted(self._sequences_of(self._sae(sae_id)[0]))
+
     def _sequences_of(self, key: int) -> dict[int, bytes]:
         if key not in self._sequence_cache:
             with self._lock:

@@ -17,7 +17,21 @@ from steerlab.sae.variants.topk import TopKSAE
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 D_SAE = 32
-TOOLS = {"search_features", "get_feature", "inspect", "generate", "research_log_append", "research_log_read"}
+TOOLS = {
+    "search_features",
+    "get_feature",
+    "inspect",
+    "generate",
+    "research_log_append",
+    "research_log_read",
+    "contrast",
+    "steer",
+    "ablate",
+    "attribute",
+    "autosteer",
+    "search_corpus",
+    "classify",
+}
 
 
 @pytest.fixture()
@@ -113,3 +127,62 @@ def test_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
     assert [n["note"] for n in payload(again)["notes"]] == ["feature 3 promotes nothing obvious", "second note"]
     _, (other,) = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home, "s2"), [("research_log_read", {})])
     assert payload(other)["notes"] == []
+
+
+def test_analysis_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
+    """contrast, steer, ablate, attribute, search_corpus and classify through the MCP client, each with a bad
+    argument refused naming it."""
+    home = tmp_path / "home"
+    cats = ["the cat sat on the mat", "a cat and a kitten", "cats purr and meow"]
+    numbers = ["1 2 3 4 5 6", "seven eight nine ten", "11 12 13 14"]
+    prompts = ["the cat sat on the", "numbers: 1 2 3"]
+    calls = [
+        ("contrast", {"dataset_1": cats, "dataset_2": numbers, "top_k": 3}),
+        ("steer", {"name": "more-3", "edits": [{"index": 3, "value": 50.0}]}),
+        ("ablate", {"index": 3, "prompts": prompts, "mode": "amplify", "value": 50.0, "max_tokens": 5}),
+        ("attribute", {"text": "the cat sat on the mat", "position": -2, "top_k": 4}),
+        ("contrast", {"dataset_1": cats, "dataset_2": [], "top_k": 3}),
+        ("steer", {"name": "../etc", "edits": [{"index": 3, "value": 1.0}]}),
+        ("ablate", {"index": 3, "prompts": prompts, "mode": "ablate", "value": 2.0}),
+        ("ablate", {"index": 3, "prompts": ["p"] * 17}),
+        ("attribute", {"text": "the cat", "position": 999}),
+        ("search_corpus", {"query": "cats"}),
+        ("classify", {"name": "toxicity", "texts": ["hello"]}),
+        ("steer", {"name": "empty", "edits": []}),
+    ]
+    tools, results = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home), calls)
+    assert {t.name for t in tools} == TOOLS
+    assert by_schema(tools, "ablate")["properties"]["mode"]["enum"] == ["ablate", "amplify", "nudge"]
+
+    contrasted, steered, ablated, attributed = (payload(r) for r in results[:4])
+    assert contrasted["tokens"]["dataset_1"] > 0 and contrasted["tokens"]["dataset_2"] > 0
+    sides = contrasted["dataset_1_features"] + contrasted["dataset_2_features"]
+    assert sides and all(0 <= f["index"] < D_SAE and -1 <= f["effect"] <= 1 for f in sides)
+    assert all(f["effect"] > 0 for f in contrasted["dataset_1_features"])
+
+    assert steered["controller"]["interventions"] and steered["saved"]["name"] == "more-3"
+    saved = json.loads(Path(steered["saved"]["path"]).read_text())
+    assert saved["controller"] == steered["controller"]
+
+    assert ablated["feature"]["index"] == 3 and ablated["edit"] == {"mode": "mul", "value": 50.0}
+    assert len(ablated["prompts"]) == 2
+    for row in ablated["prompts"]:
+        assert row["kl"] >= 0 and "logprob_change" in row and row["first_token_changes"]
+    assert ablated["mean_kl"] > 0  # a 50x amplification moves the distribution
+
+    assert attributed["target"]["token"] and attributed["features"]
+    assert all(0 <= f["index"] < D_SAE for f in attributed["features"])
+    assert len(attributed["top"]) <= 4
+
+    assert "dataset_2" in error_text(results[4])
+    assert "name" in error_text(results[5]) and "not a variant name" in error_text(results[5])
+    assert "value" in error_text(results[6]) and "leave value out" in error_text(results[6])
+    assert "prompts" in error_text(results[7])
+    assert "position" in error_text(results[8])
+    assert "needs a feature database" in error_text(results[9])
+    assert "classifier" in error_text(results[10]) and "name" in error_text(results[10])
+    assert "edits" in error_text(results[11])
+
+
+def by_schema(tools: list, name: str) -> dict:
+    return next(t for t in tools if t.name == name).input_schema
