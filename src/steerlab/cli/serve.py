@@ -79,6 +79,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     from steerlab.blas_threads import single_threaded_blas
     from steerlab.engine.lab import Lab
     from steerlab.server.app import create_app
+    from steerlab.server.mcp_http import mount_mcp
     from steerlab.server.transport import header_timeout_protocol
     from steerlab.torch_threads import in_passing_thread
 
@@ -107,7 +108,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     )
     try:
         uvicorn.run(
-            create_app(settings, lab),
+            mount_mcp(create_app(settings, lab)),  # the agent tools at /mcp, behind the same keys
             host=settings.host,
             port=settings.port,
             log_level="warning",
