@@ -83,6 +83,29 @@ class Settings(BaseSettings):
     explainer_max_retries: int = Field(default=3, ge=0, description="Retries per request (exponential backoff).")
     explainer_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
 
+    # -- the investigator (steerlab investigate): any OpenAI-compatible chat model that supports tool calls
+    investigator_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint root incl. version for steerlab investigate, e.g. "
+        "https://api.openai.com/v1 (flag --base-url).",
+    )
+    investigator_model: str = Field(
+        default="gpt-4o-mini", description="Chat model that runs the investigation; it must support tool calls."
+    )
+    investigator_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key for the investigator's endpoint, if any (flag --api-key)."
+    )
+    investigator_timeout_s: float = Field(default=120.0, gt=0, description="Per chat request timeout in seconds.")
+    investigator_max_steps: int = Field(
+        default=12, ge=1, le=1000, description="Chat completions that may call tools per investigation (--max-steps)."
+    )
+    investigator_max_tokens: int = Field(
+        default=60_000,
+        ge=1,
+        description="Prompt + completion tokens one investigation may spend, as the endpoint reports them "
+        "(--max-tokens); then the model is asked for its report.",
+    )
+
     # -- steerlab serve
     host: str = Field(default="127.0.0.1", description="Interface to listen on, 0.0.0.0 for everyone (flag --host).")
     port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on (flag --port).")
