@@ -60,7 +60,7 @@ def effect_on_reply(
     # Only tokens with some probability either way: a -30 -> -25 move among the impossible says nothing.
     plausible = torch.maximum(base[0], edited[0]) > -8.0
     moved = torch.where(plausible, moved, torch.zeros_like(moved))
-    order = moved.abs().topk(min(changes, int(plausible.sum()))).indices.tolist()
+    order = [i for i in moved.abs().topk(min(changes, int(plausible.sum()))).indices.tolist() if abs(moved[i]) > 1e-4]
     tokenizer = lab.lm.tokenizer
     return EffectOnReply(
         len(reply),
