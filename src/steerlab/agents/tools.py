@@ -50,15 +50,22 @@ def conversation(messages: list[dict] | None, text: str | None) -> list[dict]:
     if (messages is None) == (text is None):
         raise InvalidInputError("give exactly one of messages or text", field="messages")
     if text is not None:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("must be a non-empty string", field="text")
-        return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": check_text(text, "text")}]
     assert messages is not None
     if not isinstance(messages, list) or not messages:
         raise InvalidInputError("must hold at least one message", field="messages")
     if len(messages) > MAX_MESSAGES:
         raise InvalidInputError(f"has {len(messages)} messages; at most {MAX_MESSAGES}", field="messages")
-    return [dict(m) for m in messages]
+    return checked_messages(messages, "messages")
+
+
+def checked_messages(messages: list, field: str) -> list[dict]:
+    """Copies of the messages, their text at most ``MAX_TEXT_CHARS`` characters together."""
+    out = [dict(m) for m in messages]
+    chars = sum(len(str(m.get("content", ""))) for m in out)
+    if chars > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"holds {chars} characters of text; at most {MAX_TEXT_CHARS}", field=field)
+    return out
 
 
 def check_text(value: object, field: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -79,8 +86,8 @@ def dataset(items: object, field: str, limit: int) -> list[list[dict]]:
     for i, item in enumerate(items):
         if isinstance(item, str):
             out.append([{"role": "user", "content": check_text(item, f"{field}[{i}]")}])
-        elif isinstance(item, list) and item:
-            out.append([dict(m) for m in item])
+        elif isinstance(item, list) and 0 < len(item) <= MAX_MESSAGES:
+            out.append(checked_messages(item, f"{field}[{i}]"))
         else:
             raise InvalidInputError("must be a text or a non-empty list of messages", field=f"{field}[{i}]")
     return out

@@ -149,6 +149,8 @@ def test_analysis_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
         ("search_corpus", {"query": "cats"}),
         ("classify", {"name": "toxicity", "texts": ["hello"]}),
         ("steer", {"name": "empty", "edits": []}),
+        ("inspect", {"text": "x" * 20_001}),
+        ("contrast", {"dataset_1": [[{"role": "user", "content": "y" * 20_001}]], "dataset_2": ["a"]}),
     ]
     tools, results = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home), calls)
     assert {t.name for t in tools} == TOOLS
@@ -182,6 +184,8 @@ def test_analysis_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
     assert "needs a feature database" in error_text(results[9])
     assert "classifier" in error_text(results[10]) and "name" in error_text(results[10])
     assert "edits" in error_text(results[11])
+    assert "text: is 20001 characters; at most 20000" in error_text(results[12])
+    assert "dataset_1[0]" in error_text(results[13]) and "at most 20000" in error_text(results[13])
 
 
 def by_schema(tools: list, name: str) -> dict:
