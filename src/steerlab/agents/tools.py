@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from steerlab.errors import InvalidInputError, NotFoundError
+from steerlab.errors import ConflictError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     from steerlab.engine.lab import Lab
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_TOP_K = 100
 MAX_NOTE_CHARS = 20_000
+MAX_NOTES = 5_000
 MAX_TEXT_CHARS = 20_000
 MAX_MESSAGES = 256
 MAX_PROMPTS = 16
@@ -166,6 +167,10 @@ class ResearchLog:
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             n = len(self.read())
+            if n >= MAX_NOTES:
+                raise ConflictError(
+                    f"this research log holds {n} notes, the most kept; start another session", field="note"
+                )
             entry = {"n": n + 1, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "note": note}
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
