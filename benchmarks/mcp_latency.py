@@ -2,13 +2,15 @@
 
     python benchmarks/mcp_latency.py [--model default] [--repeats 20] [--out docs/bench_mcp_latency.json]
 
-Three ways to call the same tool with the same arguments, each timed per call (one untimed call first):
+Four ways to call the same tool with the same arguments, each timed per call (one untimed call first):
   in_process   ``LabTools`` method called directly (the baseline: what the tool itself costs)
   mcp_stdio    the official MCP client -> ``steerlab mcp`` (a subprocess, JSON-RPC over its stdin/stdout)
   mcp_http     the official MCP client -> ``steerlab serve``'s /mcp (streamable HTTP, stateless, with an API
                key: authentication, rate-limit accounting and one HTTP request per call)
-Calls run one after another (no concurrency). ``overhead_ms`` is the p50 over the in-process p50. Prints JSON
-and writes it to ``--out``.
+  rest_routes  the equivalent REST routes on that same server (/v1/features/search, /v1/features/873,
+               /v1/inspect): the HTTP baseline (a route's work differs a little: the feature route returns more)
+Calls run one after another (no concurrency). ``overhead_ms``: stdio p50 minus in-process p50, and /mcp p50
+minus the route's p50. Prints JSON and writes it to ``--out``.
 """
 
 from __future__ import annotations
@@ -45,26 +47,56 @@ def stats(times: list[float]) -> dict:
 
 
 def in_process(model: str, repeats: int, home: Path) -> dict:
+    """The baseline: the lab loaded and the tools called as ``steerlab mcp`` does (the SDK runs each synchronous
+    tool in an anyio worker thread), minus the protocol."""
     from steerlab.agents.tools import LabTools, ResearchLog
     from steerlab.engine.lab import Lab
 
     lab = Lab.load(model, max_batch=4)
     try:
         tools = LabTools(lab, ResearchLog(home / "logs", "bench"))
-        if lab.search is not None:
-            lab.search.warm()
-        out = {}
-        for name, args in CALLS:
-            getattr(tools, name)(**args)
+
+        async def timed() -> dict:
+            out = {}
+            for name, args in CALLS:
+                await anyio.to_thread.run_sync(lambda: getattr(tools, name)(**args))
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    await anyio.to_thread.run_sync(lambda: getattr(tools, name)(**args))
+                    times.append(time.perf_counter() - start)
+                out[name] = stats(times)
+            return out
+
+        return anyio.run(timed)
+    finally:
+        lab.close()
+
+
+def rest_routes(url: str, key: str, repeats: int) -> dict:
+    """The equivalent REST routes on the same server (the HTTP baseline: keys, rate limits and JSON included)."""
+    import httpx
+
+    requests = {
+        "search_features": ("GET", "/v1/features/search", {"params": {"q": "French language", "top_k": 10}}),
+        "get_feature": ("GET", "/v1/features/873", {"params": {"neighbors": 5}}),
+        "inspect": (
+            "POST",
+            "/v1/inspect",
+            {"json": {"messages": [{"role": "user", "content": CALLS[2][1]["text"]}], "top_k": 10}},
+        ),
+    }
+    out = {}
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as http:
+        for name, (method, path, kwargs) in requests.items():
+            http.request(method, path, **kwargs).raise_for_status()
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                getattr(tools, name)(**args)
+                http.request(method, path, **kwargs).raise_for_status()
                 times.append(time.perf_counter() - start)
             out[name] = stats(times)
-        return out
-    finally:
-        lab.close()
+    return out
 
 
 async def timed_session(session, repeats: int) -> dict:
@@ -163,13 +195,20 @@ def main() -> None:
     results["mcp_stdio"] = anyio.run(over_stdio, args.model, args.repeats, env)
     process, url, key = serve(args.model, env, root)
     try:
+        results["rest_routes"] = rest_routes(url, key, args.repeats)
         results["mcp_http"] = anyio.run(over_http, url, key, args.repeats)
     finally:
         process.terminate()
         process.wait(30)
     overhead = {
-        way: {name: round(results[way][name]["p50_ms"] - results["in_process"][name]["p50_ms"], 2) for name, _ in CALLS}
-        for way in ("mcp_stdio", "mcp_http")
+        "mcp_stdio_vs_in_process": {
+            name: round(results["mcp_stdio"][name]["p50_ms"] - results["in_process"][name]["p50_ms"], 2)
+            for name, _ in CALLS
+        },
+        "mcp_http_vs_rest_routes": {
+            name: round(results["mcp_http"][name]["p50_ms"] - results["rest_routes"][name]["p50_ms"], 2)
+            for name in results["rest_routes"]
+        },
     }
     out = {
         "command": f"python benchmarks/mcp_latency.py --model {args.model} --repeats {args.repeats}",

@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,21 @@ class ResearchLog:
         return out
 
 
+_UNIT_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_UNIT_LOCK = threading.Lock()
+
+
+def unit_decoder(sae: Any) -> Any:
+    """The SAE's decoder rows scaled to unit length, computed once per SAE (every caller's tools share it)."""
+    import torch
+
+    with _UNIT_LOCK:
+        w = _UNIT_DECODERS.get(sae)
+        if w is None:
+            w = _UNIT_DECODERS[sae] = torch.nn.functional.normalize(sae.W_dec.detach().float(), dim=-1)
+    return w
+
+
 class LabTools:
     """The tools, over ``lab`` (which must have an SAE) and ``log``."""
 
@@ -284,12 +300,10 @@ class LabTools:
         return next(iter(logit_effects(row, w_u, norm, vocab, top=max(top, 1))))
 
     def _neighbours(self, index: int, k: int) -> list[dict]:
-        import torch
-
         if k == 0:
             return []
         assert self.lab.sae is not None
-        w = torch.nn.functional.normalize(self.lab.sae.W_dec.detach().float(), dim=-1)
+        w = unit_decoder(self.lab.sae)
         scores = w @ w[index]
         scores[index] = -2.0
         top = scores.topk(min(k, len(scores) - 1))
