@@ -33,6 +33,7 @@ def investigate(
     """Investigate a question about the model with its SAE features; streams progress, writes OUT/report.md and
     OUT/report.json. Every option not given comes from its STEERLAB_* variable (docs/settings.md)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from steerlab.agents.investigator import Budget, ChatEndpoint, ToolBox, write_report
     from steerlab.agents.investigator import investigate as run
@@ -64,7 +65,7 @@ def investigate(
     styles = {"tool": "cyan", "result": "dim", "model": "green", "budget": "yellow", "resume": "yellow"}
 
     def progress(kind: str, text: str) -> None:
-        console.print(f"[{styles.get(kind, 'white')}]{kind:>7}[/] {text}", markup=True, soft_wrap=False)
+        console.print(f"[{styles.get(kind, 'white')}]{kind:>7}[/] {escape(text)}", markup=True, soft_wrap=False)
 
     key = settings.investigator_api_key.get_secret_value() if settings.investigator_api_key else None
     endpoint = ChatEndpoint(
