@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         bandwidth = measured_bandwidth(device, args.bandwidth_bytes)
         weights = weight_bytes(lm.model)
         floor = floor_tokens_per_s(bandwidth, weights)
+        peak = peak_bandwidth(props) if props is not None else None
         decode = {
             "engine_b1_unsteered": engine_decode(lab, 1, args.tokens, None),
             "engine_b1_steered": engine_decode(lab, 1, args.tokens, variant),
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
             "tokens_per_stream": args.tokens,
             "weight_bytes": weights,
             "bandwidth_measured_gb_s": round(bandwidth / 1e9, 1),
-            "bandwidth_peak_gb_s": None if props is None or not peak_bandwidth(props) else round(peak_bandwidth(props) / 1e9, 1),
+            "bandwidth_peak_gb_s": round(peak / 1e9, 1) if peak else None,
             "weight_read_floor_tok_s": round(floor, 1),
             "decode_tok_s": {k: round(v, 1) for k, v in decode.items()},
             "b1_steered_fraction_of_floor": round(decode["engine_b1_steered"] / floor, 3),

@@ -100,11 +100,7 @@ class SAE(nn.Module):
                 buf = torch.empty(n, device=x2.device, dtype=x2.dtype)
                 self.__dict__["_workspace"] = buf
             out = buf[:n].view(x2.shape[0], self.cfg.d_sae)
-        pre = (
-            torch.addmm(b_enc, x2, w_enc, out=out)
-            if out is not None
-            else torch.addmm(b_enc, x2, w_enc)
-        )
+        pre = torch.addmm(b_enc, x2, w_enc, out=out) if out is not None else torch.addmm(b_enc, x2, w_enc)
         return pre.reshape(*x.shape[:-1], self.cfg.d_sae)
 
     def train(self, mode: bool = True) -> SAE:
