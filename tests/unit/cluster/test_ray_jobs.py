@@ -211,3 +211,20 @@ def test_an_address_that_does_not_answer_is_one_line_within_seconds(address, tmp
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--ray" in lines[0], res.stderr
     assert not (tmp_path / "h").exists()
+
+
+def test_cli_features_build_on_the_cluster_equals_the_local_one(cluster, lm, tiny_model_dir, tmp_path):
+    from tests.unit.features.conftest import corpus_texts
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus_texts()))
+    make_crafted_sae(lm, model_name=str(tiny_model_dir)).save(tmp_path / "sae")
+    common = ["features", "build", "--sae", str(tmp_path / "sae"), "--text-file", str(corpus)]
+    common += ["--context-length", "64", "--batch-tokens", "128"]
+    alone = _cli(*common, "--db", str(tmp_path / "one.db"))
+    assert alone.returncode == 0, alone.stderr
+    joined = _cli(*common, "--db", str(tmp_path / "ray.db"), "--ray", cluster)
+    assert joined.returncode == 0, joined.stderr
+    sae_id = json.loads(alone.stdout.splitlines()[-1])["sae_id"]
+    with FeatureStore(tmp_path / "one.db") as a, FeatureStore(tmp_path / "ray.db") as b:
+        assert list(b.iter_features(sae_id)) == list(a.iter_features(sae_id))
