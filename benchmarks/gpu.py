@@ -94,11 +94,10 @@ def engine_decode(lab, streams: int, tokens: int, variant) -> float:
     return sum(h.completion_tokens for h in handles) / elapsed
 
 
-def hf_generate(lm, streams: int, tokens: int) -> float:
-    """Tokens/s of ``model.generate`` (greedy, its KV cache) on ``streams`` copies of one prompt."""
-    ids = lm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Tell me a long story about the sea."}], add_generation_prompt=True
-    )
+def hf_generate(lab, streams: int, tokens: int) -> float:
+    """Tokens/s of ``model.generate`` (greedy, its KV cache) on ``streams`` copies of the engine runs' prompt."""
+    lm = lab.lm
+    ids = lab.prompt_ids([{"role": "user", "content": "Tell me a long story about the sea."}])
     batch = torch.tensor([ids] * streams, device=lm.device)
     kwargs = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False, "pad_token_id": 0}
     lm.model.generate(batch, attention_mask=torch.ones_like(batch), **kwargs)  # warm-up
@@ -187,8 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
             "engine_b1_steered": engine_decode(lab, 1, args.tokens, variant),
             f"engine_b{args.streams}_unsteered": engine_decode(lab, args.streams, args.tokens, None),
             f"engine_b{args.streams}_steered": engine_decode(lab, args.streams, args.tokens, variant),
-            "hf_generate_b1": hf_generate(lm, 1, args.tokens),
-            f"hf_generate_b{args.streams}": hf_generate(lm, args.streams, args.tokens),
+            "hf_generate_b1": hf_generate(lab, 1, args.tokens),
+            f"hf_generate_b{args.streams}": hf_generate(lab, args.streams, args.tokens),
         }
         result = {
             "gpu": torch.cuda.get_device_name(device) if props is not None else f"none ({device})",
