@@ -12,6 +12,13 @@ Rate limits are raised for the run: this measures capacity, not the per-key limi
 
     python benchmarks/load.py --noisy --users 50 --seconds 60 --out docs/bench_noisy_neighbour.json
 
+    python benchmarks/load.py --replicas 1,2 --mix chat=0.5,stream=0.5 --users 16 --seconds 30 \
+        --out docs/bench_replicas.json
+
+Replicas: the same load against ``serve --replicas 1`` and then ``--replicas 2`` (engine replicas as
+Ray actors, docs/cluster.md), each server started and stopped in turn; ``--mix`` keeps to the routes that
+decode. Reports each run and its requests/s against the first.
+
 Noisy neighbour: ``--users`` users only chat (non-streamed, ``--tokens`` each), first alone for
 ``--seconds`` (the quiet run), then for ``--seconds`` more while one more client sends the heaviest
 requests the server's budgets allow (``--analysis-tokens``, the default STEERLAB_MAX_ANALYSIS_TOKENS),
@@ -28,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -81,10 +89,10 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(db: str | None, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(db: str | None, workdir: Path, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "STEERLAB_REQUESTS_PER_MINUTE": "10000000", "STEERLAB_TOKENS_PER_MINUTE": "1000000000"}
-    cmd = [STEERLAB, "serve", "--open", "--port", str(port), "--server-db", str(workdir / "server.db")]
+    cmd = [STEERLAB, "serve", "--open", "--port", str(port), "--server-db", str(workdir / "server.db"), *extra]
     if db:
         cmd += ["--db", db]
     log = (workdir / "server.log").open("w")
@@ -211,7 +219,7 @@ def new_log() -> dict:
 
 async def run(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="steerlab-load-"))
-    process, url = start_server(args.db, workdir)
+    process, url = start_server(args.db, workdir, shlex.split(args.serve_args))
     limits = httpx.Limits(max_connections=args.users + 20, max_keepalive_connections=args.users + 20)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as http:
@@ -311,7 +319,7 @@ async def filler_of(http: httpx.AsyncClient, model: str, tokens: int) -> list[di
 
 async def run_noisy(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="steerlab-noisy-"))
-    process, url = start_server(args.db, workdir)
+    process, url = start_server(args.db, workdir, shlex.split(args.serve_args))
     limits = httpx.Limits(max_connections=args.users + 40, max_keepalive_connections=args.users + 40)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as http:
@@ -421,7 +429,39 @@ def main() -> None:
     ap.add_argument(
         "--analysis-tokens", type=int, default=4096, help="Tokens of each heavy request (the server's budget)."
     )
+    ap.add_argument("--serve-args", default="", help="More 'steerlab serve' flags, e.g. '--replicas 2'.")
+    ap.add_argument("--mix", default=None, help="Route weights, e.g. chat=0.5,stream=0.5 (default: " + str(MIX) + ").")
+    ap.add_argument(
+        "--replicas",
+        default=None,
+        help="Comma-separated replica counts, e.g. 1,2: the same load once per count ('serve --replicas N'), "
+        "one after the other in this run, with requests/s of each count against the first.",
+    )
     args = ap.parse_args()
+    if args.mix:
+        weights = {k: float(v) for k, _, v in (part.partition("=") for part in args.mix.split(","))}
+        unknown = set(weights) - set(MIX)
+        if unknown:
+            raise SystemExit(f"--mix: unknown routes {sorted(unknown)}; known: {sorted(MIX)}")
+        MIX.clear()
+        MIX.update({k: w for k, w in weights.items() if w > 0})
+    if args.replicas:
+        base_args, runs = args.serve_args, {}
+        for count in [int(n) for n in args.replicas.split(",")]:
+            args.serve_args = f"{base_args} --replicas {count}"
+            runs[count] = asyncio.run(run(args))
+        first = next(iter(runs.values()))
+        result = {
+            "mix": MIX,
+            "runs": {f"replicas_{n}": r for n, r in runs.items()},
+            "requests_per_s_vs_first": {
+                f"replicas_{n}": round(r["requests_per_s"] / first["requests_per_s"], 2) for n, r in runs.items()
+            },
+        }
+        print(json.dumps(result, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        return
     result = asyncio.run(run_noisy(args) if args.noisy else run(args))
     print(json.dumps(result, indent=2))
     if args.out:

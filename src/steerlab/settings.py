@@ -187,6 +187,17 @@ class Settings(BaseSettings):
     )
     max_batch: int = Field(default=32, ge=1, description="Sequences decoded together by the engine (flag --max-batch).")
     max_queue: int = Field(default=512, ge=1, description="Waiting requests before 503 + Retry-After.")
+    replicas: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Engine replicas as Ray actors behind one server (flag --replicas; 0: decode in the server "
+        "process). Without ray_address they run on a private local Ray cluster.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="HOST:PORT of a Ray cluster's head (or 'auto') for serve's replicas (flag --ray; docs/cluster.md).",
+    )
     worker_threads: int = Field(
         default=256,
         ge=8,

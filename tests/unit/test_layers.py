@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"analysis"},
     {"classifiers"},
     {"engine"},
+    {"cluster"},
     {"agents"},
     {"server"},
     {"client", "client_types", "client_http", "client_local"},

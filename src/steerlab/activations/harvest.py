@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,10 @@ from steerlab.errors import InvalidInputError
 from steerlab.models.hooks import forward_to_hookpoint, resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
 from steerlab.tensor_files import save_safetensors
+
+ShardRunner = Callable[[str, dict[int, tuple[int, list[list[int]]]], "HarvestConfig"], Iterable[tuple[int, dict]]]
+"""``(hookpoint, {shard index: (first sequence id, sequences)}, cfg) -> (shard index, tensors)`` in any
+order: how the shards of a harvest get computed (here, one after the other; ``cluster/jobs.py``: on Ray)."""
 
 
 class HarvestError(InvalidInputError):
@@ -148,8 +153,11 @@ def harvest(
     cfg: HarvestConfig = HarvestConfig(),
     progress: bool = True,
     max_shards: int | None = None,
+    runner: ShardRunner | None = None,
 ) -> dict:
-    """Harvest (or resume harvesting) ``spec`` into ``out_dir``; returns the manifest."""
+    """Harvest (or resume harvesting) ``spec`` into ``out_dir``; returns the manifest. ``runner`` computes
+    the missing shards (default: in this process); whoever computes them, this process writes each one
+    exactly once, atomically, so a shard is either whole on disk or redone by the next run."""
     out_dir = Path(out_dir)
     hookpoint, manifest, sequences = _prepare(lm, spec, cfg, out_dir, progress)
     per = cfg.sequences_per_shard
@@ -166,11 +174,13 @@ def harvest(
         unit_scale=True,
         disable=not progress,
     )
-    for n, i in enumerate(missing):
-        if max_shards is not None and n >= max_shards:
-            break
-        chunk = sequences[i * per : (i + 1) * per]
-        tensors = harvest_shard(lm, hookpoint, chunk, i * per, cfg)
+    todo = {i: (i * per, sequences[i * per : (i + 1) * per]) for i in missing[:max_shards]}
+
+    def here(hookpoint: str, chunks: dict[int, tuple[int, list[list[int]]]], cfg: HarvestConfig):
+        for i, (first, chunk) in chunks.items():
+            yield i, harvest_shard(lm, hookpoint, chunk, first, cfg)
+
+    for i, tensors in (runner or here)(hookpoint, todo, cfg):
         save_safetensors(tensors, shard_path(out_dir, i), metadata={"hookpoint": hookpoint})
         bar.update(len(tensors["acts"]))
     bar.close()

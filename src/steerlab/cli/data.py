@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from steerlab.cli.errors import one_line_errors
-from steerlab.cli.options import DEVICE, DTYPE, MODEL
+from steerlab.cli.options import DEVICE, DTYPE, MODEL, RAY
 from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Build the default offline corpus (chat transcripts + plain text).", no_args_is_help=True)
@@ -94,14 +94,20 @@ def harvest_cmd(
     model: str = MODEL,
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
+    ray: str | None = RAY,
 ) -> None:
-    """Record the residual stream after LAYER for every token of a corpus into resumable shards."""
+    """Record the residual stream after LAYER for every token of a corpus into resumable shards
+    (with --ray, one Ray task per shard; this machine writes them)."""
     from steerlab.activations.corpus import CorpusSource, CorpusSpec
     from steerlab.activations.default_recipe import default_corpus_spec
     from steerlab.activations.harvest import HarvestConfig, harvest
     from steerlab.models.loader import load_model, parse_dtype
 
     parse_dtype(store_dtype)
+    if ray is not None:
+        from steerlab.cluster.connect import check_address
+
+        check_address(ray)  # a bad address fails before the model loads
     if default_corpus:
         spec = default_corpus_spec(default_corpus, context_length=context_length, seed=seed)
     elif corpus:
@@ -121,7 +127,18 @@ def harvest_cmd(
         sequences_per_shard=sequences_per_shard,
         store_dtype=store_dtype,
     )
-    manifest = harvest(lm, spec, out, cfg, max_shards=max_shards)
+    if ray is None:
+        manifest = harvest(lm, spec, out, cfg, max_shards=max_shards)
+    else:
+        from steerlab.cluster.connect import connect, disconnect
+        from steerlab.cluster.jobs import RayHarvestRunner
+
+        connect(ray)
+        try:
+            runner = RayHarvestRunner(lm.name, dtype=str(lm.dtype).removeprefix("torch."), device=str(lm.device))
+            manifest = harvest(lm, spec, out, cfg, max_shards=max_shards, runner=runner)
+        finally:
+            disconnect()
     print(
         json.dumps({k: manifest.get(k) for k in ("hookpoint", "num_sequences", "num_shards", "complete", "num_tokens")})
     )

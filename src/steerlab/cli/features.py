@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from steerlab.cli.errors import one_line_errors
-from steerlab.cli.options import DEVICE, DTYPE, check_input_file
+from steerlab.cli.options import DEVICE, DTYPE, RAY, check_input_file
 from steerlab.errors import InvalidInputError
 
 app = typer.Typer(help="Build, show, export and search the labeled features of an SAE.", no_args_is_help=True)
@@ -104,9 +104,11 @@ def build(
     ),
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
+    ray: str | None = RAY,
 ) -> None:
     """Scan activations through the SAE and store every feature's statistics, examples, logit effects and
-    co-firing features. Resumable: rerun the same command after an interruption."""
+    co-firing features. Resumable: rerun the same command after an interruption. With --ray the batches are
+    encoded on the cluster in shards (checkpointed after each) and folded here in order."""
     from steerlab.bundled_saes import bundled_sae_path
     from steerlab.features.build import build_feature_db
     from steerlab.features.build_sources import CorpusActivations, HarvestActivations
@@ -124,6 +126,10 @@ def build(
         raise InvalidInputError(f"must be >= 1, got {max_tokens}", field="--max-tokens")
     if text_file is not None:
         check_input_file(text_file, "--text-file")  # before the model's seconds of loading
+    if ray is not None:
+        from steerlab.cluster.connect import check_address
+
+        check_address(ray)  # a bad address fails before the model loads
     cfg = BuildConfig(top_examples=top_examples, batch_tokens=batch_tokens)
     sae_path = sae or bundled_sae_path("default")
     if sae_path is None:
@@ -147,13 +153,22 @@ def build(
             max_tokens=max_tokens,
             description={"input": str(text_file) if text_file else corpus},
         )
+    lm_dtype, lm_device = lm.dtype, lm.device
     w_u, norm = unembedding(lm.model)
     vocab = vocabulary(lm.tokenizer, max(w_u.shape[0], len(lm.tokenizer)))
     if harvest is not None:  # the model never runs: keep its unembedding, give the rest of it back
         w_u, norm = w_u.clone(), None if norm is None else norm.clone()
         del lm
     db_path = resolve_db(db, sae_path)
-    with FeatureStore(db_path) as store:
+    encoded = None
+    if ray is not None:
+        from steerlab.cluster.connect import connect
+        from steerlab.cluster.jobs import RayBuildEncoder
+
+        connect(ray)
+        encoded = RayBuildEncoder(sae_model, source, dtype=str(lm_dtype).removeprefix("torch."), device=str(lm_device))
+        cfg.checkpoint_tokens = encoded.batches_per_shard * batch_tokens  # a checkpoint after every shard
+    with _ray_session(ray), FeatureStore(db_path) as store:
         result = build_feature_db(
             sae_model,
             source,
@@ -164,6 +179,7 @@ def build(
             cfg=cfg,
             resume=resume,
             sae_path=sae_path,
+            encoded=encoded,
         )
         if compact:
             store.compact()
@@ -182,6 +198,23 @@ def build(
             }
         )
     )
+
+
+def _ray_session(address: str | None):
+    """Leaves the Ray cluster (or stops a private one) when the command ends, however it ends."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def session():
+        try:
+            yield
+        finally:
+            if address is not None:
+                from steerlab.cluster.connect import disconnect
+
+                disconnect()
+
+    return session()
 
 
 def _sequences(lm, text_file: Path | None, corpus: list[str], context_length: int, max_tokens: int | None):

@@ -13,6 +13,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.features import DB, SAE_ID, SAE_PATH, app, open_feature_db, resolve_db
+from steerlab.cli.options import RAY
 from steerlab.errors import InvalidInputError, MissingFileError
 
 
@@ -60,6 +61,7 @@ def label(
     relabel: bool = typer.Option(False, "--relabel", help="Label already-labeled features again."),
     rescore: bool = typer.Option(False, "--rescore", help="Only re-score existing labels (no new labels)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    ray: str | None = RAY,
 ) -> None:
     """Label every feature, score the labels, print the score distribution (resumable: skips labeled features
     unless --relabel; on a fully labeled database it only prints the distribution)."""
@@ -76,12 +78,28 @@ def label(
         raise InvalidInputError("--relabel and --rescore exclude each other")
     if rescore and scorer == "none":
         raise InvalidInputError("needs a scorer: --scorer embedding or detection", field="--rescore")
+    if ray is not None:
+        from steerlab.cluster.connect import check_address
+
+        check_address(ray)  # a bad address fails before the model loads
     store, sae_id = open_store(db, sae, sae_id, readonly=False)
     with store:
         d_sae = store.get_sae(sae_id).d_sae
         needs_background = scorer in ("embedding", "heldout") or backend == "offline"
         background = background_examples(store, sae_id, d_sae) if needs_background else []
-        explainer, score_with = _backends(backend, scorer, concurrency, background, contexts)
+        labeler = None
+        if ray is None:
+            explainer, score_with = _backends(backend, scorer, concurrency, background, contexts)
+        else:  # the backends are built on each worker; here only the store is read and written
+            from functools import partial
+
+            from steerlab.cluster.connect import connect
+            from steerlab.cluster.jobs import RayLabeler
+
+            connect(ray)
+            make = partial(_backends, backend, scorer, concurrency, background, contexts)
+            labeler = RayLabeler(make, existing=store.labels(sae_id) if rescore else None)
+            explainer, score_with = None, None
         result = label_features(
             store,
             sae_id,
@@ -92,7 +110,12 @@ def label(
             limit=limit,
             batch_size=batch_size,
             progress=not as_json,
+            labeler=labeler,
         )
+        if ray is not None:
+            from steerlab.cluster.connect import disconnect
+
+            disconnect()
     summary = {
         "sae": sae_id,
         "attempted": result.attempted,

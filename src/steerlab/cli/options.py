@@ -12,6 +12,12 @@ DTYPE = typer.Option(
     help="float32 or bfloat16, slower on CPUs without bf16 units (env STEERLAB_DTYPE, default float32).",
 )
 DEVICE = typer.Option(None, "--device", help="cpu, cuda or cuda:N (env STEERLAB_DEVICE, default cpu).")
+RAY = typer.Option(
+    None,
+    "--ray",
+    help="Split the work across a Ray cluster: HOST:PORT of its head, 'auto', or 'local[:N]' (a private one with "
+    "N worker CPUs). Same output as without it (docs/cluster.md).",
+)
 SAE = typer.Option(None, "--sae", help="SAE folder (ours or SAELens layout); default: the model's bundled SAE.")
 
 

@@ -40,12 +40,19 @@ def train(
         "float32", "--save-dtype", help="Dtype of the final sae/ weights (bfloat16 halves it)."
     ),
     no_resume: bool = typer.Option(False, "--no-resume", help="Ignore existing checkpoints in OUT."),
+    device: str | None = DEVICE,
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="float32, or bfloat16: forward and backward in bf16 autocast (GPUs from Ampere on)."
+    ),
 ) -> None:
     """Train an SAE on harvested activations (resumes from OUT's last checkpoint unless --no-resume)."""
     from steerlab.activations.shard_source import ShardActivationSource
     from steerlab.sae.config import SAEConfig
     from steerlab.sae.train import TrainConfig, train_sae
+    from steerlab.settings import get_settings
 
+    settings = get_settings()
+    checked = TrainConfig(device=device or settings.device, compute_dtype=dtype or settings.dtype)  # before reading
     probe = source = ShardActivationSource(list(acts))
     manifest = probe.manifest
     hookpoint = manifest["hookpoint"]
@@ -60,6 +67,7 @@ def train(
         layer=layer,
     )
     train_kwargs = {"total_tokens": tokens, "batch_size": batch_size, "seed": seed, "holdout_tokens": holdout_tokens}
+    train_kwargs |= {"device": checked.device, "compute_dtype": checked.compute_dtype}
     if lr is not None:
         train_kwargs["lr"] = lr
     sae = train_sae(cfg, TrainConfig(**train_kwargs), source, out, resume=not no_resume)

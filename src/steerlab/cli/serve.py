@@ -50,6 +50,16 @@ def serve(
         help="Serve /metrics without an API key, e.g. for a Prometheus on this host "
         "(env STEERLAB_PUBLIC_METRICS, default off).",
     ),
+    replicas: int | None = typer.Option(
+        None,
+        "--replicas",
+        min=0,
+        help="Decode on N engine replicas (Ray actors) behind this one API (env STEERLAB_REPLICAS, default 0: "
+        "decode here). Without --ray they run on a private local Ray cluster.",
+    ),
+    ray: str | None = typer.Option(
+        None, "--ray", help="HOST:PORT of the Ray head the replicas run on (env STEERLAB_RAY_ADDRESS; docs/cluster.md)."
+    ),
 ) -> None:
     """Serve the Ember API (goodfire SDK), the OpenAI API and the web UI at http://HOST:PORT/.
 
@@ -68,6 +78,8 @@ def serve(
         max_batch=max_batch,
         db_path=server_db,
         public_metrics=public_metrics,
+        replicas=replicas,
+        ray_address=ray,
     )
     run_server(use_settings(settings), model, sae, db)
 
@@ -77,6 +89,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     import uvicorn
 
     from steerlab.blas_threads import single_threaded_blas
+    from steerlab.cluster.replicas import attach_replicas
     from steerlab.engine.lab import Lab
     from steerlab.server.app import create_app
     from steerlab.server.mcp_http import mount_mcp
@@ -96,6 +109,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
     )
+    attach_replicas(lab, settings, model, sae)  # --replicas / --ray: decoding moves to Ray actors
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it

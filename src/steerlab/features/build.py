@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,12 +85,15 @@ def build_feature_db(
     progress: bool = True,
     sae_path: str | Path | None = None,
     on_batch: Callable[[FeatureAccumulator], None] | None = None,
+    encoded: Callable[[int], Iterable[BatchCodes]] | None = None,
 ) -> BuildResult:
     """Scan ``source`` through ``sae`` and write every feature into ``store``.
 
-    ``unembedding`` is ``(W_U [vocab, d_model], final-norm weight or None)`` and ``vocab`` the display
-    string of every token id (see ``logit_effects``). ``work_dir`` holds the checkpoint; it is removed
-    after a successful build. ``on_batch`` is called after every batch (progress hooks, tests)."""
+        ``unembedding`` is ``(W_U [vocab, d_model], final-norm weight or None)`` and ``vocab`` the display
+        string of every token id (see ``logit_effects``). ``work_dir`` holds the checkpoint; it is removed
+        after a successful build. ``on_batch`` is called after every batch (progress hooks, tests). ``encoded(n)``
+    yields the codes of the batches after the first ``n``, in order (default: encode ``source.batches(skip=n)``
+    here; ``cluster/jobs.py`` encodes them on Ray): the fold is the same either way."""
     from tqdm import tqdm
 
     cfg = cfg or BuildConfig()
@@ -121,9 +124,10 @@ def build_feature_db(
         disable=not progress,
         dynamic_ncols=True,
     ) as bar:
-        for batch in source.batches(skip=acc.batches_done):
-            acc.update(encode_batch(sae, batch))
-            bar.update(len(batch))
+        done = acc.batches_done
+        for codes in encoded(done) if encoded else (encode_batch(sae, b) for b in source.batches(skip=done)):
+            acc.update(codes)
+            bar.update(len(codes.batch))
             if acc.tokens_done - last_saved >= cfg.checkpoint_tokens:
                 acc.save(work_dir, identity)
                 last_saved = acc.tokens_done

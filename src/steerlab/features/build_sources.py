@@ -38,6 +38,7 @@ class HarvestActivations:
 
     def __init__(self, paths: list[str | Path], batch_tokens: int = 4096, max_tokens: int | None = None):
         self.batch_tokens, self.max_tokens = batch_tokens, max_tokens
+        self.paths = [str(p) for p in paths]  # as given: another process rebuilds the same source from them
         self.shards: list[tuple[Path, int]] = []  # (shard file, sequence-id offset of its folder)
         self.folders: list[tuple[Path, int, int]] = []  # (folder, offset, number of sequences)
         manifest0 = None
@@ -93,6 +94,18 @@ class HarvestActivations:
             "batch_tokens": self.batch_tokens,
             "max_tokens": self.max_tokens,
         }
+
+    def num_batches(self) -> int:
+        """How many batches ``batches()`` yields (reads only the shards' sequence ids)."""
+        number, emitted = 0, 0
+        for path, _ in self.shards:
+            with safe_open(str(path), framework="pt") as fh:
+                for start, end in sequence_cuts(fh.get_tensor("seq_index"), self.batch_tokens):
+                    if self.max_tokens is not None and emitted >= self.max_tokens:
+                        return number
+                    emitted += end - start
+                    number += 1
+        return number
 
     def batches(self, skip: int = 0) -> Iterator[TokenBatch]:
         """Batches after the first ``skip`` (a shard wholly before ``skip`` is never read)."""
@@ -181,6 +194,15 @@ class CorpusActivations:
             "max_tokens": self.max_tokens,
             "first_position": self.first,
         }
+
+    def num_batches(self) -> int:
+        """How many batches ``batches()`` yields."""
+        emitted = 0
+        for number, chosen in enumerate(self._groups):
+            if self.max_tokens is not None and emitted >= self.max_tokens:
+                return number
+            emitted += sum(len(self.sequences[i]) - self.first for i in chosen)
+        return len(self._groups)
 
     def batches(self, skip: int = 0) -> Iterator[TokenBatch]:
         from steerlab.models.hooks import forward_to_hookpoint

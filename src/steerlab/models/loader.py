@@ -73,7 +73,25 @@ def parse_device(device: str | torch.device) -> torch.device:
         raise InvalidInputError(f"must look like 'cpu', 'cuda' or 'cuda:N', got {device!r}", field="device") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("'cuda' was asked for but torch sees no CUDA GPU; use --device cpu", field="device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidInputError(
+            f"{device!r} was asked for but torch sees {torch.cuda.device_count()} CUDA GPU(s)",
+            field="device",
+            allowed=", ".join(f"cuda:{i}" for i in range(torch.cuda.device_count())),
+        )
     return dev
+
+
+def check_dtype_on(dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse a dtype the device cannot compute in: bfloat16 on a GPU before Ampere (compute capability 8.0),
+    whose matmuls torch would emulate or reject. CPUs compute bfloat16 (slowly without bf16 units)."""
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(device)
+        raise InvalidInputError(
+            f"bfloat16 is not supported on {name} (needs compute capability 8.0+)",
+            field="dtype",
+            allowed="float32, float16",
+        )
 
 
 def cache_dir_for(name: str) -> Path:
@@ -147,6 +165,7 @@ def load_model(
     settings = get_settings()
     torch_dtype = parse_dtype(settings.dtype if dtype is None else dtype)
     dev = parse_device(settings.device if device is None else device)
+    check_dtype_on(torch_dtype, dev)
     checkpoint = resolve_checkpoint(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)

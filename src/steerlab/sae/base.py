@@ -88,6 +88,10 @@ class SAE(nn.Module):
         as much in page faults as the bias add itself.
         """
         x2 = x.reshape(-1, self.cfg.d_in).to(self.W_enc.dtype) - self.b_dec
+        w_enc, b_enc = self.W_enc, self.b_enc
+        if torch.is_autocast_enabled(x2.device.type):  # bf16 training: the one dense matmul in the autocast dtype
+            low = torch.get_autocast_dtype(x2.device.type)  # (an out= buffer is never autocast by torch itself)
+            x2, w_enc, b_enc = x2.to(low), w_enc.to(low), b_enc.to(low)
         out = None
         if workspace:
             n = x2.shape[0] * self.cfg.d_sae
@@ -96,11 +100,7 @@ class SAE(nn.Module):
                 buf = torch.empty(n, device=x2.device, dtype=x2.dtype)
                 self.__dict__["_workspace"] = buf
             out = buf[:n].view(x2.shape[0], self.cfg.d_sae)
-        pre = (
-            torch.addmm(self.b_enc, x2, self.W_enc, out=out)
-            if out is not None
-            else torch.addmm(self.b_enc, x2, self.W_enc)
-        )
+        pre = torch.addmm(b_enc, x2, w_enc, out=out) if out is not None else torch.addmm(b_enc, x2, w_enc)
         return pre.reshape(*x.shape[:-1], self.cfg.d_sae)
 
     def train(self, mode: bool = True) -> SAE:

@@ -122,7 +122,7 @@ class _SelectPreacts(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(x, W_enc, b_dec)
         ctx.codes = codes
-        return pre[codes.rows, codes.cols]
+        return pre[codes.rows, codes.cols].to(W_enc.dtype)  # pre is bf16 under autocast; the values are not
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # pyright: ignore[reportIncompatibleMethodOverride]  (torch's stub: *grad_outputs)

@@ -95,6 +95,8 @@ class TrainConfig:
     """Seeds the initialization and the data order."""
     device: str = "cpu"
     """Torch device to train on."""
+    compute_dtype: str = "float32"
+    """Dtype of the forward and backward (bfloat16: autocast, the weights and the optimizer stay float32)."""
 
     def __post_init__(self) -> None:
         if self.decay not in ("linear", "cosine", "none"):
@@ -105,6 +107,11 @@ class TrainConfig:
             )
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise InvalidInputError(f"must be in [0, 1], got {self.decay_fraction}", field="decay_fraction")
+        from steerlab.models.loader import check_dtype_on, parse_device, parse_dtype
+
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise InvalidInputError(f"unknown {self.compute_dtype!r}", field="dtype", allowed="float32, bfloat16")
+        check_dtype_on(parse_dtype(self.compute_dtype), parse_device(self.device))
         for name in ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"must be >= 1, got {getattr(self, name)}", field=name)
@@ -230,6 +237,8 @@ class SAETrainer:
             dynamic_ncols=True,
         )
         sae.train()
+        compute = p.get("compute_dtype", "float32")
+        autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=compute == "bfloat16")
         batches = self.source.iter_batches(batch_size, start_token=state.tokens, seed=p["seed"])
         for x in batches:
             if state.step >= total_steps:
@@ -243,8 +252,9 @@ class SAETrainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             dead = state.tokens_since_fired > p["dead_tokens_threshold"]
-            out = sae(x, dead_mask=dead, dense_latents=False)
-            loss = out.fvu + p["auxk_alpha"] * out.aux_loss + out.sparsity_loss
+            with autocast:
+                out = sae(x, dead_mask=dead, dense_latents=False)
+                loss = out.fvu + p["auxk_alpha"] * out.aux_loss + out.sparsity_loss
             loss.backward()
             sae.remove_gradient_parallel_to_decoder_directions()
             optimizer.step()

@@ -78,7 +78,7 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
         watcher.cancel()
         _charge(request, caller, stream)
     if error:  # the engine logged the failed step's traceback; this is a 500 with a request id
-        raise RuntimeError(error)
+        raise getattr(stream, "failure", None) or RuntimeError(error)  # a lost replica: 503 (cluster/replicas.py)
     return {
         "id": completion_id,
         "object": "chat.completion",
