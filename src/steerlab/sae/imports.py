@@ -368,14 +368,16 @@ def check_fits_model(sae: Any, model: str) -> str:
         reason = str(err).splitlines()[0]
         raise SAEFormatError(f"cannot read the config of model {model!r} ({reason})", field="--model") from None
     config = getattr(config, "text_config", None) or config
-    if sae.cfg.d_in != config.hidden_size:
+    d_model = getattr(config, "hidden_size", None)
+    if sae.cfg.d_in != d_model:
         raise SAEFormatError(
-            f"the SAE reads d_in={sae.cfg.d_in} but model {model} has d_model={config.hidden_size}; "
+            f"the SAE reads d_in={sae.cfg.d_in} but model {model} has d_model={d_model}; "
             "use an SAE trained on this model",
             field="sae",
         )
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
     layer, hookpoint = sae.cfg.layer, sae.cfg.hookpoint
-    by_index = layer is not None and hookpoint in ("", f"model.layers.{layer}")  # the block, on any layout
-    return resolve_hookpoint(skeleton, layer if by_index else hookpoint)
+    if layer is not None and hookpoint in ("", f"model.layers.{layer}"):  # the block, on any layout
+        return resolve_hookpoint(skeleton, layer)
+    return resolve_hookpoint(skeleton, hookpoint)
