@@ -8,8 +8,8 @@
 # (weights and database are not shipped in git). The full run takes hours on 2 CPU cores.
 #
 #   scripts/build_gemma3.sh            the full build
-#   scripts/build_gemma3.sh --smoke    the same steps on ~40k tokens of local text, minutes: proves the
-#                                      script works; its figures mean nothing
+#   scripts/build_gemma3.sh --smoke    the same steps on ~12k tokens of local text (minutes on a free
+#                                      machine): proves the script works; its figures mean nothing
 set -euo pipefail
 H="${STEERLAB_HOME:-$HOME/.cache/steerlab}"
 MODEL=gemma3-270m
@@ -33,10 +33,11 @@ with open(sys.argv[1], "w") as train, open(sys.argv[2], "w") as held:
     for t in paragraphs(files[-1]):
         held.write(json.dumps({"text": t}) + "\n")
 EOF
-  CORPUS=(--corpus "$TEXT=40000")
-  TRAIN=(--expansion 4 --k 16 --tokens 24576 --batch-size 1024 --holdout-tokens 4096)
-  EVAL=(--max-tokens 2000)
+  CORPUS=(--corpus "$TEXT=12000")
+  TRAIN=(--expansion 4 --k 16 --tokens 8192 --batch-size 512 --holdout-tokens 2048)
+  EVAL=(--max-tokens 1000 --context-length 128)
   HARVEST=(--context-length 128 --batch-size 8 --sequences-per-shard 64)
+  LABEL=(--limit 64)
 else
   steerlab corpus build-default --no-chat          # plain text, minutes (the chat part is SmolLM2's own)
   TEXT="$H/corpora/default/text.jsonl"
@@ -45,6 +46,7 @@ else
   TRAIN=(--expansion 16 --k 64 --tokens 2000000 --save-dtype bfloat16)
   EVAL=(--max-tokens 20000)
   HARVEST=()
+  LABEL=()
 fi
 
 RUN="$H/runs/$NAME-topk"
@@ -60,7 +62,7 @@ steerlab sae train --acts "$H/harvests/$NAME" --out "$RUN" "${TRAIN[@]}"
 steerlab sae eval --model "$MODEL" --sae "$SAE" --text-file "$HELDOUT" "${EVAL[@]}" --json | tee "$H/figures/$NAME-eval.json"
 # 4. feature database over the harvest, then offline labels
 steerlab features build --model "$MODEL" --sae "$SAE" --db "$DB" --acts "$H/harvests/$NAME"
-steerlab features label --db "$DB" --sae "$SAE" --contexts tokens
+steerlab features label --db "$DB" --sae "$SAE" --contexts tokens "${LABEL[@]}"
 python -c "import sys; from steerlab.features.store import FeatureStore; FeatureStore(sys.argv[1]).compact()" "$DB"
 cp "$DB" "$SAE/features.db"   # the database travels with its SAE: --sae "$SAE" finds it
 echo "SAE: $SAE   figures: $H/figures/$NAME-eval.json"
