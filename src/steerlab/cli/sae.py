@@ -151,3 +151,72 @@ def convert(
     else:
         raise InvalidInputError(f"unknown format {to!r}", field="--to", allowed="saelens, steerlab")
     print(f"wrote {dst}")
+
+
+@app.command("import")
+@one_line_errors
+def import_(
+    src: Path = typer.Argument(..., help="The SAE as its project wrote it: a folder or a .safetensors/.npz file."),
+    dst: Path = typer.Argument(..., help="Output folder (steerlab format)."),
+    fmt: str | None = typer.Option(
+        None,
+        "--from",
+        help="sparsify, gemma-scope, llama-scope, dictionary-learning or goodfire (default: detected from the files).",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Check the SAE against this model (width, layer) and record it as the SAE's model."
+    ),
+    layer: int | None = typer.Option(
+        None, "--layer", help="Block whose output the SAE reads, when the files do not say."
+    ),
+    hookpoint: str | None = typer.Option(None, "--hookpoint", help="Module name the SAE reads (overrides --layer)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="Weights dtype of the output (e.g. bfloat16)."),
+) -> None:
+    """Import an SAE published by EleutherAI sparsify, Gemma Scope, Llama Scope, dictionary_learning or Goodfire
+    (safetensors or npz only: a pickle file is refused with the command that converts it)."""
+    from steerlab.models.registry import canonical_name
+    from steerlab.sae.imports import check_fits_model, import_sae
+
+    sae = import_sae(src, fmt, model_name=canonical_name(model) if model else None, layer=layer, hookpoint=hookpoint)
+    if model is not None:
+        sae.cfg.hookpoint = check_fits_model(sae, model)
+    sae.save(dst, dtype=dtype)
+    cfg = sae.cfg
+    print(f"imported {cfg.architecture} SAE d_in={cfg.d_in} d_sae={cfg.d_sae} at {cfg.hookpoint} -> {dst}")
+
+
+@app.command("import-labels")
+@one_line_errors
+def import_labels(
+    export: Path = typer.Argument(..., help="Neuronpedia explanations export (.json, .jsonl, maybe .gz)."),
+    sae: Path = typer.Option(..., "--sae", help="The SAE folder the labels are for (e.g. from 'steerlab sae import')."),
+    db: Path | None = typer.Option(None, "--db", help="Feature database (default: features.db next to the SAE)."),
+    source: str | None = typer.Option(
+        None,
+        "--neuronpedia-id",
+        help="Neuronpedia MODEL/SAE the export must be for, e.g. gemma-2-2b/20-gemmascope-res-16k.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace labels already in the database."),
+) -> None:
+    """Label an SAE's features from a Neuronpedia export; an export for another SAE is refused."""
+    from steerlab.features.identity import default_db_path, sae_info
+    from steerlab.features.neuronpedia import import_labels as do_import
+    from steerlab.features.store import FeatureStore
+    from steerlab.sae.base import SAE as SAEModel
+
+    check_sae_folder(str(sae))
+    loaded = SAEModel.load(sae)
+    info = sae_info(loaded, sae)
+    path = db if db is not None else default_db_path(sae)
+    with FeatureStore(path) as store:
+        if info.sae_id not in {s.sae_id for s in store.list_saes()}:
+            if store.list_saes():
+                raise InvalidInputError(f"{path} describes another SAE; pass --db for this one", field="--db")
+            store.add_sae(info)
+        summary = do_import(store, info.sae_id, export, layer=loaded.cfg.layer, expected=source, overwrite=overwrite)
+    kept = (
+        f" ({summary.skipped_existing} existing labels kept; --overwrite replaces them)"
+        if summary.skipped_existing
+        else ""
+    )
+    print(f"{summary.labels} labels from {summary.source} -> {path}{kept}")

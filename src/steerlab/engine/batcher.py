@@ -364,6 +364,9 @@ def _fast_decoder(model: nn.Module) -> FastDecoder | None:
     from steerlab.engine.fast_decode import FastDecoder
 
     if not FastDecoder.supports(model):
+        reason = FastDecoder.unsupported_reason(model)
+        if reason is not None:  # said once per engine (at its start), never per step
+            log.info("fast decode unavailable (%s); decoding with the model's forward", reason)
         return None
     try:
         return FastDecoder(model)

@@ -185,16 +185,23 @@ class FastDecoder:
     @staticmethod
     def supports(model: nn.Module) -> bool:
         """Llama-architecture decoders (Llama, SmolLM, Mistral-style without sliding windows) on the CPU."""
-        if not get_settings().fast_decode:
-            return False
+        return get_settings().fast_decode and FastDecoder.unsupported_reason(model) is None
+
+    @staticmethod
+    def unsupported_reason(model: nn.Module) -> str | None:
+        """Why this model's decode steps need transformers' forward (None: they need not). Every family but
+        Llama (Qwen, Gemma, Mistral, Phi-3, OLMo 2, GPT-NeoX, ...) decodes through the model's own forward:
+        the same tokens, without this loop's speed-up."""
         config = getattr(model, "config", None)
-        if config is None or getattr(config, "model_type", None) != "llama":
-            return False
+        model_type = getattr(config, "model_type", None)
+        if config is None or model_type != "llama":
+            return f"the engine's fast loop covers Llama-family models; this is {model_type or 'an unknown type'}"
         if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-            return False
+            return "a Llama with attention or MLP biases"
         if getattr(config, "pretraining_tp", 1) != 1 or getattr(config, "_attn_implementation", "sdpa") != "sdpa":
-            return False
-        return next(model.parameters()).device.type == "cpu"
+            return "a Llama with tensor-parallel slicing or a non-SDPA attention backend"
+        device = next(model.parameters()).device.type
+        return None if device == "cpu" else f"the fast loop runs on the CPU; this model is on {device}"
 
     def usable(self) -> bool:
         """False while anything but a whole decoder layer carries a hook (analysis code hooking a

@@ -12,13 +12,28 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>")  # end-of-turn tokens of common chat templates
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+"""End-of-turn tokens of common chat templates: ChatML (SmolLM, Qwen), Llama 3, Gemma, Phi-3."""
 
 
 def template_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict], **options: Any) -> list[int]:
     """The chat template applied to ``messages`` as token ids (``options`` go to ``apply_chat_template``)."""
+    if not has_chat_template(tokenizer):
+        return plain_completion_ids(tokenizer, messages)
     ids: Any = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **options)
     return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer carries a chat template (base models such as GPT-NeoX or Pythia do not)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def plain_completion_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:
+    """A base model without a chat template continues plain text: the messages' contents, one paragraph
+    each, tokenized as the tokenizer would any text (its BOS in front when it adds one)."""
+    text = "\n\n".join(str(m["content"]) for m in messages)
+    return list(tokenizer(text)["input_ids"])
 
 
 def chat_input_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from steerlab.errors import InvalidInputError
-from steerlab.models.registry import BUNDLED, ModelNotFoundError, canonical_name
+from steerlab.models.registry import BUNDLED, GGUFSource, ModelNotFoundError, canonical_name
 from steerlab.settings import get_settings
 
 if TYPE_CHECKING:  # transformers is imported lazily at run time: it costs seconds
@@ -100,9 +100,18 @@ def cache_dir_for(name: str) -> Path:
 
 def _convert_gguf(name: str, cache: Path) -> None:
     """De-quantize the bundled GGUF into a plain safetensors checkpoint, written atomically."""
+    source = BUNDLED[name]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".gguf-"))  # a chunked GGUF is assembled here
+    try:
+        _convert_gguf_file(name, source.locate() if isinstance(source, GGUFSource) else source.locate(workdir), cache)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _convert_gguf_file(name: str, gguf: Path, cache: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = BUNDLED[name].locate()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = quantized.config

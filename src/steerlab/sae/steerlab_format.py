@@ -65,8 +65,8 @@ def read_config(path: Path) -> SAEConfig:
     data = read_json(cfg_path)
     if SPARSIFY_KEYS & set(data):
         raise SAEFormatError(
-            f"{cfg_path}: this looks like an EleutherAI sparsify checkpoint, which steerlab does not read; "
-            "convert it to SAELens format first"
+            f"{cfg_path}: this looks like an EleutherAI sparsify checkpoint; import it once with "
+            f"'steerlab sae import {path} OUT' and use OUT"
         )
     try:
         return SAEConfig.from_dict(data)
@@ -114,10 +114,12 @@ def load_steerlab(
 
 def load_any(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> SAE:
     """Load an SAE folder in our format or SAELens's, whichever it is."""
+    from steerlab.sae.imports import refuse_pickle
     from steerlab.sae.saelens_format import WEIGHTS_FILENAME as SAELENS_WEIGHTS
     from steerlab.sae.saelens_format import load_saelens
 
     path = Path(path)
+    refuse_pickle(path)  # a .pt/.pth/.pkl offered as an SAE: refused with the conversion hint
     if not path.is_dir():
         raise SAEFormatError(f"{path}: no such SAE folder")
     if (path / WEIGHTS_FILENAME).is_file():
