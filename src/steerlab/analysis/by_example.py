@@ -2,7 +2,8 @@
 
 The text is read as plain text (no chat template, like the corpus texts the database was built from) up to
 the SAE's hookpoint, a chunk at a time when long (``hold`` frees the model between chunks), and each feature's
-max activation over its tokens (the first excepted, as in the database) is scored against the feature's own statistics (``features/specificity.py``).
+max activation over its tokens (the first excepted, as in the database) is scored against the feature's own
+statistics (``features/specificity.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from steerlab.models.chat_template import token_strings
 from steerlab.models.chunked import Hold, forward_chunks
 from steerlab.models.hooks import forward_to_hookpoint
 from steerlab.steering.conversation import check_context
-
 
 FIRST_POSITION = 1
 """Position 0 is an attention sink with outsized activations; the database's statistics never saw it (the build
