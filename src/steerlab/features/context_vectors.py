@@ -1,18 +1,18 @@
 """What each feature's contexts are about: one embedding per feature, contrasted against the corpus mean.
 
-A feature's *context vector* is the mean sentence embedding (``embeddings.py``, the model labels use) of the
-windows around its strongest tokens (``concept_windows.strongest_windows``: its 10 strongest contexts, 20
-tokens before the peak and 4 after). Every window of a text corpus shares a "this is text from the corpus"
-direction; subtracting the mean over all features and renormalising leaves what sets this feature's contexts
-apart, so a query such as "weather" meets the features whose windows talk about weather rather than the ones
-whose windows merely look like the rest of the corpus.
+A feature's *context vector* is built from the windows around its strongest tokens
+(``concept_windows.strongest_windows``: its 10 strongest contexts, 20 tokens before the peak and 4 after): each
+window is the idf-weighted mean sentence embedding (``embeddings.py``, the model labels use) of its token strings,
+and the feature's vector is the mean over its windows. Every window of a corpus shares a "text from this corpus"
+direction; subtracting the mean over all features and renormalising (``contrasted``) leaves what sets this
+feature's contexts apart, so a query such as "biology" meets the features whose windows talk about biology.
 
-The shipped database stores no such vectors (and must not change), so they are computed from its stored
-examples on first use and cached under ``$STEERLAB_HOME/cache``, keyed by the embedding model, the window
-rule and a fingerprint of the database's top examples (a rebuild changes it; relabeling does not). The first
-computation embeds ~92k short windows for the default SAE's 9,216 features: about 9 minutes on two CPU cores
-(5.7 ms a window; minutes more on a loaded machine), seconds on a GPU; later processes read a ~7 MB file. A
-database that stores ``context_embeddings`` (``save_context_vectors``) is read instead.
+The shipped database stores no such vectors (and must not change), so they are computed from its stored examples
+on first use and cached under ``$STEERLAB_HOME/cache``, keyed by the embedding model, the window rule and a hash of
+the database's top examples (a rebuild changes it; relabeling does not). Embedding the ~23k distinct token strings
+of the default SAE's windows is the slow part (964-1,144 s on a 2-core machine at load average 12-16; docs/search.md);
+those embeddings are cached machine-wide too, so a rebuilt database embeds only strings it has not seen. A database
+that stores ``context_embeddings`` (``save_context_vectors``) is read instead.
 """
 
 from __future__ import annotations
