@@ -40,6 +40,12 @@ def main() -> None:
     ap.add_argument("--sae", default=None, help="SAE id inside the database (default: its only SAE).")
     ap.add_argument("--mode", default="hybrid", choices=["semantic", "lexical", "hybrid"])
     ap.add_argument("--by", default="label", help="Comma-separated: label, contexts, hybrid (default: label).")
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="Also judge every feature for every concept: how many concepts any feature passes (the best any "
+        "search could do on this database).",
+    )
     ap.add_argument("--baseline-features", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="Also write the JSON here.")
@@ -77,6 +83,10 @@ def main() -> None:
                     }
                 )
             runs[by] = rows
+        passing = None
+        if args.ceiling:
+            every = [strongest_windows(f) for f in store.iter_features(sae_id, with_examples=True, batch_size=512)]
+            passing = {c: sum(judge(w, m)[0] for w in every) for c, m in CONCEPTS.items()}
         sample = random.Random(args.seed).sample(range(d_sae), min(args.baseline_features, d_sae))
         windows = [strongest_windows(f) for f in store.get_features(sae_id, sample, with_examples=True)]
     chance = {c: sum(judge(w, m)[0] for w in windows) / max(1, len(windows)) for c, m in CONCEPTS.items()}
@@ -116,6 +126,18 @@ def main() -> None:
         "all": by_summary[first]["all"],
         "held_out_20": by_summary[first]["held_out_20"],
         "by_evidence": by_summary,
+        **(
+            {
+                "ceiling": {
+                    "name": "concepts some feature of the database passes (no search can do better)",
+                    "all": sum(n > 0 for n in passing.values()),
+                    "held_out_20": sum(passing[c] > 0 for c in HELD_OUT_20),
+                    "features_passing": passing,
+                }
+            }
+            if passing is not None
+            else {}
+        ),
         "baseline": {
             "name": "same matchers on seeded random features (chance of passing); top-3 = 1-(1-p)^3",
             "features": len(windows),
