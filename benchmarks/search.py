@@ -13,6 +13,11 @@ memory, one untimed pass first):
   semantic_cached   end to end, the query seen before (the LRU query cache hit)
   lexical           SQLite FTS5 over label text
   hybrid            RRF of semantic + lexical, query cache cold / cached
+With ``--evidence`` (needs each feature's context vectors: read from the machine's cache, or computed first):
+  contexts          search by what features' contexts are about (``by="contexts"``), query cache cold / cached
+  evidence_hybrid   labels (hybrid mode) and contexts fused by RRF (``by="hybrid"``), cold / cached
+  context_vectors_load_s   loading the cached vectors once
+With ``--example N``: search by example over N short texts (loads the bundled model; ``Lab.find_features``).
 Baseline, same run: a naive pure-Python cosine loop over the labeled rows (on a few queries: it is slow).
 ``encoder_agreement``: per ONNX encoder, the smallest cosine to PyTorch's vector, how many queries keep
 exactly PyTorch's top-k features (same order), the same top hit, and the mean share of the top k kept
@@ -96,6 +101,16 @@ QUERIES = [
 ]
 
 
+EXAMPLES = [
+    "Le chat est sur la table et le chien dort dans le jardin.",
+    "def add(a, b):\n    return a + b",
+    "Arr matey, hoist the sails and fetch me rum!",
+    "SELECT name, email FROM users WHERE age > 30 ORDER BY name;",
+    "It rained all afternoon and the forecast says snow tomorrow.",
+    "I'm sorry, but I can't help with that request.",
+]
+
+
 def percentiles(samples_s: list[float]) -> dict:
     ms = sorted(s * 1e3 for s in samples_s)
     pick = lambda q: ms[min(len(ms) - 1, max(0, math.ceil(q * len(ms)) - 1))]  # noqa: E731 (nearest rank)
@@ -136,6 +151,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="Passes over the queries (10 x 61 = 610 samples per p99).")
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--baseline-queries", type=int, default=3)
+    ap.add_argument("--evidence", action="store_true", help="Also time context and label+context search.")
+    ap.add_argument("--example", type=int, default=0, help="Also time search by example over this many texts.")
     args = ap.parse_args()
 
     import torch
@@ -206,6 +223,28 @@ def main() -> None:
             "hybrid": percentiles(timed(cold("hybrid"), QUERIES, args.repeats)),
             "hybrid_cached": cached("hybrid"),
         }
+        if args.evidence:
+            t0 = time.perf_counter()
+            search.context_vectors()
+            load_s = time.perf_counter() - t0
+            search.contexts(QUERIES[0], k)  # warm
+            results["contexts"] = percentiles(timed(cold("contexts"), QUERIES, args.repeats))
+            results["contexts_cached"] = cached("contexts")
+            evidence = lambda q: search.search(q, k, by="hybrid")  # noqa: E731
+            results["evidence_hybrid"] = percentiles(
+                timed(lambda q: (search.forget_queries(), evidence(q)), QUERIES, args.repeats)
+            )
+            for q in QUERIES:
+                search.query_vector(q)
+            results["evidence_hybrid_cached"] = percentiles(timed(evidence, QUERIES, args.repeats))
+        if args.example:
+            from steerlab.engine.lab import Lab
+
+            lab = Lab.load(db_path=args.db, max_batch=1)
+            texts = [EXAMPLES[i % len(EXAMPLES)] for i in range(args.example)]
+            lab.find_features(example_text=texts[0], top_k=k)  # warm: statistics table, first forward
+            results["example"] = percentiles(timed(lambda t: lab.find_features(example_text=t, top_k=k), texts, 1))
+            lab.close()
         labeled = np.flatnonzero(search.labeled)
         rows, row_ids = search.vectors[labeled].tolist(), labeled.tolist()
         base_queries = QUERIES[: args.baseline_queries]
@@ -259,6 +298,7 @@ def main() -> None:
                     m: r["p99_ms"] < 5.0 for m, r in results.items() if not m.startswith("query_embedding_")
                 },
                 "modes": results,
+                **({"context_vectors_load_s": round(load_s, 3)} if args.evidence else {}),
             },
             indent=2,
         )

@@ -57,9 +57,18 @@ class FeaturesAPI:
     def __init__(self, backend):
         self._backend = backend
 
-    def search(self, query: str, model="default", top_k: int = 10) -> FeatureGroup:
-        """Features whose labels match ``query`` (semantic + lexical search over the feature database)."""
-        return FeatureGroup(self._backend.search(query, top_k, model))
+    def search(self, query: str, model="default", top_k: int = 10, by: str = "label") -> FeatureGroup:
+        """Features matching ``query``: by their labels (semantic + lexical), by what their strongest contexts
+        are about (``by="contexts"``), or both fused (``by="hybrid"``). Each member says why it was returned
+        (``.reason``, ``.snippet``)."""
+        return FeatureGroup(self._backend.search(query, top_k, model, by=by))
+
+    def search_by_example(
+        self, text: str, model="default", top_k: int = 10, query: str | None = None, by: str = "label"
+    ) -> FeatureGroup:
+        """Features ``text`` wakes more than they usually are (runs the model on it), fused with a ``query``'s
+        search when one is given; each member says why it was returned (``.reason``, ``.snippet``)."""
+        return FeatureGroup(self._backend.search_by_example(text, top_k, model, query=query, by=by))
 
     def lookup(self, indices: list[int], model="default") -> dict[int, Feature]:
         return self._backend.lookup(list(indices), model)

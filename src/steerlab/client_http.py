@@ -18,6 +18,7 @@ from steerlab.client_types import (
     ChatCompletion,
     ContextInspector,
     Feature,
+    FoundFeature,
     StreamingChatCompletionChunk,
 )
 from steerlab.steering.variant import InferenceContext
@@ -75,9 +76,18 @@ class HTTPBackend:
         return [Feature.from_wire(r) for r in rows]
 
     # ------------------------------------------------------------------ features
-    def search(self, query: str, top_k: int, model="default") -> list[Feature]:
+    def search(self, query: str, top_k: int, model="default", by: str = "label") -> list[Feature]:
         params = {"query": query, "page": 1, "perPage": top_k, "model": _name(model)}
-        return self._features(self._call("GET", "features/search", params=params).json()["features"])
+        if by != "label":  # an extension: plain Ember servers never see it
+            params["by"] = by
+        rows = self._call("GET", "features/search", params=params).json()["features"]
+        return [FoundFeature.from_wire(r) for r in rows]
+
+    def search_by_example(
+        self, text: str, top_k: int, model="default", query: str | None = None, by: str = "label"
+    ) -> list[Feature]:
+        payload = {"example_text": text, "query": query, "by": by, "top_k": top_k, "model": _name(model)}
+        return [FoundFeature.from_wire(r) for r in self._post("features/search", payload)["features"]]
 
     def rerank(self, features: list[Feature], query: str, top_k: int, model="default") -> list[Feature]:
         payload = {"query": query, "top_k": top_k, "model": _name(model), "feature_ids": [f.uuid for f in features]}

@@ -20,6 +20,7 @@ from steerlab.client_types import (
     ChatCompletion,
     ContextInspector,
     Feature,
+    FoundFeature,
     StreamingChatCompletionChunk,
 )
 from steerlab.models.registry import canonical_name
@@ -139,9 +140,22 @@ class LocalBackend:
         return None if isinstance(model, str) else model
 
     # ------------------------------------------------------------------ features
-    def search(self, query: str, top_k: int, model="default") -> list[Feature]:
+    def search(self, query: str, top_k: int, model="default", by: str = "label") -> list[Feature]:
         self.check_model(model)
-        return [self.feature(h.index) for h in self.search_index.search(query, top_k=top_k)]
+        return [FoundFeature.of_hit(h, self.sae_id) for h in self.search_index.search(query, top_k=top_k, by=by)]
+
+    def search_by_example(
+        self, text: str, top_k: int, model="default", query: str | None = None, by: str = "label"
+    ) -> list[Feature]:
+        """Runs the model (``Lab.find_features``): loads it on first use."""
+        self.check_model(model)
+        from steerlab.features.search import check_example_text
+
+        check_example_text(text)
+        if self.store is None:
+            self.search_index  # noqa: B018 (raises NoFeatureDatabase)
+        hits = self.lab.find_features(query, text, by=by, top_k=top_k)
+        return [FoundFeature.of_hit(h, self.sae_id) for h in hits]
 
     def rerank(self, features: list[Feature], query: str, top_k: int, model="default") -> list[Feature]:
         self.check_model(model)

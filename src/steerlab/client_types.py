@@ -43,6 +43,36 @@ class Feature(FeatureRef):
             "index_in_sae": self.index,
         }
 
+
+class FoundFeature(Feature):
+    """A search hit: a :class:`Feature` that also says why it was returned (``reason``: label, contexts,
+    example, or several joined by ``+``), the evidence to read (``snippet``) and its ``relevance``."""
+
+    __slots__ = ("reason", "snippet", "relevance")
+
+    def __init__(
+        self,
+        index: int,
+        uuid: str,
+        label: str = "",
+        reason: str | None = None,
+        snippet: str | None = None,
+        relevance: float | None = None,
+    ):
+        super().__init__(index, uuid, label)
+        self.reason, self.snippet, self.relevance = reason, snippet, relevance
+
+    @classmethod
+    def from_wire(cls, data: dict) -> FoundFeature:
+        base = Feature.from_wire(data)
+        return cls(base.index, base.uuid, base.label, data.get("reason"), data.get("snippet"), data.get("relevance"))
+
+    @classmethod
+    def of_hit(cls, hit, sae_id: str) -> FoundFeature:
+        """From a ``features.search.SearchHit`` (the in-process client)."""
+        base = Feature.of_index(hit.index, sae_id, hit.label)
+        return cls(base.index, base.uuid, base.label, hit.reason, hit.snippet, hit.score)
+
     def __repr__(self) -> str:
         return f'Feature("{self.label}", index_in_sae={self.index})'
 

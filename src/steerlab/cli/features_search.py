@@ -7,6 +7,7 @@ options and error handling as ``show`` and ``export``).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -177,28 +178,65 @@ def _backends(backend: str, scorer: str, concurrency: int | None, background, co
 @app.command("search")
 @one_line_errors
 def search(
-    query: str = typer.Argument(..., help="What to look for, e.g. 'French text' or 'refusals'."),
+    query: str | None = typer.Argument(
+        None, help="What to look for, e.g. 'French text' or 'refusals' (optional with --example-text/--example-file)."
+    ),
     db: Path | None = DB,
     sae: Path | None = SAE_PATH,
     sae_id: str | None = SAE_ID,
     mode: str = typer.Option(
         "hybrid",
         "--mode",
-        help="semantic (label embeddings), lexical (full-text) or hybrid (reciprocal-rank fusion of both).",
+        help="How labels match: semantic (label embeddings), lexical (full-text) or hybrid (both fused).",
     ),
+    by: str = typer.Option(
+        "label",
+        "--by",
+        help="What the search rests on: label, contexts (what each feature's strongest windows are about; "
+        "computed once a machine, minutes on a CPU) or hybrid (both fused).",
+    ),
+    example_text: str | None = typer.Option(
+        None,
+        "--example-text",
+        help="Search by example: the features this text wakes more than they usually are (loads the model).",
+    ),
+    example_file: Path | None = typer.Option(
+        None, "--example-file", help="Like --example-text, the text read from a UTF-8 file."
+    ),
+    model: str = typer.Option("default", "--model", help="Model to run an example text through."),
     top_k: int = typer.Option(10, "--top-k", help="Number of results, 1-1000."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of hits."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of hits, best first."),
 ) -> None:
-    """Search feature labels: by meaning (semantic), by words (lexical), or both fused (hybrid)."""
-    from steerlab.features.search import FeatureSearch, check_query, check_top_k
+    """Search features by label (meaning or words), by what their contexts are about, or by an example text;
+    each hit says why it was returned."""
+    from steerlab.features.search import BY, FeatureSearch, check_example_text, check_query, check_top_k
 
-    check_query(query)
+    if query is None and example_text is None and example_file is None:
+        raise InvalidInputError("give a query, --example-text or --example-file", field="query")
+    if example_text is not None and example_file is not None:
+        raise InvalidInputError("give --example-text or --example-file, not both", field="--example-file")
+    if query is not None:
+        check_query(query)
     check_top_k(top_k)
     if mode not in ("semantic", "lexical", "hybrid"):
         raise InvalidInputError(f"unknown {mode!r}", field="--mode", allowed="semantic, lexical, hybrid")
-    store, sae_id = open_store(db, sae, sae_id, readonly=True)
-    with store:
-        hits = FeatureSearch(store, sae_id).search(query, top_k=top_k, mode=mode)
+    if by not in BY:
+        raise InvalidInputError(f"unknown {by!r}", field="--by", allowed=", ".join(BY))
+    if example_file is not None:
+        example_text = _read_example(example_file)
+    if example_text is not None:
+        check_example_text(example_text)
+        hits = _search_by_example(query, example_text, db, sae, model, by, mode, top_k)
+        title = f"search by example{f' and {query!r}' if query else ''}"
+    else:
+        store, sae_id = open_store(db, sae, sae_id, readonly=True)
+        with store:
+            finder = FeatureSearch(store, sae_id)
+            if by != "label" and not finder.contexts_ready(start=False):
+                print("computing each feature's context vectors (once for this database)...", file=sys.stderr)
+                finder.context_vectors(progress=_progress)
+            hits = finder.search(query, top_k=top_k, mode=mode, by=by)
+        title = f"{mode} search by {by} for {query!r} in {sae_id}"
     if as_json:
         print(json.dumps([hit.model_dump() for hit in hits]))
         return
@@ -208,10 +246,39 @@ def search(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{mode} search for {query!r} in {sae_id}")
-    for column, justify in (("index", "right"), ("score", "right"), ("label", "left"), ("label score", "right")):
+    table = Table(title=title)
+    columns = (("index", "right"), ("score", "right"), ("label", "left"), ("label score", "right"), ("why", "left"))
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for hit in hits:
         quality = "" if hit.label_score is None else f"{hit.label_score:.2f}"
-        table.add_row(str(hit.index), f"{hit.score:.3f}", hit.label, quality)
+        why = hit.reason or ""
+        if hit.snippet:
+            why += f": {hit.snippet}"
+        table.add_row(str(hit.index), f"{hit.score:.3f}", hit.label, quality, why)
     Console().print(table)
+
+
+def _read_example(path: Path) -> str:
+    """The file's text; undecodable bytes become U+FFFD, which the binary check then counts."""
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        raise MissingFileError(f"cannot read {path}: {err.strerror}", field="--example-file") from None
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"  {done}/{total} windows embedded", file=sys.stderr)
+
+
+def _search_by_example(query, text, db, sae, model, by, mode, top_k):
+    from steerlab.engine.lab import Lab
+
+    lab = Lab.load(model, sae, db, max_batch=1)
+    try:
+        if query is not None and by != "label" and lab.search is not None and not lab.search.contexts_ready(False):
+            print("computing each feature's context vectors (once for this database)...", file=sys.stderr)
+            lab.search.context_vectors(progress=_progress)
+        return lab.find_features(query, text, by=by, mode=mode, top_k=top_k)
+    finally:
+        lab.close()

@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 
     from transformers import PreTrainedTokenizerBase
 
+    from steerlab.analysis.by_example import ExampleHit
     from steerlab.classifiers.model import Classifier
     from steerlab.engine.sequence import RowEditor
-    from steerlab.features.search import FeatureSearch
+    from steerlab.features.search import FeatureSearch, SearchHit
+    from steerlab.features.specificity import StatsTable
     from steerlab.features.store import FeatureStore
     from steerlab.sae.base import SAE
     from steerlab.steering.batch import RowSteering
@@ -273,6 +275,60 @@ class Lab:
             return {}
         assert self.sae_id is not None, "a feature database describes this lab's SAE"
         return {i: label.text for i, label in self.store.labels(self.sae_id).items()}
+
+    @cached_property
+    def feature_stats(self) -> StatsTable:
+        """Each feature's activation statistics from the database, as ``features/specificity.py`` reads them."""
+        from steerlab.features.specificity import StatsTable
+
+        if self.store is None or self.sae_id is None:
+            raise InvalidInputError("search by example needs a feature database (its statistics)", field="db")
+        features = self.store.get_features(self.sae_id, range(self.d_sae))
+        return StatsTable.of([f.stats for f in features])
+
+    def search_by_example(self, text: str, top_k: int = 10) -> list[ExampleHit]:
+        """The features ``text`` wakes more than they usually are (``analysis/by_example.py``), the model held a
+        chunk at a time as in any analysis."""
+        from steerlab.analysis.by_example import search_by_example
+        from steerlab.features.search import check_example_text, check_top_k
+
+        text, top_k = check_example_text(text), check_top_k(top_k)
+        table = self.feature_stats
+        return self.run_shared(search_by_example, self.lm, self.sae, text, table, top_k, chunk_tokens=self.chunk_tokens)
+
+    def find_features(
+        self,
+        query: str | None = None,
+        example_text: str | None = None,
+        *,
+        by: str = "label",
+        mode: str = "hybrid",
+        top_k: int = 10,
+    ) -> list[SearchHit]:
+        """Search on every kind of evidence given: the query's label and/or context rankings (``by``) and the
+        example text's unusual features, fused by reciprocal rank; each hit says which found it (``reason``)."""
+        from steerlab.features.search import MAX_TOP_K, SearchInputError, check_top_k
+
+        top_k = check_top_k(top_k)
+        if query is None and example_text is None:
+            raise SearchInputError("give a query, an example text, or both", field="query")
+        search = self.search
+        if search is None:
+            raise InvalidInputError(
+                "this needs a feature database; build one with 'steerlab features build'", field="db"
+            )
+        if example_text is None:
+            return search.search(query or "", top_k=top_k, mode=mode, by=by)
+        depth = min(MAX_TOP_K, max(50, 4 * top_k))
+        found = self.search_by_example(example_text, top_k=depth)
+        rankings = {} if query is None else search.rankings(query, by, depth, mode)
+        rankings["example"] = [(h.index, h.score) for h in found]
+        evidence = {h.index: f"peaks on {h.token!r} (token {h.position}): {h.reason}" for h in found}
+        hits = search.fused_hits(rankings, top_k)
+        for hit in hits:
+            if hit.reason and "example" in hit.reason and hit.snippet is None:
+                hit.snippet = evidence.get(hit.index)
+        return hits
 
     @property
     def d_sae(self) -> int:

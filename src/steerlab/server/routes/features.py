@@ -6,6 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from steerlab.errors import BusyError
+from steerlab.features.search import MAX_EXAMPLE_CHARS
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_model, get_lab
 from steerlab.server.errors import APIError
@@ -14,6 +16,7 @@ from steerlab.server.protocol import Text
 router = APIRouter()
 EMBER = "/api/inference/v1"
 MAX_IDS = 1000
+BY_PATTERN = "^(label|contexts|hybrid)$"
 
 
 def _search(lab):
@@ -43,12 +46,34 @@ def ember_search(
     page: int = Query(1, ge=1, le=100),
     perPage: int = Query(10, ge=1, le=100),
     model: Text | None = None,  # noqa: N803 (wire name)
+    by: str = Query("label", pattern=BY_PATTERN),
     _caller: Caller = Depends(require_caller),
 ) -> dict:
+    """Ember's search; ``by`` (an extension) picks the evidence: label, contexts or hybrid. Each feature carries
+    ``reason`` (and ``snippet`` for context evidence) besides Ember's fields."""
     lab = get_lab(request)
     check_model(lab, model)
-    hits = _search(lab).search(query, top_k=page * perPage)[(page - 1) * perPage :]
-    return {"features": [{**lab.wire_feature(h.index), "relevance": h.score} for h in hits]}
+    _contexts_ready(_search(lab), by)
+    hits = _search(lab).search(query, top_k=page * perPage, by=by)[(page - 1) * perPage :]
+    return {"features": [{**lab.wire_feature(h.index), "relevance": h.score, **_why(h)} for h in hits]}
+
+
+def _contexts_ready(search, by: str) -> None:
+    """Context evidence needs each feature's context vectors: computed once a machine (minutes on a CPU), in
+    the background, while such requests get a 503 to retry."""
+    if by != "label" and not search.contexts_ready():
+        done, total = search.contexts_progress
+        progress = f" ({done} of {total} windows embedded)" if total else ""
+        raise BusyError(
+            "the features' context vectors are being computed, once for this database"
+            f"{progress}; retry in a minute, or search with by=label meanwhile",
+            retry_after=30,
+            field="by",
+        )
+
+
+def _why(hit) -> dict:
+    return {"reason": hit.reason, "snippet": hit.snippet}
 
 
 class RerankBody(BaseModel):
@@ -140,10 +165,62 @@ def native_search(
     q: str = Query(..., max_length=512),
     mode: str = Query("hybrid", pattern="^(hybrid|semantic|lexical)$"),
     top_k: int = Query(20, ge=1, le=200),
+    by: str = Query("label", pattern=BY_PATTERN),
     _caller: Caller = Depends(require_caller),
 ) -> dict:
     lab = get_lab(request)
-    hits = _search(lab).search(q, top_k=top_k, mode=mode)
+    _contexts_ready(_search(lab), by)
+    return _native_hits(lab, _search(lab).search(q, top_k=top_k, mode=mode, by=by))
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    q: Text | None = Field(None, max_length=512)
+    query: Text | None = Field(None, max_length=512)
+    """Same as ``q`` (the Ember-style name)."""
+    example_text: Text | None = Field(None, max_length=MAX_EXAMPLE_CHARS)
+    """Search by example: features this text wakes more than usual (runs the model on it)."""
+    mode: str = Field("hybrid", pattern="^(hybrid|semantic|lexical)$")
+    by: str = Field("label", pattern=BY_PATTERN)
+    top_k: int = Field(20, ge=1, le=200)
+    model: Text | None = None
+
+
+def _find(body: SearchBody, request: Request, caller: Caller) -> tuple:
+    """Search by query, by example text, or both fused (``Lab.find_features``); the example's tokens are
+    admitted like any analysis (per-request budget, the key's tokens/min)."""
+    from steerlab.features.search import check_example_text
+    from steerlab.server.routes.analysis import _admitted
+
+    lab = get_lab(request)
+    check_model(lab, body.model)
+    search = _search(lab)
+    query = body.q if body.q is not None else body.query
+    if query is not None:
+        _contexts_ready(search, body.by)
+    if body.example_text is None:
+        return lab, lab.find_features(query, by=body.by, mode=body.mode, top_k=body.top_k)
+    text = check_example_text(body.example_text)
+    tokens = len(lab.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    with _admitted(request, caller, {"example_text": tokens}, "max_analysis_tokens"):
+        return lab, lab.find_features(query, text, by=body.by, mode=body.mode, top_k=body.top_k)
+
+
+@router.post(f"{EMBER}/features/search", tags=["ember"])
+def ember_search_post(body: SearchBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
+    """An extension of Ember's search: a query and/or an example text; features in Ember's shape plus
+    ``reason`` and ``snippet``."""
+    lab, hits = _find(body, request, caller)
+    return {"features": [{**lab.wire_feature(h.index), "relevance": h.score, **_why(h)} for h in hits]}
+
+
+@router.post("/v1/features/search", tags=["native"])
+def native_search_post(body: SearchBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
+    """The web UI's search by query, by example text, or both; each hit says which evidence found it."""
+    return _native_hits(*_find(body, request, caller))
+
+
+def _native_hits(lab, hits) -> dict:
     density = (
         {
             f.index: (f.stats.density if f.stats else None)
@@ -161,6 +238,7 @@ def native_search(
                 "score": h.label_score,
                 "relevance": h.score,
                 "density": density.get(h.index),
+                **_why(h),
             }
             for h in hits
         ]

@@ -1,0 +1,223 @@
+"""Search beyond labels: by what a feature's contexts are about, by example text, and both fused with labels;
+every hit says why it was returned. Real stores, the real embedding model, the tiny model and a crafted SAE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from steerlab.cli import app as steerlab_app
+from steerlab.errors import InvalidInputError
+from steerlab.features import context_vectors
+from steerlab.features.schema import FeatureStats, Histogram
+from steerlab.features.search import MAX_EXAMPLE_CHARS, FeatureSearch, SearchInputError, check_example_text
+from steerlab.features.specificity import StatsTable, percentile, scores
+from steerlab.features.store import FeatureStore
+from tests.unit.features.labeling_fixtures import SAE_ID, crafted_features
+from tests.unit.features.test_search import (
+    BECAUSE,
+    D_SAE,
+    FRENCH,
+    PYTHON,
+    labeled_db,  # noqa: F401 (a module fixture, used below)
+    new_store,
+)
+
+UNKNOWN_SCRIPT = "ⵜⴰⵎⴰⵣⵉⵖⵜ 𒀀𒀁"
+"""Tifinagh and cuneiform: every word piece of the embedding model is [UNK]."""
+
+
+@pytest.fixture()
+def unlabeled_db(tmp_path, steerlab_home):
+    """The crafted features (French, Python, "because") with their examples and no labels at all."""
+    path = tmp_path / "features.db"
+    new_store(path).close()
+    return path
+
+
+def test_contexts_find_unlabeled_features_by_what_their_windows_are_about(unlabeled_db):
+    with FeatureStore(unlabeled_db, readonly=True) as store:
+        search = FeatureSearch(store, SAE_ID)
+        assert search.search("French", top_k=3, mode="semantic") == []  # nothing to find by label
+        for query, expected in (("French sentences", FRENCH), ("Python source code", PYTHON)):
+            hits = search.search(query, top_k=3, by="contexts")
+            assert hits[0].index == expected, (query, hits)
+            assert hits[0].reason == "contexts" and hits[0].snippet
+        assert {h.index for h in search.contexts("anything", top_k=D_SAE)} == {FRENCH, PYTHON, BECAUSE}
+
+
+def test_context_vectors_are_cached_once_and_recomputed_after_a_rebuild(unlabeled_db, steerlab_home, monkeypatch):
+    with FeatureStore(unlabeled_db, readonly=True) as store:
+        first = context_vectors.load(store, SAE_ID)
+    (cached,) = (steerlab_home / "cache").glob("context-vectors-*.npz")
+    compute = context_vectors.compute
+    monkeypatch.setattr(context_vectors, "compute", lambda *a, **k: pytest.fail("computed again"))
+    with FeatureStore(unlabeled_db, readonly=True) as store:
+        again = context_vectors.load(store, SAE_ID)
+    assert np.allclose(first.raw, again.raw, atol=1e-3) and first.snippets == again.snippets
+    monkeypatch.setattr(context_vectors, "compute", compute)  # (undo() would also drop STEERLAB_HOME)
+    with FeatureStore(unlabeled_db) as store:  # a rebuild changes a feature's strongest examples
+        french = crafted_features()["because"].model_copy(update={"index": FRENCH})
+        store.put_features([french])
+        changed = context_vectors.load(store, SAE_ID)
+    assert len(list((steerlab_home / "cache").glob("context-vectors-*.npz"))) == 2 and cached.exists()
+    assert not np.allclose(changed.raw[FRENCH], first.raw[FRENCH], atol=1e-3)
+    contrasted = changed.contrasted()
+    assert np.allclose(np.linalg.norm(contrasted[[FRENCH, PYTHON, BECAUSE]], axis=1), 1.0, atol=1e-5)
+    assert not contrasted[D_SAE - 1].any()  # a feature with no contexts stays a zero row
+
+
+def test_hybrid_fuses_label_and_context_evidence_and_says_why(labeled_db_with_home):
+    with FeatureStore(labeled_db_with_home, readonly=True) as store:
+        search = FeatureSearch(store, SAE_ID)
+        hits = search.search("Python code", top_k=3, by="hybrid")
+        label_only = search.search("Python code", top_k=3, by="label")
+    assert hits[0].index == PYTHON and set(hits[0].reason.split("+")) == {"label", "contexts"}
+    assert hits[0].snippet and all(h.reason for h in hits)
+    assert all(h.reason == "label" and h.snippet is None for h in label_only)
+
+
+@pytest.fixture()
+def labeled_db_with_home(labeled_db, steerlab_home):  # noqa: F811 (the imported fixture)
+    return labeled_db
+
+
+def test_a_query_in_an_unknown_script_is_refused_by_meaning_and_matched_by_words(labeled_db_with_home):
+    with FeatureStore(labeled_db_with_home, readonly=True) as store:
+        search = FeatureSearch(store, SAE_ID)
+        for by, mode in (("label", "semantic"), ("contexts", "hybrid")):
+            with pytest.raises(SearchInputError) as err:
+                search.search(UNKNOWN_SCRIPT, top_k=3, mode=mode, by=by)
+            assert err.value.field == "query" and "English" in str(err.value)
+        assert search.search(UNKNOWN_SCRIPT, top_k=3, mode="hybrid", by="hybrid") == []  # words only: no match
+        assert search.search("погода", top_k=1, mode="semantic")  # Cyrillic: known to the embedding model
+        with pytest.raises(SearchInputError, match="by"):
+            search.search("French", by="vibes")
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("", "non-empty"),
+        ("   \n", "non-empty"),
+        ("x" * (MAX_EXAMPLE_CHARS + 1), "at most"),
+        ("PK\x03\x04\x00\x00binary", "binary"),
+        ("\ufffd\ufffd\x01\x02\x03 garbage \ufffd\ufffd\x7f", "binary"),
+    ],
+)
+def test_bad_example_texts_name_the_field(text, needle):
+    with pytest.raises(InvalidInputError, match=needle) as err:
+        check_example_text(text)
+    assert err.value.field == "text"
+
+
+def test_ordinary_example_texts_pass():
+    for text in ("Le chat est sur la table.", "def f(x):\n\treturn x  # tabs and newlines", "天气很好 🙂"):
+        assert check_example_text(text) == text
+
+
+def _stats(density: float, q99: float, tokens: int = 100_000) -> FeatureStats:
+    edges = [0.0, q99 / 2, q99, 2 * q99]
+    return FeatureStats(
+        density=density,
+        max_act=2 * q99,
+        mean_act=q99 / 2,
+        quantiles={"0.5": q99 / 2, "0.99": q99},
+        histogram=Histogram(edges=edges, counts=[50, 49, 1]),
+        tokens_scanned=tokens,
+    )
+
+
+def test_specificity_prefers_rare_features_at_their_own_strong_level():
+    table = StatsTable.of([_stats(0.2, 40.0), _stats(1e-4, 3.0), None, _stats(1e-4, 3.0)])
+    got = scores(np.array([40.0, 3.0, 5.0, 0.0]), table)
+    assert got[1] > got[0] > 0  # the same relative level: the rare feature is the unusual one
+    assert got[2] == 0 and got[3] == 0  # no statistics / did not fire
+    assert scores(np.array([80.0, 0, 0, 0]), table)[0] == pytest.approx(2 * got[0])
+    assert percentile(1.5, table, 1) == pytest.approx(0.5) and percentile(6.0, table, 1) == 1.0
+    assert percentile(2.25, table, 1) < percentile(3.0, table, 1) < percentile(4.5, table, 1)
+
+
+@pytest.fixture()
+def crafted_lab(tiny_lm, crafted_sae, small_build_config, tmp_path, steerlab_home):
+    """A lab over the tiny model, the crafted SAE (feature CRAFTED fires only on " mat") and its built database."""
+    from steerlab.engine.lab import Lab
+    from tests.unit.features.test_build import run_build
+
+    result = run_build(tiny_lm, crafted_sae, tmp_path / "f.db", small_build_config)
+    store = FeatureStore(tmp_path / "f.db", readonly=True)
+    lab = Lab.with_database(tiny_lm, crafted_sae, store, max_batch=2)
+    assert lab.sae_id == result.sae_id
+    yield lab
+    lab.close()
+
+
+def test_search_by_example_finds_the_feature_the_text_wakes(crafted_lab):
+    from tests.unit.features.conftest import CRAFTED
+
+    hits = crafted_lab.find_features(example_text="the cat sat on the mat", top_k=3)
+    assert hits[0].index == CRAFTED and hits[0].reason == "example"
+    assert "' mat'" in hits[0].snippet and "strong level" in hits[0].snippet
+    assert CRAFTED not in [h.index for h in crafted_lab.find_features(example_text="the dog sat on a rug", top_k=5)]
+    with pytest.raises(InvalidInputError) as err:
+        crafted_lab.find_features(example_text="\x00\x01\x02")
+    assert err.value.field == "text"
+    with pytest.raises(SearchInputError):
+        crafted_lab.find_features()
+
+
+def test_search_routes_say_why_and_refuse_bad_input(crafted_lab, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from steerlab.server.app import create_app
+    from steerlab.settings import Settings
+    from tests.unit.features.conftest import CRAFTED
+
+    settings = Settings(db_path=tmp_path / "server.db", open_mode=True)
+    with TestClient(create_app(settings, crafted_lab)) as client:
+        ember = client.post(
+            "/api/inference/v1/features/search", json={"example_text": "the cat sat on the mat", "top_k": 3}
+        )
+        assert ember.status_code == 200, ember.text
+        first = ember.json()["features"][0]
+        assert first["index_in_sae"] == CRAFTED and first["reason"] == "example" and first["id"]
+        native = client.post("/v1/features/search", json={"example_text": "the cat sat on the mat", "top_k": 3})
+        assert native.json()["features"][0]["index"] == CRAFTED
+        for body, field in (({"example_text": "\x01\x02\x03\x04"}, "text"), ({"top_k": 3}, "query")):
+            bad = client.post("/v1/features/search", json=body)
+            assert bad.status_code == 400 and field in bad.text, bad.text
+        busy = client.get("/v1/features/search", params={"q": "mat", "by": "contexts"})
+        assert busy.status_code in (200, 503)  # 503 while the context vectors are computed in the background
+        for _ in range(600):
+            got = client.get("/api/inference/v1/features/search", params={"query": "mat", "by": "hybrid"})
+            if got.status_code != 503:
+                break
+            import time
+
+            time.sleep(0.1)
+        assert got.status_code == 200 and all(f["reason"] for f in got.json()["features"]), got.text
+        assert client.get("/v1/features/search", params={"q": "mat", "by": "vibes"}).status_code in (400, 422)
+
+
+def test_cli_search_by_contexts_prints_json_with_reasons(unlabeled_db):
+    result = CliRunner().invoke(
+        steerlab_app,
+        ["features", "search", "Python source code", "--db", str(unlabeled_db), "--by", "contexts", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert hits[0]["index"] == PYTHON and "label" in hits[0] and hits[0]["reason"] == "contexts"
+
+
+def test_cli_refuses_a_binary_example_file_before_loading_anything(unlabeled_db, tmp_path):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4)
+    result = CliRunner().invoke(
+        steerlab_app, ["features", "search", "--example-file", str(blob), "--db", str(unlabeled_db)]
+    )
+    assert result.exit_code != 0 and "binary" in result.output and "text" in result.output
+    result = CliRunner().invoke(steerlab_app, ["features", "search", "--db", str(unlabeled_db)])
+    assert result.exit_code != 0 and "query" in result.output
