@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import chat, classify, data, features, mcp, model, sae, serve
+from steerlab.cli import audit, chat, classify, data, features, mcp, model, sae, serve
 from steerlab.cli.errors import one_line_errors
 
 app = typer.Typer(
@@ -35,3 +35,4 @@ app.add_typer(classify.app, name="classify")
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="keys")
 app.command("mcp")(mcp.mcp)
+app.command("audit")(audit.audit)

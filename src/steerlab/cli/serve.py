@@ -50,6 +50,12 @@ def serve(
         help="Serve /metrics without an API key, e.g. for a Prometheus on this host "
         "(env STEERLAB_PUBLIC_METRICS, default off).",
     ),
+    organism: Path | None = typer.Option(
+        None,
+        "--organism",
+        help="Serve a model organism: chat answers as model 'organism' with this controller JSON applied "
+        "to every reply, revealed by no response (docs/auditing.md).",
+    ),
 ) -> None:
     """Serve the Ember API (goodfire SDK), the OpenAI API and the web UI at http://HOST:PORT/.
 
@@ -69,10 +75,14 @@ def serve(
         db_path=server_db,
         public_metrics=public_metrics,
     )
-    run_server(use_settings(settings), model, sae, db)
+    if organism is not None:  # a bad file is refused before the model loads
+        from steerlab.agents.organism import read_controller
+
+        read_controller(organism)
+    run_server(use_settings(settings), model, sae, db, organism=organism)
 
 
-def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None) -> None:
+def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None, organism: Path | None = None) -> None:
     """Load the lab as ``settings`` say and serve it until interrupted."""
     import uvicorn
 
@@ -95,6 +105,11 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
     )
+    planted = None
+    if organism is not None:
+        from steerlab.agents.organism import Organism
+
+        planted = Organism.load(lab, organism)
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
@@ -107,7 +122,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     )
     try:
         uvicorn.run(
-            create_app(settings, lab),
+            create_app(settings, lab, planted),
             host=settings.host,
             port=settings.port,
             log_level="warning",
