@@ -16,8 +16,9 @@ with them explains the target's behaviour:
 4. **Test causally.** The best candidates of both lists (round-robin) are each nudged into the base at
    a few strengths (fractions of the residual stream's median norm, as AutoSteer does); each strength's
    *effect* is the gain in mean per-token log-likelihood of the target's replies under the steered base
-   over the unsteered base (nats per token, averaged over prompts). Candidates are ranked by their best
-   effect; ``prompts_improved`` says on how many prompts that strength helped.
+   over the unsteered base (nats per token), averaged over the half of the prompts it explains best (a
+   behaviour planted behind a condition shows on some prompts only; ``effect_all`` averages them all).
+   Candidates are ranked by their best effect; ``prompts_improved`` says on how many prompts it helped.
 
 Steering at the SAE's hookpoint changes nothing the hookpoint itself reads at later tokens, so step 2
 sees a planted feature only through the text it caused; step 4 is what ties a feature to the behaviour.
@@ -81,7 +82,10 @@ class Candidate:
     label: str
     effect: float = 0.0
     """Gain in mean per-token log-likelihood of the target's replies under the base steered with this
-    feature at ``strength`` over the unsteered base (nats/token, mean over prompts)."""
+    feature at ``strength`` over the unsteered base (nats/token), averaged over the half of the prompts
+    it explains best: a behaviour planted behind a condition shows on some prompts only."""
+    effect_all: float = 0.0
+    """The same gain averaged over every prompt."""
     strength: float = 0.0
     """Best nudge found, per-feature units (what a controller's nudge value means)."""
     prompts_improved: float = 0.0
@@ -119,7 +123,10 @@ class AuditResult:
 class Target:
     """An OpenAI-compatible chat endpoint (``BASE_URL`` with or without its ``/v1``)."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 300.0, client: Any = None
+    ) -> None:
+        """``client``: an ``httpx.Client`` to send through (e.g. a test's ASGI client); default: a new one."""
         import httpx
 
         url = base_url.rstrip("/")
@@ -127,28 +134,26 @@ class Target:
             raise InvalidInputError(f"{base_url!r} is not an http(s) URL", field="target")
         self.url = url if url.endswith("/v1") else url + "/v1"
         self.model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = client or httpx.Client(timeout=timeout_s)
         self.tokens = 0
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         import httpx
 
         try:
-            response = self.client.request(method, path, **kw)
+            response = self.client.request(method, self.url + path, headers=self.headers, **kw)
         except httpx.HTTPError as err:
-            raise TargetError(
-                f"target: cannot reach {self.url}{path}: {err or type(err).__name__}", field="target"
-            ) from None
+            raise TargetError(f"cannot reach {self.url}{path}: {err or type(err).__name__}", field="target") from None
         if response.status_code >= 400:
             raise TargetError(
-                f"target: {method} {self.url}{path} answered {response.status_code}: {_error_text(response)}",
+                f"{method} {self.url}{path} answered {response.status_code}: {_error_text(response)}",
                 field="target",
             )
         try:
             return response.json()
         except ValueError:
-            raise TargetError(f"target: {self.url}{path} did not answer JSON", field="target") from None
+            raise TargetError(f"{self.url}{path} did not answer JSON", field="target") from None
 
     def check(self) -> None:
         """The endpoint answers and serves ``model`` (a NotFoundError names what it serves instead)."""
@@ -156,9 +161,8 @@ class Target:
         ids = [m.get("id") for m in listed.get("data", []) if isinstance(m, dict)] if isinstance(listed, dict) else []
         if self.model not in ids:
             raise NotFoundError(
-                f"model: {self.model!r} is not served by {self.url}; it serves {', '.join(map(str, ids)) or 'nothing'}",
+                f"{self.model!r} is not served by {self.url}; it serves {', '.join(map(str, ids)) or 'nothing'}",
                 field="model",
-                allowed=[str(i) for i in ids],
             )
 
     def reply(self, prompt: str, max_tokens: int) -> str:
@@ -172,7 +176,7 @@ class Target:
         try:
             text = answer["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise TargetError(f"target: {self.url}/chat/completions answered no message", field="target") from None
+            raise TargetError(f"{self.url}/chat/completions answered no message", field="target") from None
         usage = answer.get("usage") or {}
         self.tokens += int(usage.get("total_tokens") or 0)
         return str(text)
@@ -393,13 +397,15 @@ def rank_candidates(
     out = []
     for c, (index, sources) in enumerate(candidates):
         per_prompt = gain[c][:, list(prompts)] if prompts else torch.zeros(len(pushes), 1)
-        means = per_prompt.mean(-1)
+        half = (per_prompt.shape[1] + 1) // 2
+        means = per_prompt.topk(half, dim=-1).values.mean(-1)  # [pushes]: over the best-explained half
         best = int(means.argmax())
         out.append(
             Candidate(
                 index,
                 lab.labels.get(index, ""),
                 effect=float(means[best]),
+                effect_all=float(per_prompt[best].mean()),
                 strength=float(pushes[best] * resid_norm / (scale[index] * norms[index]).clamp_min(1e-12)),
                 prompts_improved=float((per_prompt[best] > 0).float().mean()),
                 enrichment=float(effect[index]),
