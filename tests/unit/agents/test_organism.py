@@ -161,3 +161,16 @@ def test_no_route_reveals_the_controller(organism_server, tmp_path):
     # the check would catch a leak: the same controller sent by a client shows up in what comes back
     leaked = client.post("/v1/variants", json={"name": "x", "controller": controller})
     assert any(secret in leaked.text for secret in secrets)
+
+
+def test_serve_refuses_a_bad_organism_file_before_loading(tmp_path):
+    from typer.testing import CliRunner
+
+    from steerlab.cli import app
+
+    missing = CliRunner().invoke(app, ["serve", "--organism", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and missing.output.startswith("error: organism: no controller file")
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"interventions": [], "scopes": []}))
+    result = CliRunner().invoke(app, ["serve", "--organism", str(empty)])
+    assert result.exit_code == 2 and "an organism must plant something" in result.output
