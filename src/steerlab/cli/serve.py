@@ -79,7 +79,7 @@ def serve(
         from steerlab.agents.organism import read_controller
 
         read_controller(organism)
-    run_server(use_settings(settings), model, sae, db, organism=organism)
+    run_server(use_settings(settings), model, sae, db, organism)
 
 
 def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None, organism: Path | None = None) -> None:
