@@ -13,7 +13,7 @@ import typer
 
 from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
-from steerlab.errors import NotFoundError
+from steerlab.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     from steerlab.settings import Settings
@@ -60,6 +60,12 @@ def serve(
     ray: str | None = typer.Option(
         None, "--ray", help="HOST:PORT of the Ray head the replicas run on (env STEERLAB_RAY_ADDRESS; docs/cluster.md)."
     ),
+    organism: Path | None = typer.Option(
+        None,
+        "--organism",
+        help="Serve a model organism: chat answers as model 'organism' with this controller JSON applied "
+        "to every reply, revealed by no response (docs/auditing.md).",
+    ),
 ) -> None:
     """Serve the Ember API (goodfire SDK), the OpenAI API and the web UI at http://HOST:PORT/.
 
@@ -81,10 +87,20 @@ def serve(
         replicas=replicas,
         ray_address=ray,
     )
-    run_server(use_settings(settings), model, sae, db)
+    if organism is not None:  # a bad file is refused before the model loads
+        from steerlab.agents.organism import read_controller
+
+        if settings.replicas or settings.ray_address:  # the planted editor lives in this process, not on replicas
+            raise InvalidInputError(
+                "--organism decodes in the server process and cannot be combined with --replicas or --ray",
+                field="--organism",
+            )
+
+        read_controller(organism)
+    run_server(use_settings(settings), model, sae, db, organism)
 
 
-def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None) -> None:
+def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None, organism: Path | None = None) -> None:
     """Load the lab as ``settings`` say and serve it until interrupted."""
     import uvicorn
 
@@ -110,6 +126,11 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
         max_queue=settings.max_queue,
     )
     attach_replicas(lab, settings, model, sae)  # --replicas / --ray: decoding moves to Ray actors
+    planted = None
+    if organism is not None:
+        from steerlab.agents.organism import Organism
+
+        planted = Organism.load(lab, organism)
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
@@ -122,7 +143,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     )
     try:
         uvicorn.run(
-            mount_mcp(create_app(settings, lab)),  # the agent tools at /mcp, behind the same keys
+            mount_mcp(create_app(settings, lab, planted)),  # the agent tools at /mcp, behind the same keys
             host=settings.host,
             port=settings.port,
             log_level="warning",

@@ -37,9 +37,10 @@ async def _lifespan(app: FastAPI):
     yield
 
 
-def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
+def create_app(settings: Settings | None = None, lab=None, organism=None) -> FastAPI:
     """Build the app. ``lab`` is injected by tests and ``steerlab serve``; routes that need a model
-    answer 503 until one is attached. ``settings`` defaults to the process-wide ones."""
+    answer 503 until one is attached. ``settings`` defaults to the process-wide ones. ``organism``
+    (``agents.organism.Organism``): chat serves it as model ``organism``, its controller applied secretly."""
     settings = settings or get_settings()
     app = FastAPI(
         title="steerlab",
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, lab=None) -> FastAPI:
         settings.resolved_db_path(), settings.max_variants_per_key, settings.max_variant_bytes_per_key
     )
     app.state.lab = lab
+    app.state.organism = organism
     app.state.autosteer_gate = threading.BoundedSemaphore(settings.autosteer_concurrency)
     if settings.open_mode:
         log.warning(

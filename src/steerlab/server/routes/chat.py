@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
+from steerlab.server.errors import APIError
 from steerlab.server.protocol import ChatRequest
 
 router = APIRouter()
@@ -28,13 +29,24 @@ def _start(request: Request, body: ChatRequest, caller: Caller, loop: asyncio.Ab
     """Check, tokenize, compile the controller and submit: CPU work (a 2 MB body tokenizes for over a
     second), so ``_complete`` runs it in the worker pool, never on the event loop."""
     settings, lab = request.app.state.settings, get_lab(request)
-    check_model(lab, body.model)
+    organism = request.app.state.organism  # a planted controller (agents/organism.py), or None
+    if organism is None:
+        check_model(lab, body.model)
+    elif not organism.serves(body.model):
+        raise APIError(
+            404,
+            f"model: model {body.model!r} is not served here; available: {organism.model_id}",
+            param="model",
+            code="model_not_found",
+        )
     check_limit(len(body.messages), settings.max_messages, "messages", "messages")
     params = body.sampling(min(256, settings.max_completion_tokens))
     check_limit(params.max_new_tokens, settings.max_completion_tokens, "max_completion_tokens", "tokens")
     ids = lab.prompt_ids([m.model_dump() for m in body.messages])
     check_limit(len(ids), settings.max_prompt_tokens, "messages", "prompt tokens")
     editor = request.app.state.variants.editor_for(lab, body.controller, body.variant_id, caller)
+    if organism is not None:
+        editor = organism.editor(editor)
     # The most this request can use is held from the key's tokens/min now (429 when it does not fit), so
     # concurrent requests cannot overspend the quota; _charge refunds what it did not use.
     limiter = request.app.state.rate_limiter
@@ -60,10 +72,11 @@ def _charge(request: Request, caller: Caller, stream) -> None:
 
 async def _complete(request: Request, body: ChatRequest, caller: Caller):
     lab, stream = await run_in_threadpool(_start, request, body, caller, asyncio.get_running_loop())
+    model = served_model(request, lab)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         return StreamingResponse(
-            _sse(request, caller, lab, stream, completion_id, created),
+            _sse(request, caller, model, stream, completion_id, created),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -83,7 +96,7 @@ async def _complete(request: Request, body: ChatRequest, caller: Caller):
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": lab.model_name,
+        "model": model,
         "system_fingerprint": "steerlab",
         "gf_event_names": events or None,
         "choices": [
@@ -110,7 +123,7 @@ async def _cancel_on_disconnect(request: Request, stream, every_s: float = 0.25)
     stream.cancel()
 
 
-async def _sse(request: Request, caller: Caller, lab, stream, completion_id: str, created: int):
+async def _sse(request: Request, caller: Caller, model: str, stream, completion_id: str, created: int):
     try:
         async for event in stream:
             if event.error:
@@ -120,7 +133,7 @@ async def _sse(request: Request, caller: Caller, lab, stream, completion_id: str
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
-                "model": lab.model_name,
+                "model": model,
                 "system_fingerprint": "steerlab",
                 "gf_event_names": event.events or None,
                 "choices": [
@@ -153,5 +166,11 @@ async def openai_chat(body: ChatRequest, request: Request, caller: Caller = Depe
 
 @router.get("/v1/models", tags=["openai"])
 async def list_models(request: Request, _caller: Caller = Depends(require_caller)):
-    lab = get_lab(request)
-    return {"object": "list", "data": [{"id": lab.model_name, "object": "model", "created": 0, "owned_by": "steerlab"}]}
+    model = served_model(request, get_lab(request))
+    return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "steerlab"}]}
+
+
+def served_model(request: Request, lab) -> str:
+    """The model id chat answers as: ``organism`` when the server plants a controller, else the lab's model."""
+    organism = request.app.state.organism
+    return organism.model_id if organism is not None else lab.model_name
