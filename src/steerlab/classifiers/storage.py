@@ -13,7 +13,9 @@ import json
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +52,7 @@ def shipped_root(model_name: str) -> Path | None:
     return folder / "classifiers" if folder is not None else None
 
 
-def roots(lab) -> list[Path]:
+def roots(lab: Any) -> list[Path]:
     found = [user_root(lab.sae_id)]
     shipped = shipped_root(lab.model_name)
     if shipped is not None:
@@ -58,21 +60,25 @@ def roots(lab) -> list[Path]:
     return found
 
 
-def find(lab, name: str) -> Path:
+def find(lab: Any, name: str) -> Path:
     check_name(name)
     for root in roots(lab):
+        if root == user_root(lab.sae_id):
+            recover(root)
         if (root / name / CONFIG).is_file():
             return root / name
     raise NotFoundError(f"no classifier {name!r} for this SAE; train one with 'steerlab classify train'", field="name")
 
 
-def list_names(lab) -> list[dict]:
+def list_names(lab: Any) -> list[dict]:
     out, seen = [], set()
     for root in roots(lab):
         if not root.is_dir():
             continue
+        if root == user_root(lab.sae_id):
+            recover(root)
         for folder in sorted(root.iterdir()):
-            if folder.name in seen or not (folder / CONFIG).is_file():
+            if folder.name.startswith(".") or folder.name in seen or not (folder / CONFIG).is_file():
                 continue
             cfg = json.loads((folder / CONFIG).read_text())
             if cfg.get("sae_id") != lab.sae_id:
@@ -91,11 +97,12 @@ def save(clf: Classifier, folder: Path, overwrite: bool = False) -> Path:
     if folder.exists() and not overwrite:
         raise ConflictError(f"classifier {clf.name!r} exists ({folder}); pass --overwrite to replace it", field="name")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    tag = f"{os.getpid()}-{threading.get_ident()}"
+    tmp = folder.parent / f".{folder.name}.tmp-{tag}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    tensors = {"weights": np.ascontiguousarray(clf.linear.weights, dtype=np.float32)}
+    tensors: dict[str, np.ndarray] = {"weights": np.ascontiguousarray(clf.linear.weights, dtype=np.float32)}
     if clf.linear.indices is not None:
         tensors["indices"] = np.ascontiguousarray(clf.linear.indices, dtype=np.int64)
     if clf.text_model is not None:
@@ -121,16 +128,52 @@ def save(clf: Classifier, folder: Path, overwrite: bool = False) -> Path:
     (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
     for path in tmp.iterdir():
         path.chmod(0o644)  # safetensors writes 0600; a classifier may be shipped or shared
-    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    old = folder.parent / f".{folder.name}.old-{tag}"
     if folder.exists():
-        folder.rename(old)
+        folder.rename(old)  # killed from here to the next rename: ``recover`` puts ``old`` back
     tmp.rename(folder)
     if old.exists():
         shutil.rmtree(old)
     return folder
 
 
-def load(folder: Path, lab=None) -> Classifier:
+def recover(root: Path) -> None:
+    """Finish what a save killed midway left: a classifier renamed aside (``.NAME.old-*``) whose
+    replacement never arrived goes back to ``NAME``; unfinished temporary folders are removed."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        name = path.name
+        if not name.startswith(".") or not path.is_dir():
+            continue
+        if ".old-" in name:
+            target = root / name[1:].rsplit(".old-", 1)[0]
+            if not target.exists() and (path / CONFIG).is_file():
+                path.rename(target)
+            elif target.exists():
+                shutil.rmtree(path, ignore_errors=True)
+        elif ".tmp-" in name and not _running(name.rsplit(".tmp-", 1)[1]):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(tag: str) -> bool:
+    """Whether the process that made a temporary folder (``PID-THREAD``) is this one or still alive."""
+    try:
+        pid = int(tag.split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def load(folder: Path, lab: Any = None) -> Classifier:
     """Read a classifier folder; with ``lab``, refuse one trained on another model or SAE."""
     from safetensors.numpy import load_file
 
@@ -167,7 +210,7 @@ def load(folder: Path, lab=None) -> Classifier:
     )
 
 
-def check_matches(config: dict, lab, folder: Path) -> None:
+def check_matches(config: dict, lab: Any, folder: Path) -> None:
     from steerlab.features.identity import model_slug
 
     if model_slug(config["model"]) != model_slug(lab.model_name):
