@@ -139,6 +139,20 @@ class Settings(BaseSettings):
         "needs the whole forward at once, so it holds the model in one piece: this bounds that hold "
         "(~1 s at 256 tokens on 2 CPU cores).",
     )
+    max_classifier_train_tokens: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most tokens one classifier training job (POST /v1/classifiers) reads through the model, "
+        "positive and negative texts together (more: 413). The job runs in the background, a batch of "
+        "STEERLAB_ANALYSIS_CHUNK_TOKENS at a time, each charged to the key's tokens/min as it goes (it waits "
+        "for room rather than failing).",
+    )
+    classifier_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="Classifier training jobs that may run at once on a server; one more is answered 503 + "
+        "Retry-After.",
+    )
     analysis_chunk_tokens: int = Field(
         default=64,
         ge=1,

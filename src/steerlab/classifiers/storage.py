@@ -90,14 +90,22 @@ def list_names(lab: Any) -> list[dict]:
 
 def save(clf: Classifier, folder: Path, overwrite: bool = False) -> Path:
     """Write ``clf`` to ``folder`` atomically; an existing folder is refused unless ``overwrite``."""
-    from safetensors.numpy import save_file
-
     check_name(clf.name)
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise ConflictError(f"classifier {clf.name!r} exists ({folder}); pass --overwrite to replace it", field="name")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{threading.get_ident()}"
+    _SAVING.add(tag)
+    try:
+        return _write(clf, folder, tag)
+    finally:
+        _SAVING.discard(tag)
+
+
+def _write(clf: Classifier, folder: Path, tag: str) -> Path:
+    from safetensors.numpy import save_file
+
     tmp = folder.parent / f".{folder.name}.tmp-{tag}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -137,6 +145,10 @@ def save(clf: Classifier, folder: Path, overwrite: bool = False) -> Path:
     return folder
 
 
+_SAVING: set[str] = set()
+"""Tags (``PID-THREAD``) of this process's saves under way."""
+
+
 def recover(root: Path) -> None:
     """Finish what a save killed midway left: a classifier renamed aside (``.NAME.old-*``) whose
     replacement never arrived goes back to ``NAME``; unfinished temporary folders are removed."""
@@ -146,13 +158,16 @@ def recover(root: Path) -> None:
         name = path.name
         if not name.startswith(".") or not path.is_dir():
             continue
+        tag = name.rsplit(".old-" if ".old-" in name else ".tmp-", 1)[-1]
+        if _running(tag):  # a save under way (this process's, or another live one's) finishes on its own
+            continue
         if ".old-" in name:
             target = root / name[1:].rsplit(".old-", 1)[0]
             if not target.exists() and (path / CONFIG).is_file():
                 path.rename(target)
             elif target.exists():
                 shutil.rmtree(path, ignore_errors=True)
-        elif ".tmp-" in name and not _running(name.rsplit(".tmp-", 1)[1]):
+        elif ".tmp-" in name:
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -163,7 +178,7 @@ def _running(tag: str) -> bool:
     except ValueError:
         return False
     if pid == os.getpid():
-        return True
+        return tag in _SAVING
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
