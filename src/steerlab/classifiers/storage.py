@@ -84,7 +84,10 @@ def list_names(lab: Any) -> list[dict]:
             if cfg.get("sae_id") != lab.sae_id:
                 continue
             seen.add(folder.name)
-            out.append({"name": folder.name, "kind": cfg["kind"], "pool": cfg["pool"], "path": str(folder)})
+            shipped = root != user_root(lab.sae_id)
+            out.append(
+                {"name": folder.name, "kind": cfg["kind"], "pool": cfg["pool"], "shipped": shipped, "path": str(folder)}
+            )
     return out
 
 

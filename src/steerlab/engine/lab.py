@@ -64,8 +64,8 @@ class Lab:
     chunk_tokens: int = field(default_factory=lambda: get_settings().analysis_chunk_tokens)
     """Tokens per forward of a chunked analysis (``run_shared``): the longest it holds the model at once."""
     engine: Engine = field(init=False)
-    _classifiers: dict[str, Classifier] = field(default_factory=dict, init=False, repr=False)
-    """Classifiers loaded by name (``classifier``)."""
+    _classifiers: dict[str, tuple[tuple[str, int], Classifier]] = field(default_factory=dict, init=False, repr=False)
+    """Classifiers loaded by name (``classifier``), with the folder and config time they were read from."""
 
     def __post_init__(self) -> None:
         if self.sae_id is None and self.sae is not None:
@@ -317,13 +317,16 @@ class Lab:
 
     def classifier(self, name: str) -> Classifier:
         """The classifier ``name`` trained on this model and SAE (the user's own, else one shipped with
-        the SAE), loaded once; refused when it reads another SAE."""
+        the SAE), loaded once and again when its folder changes; refused when it reads another SAE."""
         from steerlab.classifiers.storage import find, load
 
         self.require_sae()
-        if name not in self._classifiers:
-            self._classifiers[name] = load(find(self, name), self)
-        return self._classifiers[name]
+        folder = find(self, name)
+        stamp = (str(folder), (folder / "config.json").stat().st_mtime_ns)
+        cached = self._classifiers.get(name)
+        if cached is None or cached[0] != stamp:  # retrained or replaced since (by another process too)
+            cached = self._classifiers[name] = (stamp, load(folder, self))
+        return cached[1]
 
     def classifier_info(self, name: str, top: int = 20) -> dict:
         """What classifier ``name`` reads: kind, pooling, threshold, hookpoint, SAE, its ``top`` largest

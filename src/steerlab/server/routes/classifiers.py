@@ -48,25 +48,7 @@ TextOrConversation = Text | list[Message]
 def list_classifiers(request: Request, _caller: Caller = Depends(require_caller)) -> dict:
     """Classifiers that read the served SAE: your own (trained here), then those shipped with the SAE."""
     lab = get_lab(request)
-    shipped = _shipped_root(lab)
-    return {
-        "classifiers": [
-            {
-                "name": c["name"],
-                "kind": c["kind"],
-                "pool": c["pool"],
-                "shipped": shipped is not None and c["path"].startswith(str(shipped)),
-            }
-            for c in lab.classifier_names()
-        ]
-    }
-
-
-def _shipped_root(lab) -> str | None:
-    from steerlab.classifiers.storage import shipped_root
-
-    root = shipped_root(lab.model_name)
-    return str(root) if root is not None else None
+    return {"classifiers": [{k: v for k, v in c.items() if k != "path"} for c in lab.classifier_names()]}
 
 
 @router.get("/v1/classifiers/{name}", tags=["native"])
