@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default=None,
         description="Server database (API keys, saved variants); unset: STEERLAB_HOME/server.db (flag --server-db).",
     )
+    classifiers_dir: Path | None = Field(
+        default=None,
+        description="Where trained classifiers are saved (a folder per SAE, then per name); unset: "
+        "STEERLAB_HOME/classifiers. Those shipped with a bundled SAE are found after these.",
+    )
     header_timeout_s: float = Field(
         default=10.0,
         gt=0,

@@ -2,9 +2,11 @@
 
 Tied to its model, layer and SAE: the config names the SAE by identity (``features.identity``: model,
 hookpoint, width and a hash of the weights), and loading under another SAE is refused. Folders live
-under ``$STEERLAB_HOME/classifiers/<sae id>/NAME``; those shipped with a bundled SAE sit in its
-``classifiers/`` folder and are found after the user's own. Saving writes a temporary folder and
-renames it at the end, so a killed run leaves what was stored untouched.
+under ``$STEERLAB_HOME/classifiers/<sae id>/NAME`` (``$STEERLAB_CLASSIFIERS_DIR`` instead of
+``$STEERLAB_HOME/classifiers`` when set); those shipped with a bundled SAE sit in its ``classifiers/``
+folder and are found after the user's own. Saving writes a temporary folder and renames it at the end,
+so a killed run leaves what was stored untouched (a kill between the two renames is undone by
+``recover`` on the next lookup).
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ def check_name(name: str) -> str:
 def user_root(sae_id: str) -> Path:
     from steerlab.settings import get_settings
 
-    return get_settings().home / "classifiers" / sae_id.replace("/", "__")
+    settings = get_settings()
+    base = settings.classifiers_dir or settings.home / "classifiers"
+    return base / sae_id.replace("/", "__")
 
 
 def shipped_root(model_name: str) -> Path | None:
