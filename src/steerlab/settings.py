@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     classifier_jobs: int = Field(
         default=1,
         ge=1,
-        description="Classifier training jobs that may run at once on a server; one more is answered 503 + "
+        description="Classifier training jobs that may run at once on a server; one more is answered 429 + "
         "Retry-After.",
     )
     analysis_chunk_tokens: int = Field(

@@ -120,7 +120,7 @@ def test_budgets_conflicts_and_other_keys(tmp_path, tiny_lab, texts, steerlab_ho
         job = client.post("/v1/classifiers", json={"name": "p", "pos": pos, "neg": neg, "kind": "text"}).json()["job"]
         # the same name while it trains, then once it exists
         second = client.post("/v1/classifiers", json={"name": "p", "pos": pos, "neg": neg})
-        assert second.status_code in (409, 503), second.text
+        assert second.status_code == 409, second.text
         assert _wait(client, job["id"])["state"] == "done"
         assert "overwrite" in _error(
             client.post("/v1/classifiers", json={"name": "p", "pos": pos, "neg": neg}), 409, "name"
@@ -165,6 +165,12 @@ def test_a_cancelled_job_saves_nothing(tmp_path, tiny_lab, texts, steerlab_home)
         while "waiting" not in client.get(f"/v1/classifiers/jobs/{job['id']}").json()["job"]["message"]:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        # the one job slot is taken: another job waits its turn (429 + Retry-After), the same name is a 409
+        other = client.post("/v1/classifiers", json={"name": "other", "pos": pos, "neg": neg})
+        assert other.status_code == 429 and other.headers["Retry-After"] == "30", other.text
+        assert "STEERLAB_CLASSIFIER_JOBS" in other.json()["error"]["message"]
+        same = client.post("/v1/classifiers", json={"name": "pirate", "pos": pos, "neg": neg, "overwrite": True})
+        _error(same, 409, "name")
         assert client.delete(f"/v1/classifiers/jobs/{job['id']}").status_code == 200
         assert _wait(client, job["id"], timeout=30)["state"] == "cancelled"
     tiny_lab.forget_classifier("pirate")

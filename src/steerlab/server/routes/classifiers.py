@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from steerlab.errors import BusyError, ConflictError, InvalidInputError, NotFoundError, SteerlabError
+from steerlab.errors import ConflictError, InvalidInputError, NotFoundError, SteerlabError
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
 from steerlab.server.protocol import Message, Text
@@ -104,6 +104,14 @@ class TrainBody(BaseModel):
     model: Text | None = None
 
 
+class JobsFull(SteerlabError):
+    """As many training jobs as the server runs at once (429: a per-server quota, retry later)."""
+
+    status = 429
+    code = "classifier_jobs"
+    retry_after = 30
+
+
 class Cancelled(SteerlabError):
     status = 409
     code = "cancelled"
@@ -163,10 +171,9 @@ class Jobs:
             if any(j.name == name for j in active):
                 raise ConflictError(f"classifier {name!r} is being trained by another job; wait for it", field="name")
             if len(active) >= self.slots:
-                raise BusyError(
+                raise JobsFull(
                     f"{len(active)} classifier training job(s) running, the most this server runs at once "
-                    f"({variable_name('classifier_jobs')}); retry when one is done",
-                    retry_after=30,
+                    f"({variable_name('classifier_jobs')}); retry when one is done"
                 )
             job = Job(uuid.uuid4().hex, owner, name)
             self.jobs[job.id] = job
@@ -238,11 +245,14 @@ def train(body: TrainBody, request: Request, caller: Caller = Depends(require_ca
         while True:
             if job.cancel.is_set():
                 raise Cancelled("the job was cancelled; nothing was saved", field="job_id")
-            if n > limiter.tokens.limit:  # one text larger than the whole quota: record it, never wait forever
+            if n >= limiter.tokens.limit:  # one text larger than the whole quota: record it, never wait forever
                 limiter.charge_tokens(job.owner, n)
                 break
             try:
-                limiter.reserve_tokens(job.owner, n, "this training batch")
+                # one token more than the batch is held, then given back: the job never fills the key's
+                # minute to the brim, so the owner can still read and cancel it (a spent key gets 429 on all)
+                held = limiter.reserve_tokens(job.owner, n + 1, "this training batch")
+                limiter.settle(held, n)
                 break
             except RateLimited as err:
                 job.message = f"waiting {err.retry_after} s for the API key's tokens/min"
