@@ -11,29 +11,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from steerlab.classifiers.pooling import tokenize
+from steerlab.classifiers.pooling import batches, tokenize
 from steerlab.classifiers.tasks import build_task
 from steerlab.engine.lab import Lab
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "bench_classify.json"
 
 
-def plain_forward_seconds(lab: Lab, texts: list[str], max_tokens: int, batch_size: int = 16) -> float:
-    """The whole model (all layers and the LM head) over the same token ids, same batches."""
+def plain_forward_seconds(lab: Lab, texts: list[str], max_tokens: int, batch_tokens: int | None = None) -> float:
+    """The whole model (all layers and the LM head) over the same token ids, in the same batches as scoring."""
     toks = tokenize(lab, texts, max_tokens)
-    toks.sort(key=lambda t: len(t.ids))
     pad = lab.lm.tokenizer.pad_token_id or 0
     t0 = time.perf_counter()
     with torch.inference_mode():
-        for b in range(0, len(toks), batch_size):
-            batch = toks[b : b + batch_size]
+        for rows in batches(toks, 16, batch_tokens):
+            batch = [toks[i] for i in rows]
             width = max(len(t.ids) for t in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -44,10 +45,50 @@ def plain_forward_seconds(lab: Lab, texts: list[str], max_tokens: int, batch_siz
     return time.perf_counter() - t0
 
 
+def throughput(lab: Lab, clf, texts: list[str], rounds: int) -> dict:
+    """Scoring vs a plain forward of the same texts in the same batches, interleaved round by round (the
+    machine is shared: a neighbour's load hits both alike), for the CLI's batching (16 texts) and the
+    server's (``analysis_chunk_tokens`` padded tokens per forward). Medians over the rounds."""
+    runs = {
+        "cli_batches": None,
+        "server_batches": lab.chunk_tokens,
+    }
+    clf.score(lab, texts[:4])  # warm up
+    plain_forward_seconds(lab, texts[:4], clf.max_tokens)
+    seconds: dict[str, dict[str, list[float]]] = {k: {"score": [], "plain": []} for k in runs}
+    loads = []
+    for _ in range(rounds):
+        for name, batch_tokens in runs.items():
+            loads.append(os.getloadavg()[0])
+            t0 = time.perf_counter()
+            clf.score(lab, texts, batch_tokens=batch_tokens)
+            seconds[name]["score"].append(time.perf_counter() - t0)
+            seconds[name]["plain"].append(plain_forward_seconds(lab, texts, clf.max_tokens, batch_tokens))
+    n_tokens = sum(len(t.ids) for t in tokenize(lab, texts, clf.max_tokens))
+    out: dict = {"texts": len(texts), "tokens": n_tokens, "max_tokens": clf.max_tokens, "rounds": rounds}
+    for name, batch_tokens in runs.items():
+        score_s, plain_s = statistics.median(seconds[name]["score"]), statistics.median(seconds[name]["plain"])
+        out[name] = {
+            "batch_tokens": batch_tokens,
+            "score_texts_per_s": round(len(texts) / score_s, 2),
+            "plain_forward_texts_per_s": round(len(texts) / plain_s, 2),
+            "score_over_plain": round(plain_s / score_s, 2),
+            "score_seconds": [round(x, 2) for x in seconds[name]["score"]],
+            "plain_seconds": [round(x, 2) for x in seconds[name]["plain"]],
+        }
+    out["load_average_1min"] = [round(x, 2) for x in loads]
+    out["note"] = (
+        "scoring runs the model only up to the SAE's layer (then the SAE encoder and the pooling); the plain "
+        "forward runs every layer and the LM head. Shared 2-core machine: the load average says how busy it was."
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shipped", action="store_true", help="report the shipped classifier's training run")
-    ap.add_argument("--n-throughput", type=int, default=64)
+    ap.add_argument("--n-throughput", type=int, default=64, help="held-out texts timed (half of each class)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (medians reported)")
     args = ap.parse_args()
     lab = Lab.load("default", max_batch=1)
     task = build_task("jailbreak")
@@ -67,13 +108,11 @@ def main() -> None:
             )
             how = "trained in this run"
         held = task.heldout["source"]
-        texts = [e.text for e in held][: args.n_throughput]
-        clf.score(lab, texts[:4])  # warm up
-        t0 = time.perf_counter()
-        clf.score(lab, texts)
-        score_s = time.perf_counter() - t0
-        plain_forward_seconds(lab, texts[:4], clf.max_tokens)
-        plain_s = plain_forward_seconds(lab, texts, clf.max_tokens)
+        pos = [e.text for e in held if e.label == 1]
+        neg = [e.text for e in held if e.label == 0]
+        half = args.n_throughput // 2
+        texts = pos[:: max(1, len(pos) // half)][:half] + neg[:: max(1, len(neg) // half)][:half]
+        speed = throughput(lab, clf, texts, args.rounds)
     finally:
         lab.close()
     report = clf.report
@@ -101,13 +140,7 @@ def main() -> None:
         },
         "sae_minus_raw_heldout_auroc": (kinds["sae"]["heldout"]["source"]["auroc"] or 0)
         - (kinds["raw"]["heldout"]["source"]["auroc"] or 0),
-        "throughput": {
-            "texts": len(texts),
-            "max_tokens": clf.max_tokens,
-            "score_texts_per_s": len(texts) / score_s,
-            "plain_forward_texts_per_s": len(texts) / plain_s,
-            "note": "scoring runs the model only up to the SAE's layer; the plain forward runs every layer",
-        },
+        "throughput": speed,
         "machine": {
             "cpu_threads": torch.get_num_threads(),
             "platform": platform.platform(),

@@ -12,7 +12,8 @@
 Method names, arguments and return shapes follow the SDK (``features.search / lookup / neighbors /
 rerank / inspect / activations / contrast / attribute / AutoSteer / AutoConditional /
 generate_contrastive_stimulus``, ``chat.completions.create``, ``chat.logits``), so notebooks written
-for Ember run unchanged. Differences: ``system_prompt`` defaults to None (the model's own chat
+for Ember run unchanged. ``classifiers.list / get / score / train`` is steerlab's own
+(docs/classifiers.md). Differences: ``system_prompt`` defaults to None (the model's own chat
 template decides) and ``max_completion_tokens`` to 256; in-process results carry steerlab's richer
 objects too (``inspector.inspection``, ``edits.result`` with AutoSteer's scores).
 """
@@ -158,6 +159,61 @@ class ChatAPI:
         return LogitsResponse(logits=self._backend.logits(list(messages), model, top_k, filter_vocabulary))
 
 
+class ClassifiersAPI:
+    """Interpretable classifiers on SAE features (steerlab's own; the goodfire SDK has none). Same dicts
+    in-process and over HTTP (``/v1/classifiers``)."""
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def list(self) -> list[dict]:
+        """Classifiers that read this SAE: ``name``, ``kind``, ``pool``, ``shipped``."""
+        return self._backend.classifier_list()
+
+    def get(self, name: str, top: int = 20) -> dict:
+        """One classifier: kind, pooling, threshold, hookpoint, SAE, its ``top`` largest ``weights`` (index,
+        label, weight) and its training ``report``."""
+        return self._backend.classifier_get(name, top)
+
+    def score(self, name: str, texts, top: int = 5, tokens: bool = False) -> list[dict]:
+        """Score texts (or conversations: lists of messages, read as their user turns): one dict per text
+        with ``score``, ``flagged``, ``features`` (index, label, contribution), ``truncated``; with
+        ``tokens``, each token's share of the logit (``tokens``) and ``bias``."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return self._backend.classifier_score(name, list(texts), top, tokens)
+
+    def train(
+        self,
+        name: str,
+        pos,
+        neg,
+        kind: str = "best",
+        max_tokens: int = 256,
+        max_features: int = 32,
+        overwrite: bool = False,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> dict:
+        """Train ``name`` on positive and negative texts; returns ``{name, kind, pool, report}``. Over HTTP
+        it runs as a server job, followed until done (``wait=False``: the job as started, to follow with
+        ``job(id)``); in-process it runs in this call."""
+        body = {
+            "name": name,
+            "pos": list(pos),
+            "neg": list(neg),
+            "kind": kind,
+            "max_tokens": max_tokens,
+            "max_features": max_features,
+            "overwrite": overwrite,
+        }
+        return self._backend.classifier_train(body, wait, timeout=timeout)
+
+    def job(self, job_id: str) -> dict:
+        """A training job started with ``wait=False`` (HTTP only): state, progress, result or error."""
+        return self._backend.classifier_job(job_id)
+
+
 class Client:
     def __init__(
         self,
@@ -199,6 +255,7 @@ class Client:
             )
         self.features = FeaturesAPI(self._backend)
         self.chat = ChatAPI(self._backend)
+        self.classifiers = ClassifiersAPI(self._backend)
 
     def variant(self, base_model: str = "default"):
         """A Variant whose bare feature indices get this client's SAE identity (in-process)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import httpx
 
@@ -50,9 +51,9 @@ class HTTPBackend:
         self.headers, self.retries = headers, retries
 
     # ------------------------------------------------------------------ plumbing
-    def _call(self, method: str, route: str, **kw) -> httpx.Response:
+    def _call(self, method: str, route: str, *, root: str = ROOT, **kw) -> httpx.Response:
         for attempt in range(self.retries + 1):
-            response = self.http.request(method, f"{self.base_url}{ROOT}/{route}", headers=self.headers, **kw)
+            response = self.http.request(method, f"{self.base_url}{root}/{route}", headers=self.headers, **kw)
             if response.status_code not in (429, 503) or attempt == self.retries:
                 break
             time.sleep(float(response.headers.get("Retry-After", 0.5 * 2**attempt)))
@@ -211,6 +212,38 @@ class HTTPBackend:
         if filter_vocabulary is not None:
             payload["filter_vocabulary"] = filter_vocabulary
         return self._post("chat-attribution/compute-logits", payload)["logits"]
+
+    # ------------------------------------------------------------------ classifiers (native routes)
+    def classifier_list(self) -> list[dict]:
+        return self._call("GET", "classifiers", root="/v1").json()["classifiers"]
+
+    def classifier_get(self, name: str, top: int) -> dict:
+        return self._call("GET", f"classifiers/{quote(name, safe='')}", root="/v1", params={"top": top}).json()
+
+    def classifier_score(self, name: str, texts: list, top: int, tokens: bool) -> list[dict]:
+        payload = {"texts": texts, "top": top, "tokens": tokens}
+        route = f"classifiers/{quote(name, safe='')}/score"
+        return self._call("POST", route, root="/v1", json=payload).json()["results"]
+
+    def classifier_train(self, body: dict, wait: bool, poll_s: float = 1.0, timeout: float | None = None) -> dict:
+        """Start a training job; with ``wait``, follow it to its end and return its result (an ``APIError``
+        with the job's error when it failed), else return the job as started."""
+        job = self._call("POST", "classifiers", root="/v1", json=body).json()["job"]
+        if not wait:
+            return job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while job["state"] in ("queued", "running"):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"classifier training job {job['id']} still {job['state']} after {timeout} s")
+            time.sleep(poll_s)
+            job = self.classifier_job(job["id"])
+        if job["state"] != "done":
+            error = job.get("error") or {"message": job.get("message") or job["state"]}
+            raise APIError(409 if job["state"] == "cancelled" else 400, str(error.get("message")))
+        return job["result"]
+
+    def classifier_job(self, job_id: str) -> dict:
+        return self._call("GET", f"classifiers/jobs/{quote(job_id, safe='')}", root="/v1").json()["job"]
 
 
 def _name(model) -> str:

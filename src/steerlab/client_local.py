@@ -294,3 +294,19 @@ class LocalBackend:
 
     def logits(self, messages, model, top_k, filter_vocabulary) -> dict[str, float]:
         return self.lab.logits(messages, self.check_model(model), top_k=top_k, filter_vocabulary=filter_vocabulary)
+
+    # ------------------------------------------------------------------ classifiers
+    def classifier_list(self) -> list[dict]:
+        return [{k: v for k, v in c.items() if k != "path"} for c in self.lab.classifier_names()]
+
+    def classifier_get(self, name: str, top: int) -> dict:
+        return self.lab.classifier_info(name, top)
+
+    def classifier_score(self, name: str, texts: list, top: int, tokens: bool) -> list[dict]:
+        return self.lab.score_texts(name, texts, top, tokens=tokens)
+
+    def classifier_train(self, body: dict, wait: bool, poll_s: float = 1.0, timeout: float | None = None) -> dict:
+        """Trains in this call (``wait`` has no effect in-process) and returns the result, as the server's job does."""
+        body = dict(body)
+        clf = self.lab.train_classifier(body.pop("name"), body.pop("pos"), body.pop("neg"), **body)
+        return {"name": clf.name, "kind": clf.kind, "pool": clf.pool, "report": clf.report}

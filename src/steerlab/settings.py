@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         default=None,
         description="Server database (API keys, saved variants); unset: STEERLAB_HOME/server.db (flag --server-db).",
     )
+    classifiers_dir: Path | None = Field(
+        default=None,
+        description="Where trained classifiers are saved (a folder per SAE, then per name); unset: "
+        "STEERLAB_HOME/classifiers. Those shipped with a bundled SAE are found after these.",
+    )
     header_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -161,6 +166,20 @@ class Settings(BaseSettings):
         description="Most tokens before the target of one logit attribution (more: 413). Its backward pass "
         "needs the whole forward at once, so it holds the model in one piece: this bounds that hold "
         "(~1 s at 256 tokens on 2 CPU cores).",
+    )
+    max_classifier_train_tokens: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most tokens one classifier training job (POST /v1/classifiers) reads through the model, "
+        "positive and negative texts together (more: 413). The job runs in the background, a batch of "
+        "STEERLAB_ANALYSIS_CHUNK_TOKENS at a time, each charged to the key's tokens/min as it goes (it waits "
+        "for room rather than failing).",
+    )
+    classifier_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="Classifier training jobs that may run at once on a server; one more is answered 429 + "
+        "Retry-After.",
     )
     analysis_chunk_tokens: int = Field(
         default=64,

@@ -42,7 +42,12 @@ def live_server(tmp_path_factory) -> LiveServer:
     server_db = root / "server.db"
     port = _free_port()
     # a short head deadline, so the slow-connection tests wait seconds, not the default's ten
-    env = {**os.environ, "STEERLAB_MAX_COMPLETION_TOKENS": "256", "STEERLAB_HEADER_TIMEOUT_S": "2"}
+    env = {
+        **os.environ,
+        "STEERLAB_MAX_COMPLETION_TOKENS": "256",
+        "STEERLAB_HEADER_TIMEOUT_S": "2",
+        "STEERLAB_CLASSIFIERS_DIR": str(root / "classifiers"),  # classifiers trained by the tests stay in here
+    }
     made = json.loads(
         subprocess.run(
             [STEERLAB, "keys", "create", "e2e", "--server-db", str(server_db)],

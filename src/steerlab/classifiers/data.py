@@ -60,13 +60,38 @@ def _parse_line(line: str, path: Path, n: int, field: str) -> str:
                 return item[key]
         messages = item.get("messages")
         if isinstance(messages, list):
-            turns = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-            if turns and all(isinstance(t, str) for t in turns):
+            turns = _user_turns(messages)
+            if turns:
                 return "\n\n".join(turns)
     raise InvalidInputError(
         f"{path}:{n} has no text; each line must be a string or an object with 'text', 'prompt' or 'messages'",
         field=field,
     )
+
+
+def _user_turns(messages: list) -> list[str]:
+    turns = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return [t for t in turns if isinstance(t, str)] if turns and all(isinstance(t, str) for t in turns) else []
+
+
+def conversation_text(messages: list[dict], field: str = "messages") -> str:
+    """What a classifier reads of a conversation: its user turns, joined by a blank line (as in a
+    ``messages`` line of a training file)."""
+    turns = _user_turns(messages) if isinstance(messages, list) else []
+    if not turns:
+        raise InvalidInputError("has no user turn with text content; a classifier reads the user's turns", field=field)
+    return "\n\n".join(turns)
+
+
+def check_text(text: object, field: str) -> str:
+    """One text to score or train on: a non-empty string of at most ``MAX_CHARS`` characters."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"must be a string, got {type(text).__name__}", field=field)
+    if not text.strip():
+        raise InvalidInputError("is empty", field=field)
+    if len(text) > MAX_CHARS:
+        raise InvalidInputError(f"is {len(text)} characters; at most {MAX_CHARS} per text", field=field)
+    return text
 
 
 def labelled(pos: list[str], neg: list[str], pos_source: str = "pos", neg_source: str = "neg") -> list[Example]:
@@ -88,7 +113,7 @@ def labelled(pos: list[str], neg: list[str], pos_source: str = "pos", neg_source
     return [Example(t, 1, pos_source) for t in pos] + [Example(t, 0, neg_source) for t in neg]
 
 
-def check_finite(values, what: str, field: str = "texts") -> None:
+def check_finite(values: object, what: str, field: str = "texts") -> None:
     """NaN or infinite features (a broken model or SAE in half precision) are refused, never trained on."""
     import numpy as np
 

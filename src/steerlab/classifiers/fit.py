@@ -7,6 +7,7 @@ classifier is ``sigmoid(w . x + b)`` on the pooled features as extracted, nothin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class TextModel:
     idf: np.ndarray
     linear: Linear
 
-    def vectorizer(self):
+    def vectorizer(self) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         vec = TfidfVectorizer(**TFIDF_ARGS, vocabulary={t: i for i, t in enumerate(self.vocabulary)})

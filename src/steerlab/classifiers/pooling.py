@@ -8,7 +8,9 @@ constant. Texts longer than ``max_tokens`` tokens are cut to their first ``max_t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +50,7 @@ class TokenCodes:
     truncated: bool
 
 
-def content_start(tokenizer) -> int:
+def content_start(tokenizer: Any) -> int:
     """Where a user turn's text begins in the chat template (the longest prefix two texts share)."""
     a = conversation_ids(tokenizer, [{"role": "user", "content": "a"}])
     b = conversation_ids(tokenizer, [{"role": "user", "content": "b"}])
@@ -58,11 +60,11 @@ def content_start(tokenizer) -> int:
     return n
 
 
-def context_limit(model) -> int | None:
+def context_limit(model: Any) -> int | None:
     return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
-def tokenize(lab, texts: list[str], max_tokens: int) -> list[Tokenized]:
+def tokenize(lab: Any, texts: list[str], max_tokens: int) -> list[Tokenized]:
     tokenizer = lab.lm.tokenizer
     start = content_start(tokenizer)
     limit = context_limit(lab.lm.model)
@@ -76,7 +78,7 @@ def tokenize(lab, texts: list[str], max_tokens: int) -> list[Tokenized]:
 
 
 @torch.inference_mode()
-def _batch_hidden(lab, batch: list[Tokenized]) -> list[torch.Tensor]:
+def _batch_hidden(lab: Any, batch: list[Tokenized]) -> list[torch.Tensor]:
     """Residual at the hookpoint of each text's own tokens: [T_i, d_model] float32."""
     lm = lab.lm
     width = max(len(t.ids) for t in batch)
@@ -90,14 +92,42 @@ def _batch_hidden(lab, batch: list[Tokenized]) -> list[torch.Tensor]:
     return [hidden[i, t.start : len(t.ids)].float().cpu() for i, t in enumerate(batch)]
 
 
-def pooled_features(lab, texts: list[str], max_tokens: int, batch_size: int = 16, progress=None) -> Pooled:
+def batches(toks: list[Tokenized], batch_size: int = 16, batch_tokens: int | None = None) -> list[list[int]]:
+    """Rows of ``toks`` in length order (little padding), cut into batches of at most ``batch_size`` texts
+    and, with ``batch_tokens``, at most that many padded tokens per forward (a longer text goes alone: one
+    text's forward is not split)."""
+    order = sorted(range(len(toks)), key=lambda i: len(toks[i].ids))
+    out: list[list[int]] = []
+    for i in order:
+        width = len(toks[i].ids)  # sorted: the new text is the batch's widest
+        if out and len(out[-1]) < batch_size and (batch_tokens is None or (len(out[-1]) + 1) * width <= batch_tokens):
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def token_count(lab: Any, texts: list[str], max_tokens: int) -> int:
+    """Tokens the model runs to read ``texts`` (chat template included, each cut to ``max_tokens``)."""
+    return sum(len(t.ids) for t in tokenize(lab, texts, max_tokens))
+
+
+def pooled_features(
+    lab: Any,
+    texts: list[str],
+    max_tokens: int,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+    batch_tokens: int | None = None,
+    admit: Callable[[int], None] | None = None,
+) -> Pooled:
     """Max- and mean-pooled SAE codes and residuals of every text (in the order given).
 
-    Batches go in length order (little padding); each batch holds the model through
-    ``lab.run_exclusive``, so a server keeps serving between them.
+    Batches go in length order (little padding; see ``batches``); each batch holds the model through
+    ``lab.run_exclusive``, so a server keeps serving between them. ``admit(n_tokens)`` runs before each
+    batch (a server charges the tokens there, and may wait or stop); ``progress(done, total)`` after it.
     """
     toks = tokenize(lab, texts, max_tokens)
-    order = sorted(range(len(toks)), key=lambda i: len(toks[i].ids))
     d_sae, d_in = lab.sae.cfg.d_sae, lab.sae.cfg.d_in
     out = Pooled(
         sae={p: np.zeros((len(texts), d_sae), np.float32) for p in POOLS},
@@ -106,8 +136,10 @@ def pooled_features(lab, texts: list[str], max_tokens: int, batch_size: int = 16
         truncated=[t.truncated for t in toks],
     )
     sae = lab.sae
-    for b in range(0, len(order), batch_size):
-        rows = order[b : b + batch_size]
+    done = 0
+    for rows in batches(toks, batch_size, batch_tokens):
+        if admit is not None:
+            admit(sum(len(toks[i].ids) for i in rows))
         hiddens = lab.run_exclusive(_batch_hidden, lab, [toks[i] for i in rows])
         with torch.inference_mode():
             for i, h in zip(rows, hiddens):
@@ -117,14 +149,15 @@ def pooled_features(lab, texts: list[str], max_tokens: int, batch_size: int = 16
                 out.raw["max"][i] = h.max(0).values.numpy()
                 out.raw["mean"][i] = h.mean(0).numpy()
                 out.n_tokens[i] = h.shape[0]
+        done += len(rows)
         if progress is not None:
-            progress(min(b + batch_size, len(order)), len(order))
+            progress(done, len(toks))
     check_finite(out.raw["mean"], "residual activations")
     check_finite(out.sae["max"], "SAE codes")
     return out
 
 
-def token_codes(lab, text: str, max_tokens: int) -> TokenCodes:
+def token_codes(lab: Any, text: str, max_tokens: int) -> TokenCodes:
     """Per-token SAE codes and residual of one text (its own tokens), for heatmaps."""
     tok = tokenize(lab, [text], max_tokens)[0]
     h = lab.run_exclusive(_batch_hidden, lab, [tok])[0]

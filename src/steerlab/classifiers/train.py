@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from steerlab.classifiers import metrics
 from steerlab.classifiers.data import Example
-from steerlab.classifiers.fit import fit_dense, fit_sparse, fit_text, sigmoid
+from steerlab.classifiers.fit import Linear, TextModel, fit_dense, fit_sparse, fit_text, sigmoid
 from steerlab.classifiers.model import KINDS, Classifier
 from steerlab.classifiers.pooling import POOLS, Pooled, pooled_features
 from steerlab.errors import InvalidInputError
@@ -50,7 +51,7 @@ def _subset(p: Pooled, rows: np.ndarray) -> Pooled:
     )
 
 
-def _candidates(kind: str, max_features: int):
+def _candidates(kind: str, max_features: int) -> list[tuple[str, float]]:
     if kind == "sae":
         return [(pool, c) for pool in POOLS for c in SAE_C]
     if kind == "raw":
@@ -58,7 +59,9 @@ def _candidates(kind: str, max_features: int):
     return [("tfidf", c) for c in TEXT_C]
 
 
-def _fit(kind: str, pool: str, c: float, pooled: Pooled, texts: list[str], y: np.ndarray, max_features: int, seed: int):
+def _fit(
+    kind: str, pool: str, c: float, pooled: Pooled, texts: list[str], y: np.ndarray, max_features: int, seed: int
+) -> Linear | TextModel:
     if kind == "sae":
         return fit_sparse(pooled.sae[pool], y, c, max_features, seed)
     if kind == "raw":
@@ -66,14 +69,18 @@ def _fit(kind: str, pool: str, c: float, pooled: Pooled, texts: list[str], y: np
     return fit_text(texts, y, c, seed=seed)
 
 
-def _logits(kind: str, pool: str, model, pooled: Pooled, texts: list[str]) -> np.ndarray:
-    if kind == "text":
+def _linear(model: Linear | TextModel) -> Linear:
+    return model.linear if isinstance(model, TextModel) else model
+
+
+def _logits(kind: str, pool: str, model: Linear | TextModel, pooled: Pooled, texts: list[str]) -> np.ndarray:
+    if isinstance(model, TextModel):
         return model.logits(texts)
     return model.logits(pooled.sae[pool] if kind == "sae" else pooled.raw[pool])
 
 
 def train(
-    lab,
+    lab: Any,
     examples: list[Example],
     name: str,
     kind: str = "best",
@@ -82,8 +89,15 @@ def train(
     seed: int = 0,
     heldout: dict[str, list[Example]] | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    extracted: Callable[[int, int], None] | None = None,
+    batch_tokens: int | None = None,
+    admit: Callable[[int], None] | None = None,
 ) -> Classifier:
-    """A classifier of ``kind`` (or the best on validation); its ``report`` holds every kind's figures."""
+    """A classifier of ``kind`` (or the best on validation); its ``report`` holds every kind's figures.
+
+    ``progress(message)`` says what it is doing; ``extracted(done, total)`` counts texts read through the
+    model (training and held-out together); ``batch_tokens`` and ``admit``: see ``pooled_features``."""
     if kind not in (*KINDS, "best"):
         raise InvalidInputError(f"unknown kind {kind!r}", field="kind", allowed=", ".join([*KINDS, "best"]))
     if max_tokens < 1:
@@ -98,13 +112,23 @@ def train(
     heldout = {k: v for k, v in (heldout or {}).items() if v}
     t0 = time.perf_counter()
     say(f"extracting features of {len(texts)} texts (+{sum(len(v) for v in heldout.values())} held out)")
-    pooled = pooled_features(
-        lab,
-        texts,
-        max_tokens,
-        progress=lambda done, total: say(f"features {done}/{total}") if done % 256 < 16 else None,
-    )
-    held_pooled = {k: pooled_features(lab, [e.text for e in v], max_tokens) for k, v in heldout.items()}
+    total = len(texts) + sum(len(v) for v in heldout.values())
+    offset = 0
+
+    def step(done: int, _n: int) -> None:
+        if done % 256 < 16:
+            say(f"features {offset + done}/{total}")
+        if extracted is not None:
+            extracted(offset + done, total)
+
+    pooled = pooled_features(lab, texts, max_tokens, progress=step, batch_tokens=batch_tokens, admit=admit)
+    held_pooled = {}
+    offset = len(texts)
+    for k, v in heldout.items():
+        held_pooled[k] = pooled_features(
+            lab, [e.text for e in v], max_tokens, progress=step, batch_tokens=batch_tokens, admit=admit
+        )
+        offset += len(v)
     extract_s = time.perf_counter() - t0
     train_i, val_i, test_i = _split(y, seed)
     fit_i = np.concatenate([train_i, val_i])
@@ -114,7 +138,7 @@ def train(
     }
 
     kinds_report: dict[str, dict] = {}
-    finals: dict[str, tuple[str, object, float]] = {}
+    finals: dict[str, tuple[str, Linear | TextModel, float]] = {}
     for k in KINDS:
         say(f"fitting {k}")
         tried = []
@@ -123,7 +147,7 @@ def train(
         for pool, c in _candidates(k, max_features):
             model = _fit(k, pool, c, p_tr, t_tr, y_tr, max_features, seed)
             val_p = sigmoid(_logits(k, pool, model, p_va, t_va))
-            n_feat = len(model.linear.weights) if k == "text" else len(model.weights)
+            n_feat = len(_linear(model).weights)
             tried.append(
                 {
                     "pool": pool,
@@ -168,7 +192,8 @@ def train(
     pool, final, threshold = finals[chosen]
     labels = {}
     if chosen == "sae":
-        labels = {int(i): lab.labels.get(int(i), "") for i in final.indices}  # type: ignore[union-attr]
+        indices = _linear(final).indices
+        labels = {int(i): lab.labels.get(int(i), "") for i in (indices if indices is not None else [])}
     cfg = lab.sae.cfg
     report = {
         "counts": {"pos": int(y.sum()), "neg": int(len(y) - y.sum())},
@@ -186,14 +211,14 @@ def train(
         name=name,
         kind=chosen,
         pool=pool,
-        linear=final.linear if chosen == "text" else final,  # type: ignore[union-attr]
+        linear=_linear(final),
         threshold=threshold,
         max_tokens=max_tokens,
         model=lab.model_name,
         hookpoint=cfg.hookpoint,
         layer=cfg.layer,
         sae_id=lab.sae_id,
-        text_model=final if chosen == "text" else None,  # type: ignore[arg-type]
+        text_model=final if isinstance(final, TextModel) else None,
         labels=labels,
         report=report,
     )

@@ -45,7 +45,7 @@ def train_cmd(
 ):
     """Train on labelled texts; the SAE-feature classifier, a raw residual probe and TF-IDF are compared."""
     from steerlab.classifiers.data import labelled, read_texts
-    from steerlab.classifiers.storage import check_name, find, save, user_root
+    from steerlab.classifiers.storage import check_name, user_root
 
     check_name(name)
     heldout = None
@@ -64,27 +64,19 @@ def train_cmd(
         examples = labelled(read_texts(pos, "pos"), read_texts(neg, "neg"), pos.name, neg.name)
     lab = _lab(model, sae, dtype, device)
     try:
+        assert lab.sae_id is not None
         folder = out if out is not None else user_root(lab.sae_id) / name
-        if not overwrite:
-            if folder.exists():
-                raise _exists(name, folder)
-            try:
-                raise _exists(name, find(lab, name))
-            except LookupError:
-                pass
-        from steerlab.classifiers.train import train
-
-        clf = train(
-            lab,
-            examples,
+        clf = lab.train_classifier(
             name,
+            examples=examples,
             kind=kind,
             max_tokens=max_tokens,
             max_features=max_features,
+            overwrite=overwrite,
             heldout=heldout,
+            folder=folder,
             progress=lambda msg: print(msg, file=sys.stderr),
         )
-        save(clf, folder, overwrite=overwrite)
     finally:
         lab.close()
     if as_json:
@@ -99,12 +91,6 @@ def train_cmd(
             f"  {k:4s} val AUROC {r['val_auroc'] or 0:.3f}  test AUROC {t['auroc'] or 0:.3f} F1 {t['f1']:.3f} "
             f"ECE {t['ece']:.3f}{extra}"
         )
-
-
-def _exists(name: str, folder: Path):
-    from steerlab.errors import ConflictError
-
-    return ConflictError(f"classifier {name!r} exists ({folder}); pass --overwrite to replace it", field="name")
 
 
 @app.command("score")
@@ -182,5 +168,15 @@ def show_cmd(
         f"{summary['name']}: {summary['kind']} on {summary['hookpoint']} ({summary['pool']} pooling), "
         f"threshold {summary['threshold']:.3f}, {summary['n_features']} features"
     )
+    what = {"sae": "feature", "raw": "feature (through the SAE's decoder)", "text": "n-gram"}[summary["kind"]]
+    print(f"  {'weight':>8s}  {'index':>6s}  {what}")
     for w in summary["weights"]:
-        print(f"  {w['weight']:+8.3f}  {w['index']:6d}  {w['label']}")
+        print(f"  {w['weight']:+8.3f}  {w['index']:6d}  {w['label'] or '(unlabeled)'}")
+    kinds = summary["report"].get("kinds", {})
+    for k, r in kinds.items():
+        test = r.get("test", {})
+        auroc = test.get("auroc")
+        mark = "*" if k == summary["kind"] else " "
+        heldout = r.get("heldout", {}).items()
+        held = ", ".join(f"held-out {s} AUROC {h['auroc']:.3f}" for s, h in heldout if h.get("auroc") is not None)
+        print(f" {mark}{k:4s} test AUROC {auroc if auroc is not None else float('nan'):.3f}  {held}".rstrip())

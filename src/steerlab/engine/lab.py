@@ -9,7 +9,7 @@ explicit (``Lab.load``) so tests can build one from a tiny model.
 from __future__ import annotations
 
 import uuid as uuid_lib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from steerlab.analysis.by_example import ExampleHit
+    from steerlab.classifiers.data import Example
     from steerlab.classifiers.model import Classifier
     from steerlab.engine.sequence import RowEditor
     from steerlab.features.search import FeatureSearch, SearchHit
@@ -65,8 +66,8 @@ class Lab:
     chunk_tokens: int = field(default_factory=lambda: get_settings().analysis_chunk_tokens)
     """Tokens per forward of a chunked analysis (``run_shared``): the longest it holds the model at once."""
     engine: Engine = field(init=False)
-    _classifiers: dict[str, Classifier] = field(default_factory=dict, init=False, repr=False)
-    """Classifiers loaded by name (``classifier``)."""
+    _classifiers: dict[str, tuple[tuple[str, int], Classifier]] = field(default_factory=dict, init=False, repr=False)
+    """Classifiers loaded by name (``classifier``), with the folder and config time they were read from."""
 
     def __post_init__(self) -> None:
         if self.sae_id is None and self.sae is not None:
@@ -362,28 +363,173 @@ class Lab:
         return {self.feature_id(i): i for i in range(self.d_sae)}
 
     # ------------------------------------------------------------------ classifiers
+    def classifier_names(self) -> list[dict]:
+        """The classifiers that read this model's SAE: ``name``, ``kind``, ``pool``, ``path`` (the user's own
+        under STEERLAB_HOME first, then those shipped with the SAE; a name found in both is the user's)."""
+        from steerlab.classifiers.storage import list_names
+
+        self.require_sae()
+        return list_names(self)
+
     def classifier(self, name: str) -> Classifier:
         """The classifier ``name`` trained on this model and SAE (the user's own, else one shipped with
-        the SAE), loaded once; refused when it reads another SAE."""
+        the SAE), loaded once and again when its folder changes; refused when it reads another SAE."""
         from steerlab.classifiers.storage import find, load
 
-        if name not in self._classifiers:
-            self._classifiers[name] = load(find(self, name), self)
-        return self._classifiers[name]
+        self.require_sae()
+        folder = find(self, name)
+        stamp = (str(folder), (folder / "config.json").stat().st_mtime_ns)
+        cached = self._classifiers.get(name)
+        if cached is None or cached[0] != stamp:  # retrained or replaced since (by another process too)
+            cached = self._classifiers[name] = (stamp, load(folder, self))
+        return cached[1]
+
+    def classifier_info(self, name: str, top: int = 20) -> dict:
+        """What classifier ``name`` reads: kind, pooling, threshold, hookpoint, SAE, its ``top`` largest
+        ``weights`` (features with index, label and weight; n-grams for a text model) and its training
+        ``report`` (every kind's figures)."""
+        if top < 0:
+            raise InvalidInputError(f"must be >= 0, got {top}", field="top")
+        return self.classifier(name).summary(self, top=top)
+
+    def score_texts(
+        self,
+        name: str,
+        texts: Sequence[str | list[dict]],
+        top: int = 5,
+        *,
+        tokens: bool = False,
+        batch_tokens: int | None = None,
+        admit: Callable[[int], None] | None = None,
+    ) -> list[dict]:
+        """Score texts (or conversations: lists of messages, read as their user turns) with classifier
+        ``name``, one result per text: ``score`` (probability of the positive class), ``flagged`` (at or
+        over its threshold), ``features`` (the ``top`` that moved the score: index, label, contribution to
+        the logit), ``truncated``; with ``tokens``, each token's share of the logit (``tokens``) and ``bias``.
+        ``batch_tokens`` bounds the padded tokens of one forward (the server passes ``chunk_tokens``, so
+        chats decode between batches); ``admit(n)`` runs before each forward of ``n`` tokens."""
+        if top < 0:
+            raise InvalidInputError(f"must be >= 0, got {top}", field="top")
+        read = classifier_texts(texts)
+        clf = self.classifier(name)
+        return clf.score(self, read, top=top, tokens=tokens, batch_tokens=batch_tokens, admit=admit)
 
     def classify(self, name: str, texts: list[str], top: int = 5) -> list[dict]:
-        """Score texts with classifier ``name``: ``score`` (probability of the positive class), ``flagged``,
-        ``features`` (the ones that moved the score: index, label, contribution) and ``truncated``."""
-        return self.classifier(name).score(self, texts, top=top)
+        """``score_texts`` without per-token values (kept for the CLI and scripts)."""
+        return self.score_texts(name, texts, top)
+
+    def explain_text(self, name: str, text: str | list[dict], top: int = 10) -> dict:
+        """One text's score, the ``top`` features that moved it and each token's share of the logit
+        (``tokens``: token, contribution; with ``bias`` they sum to the logit under mean pooling)."""
+        return self.score_texts(name, [text], top, tokens=True)[0]
+
+    def classifier_token_count(self, name: str, texts: Sequence[str | list[dict]]) -> int:
+        """Tokens the model runs to score ``texts`` with classifier ``name`` (each cut to its ``max_tokens``)."""
+        from steerlab.classifiers.pooling import token_count
+
+        return token_count(self, classifier_texts(texts), self.classifier(name).max_tokens)
+
+    def train_classifier(
+        self,
+        name: str,
+        pos: Sequence[str | list[dict]] | None = None,
+        neg: Sequence[str | list[dict]] | None = None,
+        *,
+        examples: list[Example] | None = None,
+        kind: str = "best",
+        max_tokens: int = 256,
+        max_features: int = 32,
+        overwrite: bool = False,
+        heldout: dict[str, list[Example]] | None = None,
+        folder: Path | None = None,
+        progress: Callable[[str], None] | None = None,
+        extracted: Callable[[int, int], None] | None = None,
+        batch_tokens: int | None = None,
+        admit: Callable[[int], None] | None = None,
+    ) -> Classifier:
+        """Train classifier ``name`` on positive and negative texts (or conversations), or on ``examples``;
+        the SAE-feature classifier, a raw residual probe and TF-IDF are fitted and compared in one run
+        (``kind``: sae, raw, text, or best on validation), and the one kept is saved under STEERLAB_HOME
+        (or ``folder``). A name that exists is refused unless ``overwrite``; a save is atomic, so a run
+        killed midway leaves what was stored untouched. Progress: ``progress(message)``,
+        ``extracted(texts done, total)``; ``batch_tokens``/``admit`` as in ``score_texts``."""
+        from steerlab.classifiers.data import labelled
+        from steerlab.classifiers.storage import check_name, save, user_root
+        from steerlab.classifiers.train import train
+
+        check_name(name)
+        self.require_sae()
+        if examples is None:
+            if pos is None or neg is None:
+                raise InvalidInputError("give positive and negative texts", field="pos" if pos is None else "neg")
+            examples = labelled(classifier_texts(pos, "pos"), classifier_texts(neg, "neg"))
+        elif pos is not None or neg is not None:
+            raise InvalidInputError("give either examples or pos/neg, not both", field="examples")
+        assert self.sae_id is not None
+        target = folder if folder is not None else user_root(self.sae_id) / name
+        if not overwrite:
+            self.check_classifier_name_free(name, target)
+        clf = train(
+            self,
+            examples,
+            name,
+            kind=kind,
+            max_tokens=max_tokens,
+            max_features=max_features,
+            heldout=heldout,
+            progress=progress,
+            extracted=extracted,
+            batch_tokens=batch_tokens,
+            admit=admit,
+        )
+        save(clf, target, overwrite=overwrite)
+        self.forget_classifier(name)
+        return clf
+
+    def check_classifier_name_free(self, name: str, folder: Path | None = None) -> None:
+        """Refuse (``ConflictError`` naming ``name``) a classifier name this SAE already has, the user's or a
+        shipped one, or an existing ``folder``."""
+        from steerlab.classifiers.storage import check_name, find
+
+        check_name(name)
+        self.require_sae()
+        found = folder if folder is not None and folder.exists() else None
+        if found is None:
+            try:
+                found = find(self, name)
+            except LookupError:
+                return
+        raise ConflictError(
+            f"classifier {name!r} exists ({found}); pass overwrite (--overwrite) to replace it", field="name"
+        )
 
     def forget_classifier(self, name: str) -> None:
         """Drop a loaded classifier (after it was retrained or replaced)."""
         self._classifiers.pop(name, None)
 
+    def require_sae(self) -> None:
+        """Refuse (400 naming ``sae``) what needs an SAE on a lab loaded without one."""
+        if self.sae is None or self.sae_id is None:
+            raise InvalidInputError("classifiers read an SAE's features; this lab has no SAE", field="sae")
+
     def close(self) -> None:
         self.engine.close()
         if self.store is not None and hasattr(self.store, "close"):
             self.store.close()
+
+
+def classifier_texts(texts: Sequence[str | list[dict]], field: str = "texts") -> list[str]:
+    """What a classifier reads of each item: a text as given, a conversation (a list of messages) as its
+    user turns; each checked (a non-empty string within the length limit), errors naming ``field[i]``."""
+    from steerlab.classifiers.data import check_text, conversation_text
+
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidInputError("must be a list of texts or conversations", field=field)
+    out: list[str] = []
+    for i, item in enumerate(texts):
+        where = f"{field}[{i}]"
+        out.append(check_text(conversation_text(item, where) if isinstance(item, list) else item, where))
+    return out
 
 
 def check_database_matches(sae: SAE, sae_id: str, db: Path) -> None:

@@ -186,3 +186,81 @@ def test_bad_kind_and_limits_are_refused(tiny_lab, texts):
     with pytest.raises(InvalidInputError) as err:
         storage.check_name("../escape")
     assert err.value.field == "name"
+
+
+def test_a_save_killed_between_its_renames_is_recovered_and_half_written_folders_are_not_listed(
+    tiny_lab, trained, steerlab_home
+):
+    root = storage.user_root(tiny_lab.sae_id)
+    storage.save(trained, root / "pirate")
+    probe = ["arr matey", "def g(a): return a"]
+    before = [r["score"] for r in tiny_lab.score_texts("pirate", probe)]
+    tiny_lab.forget_classifier("pirate")
+    real_rename = type(root).rename
+    calls = []
+
+    def rename(self, target):  # the first rename (old folder aside) happens, then the process dies
+        calls.append(target)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(type(root), "rename", rename)
+        storage.save(trained, root / "pirate", overwrite=True)
+    assert not (root / "pirate").exists()  # what a kill at that moment leaves behind
+    assert [c["name"] for c in tiny_lab.classifier_names()] == ["pirate"]  # recovered, the temporary one unlisted
+    assert [r["score"] for r in tiny_lab.score_texts("pirate", probe)] == before
+    assert sorted(p.name for p in root.iterdir()) == ["pirate"]
+
+
+def test_batches_keep_to_the_token_budget_but_never_split_a_text(tiny_lab):
+    from steerlab.classifiers.pooling import batches, tokenize
+
+    texts = ["a", "a b c d e f g h i j k l", "a b", "a b c"] * 3
+    toks = tokenize(tiny_lab, texts, 64)
+    widest = max(len(t.ids) for t in toks)
+    for budget in (1, widest, 2 * widest, 10_000):
+        got = batches(toks, batch_size=4, batch_tokens=budget)
+        assert sorted(i for b in got for i in b) == list(range(len(texts)))
+        for b in got:
+            assert len(b) <= 4
+            assert len(b) == 1 or len(b) * max(len(toks[i].ids) for i in b) <= budget
+    assert len(batches(toks, batch_size=4, batch_tokens=1)) == len(texts)
+    assert len(batches(toks, batch_size=4)) == 3
+
+
+def test_lab_scores_conversations_as_their_user_turns_and_explains_per_token(tiny_lab, trained, steerlab_home):
+    storage.save(trained, storage.user_root(tiny_lab.sae_id) / "pirate")
+    conversation = [
+        {"role": "user", "content": "arr matey"},
+        {"role": "assistant", "content": "def f(a): return 1"},
+        {"role": "user", "content": "gold"},
+    ]
+    as_text = tiny_lab.score_texts("pirate", ["arr matey\n\ngold"])[0]
+    as_conv = tiny_lab.score_texts("pirate", [conversation])[0]
+    assert as_conv["score"] == pytest.approx(as_text["score"])
+    explained = tiny_lab.explain_text("pirate", "arr matey gold")
+    assert explained["tokens"] and {"token", "contribution"} == set(explained["tokens"][0])
+    with pytest.raises(InvalidInputError) as err:
+        tiny_lab.score_texts("pirate", ["fine", ""])
+    assert err.value.field == "texts[1]"
+    with pytest.raises(InvalidInputError) as err:
+        tiny_lab.score_texts("pirate", [[{"role": "assistant", "content": "only me"}]])
+    assert err.value.field == "texts[0]"
+    info = tiny_lab.classifier_info("pirate", top=3)
+    assert len(info["weights"]) == min(3, len(trained.linear.weights))
+    assert {"index", "label", "weight"} == set(info["weights"][0])
+
+
+def test_lab_trains_saves_and_refuses_an_existing_name(tiny_lab, texts, steerlab_home):
+    pos, neg = texts
+    seen = []
+    clf = tiny_lab.train_classifier("pirate", pos, neg, kind="sae", extracted=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (20, 20)
+    assert [c["name"] for c in tiny_lab.classifier_names()] == ["pirate"]
+    with pytest.raises(ConflictError) as err:
+        tiny_lab.train_classifier("pirate", pos, neg)
+    assert err.value.field == "name"
+    again = tiny_lab.train_classifier("pirate", pos, neg, kind="text", overwrite=True)
+    assert tiny_lab.classifier("pirate").kind == again.kind == "text" != clf.kind

@@ -43,6 +43,13 @@ def test_train_then_score_prints_one_json_object_per_line(files, tiny_model_dir,
     for row in out:
         assert 0.0 <= row["score"] <= 1.0
         assert all({"index", "label", "contribution"} <= set(f) for f in row["features"])
+    shown = invoke("classify", "show", "pirate", "--top", "3", *where)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith("pirate: sae on model.layers.1") and "weight" in lines[1] and "feature" in lines[1]
+    rows = [ln.split() for ln in lines[2:] if ln.strip().startswith(("+", "-"))]
+    assert 1 <= len(rows) <= 3 and all(float(r[0]) != 0 and r[1].isdigit() for r in rows)
+    assert any(ln.startswith(" *sae  test AUROC") for ln in lines) and any("raw" in ln for ln in lines)
     again = invoke("classify", "train", "pirate", "--pos", files / "pos.txt", "--neg", files / "neg.txt", *where)
     assert again.exit_code == 2
     assert "exists" in again.output and "--overwrite" in again.output

@@ -31,7 +31,9 @@ def fuzzed_app(tmp_path_factory, tiny_tokenizer):
         requests_per_minute=100_000,
         tokens_per_minute=10**9,
     )
-    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(settings_, lab))
+    with pytest.MonkeyPatch.context() as patch:  # classifiers a fuzzed training job saves stay in here
+        patch.setenv("STEERLAB_CLASSIFIERS_DIR", str(tmp_path_factory.mktemp("classifiers")))
+        yield schemathesis.openapi.from_asgi("/openapi.json", create_app(settings_, lab))
     lab.close()
 
 

@@ -3,6 +3,7 @@
 import { get, getKey, setKey } from "./api.js";
 import { h, replace } from "./dom.js";
 import { route, start } from "./router.js";
+import { classifierPage, classifiersPage } from "./pages/classifier.js";
 import { contrastPage } from "./pages/contrast.js";
 import { featurePage } from "./pages/feature.js";
 import { inspectorPage } from "./pages/inspector.js";
@@ -15,6 +16,8 @@ route("/feature/:index", featurePage);
 route("/playground", playgroundPage);
 route("/inspect", inspectorPage);
 route("/contrast", contrastPage);
+route("/classifiers", classifiersPage);
+route("/classifier/:name", classifierPage);
 
 // ------------------------------------------------------------------------------------- API key
 // A keyed server (the default) needs "Authorization: Bearer <key>" on every call; the key is kept in
@@ -78,7 +81,7 @@ variant.subscribe(updateCount);
 updateCount();
 
 function markActive(pattern) {
-  const section = pattern === "/feature/:index" ? "/search" : pattern;
+  const section = { "/feature/:index": "/search", "/classifier/:name": "/classifiers" }[pattern] || pattern;
   for (const a of nav.querySelectorAll("a")) {
     if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
