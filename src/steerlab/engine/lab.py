@@ -353,7 +353,7 @@ class Lab:
                     allowed=self._guard_names(),
                 )
             cached = self._probes.get(name)
-            if cached is None or cached[0] is not clf:
+            if cached is None or cached[0] is not clf or cached[1].min_tokens != get_settings().guard_min_tokens:
                 cached = self._probes[name] = (clf, self._probe_of(clf))
             probes[name] = cached[1]
         return probes
@@ -379,6 +379,7 @@ class Lab:
             pool=clf.pool,
             indices=None if indices is None else torch.as_tensor(indices, dtype=torch.long).to(device),
             skip=content_start(self.lm.tokenizer),
+            min_tokens=get_settings().guard_min_tokens,
         )
 
     def close(self) -> None:

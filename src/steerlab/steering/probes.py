@@ -5,7 +5,9 @@ has resolved the name (steering does not know classifiers; ``engine.lab`` builds
 ``score = sigmoid(weights . pool(x) + bias)``, where ``x`` is, per token, the SAE's codes at the
 hookpoint (raw units, the columns ``indices``) or the residual itself, and ``pool`` is the max or the
 mean over the tokens so far, the first ``skip`` tokens of the sequence left out (the chat template's
-fixed prefix, which the classifier never saw in training).
+fixed prefix, which the classifier never saw in training). There is no score (NaN: no condition on it
+holds) until ``min_tokens`` tokens are pooled: a classifier trained on whole texts reads the mean of
+its first few tokens as noise, and a sticky scope would stay on after one noisy token.
 
 Each sequence keeps its own running pool (``ProbePool``: a count and a sum, or a running max), so a
 decode step costs one ``[k]`` update per probe per row whatever the length, and rows of a batch never
@@ -36,6 +38,8 @@ class LinearProbe:
     """``[k]`` columns of the codes (``sae``); None: every column."""
     skip: int = 0
     """Leading tokens of a sequence that are not pooled."""
+    min_tokens: int = 1
+    """Tokens pooled before the first score."""
 
     def __post_init__(self) -> None:
         if self.reads not in READS:
@@ -68,7 +72,7 @@ class ProbePool:
 
     def update(self, probe: LinearProbe, x: torch.Tensor) -> torch.Tensor:
         """Pool ``x [n, k]`` (this row's next n real tokens, in order); the score after each, ``[n]``
-        (NaN for a token that is skipped, or any token before the first pooled one)."""
+        (NaN for a token that is skipped, or while fewer than ``min_tokens`` are pooled)."""
         n = x.shape[0]
         skipped = max(0, min(n, probe.skip - self.seen))
         self.seen += n
@@ -88,7 +92,8 @@ class ProbePool:
             if self.acc is not None:
                 running = torch.maximum(running, self.acc.to(x.device))
             pooled = running
+        pooled_so_far = torch.arange(self.count + 1, self.count + m + 1, device=x.device)
         self.acc, self.count = running[-1], self.count + m
-        logits = pooled @ probe.weights.to(x.device, torch.float64) + probe.bias
-        out[skipped:] = torch.sigmoid(logits).float()
+        scores = torch.sigmoid(pooled @ probe.weights.to(x.device, torch.float64) + probe.bias).float()
+        out[skipped:] = scores.masked_fill(pooled_so_far < probe.min_tokens, math.nan)
         return out

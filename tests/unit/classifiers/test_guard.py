@@ -20,6 +20,7 @@ from steerlab.classifiers.model import Classifier
 from steerlab.classifiers.pooling import content_start
 from steerlab.engine.lab import Lab, sampling_params
 from steerlab.models.hooks import forward_to_hookpoint
+from steerlab.settings import get_settings
 from steerlab.steering import Controller, ControllerError, InferenceAborted, Variant, classifier
 from steerlab.steering.batch import SteeringBatch
 from steerlab.steering.conversation import prompt_ids
@@ -67,8 +68,9 @@ def make_classifier(lab, name: str, kind: str = "sae", pool: str = "mean", seed:
 
 
 def reference_scores(lab, clf: Classifier, ids: list[int]) -> np.ndarray:
-    """The classifier's score after each token of ``ids`` (NaN on the chat template's prefix), from
-    one forward of the whole sequence: the definition the guard must match."""
+    """The classifier's score after each token of ``ids`` (NaN on the chat template's prefix and until
+    ``guard_min_tokens`` are pooled), from one forward of the whole sequence: the definition the guard
+    must match."""
     with torch.inference_mode():
         hidden = forward_to_hookpoint(lab.lm.model, torch.tensor([ids]), lab.sae.cfg.hookpoint)[0].float()
         x = lab.sae.encode(hidden).float() if clf.kind == "sae" else hidden
@@ -77,7 +79,7 @@ def reference_scores(lab, clf: Classifier, ids: list[int]) -> np.ndarray:
         x = x[:, clf.linear.indices]
     skip = content_start(lab.lm.tokenizer)
     out = np.full(len(ids), np.nan)
-    for t in range(skip, len(ids)):
+    for t in range(skip + get_settings().guard_min_tokens - 1, len(ids)):
         part = x[skip : t + 1]
         pooled = part.mean(0) if clf.pool == "mean" else part.max(0)
         out[t] = 1 / (1 + math.exp(-(pooled @ clf.linear.weights.astype(np.float64) + clf.linear.bias)))
@@ -149,12 +151,16 @@ def test_condition_fires_exactly_where_the_probe_score_crosses(lab, kind, pool):
     assert events_by_chunks(lab, guard("probe", never, op=op), ids, [len(ids)]) == []
 
 
-def test_no_score_on_the_template_prefix_so_not_even_a_not_equal_condition_holds_there(lab):
+@pytest.mark.parametrize("min_tokens", [1, 4])
+def test_no_score_before_min_tokens_are_pooled_so_not_even_a_not_equal_condition_holds(lab, monkeypatch, min_tokens):
+    monkeypatch.setenv("STEERLAB_GUARD_MIN_TOKENS", str(min_tokens))
     make_classifier(lab, "probe")
     ids = prompt_ids(lab.lm.tokenizer, MESSAGES)
     v = Variant("tiny-llama")
     v.handle_when(classifier("probe") != 0.5, lambda ctx: None, name="any")
-    assert events_by_chunks(lab, v.controller, ids, [len(ids)]) == [("any", content_start(lab.lm.tokenizer))]
+    first = content_start(lab.lm.tokenizer) + min_tokens - 1
+    assert events_by_chunks(lab, v.controller, ids, [len(ids)]) == [("any", first)]
+    assert events_by_chunks(lab, v.controller, ids, [first] + [1] * (len(ids) - first)) == [("any", first)]
 
 
 def test_rows_of_a_batch_keep_their_own_pools(lab):
