@@ -196,6 +196,14 @@ class Settings(BaseSettings):
         "the model for t seconds, the engine decodes for t * (1 - share) / share before the next analysis "
         "piece. 1: one decode step between pieces.",
     )
+    guard_min_tokens: int = Field(
+        default=16,
+        ge=1,
+        description="A classifier condition in a controller (a guard, e.g. jailbreak > 0.9) holds only once the "
+        "classifier has pooled at least this many tokens of the conversation (the chat template's fixed prefix "
+        "not counted): the mean of a handful of tokens is noise, and a sticky condition that fired on it would "
+        "stay on.",
+    )
     max_variants_per_key: int = Field(
         default=1000, ge=1, description="Most saved variants one API key may keep; one more is answered 429."
     )

@@ -20,7 +20,7 @@ import torch
 
 from steerlab.engine.batcher import Engine
 from steerlab.engine.stream import Stream, TokenEvent
-from steerlab.errors import ConflictError, InvalidInputError
+from steerlab.errors import ConflictError, InvalidInputError, NotFoundError
 from steerlab.generation.sampler import SamplingParams
 from steerlab.models.chat_template import stop_token_ids, token_strings
 from steerlab.models.chunked import forward_chunks
@@ -28,7 +28,7 @@ from steerlab.models.hooks import edit_residual
 from steerlab.models.loader import LoadedModel
 from steerlab.settings import get_settings
 from steerlab.steering.conversation import check_context, conversation_ids, prompt_ids
-from steerlab.steering.errors import ConversationError
+from steerlab.steering.errors import ControllerError, ConversationError
 from steerlab.steering.variant import InferenceContext
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from steerlab.features.store import FeatureStore
     from steerlab.sae.base import SAE
     from steerlab.steering.batch import RowSteering
+    from steerlab.steering.controller_json import Controller
+    from steerlab.steering.probes import LinearProbe
     from steerlab.steering.resolve import Steering, VariantLike
 
 T = TypeVar("T")
@@ -68,6 +70,8 @@ class Lab:
     engine: Engine = field(init=False)
     _classifiers: dict[str, tuple[tuple[str, int], Classifier]] = field(default_factory=dict, init=False, repr=False)
     """Classifiers loaded by name (``classifier``), with the folder and config time they were read from."""
+    _probes: dict[str, tuple[Classifier, LinearProbe]] = field(default_factory=dict, init=False, repr=False)
+    """Classifier conditions' probes, per classifier as loaded (``condition_probes``)."""
 
     def __post_init__(self) -> None:
         if self.sae_id is None and self.sae is not None:
@@ -138,7 +142,7 @@ class Lab:
         from steerlab.steering.resolve import Steering
 
         steering = Steering.of(variant)
-        plan = steering.plan(self.sae, self.sae_id) if steering else None
+        plan = steering.plan(self.sae, self.sae_id, self.condition_probes(steering.controller)) if steering else None
         if plan is None:
             return steering, None
         assert steering is not None and self.sae is not None  # a plan comes from a steering, compiled against the SAE
@@ -511,6 +515,60 @@ class Lab:
         """Refuse (400 naming ``sae``) what needs an SAE on a lab loaded without one."""
         if self.sae is None or self.sae_id is None:
             raise InvalidInputError("classifiers read an SAE's features; this lab has no SAE", field="sae")
+
+    # ------------------------------------------------------------------ classifier conditions (guards)
+    def condition_probes(self, controller: Controller) -> dict[str, LinearProbe]:
+        """The classifiers that ``controller``'s conditions name (``{"classifier": NAME, ...}``), as linear
+        probes that steering evaluates as tokens arrive (steering sits below the classifiers, so names are
+        resolved here, when a variant is compiled). An unknown name, or a text-only classifier, is refused
+        naming the condition's field and listing the classifiers a condition may name."""
+        named = list(controller.iter_classifiers())
+        probes: dict[str, LinearProbe] = {}
+        for path, name in named:
+            if name in probes:
+                continue
+            try:
+                clf = self.classifier(name)
+            except (NotFoundError, InvalidInputError):
+                raise ControllerError(
+                    f"no classifier {name!r} for this model and SAE", field=path, allowed=self._guard_names()
+                ) from None
+            if clf.kind == "text":
+                raise ControllerError(
+                    f"classifier {name!r} reads the text (TF-IDF); a condition needs one that reads the model "
+                    "(kind sae or raw)",
+                    field=path,
+                    allowed=self._guard_names(),
+                )
+            cached = self._probes.get(name)
+            if cached is None or cached[0] is not clf or cached[1].min_tokens != get_settings().guard_min_tokens:
+                cached = self._probes[name] = (clf, self._probe_of(clf))
+            probes[name] = cached[1]
+        return probes
+
+    def _guard_names(self) -> str:
+        from steerlab.classifiers.storage import list_names
+
+        names = [c["name"] for c in list_names(self) if c["kind"] != "text"] if self.sae_id else []
+        return ", ".join(names) or "none yet (train one with 'steerlab classify train')"
+
+    def _probe_of(self, clf: Classifier) -> LinearProbe:
+        from steerlab.classifiers.pooling import content_start
+        from steerlab.steering.probes import LinearProbe
+
+        assert self.sae is not None  # a classifier loads only against this lab's SAE
+        device = self.sae.W_dec.device
+        indices = clf.linear.indices
+        return LinearProbe(
+            name=clf.name,
+            reads="sae" if clf.kind == "sae" else "residual",
+            weights=torch.as_tensor(clf.linear.weights, dtype=torch.float32).to(device),
+            bias=float(clf.linear.bias),
+            pool=clf.pool,
+            indices=None if indices is None else torch.as_tensor(indices, dtype=torch.long).to(device),
+            skip=content_start(self.lm.tokenizer),
+            min_tokens=get_settings().guard_min_tokens,
+        )
 
     def close(self) -> None:
         self.engine.close()

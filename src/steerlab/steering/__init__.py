@@ -3,7 +3,7 @@
 Light to import (no torch): the generation and batch modules are imported where used.
 """
 
-from steerlab.steering.conditions import Comparison, ConditionGroup
+from steerlab.steering.conditions import ClassifierRef, Comparison, ConditionGroup, ScoreComparison, classifier
 from steerlab.steering.controller_json import Controller, Intervention, Scope
 from steerlab.steering.errors import (
     ContextLengthError,
@@ -19,6 +19,7 @@ from steerlab.steering.refs import FeatureGroup, FeatureRef
 from steerlab.steering.variant import InferenceContext, NestedScope, Variant
 
 __all__ = [
+    "ClassifierRef",
     "Comparison",
     "ConditionGroup",
     "ContextLengthError",
@@ -34,7 +35,9 @@ __all__ = [
     "Intervention",
     "NestedScope",
     "Scope",
+    "ScoreComparison",
     "SteeringError",
     "UnknownFeatureError",
     "Variant",
+    "classifier",
 ]

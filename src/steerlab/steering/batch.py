@@ -5,7 +5,9 @@ state ``[rows, seq, d_model]`` it (1) encodes it with the SAE, (2) evaluates eve
 at every token, (3) turns scopes on from the first token where their condition holds (sticky, per
 row, carried across calls so a KV-cached decode continues where the prefill stopped), and (4) adds
 ``(target - current) @ W_dec`` for the edited features only, so the SAE's reconstruction error
-never reaches the model. Conditions read the codes before any edit at that token.
+never reaches the model. Conditions read the codes before any edit at that token; a classifier
+condition reads its probe's score over the row's tokens so far (``steering.probes``: a running pool
+per row and probe, kept in the row's state).
 
 Per-row state lives in ``SteeringState`` objects, so a continuous batcher can ``select`` rows that
 remain, ``concat`` new ones, and every row keeps its own scopes and events.
@@ -22,6 +24,7 @@ import torch
 from steerlab.steering.batch_tensors import BatchTensors
 from steerlab.steering.edits import FeatureEdit
 from steerlab.steering.plan import ControllerPlan, compile_edits
+from steerlab.steering.probes import ProbePool
 
 if TYPE_CHECKING:
     from steerlab.sae.base import SAE
@@ -36,10 +39,12 @@ class SteeringState:
     events: list[tuple[str, int]] = field(default_factory=list)
     """``(event_name, position)`` not yet drained; position counts tokens seen by this row."""
     seen: int = 0
+    pools: list[ProbePool] = field(default_factory=list)
+    """One running pool per classifier the plan's conditions read (``plan.probes``)."""
 
     @classmethod
     def initial(cls, plan: ControllerPlan) -> SteeringState:
-        return cls([s.starts_active for s in plan.scopes])
+        return cls([s.starts_active for s in plan.scopes], pools=[ProbePool() for _ in plan.probes])
 
 
 class SteeringBatch:
@@ -112,7 +117,7 @@ class SteeringBatch:
         coefs = torch.where(gate[:, None, None, None], t.coefs[:, :, 0], t.coefs[:, :, 1])  # [R, 1+S, 2, E]
         if self.capture or t.needs_codes:
             codes = self.sae.encode(hidden.to(self.sae.W_enc.dtype))  # [R, T, d_sae]
-            active = self._scopes(codes, valid)  # [R, S, T]
+            active = self._scopes(codes, valid, hidden)  # [R, S, T]
             current = codes[..., t.features]  # [R, T, E]
             target = coefs[:, 0, 0, None, :] * current + coefs[:, 0, 1, None, :]
             for k in range(t.n_slots):
@@ -130,13 +135,30 @@ class SteeringBatch:
             return torch.zeros_like(hidden, dtype=self.sae.W_dec.dtype)
         return change @ t.w_dec
 
-    def _scopes(self, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def probe_scores(self, hidden: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+        """Per row, each of its classifiers' scores after each token, ``[P_r, T]`` (NaN at padding and
+        before the first pooled token); advances the rows' running pools."""
+        out = []
+        for r, (plan, state) in enumerate(zip(self.plans, self.states)):
+            scores = torch.full((len(plan.probes), valid.shape[1]), float("nan"), device=codes.device)
+            keep = valid[r]
+            for p, probe in enumerate(plan.probes):
+                x = probe.inputs(hidden[r][keep], codes[r][keep])
+                scores[p, keep] = state.pools[p].update(probe, x).to(codes.device)
+            out.append(scores)
+        return out
+
+    def _scopes(self, codes: torch.Tensor, valid: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """Which scope slots are on at each token, ``[R, S, T]``; updates states and events."""
         t = self.t
         rows, seq = valid.shape
         if not t.n_slots:
             return torch.zeros(rows, 0, seq, dtype=torch.bool, device=codes.device)
-        cond = t.conditions(codes, valid)  # [R, S, T]
+        leaf_scores = None
+        if t.has_probes:
+            per_row = self.probe_scores(hidden, codes, valid)
+            leaf_scores = torch.stack([per_row[r][p] for r, p in t.probe_leaf_source]) if t.probe_leaf_source else None
+        cond = t.conditions(codes, valid, leaf_scores)  # [R, S, T]
         prior = torch.tensor(
             [s.active + [False] * (t.n_slots - len(s.active)) for s in self.states], device=codes.device
         )
@@ -173,11 +195,12 @@ class SteeringBatch:
 
 class RowSteering:
     """One sequence's steering as a per-row editor for the engine: callable on ``[1, seq, d_model]``,
-    with ``drain_events() -> list[str]`` and ``aborted`` (an event in ``abort_events`` fired)."""
+    with ``drain_events() -> list[str]`` and ``aborted`` (an event in ``abort_events``, or of a scope
+    marked ``abort``, fired)."""
 
     def __init__(self, sae: SAE, plan: ControllerPlan, abort_events: frozenset[str] | set[str] = frozenset()) -> None:
         self.batch = SteeringBatch(sae, [plan])
-        self.abort_events = frozenset(abort_events)
+        self.abort_events = frozenset(abort_events) | plan.abort_events
         self.aborted = False
 
     @classmethod

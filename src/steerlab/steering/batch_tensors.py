@@ -4,7 +4,9 @@ Rows may have different numbers of scopes, conditions and edited features: featu
 over rows (a row that does not edit a column has the identity map ``a = 1, b = 0`` there), scope
 slots are padded with scopes that never turn on, and all rows' condition leaves and AND/OR groups
 are numbered into one node list evaluated level by level (leaves, then groups by height), so the
-cost per forward is a few tensor ops regardless of how many rows or scopes there are.
+cost per forward is a few tensor ops regardless of how many rows or scopes there are. A classifier
+condition (``ProbeLeaf``) is a leaf like the others whose value comes from the row's probe scores,
+which ``SteeringBatch`` computes from its running pools.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from steerlab.steering.plan import ControllerPlan, Side
+from steerlab.steering.plan import ControllerPlan, Leaf, ProbeLeaf, Side
 
 if TYPE_CHECKING:
     from steerlab.sae.base import SAE
@@ -53,6 +55,7 @@ class BatchTensors:
         self.min_entropy = torch.tensor([nan if p.min_entropy is None else p.min_entropy for p in plans])
         self.max_entropy = torch.tensor([nan if p.max_entropy is None else p.max_entropy for p in plans])
         self.has_entropy_bounds = any(p.min_entropy is not None or p.max_entropy is not None for p in plans)
+        self.has_probes = any(p.probes for p in plans)
         if self.n_slots:
             self._build_conditions(plans)
 
@@ -66,15 +69,21 @@ class BatchTensors:
         dev = self.device
 
         self.leaf_row = torch.tensor([r for r, _ in leaves], dtype=torch.long, device=dev)
-        self.left = _pad_sides([leaf.left for _, leaf in leaves], dev)
-        right_sides = [leaf.right if isinstance(leaf.right, Side) else None for _, leaf in leaves]
+        self.left = _pad_sides([leaf.left if isinstance(leaf, Leaf) else None for _, leaf in leaves], dev)
+        right_sides = [
+            leaf.right if isinstance(leaf, Leaf) and isinstance(leaf.right, Side) else None for _, leaf in leaves
+        ]
         self.right = _pad_sides(right_sides, dev)
         self.right_is_feature = torch.tensor([s is not None for s in right_sides], dtype=torch.bool, device=dev)
-        self.right_const = torch.tensor(
-            [0.0 if isinstance(leaf.right, Side) else leaf.right for _, leaf in leaves], device=dev
-        )
+        self.right_const = torch.tensor([_constant(leaf) for _, leaf in leaves], device=dev)
         self.op = torch.tensor([leaf.op for _, leaf in leaves], dtype=torch.long, device=dev)
-        self.threshold = torch.tensor([leaf.threshold for _, leaf in leaves], device=dev)
+        self.threshold = torch.tensor(
+            [leaf.threshold if isinstance(leaf, Leaf) else 0.0 for _, leaf in leaves], device=dev
+        )
+        probe_leaves = [(i, r, leaf) for i, (r, leaf) in enumerate(leaves) if isinstance(leaf, ProbeLeaf)]
+        self.probe_leaf_ids = torch.tensor([i for i, _, _ in probe_leaves], dtype=torch.long, device=dev)
+        self.probe_leaf_source: list[tuple[int, int]] = [(r, leaf.probe) for _, r, leaf in probe_leaves]
+        """Per probe leaf, in order: ``(row, index into that row's plan.probes)``."""
 
         by_height: dict[int, list[tuple[int, bool, list[int]]]] = defaultdict(list)
         root = torch.full((len(plans), self.n_slots), false_node, dtype=torch.long)
@@ -114,16 +123,27 @@ class BatchTensors:
         values = (units * side["strength"][..., None]).masked_fill(~side["mask"][..., None], -math.inf)
         return values.max(1).values
 
-    def conditions(self, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Whether each row's scope slot's condition holds at each token, ``[R, S, T]``."""
+    def conditions(
+        self, codes: torch.Tensor, valid: torch.Tensor, probe_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Whether each row's scope slot's condition holds at each token, ``[R, S, T]``.
+        ``probe_scores [n probe leaves, T]``: each classifier leaf's score per token (NaN: none yet)."""
         left = self._side_values(codes, self.left)
         right = self._side_values(codes, self.right)
         right = torch.where(self.right_is_feature[:, None], right, self.right_const[:, None])
+        if len(self.probe_leaf_ids):
+            if probe_scores is None:
+                raise ValueError("these conditions read classifiers: pass their scores")
+            left = left.index_copy(0, self.probe_leaf_ids, probe_scores.to(left.device, left.dtype))
         compared = torch.stack(
             [left > right, left < right, left >= right, left <= right, left == right, left != right]
         )  # [6, L, T]
         leaf_values = compared.gather(0, self.op[None, :, None].expand(1, *left.shape))[0]
         leaf_values = leaf_values & valid[self.leaf_row]
+        if len(self.probe_leaf_ids):  # no score yet (skipped tokens): no classifier condition holds, != included
+            assert probe_scores is not None
+            scored = ~torch.isnan(probe_scores.to(leaf_values.device))
+            leaf_values = leaf_values.index_copy(0, self.probe_leaf_ids, leaf_values[self.probe_leaf_ids] & scored)
         seq = valid.shape[1]
         nodes = torch.cat(
             [
@@ -137,6 +157,13 @@ class BatchTensors:
             result = torch.where(is_and[:, None], values.all(1), values.any(1))
             nodes = nodes.index_copy(0, group_ids, result)
         return nodes[self.scope_root]
+
+
+def _constant(leaf: Leaf | ProbeLeaf) -> float:
+    """The number a leaf compares with (0 where it compares two feature groups)."""
+    if isinstance(leaf, ProbeLeaf):
+        return leaf.value
+    return 0.0 if isinstance(leaf.right, Side) else leaf.right
 
 
 def _pad_sides(sides: list[Side | None], device: torch.device) -> dict[str, Any]:

@@ -9,6 +9,11 @@ Activations are compared in per-feature units (1.0 = a strong activation of that
 from the SAE encoding of the residual *before* this controller's edits at that token. A group of
 features on either side reads as its strongest member.
 
+A classifier's score is a condition too (our extension; the goodfire SDK's JSON has none):
+``classifier("jailbreak") > 0.9`` compares the probability the named classifier gives the tokens so
+far, and reads ``{"classifier": "jailbreak", "operator": ">", "right_hand": 0.9}`` in JSON. The name is
+resolved to a linear probe (``steering.probes``) when the controller is compiled by the Lab.
+
 Groups nest: a group inside ``conditionals`` is itself ``{"conditionals": [...], "operator": ...}``
 (the SDK emits that too, e.g. for ``c & (a | b)``). Joins are shaped exactly as the SDK shapes them,
 so the same expression gives the same JSON, except where the SDK loses meaning: it flattens
@@ -98,10 +103,77 @@ class Comparison(_Joinable):
 
 
 @dataclass(frozen=True, eq=False)
+class ClassifierRef:
+    """A classifier by name, to compare its score: ``classifier("jailbreak") > 0.9`` (every operator
+    of a feature condition, ``==`` and ``!=`` included, builds a condition)."""
+
+    name: str
+
+    def __hash__(self) -> int:
+        return hash(("classifier", self.name))
+
+    def __eq__(self, value: object) -> ScoreComparison:  # type: ignore[override]
+        return self._cmp("==", value)
+
+    def __ne__(self, value: object) -> ScoreComparison:  # type: ignore[override]
+        return self._cmp("!=", value)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ControllerError(f"must name a classifier, got {self.name!r}", field="classifier")
+
+    def _cmp(self, op: str, value: object) -> ScoreComparison:
+        return ScoreComparison(self.name, op, value)  # type: ignore[arg-type]  # checked there
+
+    def __gt__(self, value: object) -> ScoreComparison:  # type: ignore[override]
+        return self._cmp(">", value)
+
+    def __lt__(self, value: object) -> ScoreComparison:  # type: ignore[override]
+        return self._cmp("<", value)
+
+    def __ge__(self, value: object) -> ScoreComparison:  # type: ignore[override]
+        return self._cmp(">=", value)
+
+    def __le__(self, value: object) -> ScoreComparison:  # type: ignore[override]
+        return self._cmp("<=", value)
+
+
+def classifier(name: str) -> ClassifierRef:
+    """The score (probability of the positive class) of classifier ``name``, to compare in a condition."""
+    return ClassifierRef(name)
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreComparison(_Joinable):
+    """``classifier op value``: the named classifier's score on the tokens so far against a probability."""
+
+    classifier: str
+    op: str
+    right: float | int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.classifier, str) or not self.classifier:
+            raise ControllerError(f"must name a classifier, got {self.classifier!r}", field="classifier")
+        if self.op not in OPERATORS:
+            raise ControllerError(f"must be one of {' '.join(OPERATORS)}, got {self.op!r}", field="operator")
+        value = check_number(self.right, "right_hand")
+        if not 0 <= value <= 1:
+            raise ControllerError(
+                f"a classifier's score is a probability; must be in [0, 1], got {value!r}", field="right_hand"
+            )
+
+    def json(self) -> dict:
+        return {"classifier": self.classifier, "operator": self.op, "right_hand": self.right}
+
+    def features(self) -> list[FeatureRef]:
+        return []
+
+
+@dataclass(frozen=True, eq=False)
 class ConditionGroup(_Joinable):
     """Comparisons (or nested groups) joined by one operator, AND or OR."""
 
-    items: tuple[Comparison | ConditionGroup, ...]
+    items: tuple[Comparison | ScoreComparison | ConditionGroup, ...]
     op: str = "AND"
 
     def __post_init__(self) -> None:
@@ -117,8 +189,21 @@ class ConditionGroup(_Joinable):
     def features(self) -> list[FeatureRef]:
         return [f for item in self.items for f in item.features()]
 
+    def classifiers(self) -> list[str]:
+        """Names of the classifiers whose scores this condition reads (in order, repeats kept)."""
+        out: list[str] = []
+        for item in self.items:
+            if isinstance(item, ConditionGroup):
+                out += item.classifiers()
+            elif isinstance(item, ScoreComparison):
+                out.append(item.classifier)
+        return out
 
-def _join(left: Comparison | ConditionGroup, right: Comparison | ConditionGroup, op: str) -> ConditionGroup:
+
+Condition = Comparison | ScoreComparison | ConditionGroup
+
+
+def _join(left: Condition, right: Condition, op: str) -> ConditionGroup:
     """``left op right`` shaped exactly as the SDK shapes it wherever the SDK keeps the meaning.
 
     A comparison joined with anything makes a new two-item group (the SDK does the same). A group
@@ -126,7 +211,7 @@ def _join(left: Comparison | ConditionGroup, right: Comparison | ConditionGroup,
     would flatten groups of different operators and change the meaning, the group nests instead.
     """
 
-    def absorbs(c: Comparison | ConditionGroup) -> TypeGuard[ConditionGroup]:
+    def absorbs(c: Condition) -> TypeGuard[ConditionGroup]:
         return isinstance(c, ConditionGroup) and (c.op == op or len(c.items) == 1)
 
     if not isinstance(left, ConditionGroup) or not absorbs(left):
@@ -134,9 +219,9 @@ def _join(left: Comparison | ConditionGroup, right: Comparison | ConditionGroup,
     return ConditionGroup(left.items + (right.items if absorbs(right) else (right,)), op)
 
 
-def as_condition(obj: ConditionLike) -> Comparison | ConditionGroup:
+def as_condition(obj: ConditionLike) -> Condition:
     """Accept our conditions or the goodfire SDK's ``Conditional`` / ``ConditionalGroup`` objects."""
-    if isinstance(obj, (Comparison, ConditionGroup)):
+    if isinstance(obj, (Comparison, ScoreComparison, ConditionGroup)):
         return obj
     if all(hasattr(obj, a) for a in ("left_hand", "right_hand", "operator")):  # SDK Conditional
         return Comparison(as_group(obj.left_hand), obj.operator, obj.right_hand)

@@ -17,6 +17,13 @@ Fields the public protocol leaves undefined get these meanings here (both are ne
   apply. Read from the top-level controller; null = unbounded.
 * ``is_active: true`` on a scope means it starts already on (its edits apply from the first token;
   an event scope that starts on never reports).
+
+Two extensions of ours (the SDK writes neither, so its controllers parse and print as before):
+
+* a condition may compare a classifier's score, ``{"classifier": NAME, "operator": ">", "right_hand":
+  0.9}`` (see ``conditions.ScoreComparison``);
+* ``"abort": true`` on a scope stops decoding on the server the moment its condition holds (the finish
+  reason is ``stop``; its event, ``event_name`` or else ``"abort"``, is reported). Written only when true.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from steerlab.steering.conditions import Comparison, ConditionGroup, check_number
+from steerlab.steering.conditions import Comparison, Condition, ConditionGroup, ScoreComparison, check_number
 from steerlab.steering.errors import ControllerError, SteeringError
 from steerlab.steering.refs import FeatureGroup, FeatureRef
 
@@ -64,14 +71,19 @@ class Scope:
     controller: Controller
     is_active: bool = False
     event_name: str | None = None
+    abort: bool = False
+    """Our extension: stop decoding once the condition holds (written to JSON only when true)."""
 
     def json(self) -> dict:
-        return {
+        out = {
             "conditionals": self.condition.json(),
             "controller": self.controller.json(),
             "is_active": self.is_active,
             "event_name": self.event_name,
         }
+        if self.abort:
+            out["abort"] = True
+        return out
 
 
 @dataclass(eq=False)
@@ -114,6 +126,12 @@ class Controller:
         for i, scope in enumerate(self.scopes):
             yield from _condition_features(scope.condition, f"{path}scopes[{i}].conditionals")
             yield from scope.controller.iter_features(f"{path}scopes[{i}].controller.")
+
+    def iter_classifiers(self, path: str = "") -> Iterator[tuple[str, str]]:
+        """Every classifier a condition names, with the JSON path of its ``classifier`` field."""
+        for i, scope in enumerate(self.scopes):
+            yield from _condition_classifiers(scope.condition, f"{path}scopes[{i}].conditionals")
+            yield from scope.controller.iter_classifiers(f"{path}scopes[{i}].controller.")
 
     @classmethod
     def from_json(cls, data: str | bytes | dict, path: str = "") -> Controller:
@@ -193,11 +211,22 @@ def _condition_features(cond: ConditionGroup, path: str) -> Iterator[tuple[str, 
         if isinstance(item, ConditionGroup):
             yield from _condition_features(item, here)
             continue
+        if isinstance(item, ScoreComparison):
+            continue
         for j, f in enumerate(item.left):
             yield f"{here}.left_hand.features[{j}]", f
         if isinstance(item.right, FeatureGroup):
             for j, f in enumerate(item.right):
                 yield f"{here}.right_hand.features[{j}]", f
+
+
+def _condition_classifiers(cond: ConditionGroup, path: str) -> Iterator[tuple[str, str]]:
+    for i, item in enumerate(cond.items):
+        here = f"{path}.conditionals[{i}]"
+        if isinstance(item, ConditionGroup):
+            yield from _condition_classifiers(item, here)
+        elif isinstance(item, ScoreComparison):
+            yield f"{here}.classifier", item.classifier
 
 
 # ------------------------------------------------------------------------------------- parsing
@@ -270,10 +299,13 @@ def _intervention(data: Any, path: str) -> Intervention:
     return Intervention(mode, features, value)
 
 
-def _condition(data: Any, path: str) -> Comparison | ConditionGroup:
+def _condition(data: Any, path: str) -> Condition:
     _expect(data, dict, path, "a condition object")
     if "left_hand" not in data and "conditionals" in data:
         return _group(data, path)
+    if "left_hand" not in data and "classifier" in data:  # our extension: a classifier's score
+        name = _expect(data["classifier"], str, f"{path}.classifier", "a classifier name")
+        return _at(path, ScoreComparison, name, _require(data, "operator", path), _require(data, "right_hand", path))
     left = _features(_require(data, "left_hand", path), f"{path}.left_hand")
     right = _require(data, "right_hand", path)
     if isinstance(right, dict):
@@ -293,7 +325,8 @@ def _scope(data: Any, path: str) -> Scope:
     condition = _group(_require(data, "conditionals", path), f"{path}.conditionals")
     controller = Controller.from_json(_require(data, "controller", path), f"{path}.controller.")
     is_active = _expect(data.get("is_active", False), bool, f"{path}.is_active", "true or false")
-    return Scope(condition, controller, is_active, _optional(data, "event_name", str, path))
+    abort = _expect(data.get("abort", False), bool, f"{path}.abort", "true or false")
+    return Scope(condition, controller, is_active, _optional(data, "event_name", str, path), abort)
 
 
 def _at(path: str, fn: Callable[..., T], *args: Any) -> T:

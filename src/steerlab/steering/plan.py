@@ -9,22 +9,27 @@ edited feature, an affine map ``target = a * current + b`` in raw SAE units: nud
 ``v * feature_scale``, pin sets ``a = 0, b = v * feature_scale``, mul multiplies both ``a`` and ``b``,
 composed in the order the interventions are listed. A second set of maps omits the nudges; it is
 used while the entropy guard pauses nudges (see ``controller_json``).
+
+A classifier condition compiles to a ``ProbeLeaf`` over one of the plan's ``probes`` (each classifier
+once, however many conditions read it); the names are resolved to ``LinearProbe``s by the caller
+(the Lab), since steering sits below the classifiers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from steerlab.steering.conditions import Comparison, ConditionGroup
+from steerlab.steering.conditions import Comparison, ConditionGroup, ScoreComparison
 from steerlab.steering.controller_json import Controller, Intervention
 from steerlab.steering.edits import FeatureEdit
-from steerlab.steering.errors import UnknownFeatureError
+from steerlab.steering.errors import ControllerError, UnknownFeatureError
 from steerlab.steering.refs import FeatureGroup, FeatureRef
 
 if TYPE_CHECKING:
     from steerlab.sae.base import SAE
+    from steerlab.steering.probes import LinearProbe
 
 OP_CODES = {op: i for i, op in enumerate((">", "<", ">=", "<=", "==", "!="))}
 
@@ -50,6 +55,15 @@ class Leaf:
 
 
 @dataclass(frozen=True)
+class ProbeLeaf:
+    probe: int
+    """Index into the plan's ``probes``."""
+    op: int
+    value: float
+    """A probability the probe's score is compared with."""
+
+
+@dataclass(frozen=True)
 class Group:
     join_and: bool
     children: tuple[int, ...]
@@ -65,6 +79,8 @@ class ScopePlan:
     """Group id of the condition."""
     event_name: str | None
     starts_active: bool
+    abort: bool = False
+    """Decoding stops once it turns on (its event is ``event_name``, or ``"abort"``)."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +90,17 @@ class ControllerPlan:
     coefs: tuple[tuple[tuple[tuple[float, ...], ...], ...], ...]
     """[1 + n_scopes][nudges on/off][a, b][feature]."""
     scopes: tuple[ScopePlan, ...]
-    leaves: tuple[Leaf, ...]
+    leaves: tuple[Leaf | ProbeLeaf, ...]
     groups: tuple[Group, ...]
     min_entropy: float | None
     max_entropy: float | None
+    probes: tuple[LinearProbe, ...] = ()
+    """The classifiers its conditions read, resolved (``ProbeLeaf.probe`` indexes them)."""
+
+    @property
+    def abort_events(self) -> frozenset[str]:
+        """Event names of the scopes that stop decoding."""
+        return frozenset(s.event_name for s in self.scopes if s.abort and s.event_name is not None)
 
     @property
     def is_noop(self) -> bool:
@@ -89,10 +112,21 @@ class ControllerPlan:
         return bool(self.scopes) or any(a != 1.0 for layer in self.coefs for a in layer[0][0])
 
 
-def compile_controller(controller: Controller, sae: SAE, sae_id: str | None = None) -> ControllerPlan:
+def compile_controller(
+    controller: Controller,
+    sae: SAE,
+    sae_id: str | None = None,
+    probes: Mapping[str, LinearProbe] | None = None,
+) -> ControllerPlan:
     """Validate every feature against the SAE (errors name the JSON path), then flatten. With
     ``sae_id``, a non-empty feature UUID must also be that SAE's UUID for its index (hex or dashed),
-    so a feature picked on another SAE is refused instead of silently meaning something else."""
+    so a feature picked on another SAE is refused instead of silently meaning something else.
+    ``probes``: the classifiers that conditions may name, resolved (a name not there is refused)."""
+    probes = probes or {}
+    for path, name in controller.iter_classifiers():
+        if name not in probes:
+            known = ", ".join(sorted(probes)) or "none here (classifier conditions run in chat and generation)"
+            raise ControllerError(f"no classifier {name!r}", field=path, allowed=known)
     d_sae = sae.cfg.d_sae
     for path, ref in controller.iter_features():
         if ref.index >= d_sae:
@@ -102,7 +136,7 @@ def compile_controller(controller: Controller, sae: SAE, sae_id: str | None = No
         if sae_id is not None and ref.uuid and ref.uuid.replace("-", "") != FeatureRef.of(ref.index, sae_id).uuid:
             raise UnknownFeatureError(f"{ref.uuid} is not feature {ref.index} of SAE {sae_id!r}", field=f"{path}.uuid")
     scale = sae.feature_scale.detach().float().clamp_min(1e-12).cpu().tolist()
-    builder = _Builder(scale)
+    builder = _Builder(scale, probes)
     builder.add_layer(controller)
     builder.add_scopes(controller, parent=-1, threshold=controller.nonzero_strength_threshold)
     return builder.finish(controller)
@@ -123,12 +157,14 @@ def compile_edits(edits: Sequence[FeatureEdit], sae: SAE) -> ControllerPlan:
 
 
 class _Builder:
-    def __init__(self, scale: list[float]) -> None:
+    def __init__(self, scale: list[float], probes: Mapping[str, LinearProbe]) -> None:
         self.scale = scale
+        self.known = probes
         self.layers: list[list[tuple[int, str, float]]] = []
         self.scopes: list[ScopePlan] = []
-        self.leaves: list[Leaf] = []
+        self.leaves: list[Leaf | ProbeLeaf] = []
         self.groups: list[Group] = []
+        self.probes: list[LinearProbe] = []
 
     def add_layer(self, ctrl: Controller) -> None:
         ops = []
@@ -144,7 +180,8 @@ class _Builder:
             thr = max(float(threshold or 0.0), 0.0)
             root = self.add_group(scope.condition, thr)
             slot = len(self.scopes)
-            self.scopes.append(ScopePlan(parent, root, scope.event_name, scope.is_active))
+            event = scope.event_name if scope.event_name is not None or not scope.abort else "abort"
+            self.scopes.append(ScopePlan(parent, root, event, scope.is_active, scope.abort))
             self.add_layer(scope.controller)
             self.add_scopes(scope.controller, slot, threshold if inner is None else inner)
 
@@ -162,6 +199,8 @@ class _Builder:
                 gid = self.add_group(item, threshold)
                 children.append(-1 - gid)
                 height = max(height, self.groups[gid].height + 1)
+            elif isinstance(item, ScoreComparison):
+                children.append(self.add_probe_leaf(item))
             else:
                 children.append(self.add_leaf(item, threshold))
         self.groups.append(Group(cond.op == "AND", tuple(children), height))
@@ -170,6 +209,13 @@ class _Builder:
     def add_leaf(self, cmp: Comparison, threshold: float) -> int:
         right = self.side(cmp.right) if isinstance(cmp.right, FeatureGroup) else float(cmp.right)
         self.leaves.append(Leaf(self.side(cmp.left), OP_CODES[cmp.op], right, threshold))
+        return len(self.leaves) - 1
+
+    def add_probe_leaf(self, cmp: ScoreComparison) -> int:
+        probe = self.known[cmp.classifier]
+        if probe not in self.probes:
+            self.probes.append(probe)
+        self.leaves.append(ProbeLeaf(self.probes.index(probe), OP_CODES[cmp.op], float(cmp.right)))
         return len(self.leaves) - 1
 
     def finish(self, ctrl: Controller) -> ControllerPlan:
@@ -202,4 +248,5 @@ class _Builder:
             tuple(self.groups),
             bound(ctrl.min_nudge_entropy),
             bound(ctrl.max_nudge_entropy),
+            tuple(self.probes),
         )

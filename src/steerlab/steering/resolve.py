@@ -8,7 +8,7 @@ is parsed and checked against the SAE before the model runs, so nothing is half-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from steerlab.sae.base import SAE
+    from steerlab.steering.probes import LinearProbe
 
 VariantLike = Any
 """What a caller may steer with: None or a plain model name (no steering), a Variant, a Controller, its JSON
@@ -55,12 +56,15 @@ class Steering:
             f"expected a Variant, a controller or its JSON, got {type(variant).__name__}", field="model"
         )
 
-    def plan(self, sae: SAE | None, sae_id: str | None = None) -> ControllerPlan | None:
+    def plan(
+        self, sae: SAE | None, sae_id: str | None = None, probes: Mapping[str, LinearProbe] | None = None
+    ) -> ControllerPlan | None:
+        """Compiled against ``sae``; ``probes``: the classifiers its conditions may name, resolved."""
         if self.controller.is_empty():
             return None
         if sae is None:
             raise SteeringError("steering needs an SAE (load one with load_sae_for)", field="sae")
-        return compile_controller(self.controller, sae, sae_id)
+        return compile_controller(self.controller, sae, sae_id, probes)
 
 
 def steering_batch(

@@ -5,12 +5,17 @@
     v.set(formal, 0.0, mode="pin")              # pin: hold at 0 (suppress)
     v.set_when(question > 0.4, {polite: 0.3})   # from the first token where it holds, on
     v.abort_when(toxicity > 0.8)                # raise InferenceAborted when it holds
+    v.abort_when(classifier("jailbreak") > 0.9) # a classifier's score is a condition too (our extension)
 
 Values are in per-feature units (1.0 = a strong, typical activation of that feature; the SDK's
 guidance of about +0.5 to strengthen and -0.3 to suppress carries over); mul values are plain
 factors. ``variant.controller`` is the Ember controller; its ``json()`` is byte-for-byte the SDK's
-for the same variant. Features may be indices (named with ``sae_id``), ``FeatureRef``s, goodfire
-SDK ``Feature``s or feature-database records.
+for the same variant (a condition on a classifier has no SDK form: see ``conditions.ScoreComparison``).
+``abort_when`` on a condition that reads a classifier also marks its scope ``abort``, so a server stops
+decoding there itself (a guard works through any client, the OpenAI one included); on features alone
+it keeps the SDK's JSON and the client aborts when the event is reported, as the SDK does.
+Features may be indices (named with ``sae_id``), ``FeatureRef``s, goodfire SDK ``Feature``s or
+feature-database records.
 """
 
 from __future__ import annotations
@@ -118,13 +123,14 @@ class _Edits:
         return name
 
     def abort_when(self, condition: ConditionLike, name: str | None = None) -> str:
-        """Stop generation with ``InferenceAborted`` as soon as ``condition`` holds."""
-
-        def abort(context: InferenceContext) -> None:
-            raise InferenceAborted(event_name, context.response_so_far)
-
-        event_name = self.handle_when(condition, abort, name)
+        """Stop generation with ``InferenceAborted`` as soon as ``condition`` holds. A condition that
+        reads a classifier (``classifier("jailbreak") > 0.9``) also stops it on the server."""
+        group = as_condition_group(condition)
+        event_name = name or str(uuid.uuid4())
+        self.handle_when(group, _abort_handler(event_name), event_name)
         self._root.abort_events.add(event_name)
+        if group.classifiers():
+            self.scopes[-1].abort = True
         return event_name
 
     def _controller(self) -> Controller:
@@ -201,18 +207,32 @@ class NestedScope(_Edits):
     """A conditional scope of a variant (what ``set_when`` returns)."""
 
     def __init__(
-        self, condition: ConditionGroup, root: Variant, event_name: str | None = None, is_active: bool = False
+        self,
+        condition: ConditionGroup,
+        root: Variant,
+        event_name: str | None = None,
+        is_active: bool = False,
+        abort: bool = False,
     ) -> None:
         super().__init__(root)
         self.condition = condition
         self.event_name = event_name
         self.is_active = is_active
+        self.abort = abort
+        """Stop decoding (on the server too) once the condition holds (``Scope.abort``)."""
 
     def __repr__(self) -> str:
         return f"NestedScope(edits={len(self._edits)}, scopes={len(self.scopes)}, event={self.event_name!r})"
 
     def _scope(self) -> Scope:
-        return Scope(self.condition, self._controller(), self.is_active, self.event_name)
+        return Scope(self.condition, self._controller(), self.is_active, self.event_name, self.abort)
+
+
+def _abort_handler(event_name: str) -> Handler:
+    def abort(context: InferenceContext) -> None:
+        raise InferenceAborted(event_name, context.response_so_far)
+
+    return abort
 
 
 def _check_edit(ref: FeatureRef, value: object, mode: str) -> float:
@@ -237,6 +257,10 @@ def _fill(target: _Edits, ctrl: Controller) -> None:
         for f in iv.features:
             target._edits.append((f, float(iv.value), iv.mode))
     for scope in ctrl.scopes:
-        nested = NestedScope(scope.condition, target._root, scope.event_name, scope.is_active)
+        nested = NestedScope(scope.condition, target._root, scope.event_name, scope.is_active, scope.abort)
+        if scope.abort:  # raised in process as abort_when's are; the plan names an unnamed one "abort"
+            name = scope.event_name or "abort"
+            target._root._handlers[name] = _abort_handler(name)
+            target._root.abort_events.add(name)
         _fill(nested, scope.controller)
         target.scopes.append(nested)

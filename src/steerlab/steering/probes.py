@@ -1,0 +1,99 @@
+"""Linear probes as steering conditions: a classifier's score, computed as the tokens arrive.
+
+A ``LinearProbe`` is what a controller's ``{"classifier": NAME, ...}`` condition becomes once the Lab
+has resolved the name (steering does not know classifiers; ``engine.lab`` builds these from them):
+``score = sigmoid(weights . pool(x) + bias)``, where ``x`` is, per token, the SAE's codes at the
+hookpoint (raw units, the columns ``indices``) or the residual itself, and ``pool`` is the max or the
+mean over the tokens so far, the first ``skip`` tokens of the sequence left out (the chat template's
+fixed prefix, which the classifier never saw in training). There is no score (NaN: no condition on it
+holds) until ``min_tokens`` tokens are pooled: a classifier trained on whole texts reads the mean of
+its first few tokens as noise, and a sticky scope would stay on after one noisy token.
+
+Each sequence keeps its own running pool (``ProbePool``: a count and a sum, or a running max), so a
+decode step costs one ``[k]`` update per probe per row whatever the length, and rows of a batch never
+share a pool. Scores are read before this controller's edits at that token, like feature conditions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+READS = ("sae", "residual")
+POOLS = ("max", "mean")
+
+
+@dataclass(frozen=True, eq=False)
+class LinearProbe:
+    name: str
+    reads: str
+    """``sae``: the SAE's codes (raw units); ``residual``: the hidden state at the hookpoint."""
+    weights: torch.Tensor
+    """``[k]`` float32."""
+    bias: float
+    pool: str
+    indices: torch.Tensor | None = None
+    """``[k]`` columns of the codes (``sae``); None: every column."""
+    skip: int = 0
+    """Leading tokens of a sequence that are not pooled."""
+    min_tokens: int = 1
+    """Tokens pooled before the first score."""
+
+    def __post_init__(self) -> None:
+        if self.reads not in READS:
+            raise ValueError(f"reads: must be one of {READS}, got {self.reads!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool: must be one of {POOLS}, got {self.pool!r}")
+        if self.indices is not None and len(self.indices) != len(self.weights):
+            raise ValueError("indices and weights differ in length")
+        if not math.isfinite(self.bias) or not bool(torch.isfinite(self.weights).all()):
+            raise ValueError(f"probe {self.name!r} has non-finite weights")
+
+    def inputs(self, hidden: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """``[T, k]`` float32 from one row's ``hidden [T, d_model]`` and ``codes [T, d_sae]``."""
+        if self.reads == "residual":
+            return hidden.float()
+        x = codes if self.indices is None else codes[:, self.indices.to(codes.device)]
+        return x.float()
+
+
+@dataclass
+class ProbePool:
+    """One sequence's running pool for one probe."""
+
+    seen: int = 0
+    """Tokens this row has shown the probe, skipped ones included."""
+    count: int = 0
+    """Tokens pooled."""
+    acc: torch.Tensor | None = None
+    """The running sum (mean pooling) or max, ``[k]``; None before the first pooled token."""
+
+    def update(self, probe: LinearProbe, x: torch.Tensor) -> torch.Tensor:
+        """Pool ``x [n, k]`` (this row's next n real tokens, in order); the score after each, ``[n]``
+        (NaN for a token that is skipped, or while fewer than ``min_tokens`` are pooled)."""
+        n = x.shape[0]
+        skipped = max(0, min(n, probe.skip - self.seen))
+        self.seen += n
+        out = torch.full((n,), math.nan, dtype=torch.float32, device=x.device)
+        xs = x[skipped:].double()
+        m = xs.shape[0]
+        if not m:
+            return out
+        if probe.pool == "mean":
+            running = xs.cumsum(0)
+            if self.acc is not None:
+                running = running + self.acc.to(x.device)
+            counts = torch.arange(self.count + 1, self.count + m + 1, device=x.device, dtype=torch.float64)
+            pooled = running / counts[:, None]
+        else:
+            running = xs.cummax(0).values
+            if self.acc is not None:
+                running = torch.maximum(running, self.acc.to(x.device))
+            pooled = running
+        pooled_so_far = torch.arange(self.count + 1, self.count + m + 1, device=x.device)
+        self.acc, self.count = running[-1], self.count + m
+        scores = torch.sigmoid(pooled @ probe.weights.to(x.device, torch.float64) + probe.bias).float()
+        out[skipped:] = scores.masked_fill(pooled_so_far < probe.min_tokens, math.nan)
+        return out
