@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 
     from steerlab.classifiers.model import Classifier
     from steerlab.engine.sequence import RowEditor
+    from steerlab.features.schema import FeatureStats
     from steerlab.features.search import FeatureSearch
+    from steerlab.features.specificity import CorpusStats
     from steerlab.features.store import FeatureStore
     from steerlab.sae.base import SAE
     from steerlab.steering.batch import RowSteering
@@ -273,6 +275,23 @@ class Lab:
             return {}
         assert self.sae_id is not None, "a feature database describes this lab's SAE"
         return {i: label.text for i, label in self.store.labels(self.sae_id).items()}
+
+    @cached_property
+    def corpus_stats(self) -> CorpusStats | None:
+        """Every feature's corpus distribution from the database (density, quantiles), which inspect and
+        contrast rank by (``features.specificity``); None without a database or without statistics."""
+        if self.store is None or self.sae is None:
+            return None
+        assert self.sae_id is not None, "a feature database describes this lab's SAE"
+        from steerlab.features.specificity import CorpusStats
+
+        records: list[FeatureStats | None] = [None] * self.sae.cfg.d_sae
+        for feature in self.store.iter_features(self.sae_id, with_examples=False):
+            if 0 <= feature.index < len(records):
+                records[feature.index] = feature.stats
+        if all(r is None for r in records):
+            return None
+        return CorpusStats.from_records(records)
 
     @property
     def d_sae(self) -> int:

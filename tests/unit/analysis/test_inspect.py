@@ -33,7 +33,7 @@ def test_codes_in_units_and_raw(tiny_lm, tiny_sae):
 
 
 def test_aggregates_and_top(tiny_lm, tiny_sae):
-    result = inspect(tiny_lm, tiny_sae, CONVO, labels=lambda i: f"feature {i}")
+    result = inspect(tiny_lm, tiny_sae, CONVO, labels=lambda i: f"feature {i}", include_template=True)
     units = result.codes_units
     fired = units > 0
     for by, expected in [
