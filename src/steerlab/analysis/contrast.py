@@ -108,7 +108,7 @@ def conversation_profiles(
     if not isinstance(dataset, (list, tuple)) or not dataset:
         raise DatasetError("must be a non-empty list of conversations", field=field)
     scale = sae.feature_scale.float().clamp_min(1e-12)
-    means, rates, specs, tokens = [], [], [], []
+    pooled = []
     for i, messages in enumerate(dataset):
         got = conversation_codes(
             lm, sae, messages, variant, field=f"{field}[{i}]", chunk_tokens=chunk_tokens, hold=hold
@@ -116,6 +116,14 @@ def conversation_profiles(
         codes = got.codes
         if not include_template and got.content is not None:
             codes = codes[torch.tensor(got.content, dtype=torch.bool, device=codes.device)]
+        pooled.append(codes)
+    return pool(pooled, scale, corpus_stats)
+
+
+def pool(conversations: list[torch.Tensor], scale: torch.Tensor, corpus_stats: CorpusStats | None) -> Profiles:
+    """``Profiles`` of conversations given as their scored tokens' raw codes (``[tokens_i, d_sae]`` each)."""
+    means, rates, specs, tokens = [], [], [], []
+    for codes in conversations:
         tokens.append(codes.shape[0])
         n = max(codes.shape[0], 1)
         means.append((codes / scale.to(codes.device)).sum(0).cpu() / n)
@@ -135,7 +143,12 @@ def bootstrap_interval(
     def resampled_means(v: torch.Tensor) -> torch.Tensor:
         n = v.shape[0]
         picks = torch.randint(0, n, (n_boot, n), generator=gen)
-        weights = torch.zeros(n_boot, n).scatter_add_(1, picks, torch.ones(n_boot, n)) / n
+        weights = (
+            torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(
+                1, picks, torch.ones(n_boot, n, dtype=torch.float64)
+            )
+            / n
+        )
         return weights @ v.double().cpu()  # [n_boot, F]
 
     diffs = resampled_means(x) - resampled_means(y)
@@ -196,6 +209,13 @@ def contrast(
     options = {"chunk_tokens": chunk_tokens, "hold": hold, "corpus_stats": stats, "include_template": include_template}
     p1 = conversation_profiles(lm, sae, dataset_1, "dataset_1", variant, **options)
     p2 = conversation_profiles(lm, sae, dataset_2, "dataset_2", variant, **options)
+    k1, k2 = top_k if k_to_add is None else k_to_add, top_k if k_to_remove is None else k_to_remove
+    return rank_profiles(p1, p2, rank_by, k1, k2, labels)
+
+
+def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, labels=None) -> ContrastResult:
+    """The ranking of the module doc over two datasets' ``Profiles`` (``rank_by``: specificity needs
+    ``specificity`` profiles); ``k1``/``k2`` features a side."""
     mean_1, rate_1, mean_2, rate_2 = p1.mean_units, p1.firing_rate, p2.mean_units, p2.firing_rate
     seen = ((rate_1 > 0).any(0) | (rate_2 > 0).any(0)).nonzero().flatten()
     label = labeler(labels)
@@ -236,8 +256,8 @@ def contrast(
         return out
 
     return ContrastResult(
-        ranked(1.0, key_1, top_k if k_to_add is None else k_to_add),
-        ranked(-1.0, key_2, top_k if k_to_remove is None else k_to_remove),
+        ranked(1.0, key_1, k1),
+        ranked(-1.0, key_2, k2),
         rank_by,
         _note(p1.tokens, p2.tokens),
     )
