@@ -136,13 +136,14 @@ def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depend
     default with a feature database), each content token lists only its specific firings, most specific
     first, and template tokens list none, so the SDK's client-side ``top(k)`` (it counts the tokens each
     feature is listed on) ranks by specificity; ``rank_by="frequency"``: every activation, strongest first.
-    Features named in ``include_feature_indexes`` are listed wherever they fire on a scored token."""
+    Features named in ``include_feature_indexes`` are listed wherever they fire (every token, as before;
+    ``template`` marks the chat template's tokens)."""
     lab, messages = _conversation(request, body)
     found = _inspection(request, caller, lab, messages, body.controller, body.include_template)
     rank_by = found.default_ranking if body.rank_by is None else body.rank_by
     found.ranking(rank_by)
     specific = rank_by == "specificity" and body.include_feature_indexes is None
-    tokens = found.per_token(features=body.include_feature_indexes, specific_only=specific, scored_only=True)
+    tokens = found.per_token(features=body.include_feature_indexes, specific_only=specific, scored_only=specific)
     return {
         "tokens": [
             {
