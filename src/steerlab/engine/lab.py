@@ -286,9 +286,9 @@ class Lab:
         from steerlab.features.specificity import CorpusStats
 
         records: list[FeatureStats | None] = [None] * self.sae.cfg.d_sae
-        for feature in self.store.iter_features(self.sae_id, with_examples=False):
-            if 0 <= feature.index < len(records):
-                records[feature.index] = feature.stats
+        for index, stats in self.store.stats(self.sae_id).items():
+            if 0 <= index < len(records):
+                records[index] = stats
         if all(r is None for r in records):
             return None
         return CorpusStats.from_records(records)

@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,6 +34,8 @@ from steerlab.features.schema import FeatureStats
 STATISTIC = "specificity"
 """The statistic's name, carried by every result ranked with it."""
 DEFINITION = "-log10 of the corpus fraction of tokens on which the feature is at least this active"
+LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+"""The quantiles the feature database stores (``features.stats.QUANTILES``)."""
 SPECIFIC_AT = 3.0
 """A token counts as a *specific* firing of a feature when its specificity reaches this (one corpus
 token in a thousand or rarer): what ``aggregate_by="count"`` counts under the specific ranking."""
@@ -50,35 +53,31 @@ class CorpusStats:
     def from_records(cls, records: Sequence[FeatureStats | None], tokens_scanned: int | None = None) -> CorpusStats:
         """From the feature database's ``stats`` (one per feature index; None = no statistics)."""
         scanned = tokens_scanned or max((r.tokens_scanned for r in records if r is not None), default=0) or 1
-        levels = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
-        n_knots = len(levels) + 2  # activation 0 (every firing token) ... the corpus maximum
-        knots = torch.zeros(len(records), n_knots, dtype=torch.float64)
-        log_tail = torch.zeros(len(records), n_knots, dtype=torch.float64)
-        never = math.log10(0.5 / scanned)
+        d, n_q = len(records), len(LEVELS)
+        density = np.zeros(d)
+        max_act = np.zeros(d)
+        quantiles = np.zeros((d, n_q))
         for f, r in enumerate(records):
-            fired = 0.0 if r is None else r.density * scanned
-            if r is None or fired < 1.0 or r.max_act <= 0:
-                log_tail[f] = never  # never seen firing: as if it had, once
-                knots[f] = torch.arange(n_knots, dtype=torch.float64) * 1e-6
-                continue
-            qs = [r.quantiles.get(str(q)) for q in levels]
-            xs = [0.0] + [min(float(v), r.max_act) if v is not None else math.nan for v in qs] + [r.max_act]
-            tails = [1.0] + [1.0 - q for q in levels] + [min(1.0 / fired, 0.01)]
-            row_x, row_t = [], []
-            for x, t in zip(xs, tails):
-                if math.isnan(x):
-                    continue
-                if row_x and x <= row_x[-1]:  # equal knots (binned quantiles): keep the rarer tail
-                    row_t[-1] = min(row_t[-1], t)
-                    continue
-                row_x.append(x)
-                row_t.append(t)
-            while len(row_x) < n_knots:  # pad with flat knots past the maximum
-                row_x.append(row_x[-1] + 1e-6 * (len(row_x) + 1))
-                row_t.append(row_t[-1])
-            knots[f] = torch.tensor(row_x, dtype=torch.float64)
-            log_tail[f] = torch.log10(torch.tensor(row_t, dtype=torch.float64) * r.density)
-        return cls(knots.float(), log_tail.float())
+            if r is not None:
+                density[f], max_act[f] = r.density, r.max_act
+                quantiles[f] = [r.quantiles.get(str(q), 0.0) for q in LEVELS]
+        fired = density * scanned
+        # knots: activation 0 (every firing token), the quantiles, the corpus maximum; made increasing
+        xs = np.concatenate([np.zeros((d, 1)), np.minimum(quantiles, max_act[:, None]), max_act[:, None]], axis=1)
+        xs = np.maximum.accumulate(xs, axis=1) + np.arange(n_q + 2) * 1e-6
+        tails = np.concatenate(
+            [
+                np.ones((d, 1)),
+                np.broadcast_to(1.0 - np.array(LEVELS), (d, n_q)),
+                np.minimum(0.01, 1.0 / np.maximum(fired, 1.0))[:, None],
+            ],
+            axis=1,
+        )
+        log_tail = np.log10(tails * np.maximum(density, 1e-300)[:, None])
+        never = (fired < 1.0) | (max_act <= 0)  # never seen firing: as if it had, once
+        log_tail[never] = math.log10(0.5 / scanned)
+        xs[never] = np.arange(n_q + 2) * 1e-6
+        return cls(torch.from_numpy(xs).float(), torch.from_numpy(log_tail).float())
 
     @property
     def d_sae(self) -> int:
