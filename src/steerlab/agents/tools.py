@@ -215,10 +215,8 @@ class LabTools:
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
         convo = conversation(messages, text)
         lab = self.lab
-        inspection = lab.run_exclusive(
-            inspect, lab.lm, lab.sae, convo, None, labels=lab.labels, sae_id=lab.sae_id, corpus_stats=lab.corpus_stats
-        )
-        peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max", rank_by="frequency")}
+        inspection = lab.run_exclusive(inspect, lab.lm, lab.sae, convo, None, labels=lab.labels, sae_id=lab.sae_id)
+        peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max")}
         features = []
         for f in inspection.top(top_k, by="count"):
             peak = peaks.get(f.index)
