@@ -81,19 +81,39 @@ class FeaturesAPI:
     def rerank(self, features, query: str, model="default", top_k: int = 10) -> FeatureGroup:
         return FeatureGroup(self._backend.rerank(list(as_group(features)), query, top_k, model))
 
-    def inspect(self, messages, model="default", features=None, aggregate_by: str = "frequency"):
+    def inspect(
+        self,
+        messages,
+        model="default",
+        features=None,
+        aggregate_by: str = "frequency",
+        rank_by: str | None = None,
+        include_template: bool = False,
+    ):
         """Per-token feature activations of ``messages`` (through the variant, if ``model`` is one);
-        ``.top(k)`` gives the strongest by ``aggregate_by`` (frequency, mean, max, sum)."""
+        ``.top(k)`` gives the features most specific to this text (``rank_by="specificity"``, the default
+        with a feature database: docs/inspect.md) by ``aggregate_by`` (frequency, mean, max, sum), or the
+        strongest as before (``rank_by="frequency"``). The chat template is not scored unless
+        ``include_template``."""
         indices = None if features is None else as_group(features).indices
-        return self._backend.inspect(list(messages), model, indices, aggregate_by)
+        return self._backend.inspect(list(messages), model, indices, aggregate_by, rank_by, include_template)
 
     def activations(self, messages, model="default", features=None):
         """``[tokens, d_sae]`` activation matrix in per-feature units."""
         return self.inspect(messages, model, features).matrix()
 
-    def contrast(self, dataset_1, dataset_2, model="default", top_k: int = 5) -> tuple[FeatureGroup, FeatureGroup]:
-        """The features that most distinguish each dataset of conversations from the other."""
-        side_1, side_2 = self._backend.contrast(dataset_1, dataset_2, top_k, model)
+    def contrast(
+        self,
+        dataset_1,
+        dataset_2,
+        model="default",
+        top_k: int = 5,
+        rank_by: str | None = None,
+        include_template: bool = False,
+    ) -> tuple[FeatureGroup, FeatureGroup]:
+        """The features that most distinguish each dataset of conversations from the other (a robust
+        specificity effect by default, ``rank_by="frequency"`` the ranking before: docs/inspect.md)."""
+        side_1, side_2 = self._backend.contrast(dataset_1, dataset_2, top_k, model, rank_by, include_template)
         return FeatureGroup(side_1), FeatureGroup(side_2)
 
     def attribute(self, messages, index: int, model="default"):

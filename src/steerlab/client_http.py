@@ -102,7 +102,17 @@ class HTTPBackend:
         payload = {"feature_indices": list(indices), "model": _name(model), "top_k": top_k}
         return self._features(self._post("attributions/neighbors", payload)["neighbors"])
 
-    def inspect(self, messages, model, features: list[int] | None, aggregate_by: str) -> ContextInspector:
+    def inspect(
+        self,
+        messages,
+        model,
+        features: list[int] | None,
+        aggregate_by: str,
+        rank_by: str | None = None,
+        include_template: bool = False,
+    ) -> ContextInspector:
+        """The server ranks: under ``specificity`` each token comes back with its specific firings only,
+        so counting them here (``frequency`` over what came back) is the server's ranking."""
         import torch
 
         from steerlab.analysis.inspect import Inspection
@@ -110,11 +120,14 @@ class HTTPBackend:
         payload = {
             "messages": messages,
             "aggregate_by": "count" if aggregate_by == "frequency" else aggregate_by,
+            "include_template": include_template,
+            **({} if rank_by is None else {"rank_by": rank_by}),
             **self._model(model),
         }
         if features is not None:
             payload["include_feature_indexes"] = list(features)
-        tokens = self._post("chat-attribution/compute-features", payload)["tokens"]
+        body = self._post("chat-attribution/compute-features", payload)
+        tokens = body["tokens"]
         width = 1 + max([a["index_in_sae"] for t in tokens for a in t["attributions"]] + list(features or [0]))
         codes = torch.zeros(len(tokens), width)
         for position, token in enumerate(tokens):
@@ -127,10 +140,24 @@ class HTTPBackend:
             codes,
             torch.ones(width),
             {i: f.label for i, f in known.items()},
+            content=[not t.get("template", False) for t in tokens],
+            include_template=include_template,
         )
-        return ContextInspector(inspection, lambda i: known.get(i) or Feature(i, "", ""), aggregate_by, features)
+        inspector = ContextInspector(
+            inspection, lambda i: known.get(i) or Feature(i, "", ""), aggregate_by, features, "frequency"
+        )
+        inspector.ranked_by = body.get("ranked_by", "frequency")
+        return inspector
 
-    def contrast(self, dataset_1, dataset_2, top_k: int, model="default") -> tuple[list[Feature], list[Feature]]:
+    def contrast(
+        self,
+        dataset_1,
+        dataset_2,
+        top_k: int,
+        model="default",
+        rank_by: str | None = None,
+        include_template: bool = False,
+    ) -> tuple[list[Feature], list[Feature]]:
         body = self._post(
             "chat-attribution/contrast",
             {
@@ -139,6 +166,8 @@ class HTTPBackend:
                 "k_to_add": top_k,
                 "k_to_remove": top_k,
                 "model": _name(model),
+                "include_template": include_template,
+                **({} if rank_by is None else {"rank_by": rank_by}),
             },
         )
         return self._features(body["dataset_1_features"]), self._features(body["dataset_2_features"])

@@ -180,21 +180,56 @@ class LocalBackend:
         scores[indices] = -2.0
         return [self.feature(i) for i in scores.topk(top_k).indices.tolist()]
 
-    def inspect(self, messages, model, features: list[int] | None, aggregate_by: str) -> ContextInspector:
+    def inspect(
+        self,
+        messages,
+        model,
+        features: list[int] | None,
+        aggregate_by: str,
+        rank_by: str | None = None,
+        include_template: bool = False,
+    ) -> ContextInspector:
         from steerlab.analysis.inspect import inspect
 
         lab = self.lab
         inspection = lab.run_exclusive(
-            inspect, lab.lm, lab.sae, messages, self.check_model(model), labels=self.labels, sae_id=lab.sae_id
+            inspect,
+            lab.lm,
+            lab.sae,
+            messages,
+            self.check_model(model),
+            labels=self.labels,
+            sae_id=lab.sae_id,
+            corpus_stats=lab.corpus_stats,
+            include_template=include_template,
         )
-        return ContextInspector(inspection, self.feature, aggregate_by, features)
+        inspection.ranking(rank_by)  # a bad rank_by fails here, not at .top()
+        return ContextInspector(inspection, self.feature, aggregate_by, features, rank_by)
 
-    def contrast(self, dataset_1, dataset_2, top_k: int, model="default") -> tuple[list[Feature], list[Feature]]:
+    def contrast(
+        self,
+        dataset_1,
+        dataset_2,
+        top_k: int,
+        model="default",
+        rank_by: str | None = None,
+        include_template: bool = False,
+    ) -> tuple[list[Feature], list[Feature]]:
         from steerlab.analysis.contrast import contrast
 
         self.check_model(model)
         lab = self.lab
-        result = lab.run_exclusive(contrast, lab.lm, lab.sae, dataset_1, dataset_2, top_k=top_k)
+        result = lab.run_exclusive(
+            contrast,
+            lab.lm,
+            lab.sae,
+            dataset_1,
+            dataset_2,
+            top_k=top_k,
+            corpus_stats=lab.corpus_stats,
+            rank_by=rank_by,
+            include_template=include_template,
+        )
         return (
             [self.feature(f.index) for f in result.dataset_1_features],
             [self.feature(f.index) for f in result.dataset_2_features],

@@ -86,7 +86,10 @@ class FeatureActivation:
 
 
 class FeatureActivations(list):
-    """A list of ``FeatureActivation``, strongest first (the SDK's ``FeatureActivations``)."""
+    """A list of ``FeatureActivation``, strongest first (the SDK's ``FeatureActivations``); ``ranked_by``
+    names the statistic a ``top`` list was ranked by."""
+
+    ranked_by: str = "activation"
 
     def lookup(self) -> dict[int, Feature]:
         return {a.feature.index: a.feature for a in self}
@@ -113,18 +116,29 @@ class ContextInspector:
     ``tokens[i].inspect(k)``, ``matrix()``; plus ``inspection`` (steerlab's own, richer)."""
 
     def __init__(
-        self, inspection, feature_of, aggregate_by: str = "frequency", include_features: list[int] | None = None
+        self,
+        inspection,
+        feature_of,
+        aggregate_by: str = "frequency",
+        include_features: list[int] | None = None,
+        rank_by: str | None = None,
     ):
         self.inspection = inspection
         self.feature = feature_of  # index -> Feature
         self.aggregate_by = "count" if aggregate_by == "frequency" else aggregate_by
         self.include_features = include_features
+        self.rank_by = rank_by
+        self.ranked_by = inspection.ranking(rank_by)
+        """The statistic ``top`` ranks by: ``specificity`` (docs/inspect.md) or ``frequency``."""
         self.tokens = [Token(self, i, t) for i, t in enumerate(inspection.tokens)]
 
     def top(self, k: int = 5) -> FeatureActivations:
-        """The ``k`` features with the largest aggregate (``aggregate_by``) over the conversation."""
-        acts = self.inspection.top(k, by=self.aggregate_by, features=self.include_features)
-        return FeatureActivations(FeatureActivation(self.feature(a.index), a.act_units) for a in acts)
+        """The ``k`` features ranked by ``ranked_by`` with ``aggregate_by`` over the conversation (each
+        with its aggregate activation; ``.ranked_by`` on the list names the statistic)."""
+        acts = self.inspection.top(k, by=self.aggregate_by, features=self.include_features, rank_by=self.rank_by)
+        out = FeatureActivations(FeatureActivation(self.feature(a.index), a.act_units) for a in acts)
+        out.ranked_by = self.ranked_by
+        return out
 
     def matrix(self) -> np.ndarray:
         """``[tokens, d_sae]`` activations in per-feature units (only the included features when the

@@ -124,7 +124,9 @@ def search_candidates(search, sae, goal: str, k: int) -> list[tuple[int, float]]
 
 
 def contrast_candidates(lm, sae, stimulus: ContrastiveStimulus, k: int) -> list[tuple[int, float]]:
-    result = contrast(lm, sae, stimulus.dataset_1, stimulus.dataset_2, k_to_add=4 * k, k_to_remove=0)
+    result = contrast(
+        lm, sae, stimulus.dataset_1, stimulus.dataset_2, k_to_add=4 * k, k_to_remove=0, include_template=True
+    )  # AutoSteer's candidates as measured: every token (issue 18's masking is for what people inspect)
     ok = steerable(sae)
     return [(f.index, f.effect) for f in result.dataset_1_features if ok[f.index]][:k]
 
@@ -137,7 +139,13 @@ def mention_candidates(lm, sae, goal: str, k: int) -> list[tuple[int, float]]:
     if not words or k < 1:
         return []
     result = contrast(
-        lm, sae, topic_conversations(" ".join(words)), neutral_conversations(), k_to_add=4 * k, k_to_remove=0
+        lm,
+        sae,
+        topic_conversations(" ".join(words)),
+        neutral_conversations(),
+        k_to_add=4 * k,
+        k_to_remove=0,
+        include_template=True,
     )
     ok = steerable(sae)
     return [(f.index, f.effect) for f in result.dataset_1_features if ok[f.index]][:k]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from steerlab.features.search import check_example_text
-from steerlab.features.specificity import StatsTable, reason, scores
+from steerlab.features.specificity import CorpusStats, reason, specificity
 from steerlab.models.chat_template import token_strings
 from steerlab.models.chunked import Hold, forward_chunks
 from steerlab.models.hooks import forward_to_hookpoint
@@ -30,7 +30,7 @@ skips it, ``build_sources.py``), so neither does the comparison (unless the text
 class ExampleHit:
     index: int
     score: float
-    """Specificity (``features/specificity.py``): level x rarity."""
+    """Specificity (``features/specificity.py``): -log10 of the corpus fraction of tokens this active."""
     act_raw: float
     """The feature's max activation on the text."""
     token: str
@@ -70,7 +70,7 @@ def search_by_example(
     lm,
     sae,
     text: str,
-    table: StatsTable,
+    stats: CorpusStats,
     top_k: int = 10,
     *,
     chunk_tokens: int | None = None,
@@ -78,13 +78,13 @@ def search_by_example(
 ) -> list[ExampleHit]:
     """The ``top_k`` features whose activation on ``text`` is most unusual for them, best first."""
     best, where, tokens = text_max_codes(lm, sae, text, chunk_tokens=chunk_tokens, hold=hold)
-    if len(table) != len(best):
+    if stats.d_sae != len(best):
         from steerlab.errors import InvalidInputError
 
         raise InvalidInputError(
-            f"the database's statistics cover {len(table)} features, the SAE has {len(best)}", field="db"
+            f"the database's statistics cover {stats.d_sae} features, the SAE has {len(best)}", field="db"
         )
-    score = scores(best, table)
+    score = specificity(torch.from_numpy(best), stats).numpy()
     order = np.argsort(-score, kind="stable")[:top_k]
     return [
         ExampleHit(
@@ -93,7 +93,7 @@ def search_by_example(
             act_raw=float(best[i]),
             token=tokens[int(where[i])],
             position=int(where[i]),
-            reason=reason(float(best[i]), table, int(i)),
+            reason=reason(float(score[i])),
         )
         for i in order
         if score[i] > 0

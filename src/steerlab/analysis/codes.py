@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from steerlab.models.chat_template import token_strings
+from steerlab.models.chat_template import content_mask, token_strings
 from steerlab.models.chunked import Hold, forward_chunks
 from steerlab.models.hooks import forward_to_hookpoint
-from steerlab.steering.conversation import check_context, conversation_ids
+from steerlab.steering.conversation import check_context, check_messages, conversation_ids
 from steerlab.steering.resolve import steering_batch
 
 
@@ -27,6 +27,9 @@ class ConversationCodes:
     codes: torch.Tensor
     """[tokens, d_sae] raw SAE activations (after the variant's edits, if one was given)."""
     event_names: list[str]
+    content: list[bool] | None = None
+    """Per token: True for the messages' own text, False for the chat template around it (role headers,
+    special tokens, a default system prompt the template adds); see ``models.chat_template.content_mask``."""
 
 
 def labeler(labels):
@@ -68,7 +71,8 @@ def conversation_codes(
         ]
     codes = torch.cat(pieces)
     events = [name for name, _ in batch.drain_events()[0]] if batch is not None else []
-    return ConversationCodes(ids, token_strings(lm.tokenizer, ids), codes.float(), events)
+    content = content_mask(lm.tokenizer, check_messages(messages, field), ids)
+    return ConversationCodes(ids, token_strings(lm.tokenizer, ids), codes.float(), events, content)
 
 
 def _codes(sae, batch, hidden: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,25 @@
 """Contrast: the features that most distinguish two datasets of conversations.
 
-The statistic, chosen so that one long conversation cannot dominate:
+Only the messages' text is read (the chat template, special tokens and a default system prompt are
+left out; ``include_template=True`` puts them back). Every conversation weighs the same, however long.
 
-1. Each conversation is reduced to one number per feature: its mean activation over its tokens, in
-   per-feature units. Every conversation then weighs the same, however long it is.
+``rank_by="specificity"`` (the default with the feature database's statistics), robust on tiny datasets:
+
+1. Each conversation is pooled to one number per feature: the mean, over its content tokens, of the
+   feature's specificity (``features.specificity``: ``-log10`` of the corpus fraction of tokens on which
+   the feature is at least this active; 0 where it does not fire). A feature that fires on one stray
+   token of a 40-token reply gets 1/40 of that token's score; one that fires throughout gets it all.
+2. The effect is the difference of the two sides' averages of those pooled values (in decades of
+   specificity), with a 90% bootstrap interval (conversations resampled within each side, 1000 times,
+   fixed seed). Features are ranked by the interval's near end (the lower bound for dataset_1, the upper
+   for dataset_2): a feature wins only if it is higher in (nearly) every resample, so with two
+   conversations a side it must be higher in both. Ties: the effect itself.
+3. With fewer than ``MIN_CONVERSATIONS`` conversations on a side the result says so (``note``): the
+   interval cannot be narrower than the spread of the few conversations there are.
+
+``rank_by="frequency"`` (the ranking before, and the default without a feature database):
+
+1. Each conversation is reduced to its mean activation over its tokens, in per-feature units.
 2. Features are ranked by the rank-biserial correlation between the two sides' per-conversation
    means, ``r = 2 * AUC - 1`` with ``AUC = P(x1 > x2) + P(x1 = x2) / 2`` over all cross pairs
    (the Mann-Whitney U effect size). ``r = 1``: every dataset_1 conversation activates the feature
@@ -21,8 +37,15 @@ from dataclasses import dataclass
 import torch
 
 from steerlab.analysis.codes import conversation_codes, labeler
+from steerlab.features.specificity import STATISTIC, CorpusStats, specificity
 from steerlab.models.chunked import Hold
 from steerlab.steering.errors import DatasetError
+
+MIN_CONVERSATIONS = 5
+"""Fewer conversations than this on a side and the result carries a note that the data is thin."""
+RANKINGS = (STATISTIC, "frequency")
+BOOTSTRAP = 1000
+INTERVAL = 0.90
 
 
 @dataclass
@@ -30,13 +53,21 @@ class ContrastFeature:
     index: int
     label: str
     effect: float
-    """Rank-biserial correlation in [-1, 1]; positive favours dataset_1."""
+    """Positive favours dataset_1. Specific ranking: difference of the sides' mean pooled specificity
+    (decades); frequency ranking: the rank-biserial correlation in [-1, 1]."""
     mean_units_1: float
     """Average over dataset_1's conversations of each conversation's mean activation (units)."""
     mean_units_2: float
     firing_rate_1: float
     """Average over dataset_1's conversations of the fraction of its tokens the feature fired on."""
     firing_rate_2: float
+    effect_low: float | None = None
+    """The effect's 90% bootstrap interval (specific ranking; None under the frequency ranking)."""
+    effect_high: float | None = None
+    rank_biserial: float = 0.0
+    """Rank-biserial correlation of the per-conversation pooled values (whichever ranking)."""
+    ranked_by: str = "frequency"
+    """``specificity`` or ``frequency`` (module doc)."""
 
 
 @dataclass
@@ -44,24 +75,86 @@ class ContrastResult:
     dataset_1_features: list[ContrastFeature]
     """Features more active in dataset_1, most distinguishing first."""
     dataset_2_features: list[ContrastFeature]
+    ranked_by: str = "frequency"
+    note: str | None = None
+    """Set when the data is too thin for the ranking to be trusted (too few conversations, no content)."""
+
+
+@dataclass
+class Profiles:
+    """Per conversation ``[n, d_sae]``: mean activation (units), firing rate and pooled specificity
+    (None without statistics), all over the conversation's scored tokens; ``tokens``: how many."""
+
+    mean_units: torch.Tensor
+    firing_rate: torch.Tensor
+    specificity: torch.Tensor | None
+    tokens: list[int]
 
 
 def conversation_profiles(
-    lm, sae, dataset, field: str, variant=None, *, chunk_tokens: int | None = None, hold: Hold = nullcontext
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per conversation: mean activation in units ``[n, d_sae]`` and firing rate ``[n, d_sae]``; each
-    conversation runs in pieces of ``chunk_tokens``, each inside ``hold()`` (``codes.conversation_codes``)."""
+    lm,
+    sae,
+    dataset,
+    field: str,
+    variant=None,
+    *,
+    chunk_tokens: int | None = None,
+    hold: Hold = nullcontext,
+    corpus_stats: CorpusStats | None = None,
+    include_template: bool = False,
+) -> Profiles:
+    """Each conversation pooled over its content tokens (every token with ``include_template``); each
+    runs in pieces of ``chunk_tokens``, each inside ``hold()`` (``codes.conversation_codes``)."""
     if not isinstance(dataset, (list, tuple)) or not dataset:
         raise DatasetError("must be a non-empty list of conversations", field=field)
     scale = sae.feature_scale.float().clamp_min(1e-12)
-    means, rates = [], []
+    pooled = []
     for i, messages in enumerate(dataset):
-        codes = conversation_codes(
+        got = conversation_codes(
             lm, sae, messages, variant, field=f"{field}[{i}]", chunk_tokens=chunk_tokens, hold=hold
-        ).codes
-        means.append((codes / scale.to(codes.device)).mean(0).cpu())
-        rates.append((codes > 0).float().mean(0).cpu())
-    return torch.stack(means), torch.stack(rates)
+        )
+        codes = got.codes
+        if not include_template and got.content is not None:
+            codes = codes[torch.tensor(got.content, dtype=torch.bool, device=codes.device)]
+        pooled.append(codes)
+    return pool(pooled, scale, corpus_stats)
+
+
+def pool(conversations: list[torch.Tensor], scale: torch.Tensor, corpus_stats: CorpusStats | None) -> Profiles:
+    """``Profiles`` of conversations given as their scored tokens' raw codes (``[tokens_i, d_sae]`` each)."""
+    means, rates, specs, tokens = [], [], [], []
+    for codes in conversations:
+        tokens.append(codes.shape[0])
+        n = max(codes.shape[0], 1)
+        means.append((codes / scale.to(codes.device)).sum(0).cpu() / n)
+        rates.append((codes > 0).float().sum(0).cpu() / n)
+        if corpus_stats is not None:
+            specs.append(specificity(codes, corpus_stats).sum(0).cpu() / n)
+    return Profiles(torch.stack(means), torch.stack(rates), torch.stack(specs) if specs else None, tokens)
+
+
+def bootstrap_interval(
+    x: torch.Tensor, y: torch.Tensor, n_boot: int = BOOTSTRAP, level: float = INTERVAL, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``level`` percentile interval of ``mean(x) - mean(y)`` per column of ``x [n1, F]``, ``y [n2, F]``,
+    resampling rows within each side ``n_boot`` times (seeded: the same data gives the same interval)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def resampled_means(v: torch.Tensor) -> torch.Tensor:
+        n = v.shape[0]
+        picks = torch.randint(0, n, (n_boot, n), generator=gen)
+        weights = (
+            torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(
+                1, picks, torch.ones(n_boot, n, dtype=torch.float64)
+            )
+            / n
+        )
+        return weights @ v.double().cpu()  # [n_boot, F]
+
+    diffs = resampled_means(x) - resampled_means(y)
+    tail = (1.0 - level) / 2
+    lo, hi = torch.quantile(diffs, torch.tensor([tail, 1.0 - tail], dtype=torch.float64), dim=0)
+    return lo.float(), hi.float()
 
 
 def rank_biserial(x: torch.Tensor, y: torch.Tensor, chunk_pairs: int = 20_000_000) -> torch.Tensor:
@@ -89,32 +182,59 @@ def contrast(
     variant=None,
     chunk_tokens: int | None = None,
     hold: Hold = nullcontext,
+    corpus_stats: CorpusStats | None = None,
+    rank_by: str | None = None,
+    include_template: bool = False,
 ) -> ContrastResult:
     """Rank features by how well they separate ``dataset_1`` from ``dataset_2`` (see module doc).
     ``k_to_add`` / ``k_to_remove`` (Ember's names) override ``top_k`` for side 1 / side 2.
-    ``chunk_tokens``/``hold``: the model is held one piece of a conversation at a time."""
+    ``chunk_tokens``/``hold``: the model is held one piece of a conversation at a time.
+    ``corpus_stats``: the feature database's statistics (``Lab.corpus_stats``), needed by and making
+    default the specific ranking; ``rank_by``: ``specificity`` or ``frequency``."""
     for name, k in (("top_k", top_k), ("k_to_add", k_to_add), ("k_to_remove", k_to_remove)):
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
             raise DatasetError(f"must be a non-negative integer, got {k!r}", field=name)
+    rank_by = (STATISTIC if corpus_stats is not None else "frequency") if rank_by is None else rank_by
+    if rank_by not in RANKINGS:
+        raise DatasetError(f"must be one of {', '.join(RANKINGS)}, got {rank_by!r}", field="rank_by")
+    if rank_by == STATISTIC and corpus_stats is None:
+        raise DatasetError(
+            "needs the feature database's statistics (density, quantiles); use rank_by='frequency'", field="rank_by"
+        )
     if not isinstance(dataset_1, (list, tuple)) or not dataset_1:
         raise DatasetError("must be a non-empty list of conversations", field="dataset_1")
     if not isinstance(dataset_2, (list, tuple)) or not dataset_2:
         raise DatasetError("must be a non-empty list of conversations", field="dataset_2")
-    mean_1, rate_1 = conversation_profiles(
-        lm, sae, dataset_1, "dataset_1", variant, chunk_tokens=chunk_tokens, hold=hold
-    )
-    mean_2, rate_2 = conversation_profiles(
-        lm, sae, dataset_2, "dataset_2", variant, chunk_tokens=chunk_tokens, hold=hold
-    )
-    seen = ((rate_1 > 0).any(0) | (rate_2 > 0).any(0)).nonzero().flatten()
-    effect = rank_biserial(mean_1[:, seen], mean_2[:, seen])
-    diff = mean_1[:, seen].mean(0) - mean_2[:, seen].mean(0)
-    label = labeler(labels)
+    stats = corpus_stats if rank_by == STATISTIC else None
+    options = {"chunk_tokens": chunk_tokens, "hold": hold, "corpus_stats": stats, "include_template": include_template}
+    p1 = conversation_profiles(lm, sae, dataset_1, "dataset_1", variant, **options)
+    p2 = conversation_profiles(lm, sae, dataset_2, "dataset_2", variant, **options)
+    k1, k2 = top_k if k_to_add is None else k_to_add, top_k if k_to_remove is None else k_to_remove
+    return rank_profiles(p1, p2, rank_by, k1, k2, labels)
 
-    def ranked(sign: float, k: int) -> list[ContrastFeature]:
-        keep = ((sign * effect > 0) | ((effect == 0) & (sign * diff > 0))).nonzero().flatten()
-        keep = keep[(sign * diff[keep]).argsort(descending=True, stable=True)]
-        keep = keep[(sign * effect[keep]).argsort(descending=True, stable=True)][:k]
+
+def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, labels=None) -> ContrastResult:
+    """The ranking of the module doc over two datasets' ``Profiles`` (``rank_by``: specificity needs
+    ``specificity`` profiles); ``k1``/``k2`` features a side."""
+    mean_1, rate_1, mean_2, rate_2 = p1.mean_units, p1.firing_rate, p2.mean_units, p2.firing_rate
+    seen = ((rate_1 > 0).any(0) | (rate_2 > 0).any(0)).nonzero().flatten()
+    label = labeler(labels)
+    if rank_by == STATISTIC:
+        assert p1.specificity is not None and p2.specificity is not None
+        x, y = p1.specificity[:, seen], p2.specificity[:, seen]
+        effect = x.mean(0) - y.mean(0)
+        low, high = bootstrap_interval(x, y)
+        r = rank_biserial(x, y)
+        key_1, key_2, tie = low, -high, effect
+    else:
+        r = rank_biserial(mean_1[:, seen], mean_2[:, seen])
+        effect, low, high = r, None, None
+        key_1, key_2, tie = r, -r, mean_1[:, seen].mean(0) - mean_2[:, seen].mean(0)
+
+    def ranked(sign: float, key: torch.Tensor, k: int) -> list[ContrastFeature]:
+        keep = ((sign * effect > 0) | ((effect == 0) & (sign * tie > 0))).nonzero().flatten()
+        keep = keep[(sign * tie[keep]).argsort(descending=True, stable=True)]
+        keep = keep[key[keep].argsort(descending=True, stable=True)][:k]
         out = []
         for j in keep.tolist():
             i = int(seen[j])
@@ -127,11 +247,32 @@ def contrast(
                     float(mean_2[:, i].mean()),
                     float(rate_1[:, i].mean()),
                     float(rate_2[:, i].mean()),
+                    None if low is None else float(low[j]),
+                    None if high is None else float(high[j]),
+                    float(r[j]),
+                    rank_by,
                 )
             )
         return out
 
     return ContrastResult(
-        ranked(1.0, top_k if k_to_add is None else k_to_add),
-        ranked(-1.0, top_k if k_to_remove is None else k_to_remove),
+        ranked(1.0, key_1, k1),
+        ranked(-1.0, key_2, k2),
+        rank_by,
+        _note(p1.tokens, p2.tokens),
     )
+
+
+def _note(tokens_1: list[int], tokens_2: list[int]) -> str | None:
+    """What makes this contrast thin, in words (None when nothing does)."""
+    notes = []
+    for name, tokens in (("dataset_1", tokens_1), ("dataset_2", tokens_2)):
+        empty = sum(1 for n in tokens if n == 0)
+        if empty:
+            notes.append(f"{empty} conversation(s) of {name} have no content tokens to score")
+        if len(tokens) < MIN_CONVERSATIONS:
+            notes.append(
+                f"{name} has {len(tokens)} conversation(s): too little data for a reliable ranking "
+                f"(at least {MIN_CONVERSATIONS} a side); the intervals show how uncertain it is"
+            )
+    return "; ".join(notes) or None

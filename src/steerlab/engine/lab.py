@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     from steerlab.classifiers.data import Example
     from steerlab.classifiers.model import Classifier
     from steerlab.engine.sequence import RowEditor
+    from steerlab.features.schema import FeatureStats
     from steerlab.features.search import FeatureSearch, SearchHit
-    from steerlab.features.specificity import StatsTable
+    from steerlab.features.specificity import CorpusStats
     from steerlab.features.store import FeatureStore
     from steerlab.sae.base import SAE
     from steerlab.steering.batch import RowSteering
@@ -282,14 +283,21 @@ class Lab:
         return {i: label.text for i, label in self.store.labels(self.sae_id).items()}
 
     @cached_property
-    def feature_stats(self) -> StatsTable:
-        """Each feature's activation statistics from the database, as ``features/specificity.py`` reads them."""
-        from steerlab.features.specificity import StatsTable
+    def corpus_stats(self) -> CorpusStats | None:
+        """Every feature's corpus distribution from the database (density, quantiles), which inspect and
+        contrast rank by (``features.specificity``); None without a database or without statistics."""
+        if self.store is None or self.sae is None:
+            return None
+        assert self.sae_id is not None, "a feature database describes this lab's SAE"
+        from steerlab.features.specificity import CorpusStats
 
-        if self.store is None or self.sae_id is None:
-            raise InvalidInputError("search by example needs a feature database (its statistics)", field="db")
-        features = self.store.get_features(self.sae_id, range(self.d_sae))
-        return StatsTable.of([f.stats for f in features])
+        records: list[FeatureStats | None] = [None] * self.sae.cfg.d_sae
+        for index, stats in self.store.stats(self.sae_id).items():
+            if 0 <= index < len(records):
+                records[index] = stats
+        if all(r is None for r in records):
+            return None
+        return CorpusStats.from_records(records)
 
     def search_by_example(self, text: str, top_k: int = 10) -> list[ExampleHit]:
         """The features ``text`` wakes more than they usually are (``analysis/by_example.py``), the model held a
@@ -298,8 +306,10 @@ class Lab:
         from steerlab.features.search import check_example_text, check_top_k
 
         text, top_k = check_example_text(text), check_top_k(top_k)
-        table = self.feature_stats
-        return self.run_shared(search_by_example, self.lm, self.sae, text, table, top_k, chunk_tokens=self.chunk_tokens)
+        stats = self.corpus_stats
+        if stats is None:
+            raise InvalidInputError("search by example needs a feature database (its statistics)", field="db")
+        return self.run_shared(search_by_example, self.lm, self.sae, text, stats, top_k, chunk_tokens=self.chunk_tokens)
 
     def find_features(
         self,

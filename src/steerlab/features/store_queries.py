@@ -110,6 +110,16 @@ class FeatureQueries:
                 "SELECT count(*) FROM features WHERE sae_key = ? AND stats IS NOT NULL", (key,)
             ).fetchone()[0]
 
+    def stats(self, sae_id: str) -> dict[int, FeatureStats]:
+        """Every feature's statistics (density, quantiles, ...) by index, without the rest of its row:
+        what ranking by specificity needs (``features.specificity``), in one query."""
+        key, _ = self._sae(sae_id)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT idx, stats FROM features WHERE sae_key = ? AND stats IS NOT NULL", (key,)
+            ).fetchall()
+        return {idx: FeatureStats.model_validate_json(stats) for idx, stats in rows}
+
     def labels(self, sae_id: str) -> dict[int, Label]:
         key, _ = self._sae(sae_id)
         with self._lock:

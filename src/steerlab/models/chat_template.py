@@ -58,3 +58,46 @@ def context_length(model: nn.Module) -> int | None:
 def token_strings(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
     """Each token as text (decoded alone), for display next to per-token numbers."""
     return [str(tokenizer.decode([i])) for i in ids]
+
+
+def content_mask(tokenizer: PreTrainedTokenizerBase, messages: list[dict], ids: list[int]) -> list[bool]:
+    """Per token of ``ids`` (the conversation as ``template_ids`` renders it, every message closed): True
+    where it is text of one of ``messages``' contents, False for the chat template around it (role
+    headers, special tokens, a default system prompt the template adds). A token straddling content
+    and template counts as content. Each content is found in the rendering of the messages up to it
+    (its last occurrence there), so text repeated from the template is not mistaken for it."""
+    text = str(tokenizer.apply_chat_template(messages, tokenize=False))
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for i, message in enumerate(messages):
+        content = str(message.get("content") or "")
+        if not content.strip():
+            continue
+        upto = str(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
+        for needle in (content, content.strip()):
+            at = upto.rfind(needle) if text.startswith(upto) else text.find(needle, start)
+            if at >= start:
+                spans.append((at, at + len(needle)))
+                start = at + len(needle)
+                break
+    offsets = _token_offsets(tokenizer, text, ids)
+    special = set(tokenizer.all_special_ids)
+    return [
+        tid not in special and any(a < e and s < b for s, e in spans) for tid, (a, b) in zip(ids, offsets, strict=True)
+    ]
+
+
+def _token_offsets(tokenizer: PreTrainedTokenizerBase, text: str, ids: list[int]) -> list[tuple[int, int]]:
+    """Character span of each token of ``ids`` in ``text``: the tokenizer's offsets when re-tokenizing
+    ``text`` gives ``ids`` back, else the running length of the tokens decoded one by one."""
+    try:
+        enc: Any = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if list(enc["input_ids"]) == list(ids):
+            return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+    except (NotImplementedError, ValueError, TypeError):  # slow tokenizers have no offsets
+        pass
+    out, at = [], 0
+    for piece in token_strings(tokenizer, ids):
+        out.append((at, at + len(piece)))
+        at += len(piece)
+    return out

@@ -59,3 +59,70 @@ def test_bad_datasets_name_the_field(tiny_lm, tiny_sae):
         contrast(tiny_lm, tiny_sae, convos(PLAIN), [convos(PLAIN)[0], [{"role": "pirate", "content": "arr"}]])
     with pytest.raises(DatasetError, match="top_k"):
         contrast(tiny_lm, tiny_sae, convos(PLAIN), convos(PIRATE), top_k=-1)
+
+
+def _hand_stats(d_sae: int):
+    """Every feature with density 1e-2 and quantiles 0.2..1.0 (raw units), maximum 2.0."""
+    from steerlab.features.schema import FeatureStats
+    from steerlab.features.specificity import CorpusStats
+
+    qs = {str(q): v for q, v in zip((0.1, 0.25, 0.5, 0.75, 0.9, 0.99), (0.2, 0.4, 0.6, 0.8, 0.9, 1.0))}
+    record = FeatureStats(density=1e-2, max_act=2.0, mean_act=0.6, quantiles=qs, tokens_scanned=10**6)
+    return CorpusStats.from_records([record] * d_sae)
+
+
+def test_one_stray_token_per_conversation_does_not_win_with_two_conversations_a_side():
+    """Feature 0 runs through both dataset_1 replies at its typical strength; feature 1 fires once per
+    reply, 50x over its corpus maximum (a stray token). Two conversations a side."""
+    from steerlab.analysis.contrast import pool, rank_profiles
+
+    d, scale, stats = 4, torch.ones(4), _hand_stats(4)
+
+    def reply(stray: bool, steady: bool, tokens: int = 20):
+        codes = torch.zeros(tokens, d)
+        codes[:, 2] = 0.6  # fires everywhere on both sides
+        if steady:
+            codes[:, 0] = 0.8
+        if stray:
+            codes[3, 1] = 100.0
+        return codes
+
+    side_1 = pool([reply(True, True), reply(True, True, 30)], scale, stats)
+    side_2 = pool([reply(False, False), reply(False, False, 25)], scale, stats)
+    old = rank_profiles(side_1, side_2, "frequency", 3, 3)
+    assert old.dataset_1_features[0].index == 1  # the old ranking crowns the stray token
+    new = rank_profiles(side_1, side_2, "specificity", 3, 3)
+    best = new.dataset_1_features[0]
+    assert best.index == 0 and best.ranked_by == "specificity"
+    assert best.effect_low <= best.effect <= best.effect_high and best.effect_low > 0
+    assert 2 not in [f.index for f in new.dataset_1_features + new.dataset_2_features]  # same on both sides
+    assert "too little data" in new.note and "dataset_1 has 2" in new.note
+
+
+def test_a_stray_token_in_one_conversation_has_an_interval_reaching_zero():
+    from steerlab.analysis.contrast import pool, rank_profiles
+
+    d, scale, stats = 3, torch.ones(3), _hand_stats(3)
+    once = torch.zeros(20, d)
+    once[5, 1] = 100.0
+    steady = torch.zeros(20, d)
+    steady[:, 0] = 0.8
+    side_1 = pool([once + steady, steady.clone(), steady.clone(), steady.clone(), steady.clone()], scale, stats)
+    side_2 = pool([torch.zeros(20, d) for _ in range(5)], scale, stats)
+    result = rank_profiles(side_1, side_2, "specificity", 2, 2)
+    assert result.note is None  # five a side
+    first, second = result.dataset_1_features
+    assert (first.index, second.index) == (0, 1)
+    assert second.effect_low == pytest.approx(0.0) and second.effect_high > 0  # one conversation of five
+
+
+def test_contrast_with_statistics_ranks_by_specificity_and_says_when_data_is_thin(tiny_lm, tiny_sae):
+    stats = _hand_stats(tiny_sae.cfg.d_sae)
+    result = contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), top_k=3, corpus_stats=stats)
+    assert result.ranked_by == "specificity" and result.dataset_1_features
+    assert all(f.ranked_by == "specificity" and f.effect_low is not None for f in result.dataset_1_features)
+    assert "too little data" in result.note
+    old = contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), corpus_stats=stats, rank_by="frequency")
+    assert old.ranked_by == "frequency" and all(f.effect_low is None for f in old.dataset_1_features)
+    with pytest.raises(DatasetError, match="rank_by"):
+        contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), rank_by="specificity")

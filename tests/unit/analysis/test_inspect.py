@@ -33,7 +33,7 @@ def test_codes_in_units_and_raw(tiny_lm, tiny_sae):
 
 
 def test_aggregates_and_top(tiny_lm, tiny_sae):
-    result = inspect(tiny_lm, tiny_sae, CONVO, labels=lambda i: f"feature {i}")
+    result = inspect(tiny_lm, tiny_sae, CONVO, labels=lambda i: f"feature {i}", include_template=True)
     units = result.codes_units
     fired = units > 0
     for by, expected in [
@@ -71,3 +71,85 @@ def test_bad_input(tiny_lm, tiny_sae):
         result.top(by="median")
     with pytest.raises(ContextLengthError, match="messages"):
         inspect(tiny_lm, tiny_sae, [{"role": "user", "content": "the cat " * 400}])
+
+
+# --- what is scored (content, not the template) and how it is ranked (specificity) ---------------------
+
+
+def test_content_mask_marks_the_messages_text_only(tiny_tokenizer):
+    from steerlab.models.chat_template import content_mask
+
+    # the user repeats the default system prompt word for word: only the user's copy is content
+    messages = [
+        {"role": "user", "content": "You are a helpful assistant"},
+        {"role": "assistant", "content": "the cat sat"},
+    ]
+    ids = conversation_ids(tiny_tokenizer, messages)
+    mask = content_mask(tiny_tokenizer, messages, ids)
+    text = lambda keep: "".join(tiny_tokenizer.decode([i]) for i, m in zip(ids, mask) if m == keep)  # noqa: E731
+    assert text(True) == "You are a helpful assistantthe cat sat"
+    assert "system" in text(False) and "You are a helpful assistant" in text(False)  # the template's copy
+    assert all(not m for i, m in zip(ids, mask) if i in tiny_tokenizer.all_special_ids)
+
+
+def test_template_tokens_are_shown_marked_but_not_scored(tiny_lm, tiny_sae):
+    result = inspect(tiny_lm, tiny_sae, CONVO)
+    content = torch.tensor(result.content)
+    assert 0 < int(content.sum()) < len(result)  # the template (system prompt, role headers) is there
+    fired = result.codes_units > 0
+    top = result.top(5, by="count")
+    assert top[0].ranked_by == "frequency"  # no feature database: the old ranking, named
+    assert [a.count for a in top] == [int(fired[content, a.index].sum()) for a in top]
+    everything = inspect(tiny_lm, tiny_sae, CONVO, include_template=True).top(5, by="count")
+    assert [a.count for a in everything] == [int(fired[:, a.index].sum()) for a in everything]
+    assert everything[0].count > top[0].count
+    tokens = result.per_token()
+    assert [t.template for t in tokens] == [not c for c in result.content]
+    assert any(t.features for t in tokens if t.template)  # still shown
+    assert all(not t.features for t in result.per_token(scored_only=True) if t.template)
+
+
+def _hand_stats(sae, dense: int):
+    """Every feature rare (density 1e-3) with quantiles at its feature_scale; ``dense`` fires on 90% of
+    tokens with the same quantiles."""
+    from steerlab.features.schema import FeatureStats
+    from steerlab.features.specificity import CorpusStats
+
+    records = []
+    for i, s in enumerate(sae.feature_scale.tolist()):
+        qs = {str(q): s * f for q, f in zip((0.1, 0.25, 0.5, 0.75, 0.9, 0.99), (0.2, 0.4, 0.6, 0.8, 0.9, 1.0))}
+        density = 0.9 if i == dense else 1e-3
+        records.append(FeatureStats(density=density, max_act=2 * s, mean_act=s, quantiles=qs, tokens_scanned=10**6))
+    return CorpusStats.from_records(records)
+
+
+def test_specific_ranking_drops_a_dense_feature_the_frequency_ranking_crowns(tiny_lm, tiny_sae):
+    plain = inspect(tiny_lm, tiny_sae, CONVO)
+    dense = plain.top(1, by="count", rank_by="frequency")[0].index  # fires on the most content tokens
+    found = inspect(tiny_lm, tiny_sae, CONVO, corpus_stats=_hand_stats(tiny_sae, dense))
+    assert found.default_ranking == "specificity"
+    specific = found.top(10, by="count")
+    assert specific and all(a.ranked_by == "specificity" and a.specificity > 0 for a in specific)
+    assert dense not in [a.index for a in specific]
+    assert found.top(1, by="count", rank_by="frequency")[0].index == dense  # the old ranking, by name
+    # the count is the specific firings on content tokens, and each token's specific list agrees
+    spec = found.specificity
+    for a in specific:
+        assert a.count == int(((spec[:, a.index] >= 3.0) & torch.tensor(found.content)).sum())
+    listed = sum(
+        1
+        for t in found.per_token(specific_only=True, scored_only=True)
+        for f in t.features
+        if f.index == specific[0].index
+    )
+    assert listed == specific[0].count
+    by_max = found.top(3, by="max")
+    assert [a.specificity for a in by_max] == sorted((a.specificity for a in by_max), reverse=True)
+
+
+def test_bad_rank_by(tiny_lm, tiny_sae):
+    result = inspect(tiny_lm, tiny_sae, CONVO)
+    with pytest.raises(SteeringError, match="rank_by"):
+        result.top(rank_by="popularity")
+    with pytest.raises(SteeringError, match="rank_by"):
+        result.top(rank_by="specificity")  # no feature database statistics

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from steerlab.cli import app as steerlab_app
@@ -14,7 +15,7 @@ from steerlab.errors import InvalidInputError
 from steerlab.features import context_vectors
 from steerlab.features.schema import FeatureStats, Histogram
 from steerlab.features.search import MAX_EXAMPLE_CHARS, FeatureSearch, SearchInputError, check_example_text
-from steerlab.features.specificity import StatsTable, percentile, scores
+from steerlab.features.specificity import CorpusStats, reason, specificity
 from steerlab.features.store import FeatureStore
 from tests.unit.features.labeling_fixtures import SAE_ID, crafted_features
 from tests.unit.features.test_search import (
@@ -132,13 +133,13 @@ def _stats(density: float, q99: float, tokens: int = 100_000) -> FeatureStats:
 
 
 def test_specificity_prefers_rare_features_at_their_own_strong_level():
-    table = StatsTable.of([_stats(0.2, 40.0), _stats(1e-4, 3.0), None, _stats(1e-4, 3.0)])
-    got = scores(np.array([40.0, 3.0, 5.0, 0.0]), table)
-    assert got[1] > got[0] > 0  # the same relative level: the rare feature is the unusual one
-    assert got[2] == 0 and got[3] == 0  # no statistics / did not fire
-    assert scores(np.array([80.0, 0, 0, 0]), table)[0] == pytest.approx(2 * got[0])
-    assert percentile(1.5, table, 1) == pytest.approx(0.5) and percentile(6.0, table, 1) == 1.0
-    assert percentile(2.25, table, 1) < percentile(3.0, table, 1) < percentile(4.5, table, 1)
+    stats = CorpusStats.from_records([_stats(0.2, 40.0), _stats(1e-4, 3.0), None, _stats(1e-4, 3.0)])
+    got = specificity(torch.tensor([40.0, 3.0, 5.0, 0.0]), stats)
+    assert got[1] > got[0] > 0  # the same relative level (its 0.99 quantile): the rare feature is the unusual one
+    assert got[3] == 0  # did not fire
+    assert got[2] > got[1]  # never seen firing in the corpus: as rare as it gets
+    assert specificity(torch.tensor([80.0, 0, 0, 0]), stats)[0] > got[0]  # stronger than usual: more unusual
+    assert reason(float(got[1])).startswith(f"this active on 1 in {10 ** float(got[1]):,.0f} corpus tokens")
 
 
 @pytest.fixture()

@@ -97,12 +97,22 @@ def ember_logits(body: LogitsBody, request: Request, caller: Caller = Depends(re
     return {"logits": logits}
 
 
+RANK_BY = "^(specificity|frequency)$"
+
+
 class FeaturesBody(ConversationBody):
     aggregate_by: str = Field("count", pattern="^(count|frequency|mean|max|sum)$")
     include_feature_indexes: list[int] | None = Field(None, max_length=1000)
+    rank_by: str | None = Field(
+        None,
+        pattern=RANK_BY,
+        description="specificity (default with a feature database): each token lists only its specific firings, "
+        "so the SDK's top(k) ranks by them; frequency: every activation, as before",
+    )
+    include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
-def _inspection(request: Request, caller: Caller, lab, messages, controller):
+def _inspection(request: Request, caller: Caller, lab, messages, controller, include_template: bool = False):
     from steerlab.analysis.inspect import inspect
 
     with _admitted(request, caller, {"messages": _conversation_tokens(lab, messages)}, "max_analysis_tokens"):
@@ -115,46 +125,80 @@ def _inspection(request: Request, caller: Caller, lab, messages, controller):
             labels=lab.labels,
             sae_id=lab.sae_id,
             chunk_tokens=lab.chunk_tokens,
+            corpus_stats=lab.corpus_stats,
+            include_template=include_template,
         )
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-features", tags=["ember"])
 def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
-    """Every token with its active features, strongest first (``include_feature_indexes`` restricts)."""
+    """Every token with its features (``include_feature_indexes`` restricts). Ranked by specificity (the
+    default with a feature database), each content token lists only its specific firings, most specific
+    first, and template tokens list none, so the SDK's client-side ``top(k)`` (it counts the tokens each
+    feature is listed on) ranks by specificity; ``rank_by="frequency"``: every activation, strongest first.
+    Features named in ``include_feature_indexes`` are listed wherever they fire (every token, as before;
+    ``template`` marks the chat template's tokens)."""
     lab, messages = _conversation(request, body)
-    found = _inspection(request, caller, lab, messages, body.controller)
-    tokens = found.per_token(features=body.include_feature_indexes)
+    found = _inspection(request, caller, lab, messages, body.controller, body.include_template)
+    rank_by = found.default_ranking if body.rank_by is None else body.rank_by
+    found.ranking(rank_by)
+    specific = rank_by == "specificity" and body.include_feature_indexes is None
+    tokens = found.per_token(features=body.include_feature_indexes, specific_only=specific, scored_only=specific)
     return {
         "tokens": [
             {
                 "token": t.token,
                 "attributions": [
-                    {"id": lab.feature_id(a.index), "index_in_sae": a.index, "activation_strength": a.act_units}
+                    {
+                        "id": lab.feature_id(a.index),
+                        "index_in_sae": a.index,
+                        "activation_strength": a.act_units,
+                        **({} if a.specificity is None else {"specificity": a.specificity}),
+                    }
                     for a in t.features
                 ],
+                "template": t.template,
             }
             for t in tokens
-        ]
+        ],
+        "ranked_by": rank_by,
     }
 
 
 class InspectBody(ConversationBody):
     top_k: int = Field(10, ge=1, le=100)
     aggregate_by: str = Field("count", pattern="^(count|frequency|mean|max|sum)$")
+    rank_by: str | None = Field(None, pattern=RANK_BY, description="specificity (default with a database) or frequency")
+    include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
 @router.post("/v1/inspect", tags=["native"])
 def native_inspect(body: InspectBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Token heatmap data: each token's top features and the conversation's top features (units: 1.0 = strong)."""
+    from steerlab.features.specificity import DEFINITION
+
     lab, messages = _conversation(request, body)
-    found = _inspection(request, caller, lab, messages, body.controller)
+    found = _inspection(request, caller, lab, messages, body.controller, body.include_template)
+    top = found.top(body.top_k, by=body.aggregate_by, rank_by=body.rank_by)
+    ranked_by = top[0].ranked_by if top else found.ranking(body.rank_by)
 
     def feature(a) -> dict:
-        return {"index": a.index, "label": a.label, "activation": a.act_units, "count": a.count}
+        return {
+            "index": a.index,
+            "label": a.label,
+            "activation": a.act_units,
+            "count": a.count,
+            "specificity": a.specificity,
+        }
 
     return {
-        "tokens": [{"token": t.token, "top": [feature(a) for a in t.features]} for t in found.per_token(k=body.top_k)],
-        "top_features": [feature(a) for a in found.top(body.top_k, by=body.aggregate_by)],
+        "tokens": [
+            {"token": t.token, "template": t.template, "top": [feature(a) for a in t.features]}
+            for t in found.per_token(k=body.top_k)
+        ],
+        "top_features": [feature(a) for a in top],
+        "ranked_by": ranked_by,
+        "statistic": DEFINITION if ranked_by == "specificity" else "aggregate activation (aggregate_by)",
         "events": found.event_names,
     }
 
@@ -167,6 +211,8 @@ class ContrastBody(BaseModel):
     k_to_remove: int = Field(5, ge=0, le=100)
     top_k: int | None = Field(None, ge=0, le=100)
     model: Text | None = None
+    rank_by: str | None = Field(None, pattern=RANK_BY, description="specificity (default with a database) or frequency")
+    include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
 def _contrast(request: Request, body: ContrastBody, caller: Caller):
@@ -195,6 +241,9 @@ def _contrast(request: Request, body: ContrastBody, caller: Caller):
             k_to_remove=k2,
             labels=lab.labels,
             chunk_tokens=lab.chunk_tokens,
+            corpus_stats=lab.corpus_stats,
+            rank_by=body.rank_by,
+            include_template=body.include_template,
         )
     return lab, result
 
@@ -210,11 +259,22 @@ def ember_contrast(body: ContrastBody, request: Request, caller: Caller = Depend
 
 @router.post("/v1/contrast", tags=["native"])
 def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
-    """Features that separate the two datasets; ``score`` is the rank-biserial effect (positive favours 1)."""
+    """Features that separate the two datasets; ``score`` is the effect (positive favours 1): the difference
+    in mean pooled specificity with its 90% interval (``score_low``/``score_high``) when ``ranked_by`` is
+    specificity, the rank-biserial correlation when it is frequency; ``note`` says when the data is thin."""
     _, result = _contrast(request, body, caller)
-    return {
+    out: dict = {
         side: [
-            {"index": f.index, "label": f.label, "score": f.effect, "mean_1": f.mean_units_1, "mean_2": f.mean_units_2}
+            {
+                "index": f.index,
+                "label": f.label,
+                "score": f.effect,
+                "score_low": f.effect_low,
+                "score_high": f.effect_high,
+                "rank_biserial": f.rank_biserial,
+                "mean_1": f.mean_units_1,
+                "mean_2": f.mean_units_2,
+            }
             for f in features
         ]
         for side, features in (
@@ -222,6 +282,7 @@ def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depen
             ("dataset_2_features", result.dataset_2_features),
         )
     }
+    return {**out, "ranked_by": result.ranked_by, "note": result.note}
 
 
 class AttributionBody(ConversationBody):

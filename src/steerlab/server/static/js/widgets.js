@@ -32,17 +32,17 @@ export function shownToken(token) {
  * A run of tokens shaded by activation. `acts[i]` is the activation of token i; `scale` the value that
  * gets the full colour. With `onPick`, tokens are buttons (keyboard reachable); otherwise spans.
  */
-export function tokenRun(tokens, acts, scale, { onPick, highlight, focusIndex = 0, label = "activation" } = {}) {
+export function tokenRun(tokens, acts, scale, { onPick, highlight, focusIndex = 0, label = "activation", template = [] } = {}) {
   const row = h("div.tokens", { role: onPick ? "group" : null, "aria-label": onPick ? "Tokens (arrow keys move, Enter picks)" : null });
   if (onPick) row.addEventListener("keydown", (e) => roveTokens(row, e));
   tokens.forEach((token, i) => {
     const act = acts[i] || 0;
     const attrs = {
-      class: ["tok", act > 0 ? "fired" : "", i === highlight ? "peak" : "", /^<\|.*\|>$/.test(token) ? "special" : ""]
+      class: ["tok", act > 0 ? "fired" : "", i === highlight ? "peak" : "", /^<\|.*\|>$/.test(token) ? "special" : "", template[i] ? "template" : ""]
         .filter(Boolean)
         .join(" "),
       style: { background: heat(act, scale) },
-      title: `${JSON.stringify(token)} · ${label} ${fmt(act)}`,
+      title: `${JSON.stringify(token)} · ${label} ${fmt(act)}${template[i] ? " · chat template (not scored)" : ""}`,
       dataset: { act: fmt(act), i: String(i) },
     };
     if (onPick) {

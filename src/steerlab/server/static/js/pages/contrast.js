@@ -56,13 +56,15 @@ async function run(out, textA, textB, topK) {
   replace(out, loading(`Comparing ${a.length} and ${b.length} conversations…`));
   try {
     const data = await post("/v1/contrast", { dataset_1: a, dataset_2: b, top_k: topK });
+    const specific = data.ranked_by === "specificity";
     replace(
       out,
+      data.note ? h("p.legend", { id: "contrast-note", role: "note" }, `Note: ${data.note}.`) : null,
       h(
         "div.columns.even",
         {},
-        panel("More active in set A", list(data.dataset_1_features || [])),
-        panel("More active in set B", list(data.dataset_2_features || [])),
+        panel("More active in set A", list(data.dataset_1_features || [], specific)),
+        panel("More active in set B", list(data.dataset_2_features || [], specific)),
       ),
     );
   } catch (err) {
@@ -71,7 +73,7 @@ async function run(out, textA, textB, topK) {
   }
 }
 
-function list(features) {
+function list(features, specific) {
   if (!features.length) return h("p.empty", {}, "No distinguishing features.");
   const max = Math.max(1e-9, ...features.map((f) => Math.abs(f.score)));
   return h(
@@ -84,7 +86,9 @@ function list(features) {
         "tr",
         {},
         h("th", { scope: "col" }, "Feature"),
-        h("th.num", { scope: "col", title: "Rank-biserial effect: +1 = always higher in set A, −1 = always higher in set B" }, "Effect"),
+        specific
+          ? h("th.num", { scope: "col", title: "Difference in mean specificity over the conversations' text (decades; + favours set A), with its 90% bootstrap interval" }, "Effect [90%]")
+          : h("th.num", { scope: "col", title: "Rank-biserial effect: +1 = always higher in set A, −1 = always higher in set B" }, "Effect"),
         h("th.num", { scope: "col", title: "Mean activation in set A (1.0 = strong)" }, "Mean A"),
         h("th.num", { scope: "col", title: "Mean activation in set B (1.0 = strong)" }, "Mean B"),
         h("th", { scope: "col" }, "Add to variant"),
@@ -98,7 +102,7 @@ function list(features) {
           "tr",
           {},
           h("td", {}, featureLink(f)),
-          h("td.num", {}, fmt(f.score, 2), " ", meter(Math.abs(f.score), max)),
+          h("td.num", {}, fmt(f.score, 2), specific && f.score_low != null ? ` [${fmt(f.score_low, 2)}, ${fmt(f.score_high, 2)}]` : "", " ", meter(Math.abs(f.score), max)),
           h("td.num", {}, fmt(f.mean_1, 2)),
           h("td.num", {}, fmt(f.mean_2, 2)),
           h("td.actions", {}, addToVariantButton(f, { value: 0.5, text: "+0.5" }), " ", addToVariantButton(f, { value: -0.3, text: "−0.3" })),

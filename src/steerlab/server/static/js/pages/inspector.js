@@ -9,6 +9,10 @@ import { addToVariantButton, featureLink, loading, meter, panel, showError, show
 
 const EXAMPLE = "user: Bonjour ! Peux-tu me recommander un bon livre ?\nassistant: Bien sûr ! Je te conseille « Le Petit Prince » de Saint-Exupéry.";
 let lastText = EXAMPLE; // kept while the tab is open, so coming back to the page keeps the conversation
+const RANKINGS = [
+  ["", "how unusual for each feature (specificity)"],
+  ["frequency", "raw activation (frequency)"],
+];
 const AGGREGATIONS = [
   ["count", "tokens fired on"],
   ["max", "strongest activation"],
@@ -22,6 +26,8 @@ export const inspectorPage = {
     const text = h("textarea", { id: "inspect-text", rows: 6, spellcheck: "false", value: lastText });
     const topK = h("select", { id: "inspect-topk" }, [5, 10, 20].map((k) => h("option", { value: k, selected: k === 10 }, String(k))));
     const steered = h("input", { type: "checkbox", id: "inspect-steered" });
+    const withTemplate = h("input", { type: "checkbox", id: "inspect-template" });
+    const statistic = h("select", { id: "inspect-statistic" }, RANKINGS.map(([v, t]) => h("option", { value: v }, t)));
     const rankBy = h("select", { id: "inspect-rank" }, AGGREGATIONS.map(([v, t]) => h("option", { value: v }, t)));
     const out = h("div.inspect-out");
     const form = h(
@@ -30,7 +36,9 @@ export const inspectorPage = {
         onsubmit: (e) => {
           e.preventDefault();
           lastText = text.value;
-          run(out, text.value, { top_k: Number(topK.value), aggregate_by: rankBy.value }, steered.checked);
+          const options = { top_k: Number(topK.value), aggregate_by: rankBy.value, include_template: withTemplate.checked };
+          if (statistic.value) options.rank_by = statistic.value; // default: specificity where the server has a feature database
+          run(out, text.value, options, steered.checked);
         },
       },
       field("Conversation", text, "One message per “user:” / “assistant:” / “system:” line; text without a role is a user message."),
@@ -40,10 +48,17 @@ export const inspectorPage = {
         h("button.primary", { type: "submit", id: "inspect-run" }, "Inspect"),
         field("Features per token", topK),
         field("Rank the conversation's features by", rankBy),
+        field("judged by", statistic),
+        h("label.check", {}, withTemplate, " score the chat template too"),
         h("label.check", {}, steered, " with the working variant applied"),
       ),
     );
-    main.append(h("h1", {}, "Inspector"), h("p.lead", {}, "Paste a conversation to see which features fire on each token (1.0 = a strong activation of that feature)."), form, out);
+    main.append(
+      h("h1", {}, "Inspector"),
+      h("p.lead", {}, "Paste a conversation to see which features fire on each token (1.0 = a strong activation of that feature). The conversation's top features are the ones most unusual for this text; the chat template (dotted underline) is shown but not scored."),
+      form,
+      out,
+    );
   },
 };
 
@@ -90,7 +105,8 @@ function result(data, aggregate, request) {
     const focused = heatmap.contains(document.activeElement) ? Number(document.activeElement.dataset.i) : null;
     const scale = 1; // 1.0 is "strong" in per-feature units; stronger activations saturate
     const by = state.colourBy === null ? "each token's strongest feature" : `feature #${state.colourBy}`;
-    replace(heatmap, tokenRun(tokens.map((t) => t.token), actsFor(), scale, { onPick: pick, label: by, focusIndex: state.picked ?? 0 }));
+    const template = tokens.map((t) => Boolean(t.template));
+    replace(heatmap, tokenRun(tokens.map((t) => t.token), actsFor(), scale, { onPick: pick, label: by, focusIndex: state.picked ?? 0, template }));
     // For tests and scripts: which feature is shown, and whether from every token's exact activation.
     heatmap.dataset.feature = state.colourBy ?? "strongest";
     heatmap.dataset.exact = String(state.colourBy === null || exact.has(state.colourBy));
@@ -131,7 +147,11 @@ function result(data, aggregate, request) {
       "div.col-side",
       {},
       panel("Token features", detail),
-      panel("Top features of the conversation", featureTable(top, colourBy, aggregate)),
+      panel(
+        "Top features of the conversation",
+        h("p.legend", { id: "inspect-ranked-by" }, `Ranked by ${data.ranked_by}: ${data.statistic}.`),
+        featureTable(top, colourBy, aggregate),
+      ),
     ),
   );
 }
@@ -155,13 +175,22 @@ function featureTable(features, colourBy, by) {
   const perToken = by === "activation";
   const heading = perToken ? "Activation" : (AGGREGATIONS.find(([v]) => v === by) || [by, by])[1];
   const max = Math.max(perToken ? 1 : 1e-9, ...features.map((f) => f.activation));
+  const specific = features.some((f) => f.specificity != null);
   return h(
     "table.data.compact.feature-acts",
     {},
     h(
       "thead",
       {},
-      h("tr", {}, h("th", { scope: "col" }, "Feature"), h("th.num", { scope: "col" }, heading), perToken || by === "count" ? null : h("th.num", { scope: "col" }, "Tokens"), h("th", { scope: "col" }, h("span.sr-only", {}, "Actions"))),
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col" }, "Feature"),
+        h("th.num", { scope: "col" }, heading),
+        perToken || by === "count" ? null : h("th.num", { scope: "col" }, "Tokens"),
+        specific ? h("th.num", { scope: "col", title: "-log10 of the corpus fraction of tokens on which the feature is at least this active" }, "Specificity") : null,
+        h("th", { scope: "col" }, h("span.sr-only", {}, "Actions")),
+      ),
     ),
     h(
       "tbody",
@@ -173,6 +202,7 @@ function featureTable(features, colourBy, by) {
           h("td", {}, featureLink(f)),
           h("td.num", {}, fmt(f.activation, 2), " ", meter(f.activation, max)),
           perToken || by === "count" ? null : h("td.num", {}, String(f.count ?? "")),
+          specific ? h("td.num", {}, f.specificity == null ? "" : fmt(f.specificity, 1)) : null,
           h(
             "td.actions",
             {},

@@ -1,0 +1,170 @@
+"""Do inspect and contrast show what a text is about? Before (frequency ranking over every token) and
+after (specificity over the content tokens), in one run, on the bundled default model.
+
+    python benchmarks/inspect_relevance.py [--out docs/bench_inspect_relevance.json]
+
+Inspect: for each of the texts of ``inspect_relevance_data.TEXTS`` (short, distinct topics, each tagged
+with a concept of the concept benchmark), is a feature *about the concept* among the top 5 of the
+default inspect view (``aggregate_by="count"``, the SDK's default)? A feature is about it by the strict
+window check of ``benchmarks/concept_check.py`` (``features.concept_windows``: at least 6 of its 10
+strongest corpus contexts show the concept around the peak). Also: how many texts' top 10 the most
+common feature appears in, and the ceiling (texts where *any* feature active on the content passes the
+check: no ranking can do better). Contrast: for each of ``PAIRS`` (two conversations a side, style and
+topic pairs), is a feature about dataset_1's concept among its top 3?
+
+The check is shown to reject: each text's after-top-5 judged against another text's concept (a
+mismatched concept should rarely pass), and the before view's features judged against the texts'
+own concepts (named rejections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from inspect_relevance_data import PAIRS, TEXTS
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="docs/bench_inspect_relevance.json")
+    ap.add_argument("--top", type=int, default=5)
+    args = ap.parse_args()
+
+    from steerlab.analysis.contrast import contrast
+    from steerlab.analysis.inspect import inspect
+    from steerlab.engine.lab import Lab
+    from steerlab.features.concept_windows import CONCEPTS, judge, strongest_windows
+    from steerlab.features.specificity import DEFINITION, SPECIFIC_AT
+
+    t0 = time.perf_counter()
+    lab = Lab.load(max_batch=2)
+    stats = lab.corpus_stats
+    assert stats is not None and lab.store is not None and lab.sae_id is not None
+    windows: dict[int, list] = {}
+
+    def about(index: int, concept: str) -> bool:
+        if index not in windows:
+            windows[index] = strongest_windows(lab.store.get_feature(lab.sae_id, index))
+        return judge(windows[index], CONCEPTS[concept])[0]
+
+    views = {
+        "before: frequency, every token": dict(rank_by="frequency", include_template=True),
+        "frequency, content tokens only": dict(rank_by="frequency", include_template=False),
+        "after: specificity, content tokens (default)": dict(rank_by=None, include_template=False),
+    }
+    by_views = ("count", "max")
+    rows, tops = [], {(v, by): [] for v in views for by in by_views}
+    for concept, text in TEXTS:
+        messages = [{"role": "user", "content": text}]
+        found = inspect(lab.lm, lab.sae, messages, labels=lab.labels, sae_id=lab.sae_id, corpus_stats=stats)
+        row = {"concept": concept, "text": text, "views": {}}
+        for view, opts in views.items():
+            found.include_template = opts["include_template"]
+            for by in by_views:
+                top = found.top(10, by=by, rank_by=opts["rank_by"])
+                hit = [f.index for f in top[: args.top] if about(f.index, concept)]
+                tops[(view, by)].append([f.index for f in top])
+                row["views"][f"{view} / {by}"] = {
+                    "top5": [(f.index, f.label) for f in top[: args.top]],
+                    "about": hit,
+                    "ranked_by": top[0].ranked_by if top else None,
+                }
+        found.include_template = False
+        content = found.codes_raw[found.scored]
+        active = (content > 0).any(0).nonzero().flatten().tolist()
+        row["ceiling"] = [i for i in active if about(i, concept)][:10]
+        rows.append(row)
+
+    n = len(rows)
+    summary = {}
+    for view in views:
+        for by in by_views:
+            key = f"{view} / {by}"
+            hits = sum(1 for r in rows if r["views"][key]["about"])
+            counts = Counter(i for top in tops[(view, by)] for i in set(top))
+            common, times = counts.most_common(1)[0] if counts else (None, 0)
+            summary[key] = {
+                "top5_relevant": hits,
+                "top5_relevant_rate": round(hits / n, 3),
+                "most_common_top10_feature": [common, lab.labels.get(common, "") if common is not None else ""],
+                "most_common_top10_share": round(times / n, 3),
+                "features_in_over_30pct_of_top10s": sum(1 for c in counts.values() if c / n > 0.30),
+            }
+    ceiling = sum(1 for r in rows if r["ceiling"])
+    default = "after: specificity, content tokens (default) / count"
+    reachable = [r for r in rows if r["ceiling"]]
+
+    # the check rejects: mismatched concepts, and the before view's features on the texts' own concepts
+    shuffled = 0
+    for i, r in enumerate(rows):
+        other = rows[(i + 7) % n]["concept"]
+        shuffled += any(about(idx, other) for idx, _ in r["views"][default]["top5"])
+    rejected = []
+    for r in rows[:6]:
+        for idx, label in r["views"]["before: frequency, every token / count"]["top5"][:2]:
+            ok, shown = judge(windows[idx], CONCEPTS[r["concept"]])
+            if not ok:
+                rejected.append({"feature": idx, "label": label, "concept": r["concept"], "windows_showing_it": shown})
+
+    pair_rows = []
+    for name, concept, d1, d2 in PAIRS:
+        pr = {"pair": name, "concept": concept}
+        for view, opts in (("before", dict(rank_by="frequency", include_template=True)), ("after", {})):
+            res = contrast(lab.lm, lab.sae, d1, d2, top_k=3, labels=lab.labels, corpus_stats=stats, **opts)
+            pr[view] = {
+                "top3": [
+                    (f.index, f.label, round(f.effect, 3), None if f.effect_low is None else round(f.effect_low, 3))
+                    for f in res.dataset_1_features
+                ],
+                "about": [f.index for f in res.dataset_1_features if about(f.index, concept)],
+                "ranked_by": res.ranked_by,
+                "note": res.note,
+            }
+        pair_rows.append(pr)
+    pairs_n = len(pair_rows)
+
+    out = {
+        "what": "inspect top-5 / contrast top-3 relevance by the strict window check (features.concept_windows)",
+        "command": "python benchmarks/inspect_relevance.py",
+        "model": lab.model_name,
+        "sae_id": lab.sae_id,
+        "statistic": {"name": "specificity", "definition": DEFINITION, "specific_at": SPECIFIC_AT},
+        "texts": n,
+        "inspect": summary,
+        "inspect_ceiling": {
+            "texts_with_any_passing_active_feature": ceiling,
+            "rate": round(ceiling / n, 3),
+            "default_view_hits_where_reachable": sum(1 for r in reachable if r["views"][default]["about"]),
+            "before_view_hits_where_reachable": sum(
+                1 for r in reachable if r["views"]["before: frequency, every token / count"]["about"]
+            ),
+            "reachable_texts": len(reachable),
+        },
+        "check_rejects": {
+            "after_top5_judged_against_a_mismatched_concept": shuffled,
+            "rate": round(shuffled / n, 3),
+            "before_top_features_rejected_for_their_text": rejected,
+        },
+        "contrast": {
+            "pairs": pairs_n,
+            "before_top3_relevant": sum(1 for p in pair_rows if p["before"]["about"]),
+            "after_top3_relevant": sum(1 for p in pair_rows if p["after"]["about"]),
+            "before_rate": round(sum(1 for p in pair_rows if p["before"]["about"]) / pairs_n, 3),
+            "after_rate": round(sum(1 for p in pair_rows if p["after"]["about"]) / pairs_n, 3),
+        },
+        "seconds": round(time.perf_counter() - t0, 1),
+        "texts_detail": rows,
+        "pairs_detail": pair_rows,
+    }
+    text = json.dumps(out, indent=1, ensure_ascii=False)
+    Path(args.out).write_text(text + "\n")
+    brief = {k: out[k] for k in ("inspect", "inspect_ceiling", "check_rejects", "contrast", "seconds")}
+    print(json.dumps(brief, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
