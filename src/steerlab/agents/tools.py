@@ -315,7 +315,8 @@ class LabTools:
 
     # ------------------------------------------------------------------ analyses
     def inspect(self, messages: list[dict] | None = None, text: str | None = None, top_k: int = 10) -> dict:
-        """The features most active over a conversation: how many tokens each fired on and its peak."""
+        """The features most specific to a conversation's text (``analysis/inspect.py``: ranked by how unusual
+        their activations are for them, template tokens left out): tokens each fired on specifically, its peak."""
         from steerlab.analysis.inspect import inspect
 
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
@@ -331,8 +332,9 @@ class LabTools:
                 labels=lab.labels,
                 sae_id=lab.sae_id,
                 chunk_tokens=lab.chunk_tokens,
+                corpus_stats=lab.corpus_stats,
             )
-        peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max")}
+        peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max", rank_by="frequency")}
         features = []
         for f in inspection.top(top_k, by="count"):
             peak = peaks.get(f.index)
@@ -344,7 +346,7 @@ class LabTools:
                     "max_act": _r(peak.act_units) if peak is not None else 0.0,
                 }
             )
-        return {"tokens": len(inspection), "features": features}
+        return {"tokens": len(inspection), "ranked_by": inspection.ranking(None), "features": features}
 
     def generate(
         self,

@@ -137,7 +137,7 @@ def test_specificity_prefers_rare_features_at_their_own_strong_level():
     got = specificity(torch.tensor([40.0, 3.0, 5.0, 0.0]), stats)
     assert got[1] > got[0] > 0  # the same relative level (its 0.99 quantile): the rare feature is the unusual one
     assert got[3] == 0  # did not fire
-    assert got[2] > got[1]  # never seen firing in the corpus: as rare as it gets
+    assert got[2] > got[0]  # never seen firing in the corpus: scored as if it had fired once
     assert specificity(torch.tensor([80.0, 0, 0, 0]), stats)[0] > got[0]  # stronger than usual: more unusual
     assert reason(float(got[1])).startswith(f"this active on 1 in {10 ** float(got[1]):,.0f} corpus tokens")
 
@@ -159,9 +159,12 @@ def crafted_lab(tiny_lm, crafted_sae, small_build_config, tmp_path, steerlab_hom
 def test_search_by_example_finds_the_feature_the_text_wakes(crafted_lab):
     from tests.unit.features.conftest import CRAFTED
 
-    hits = crafted_lab.find_features(example_text="the cat sat on the mat", top_k=3)
-    assert hits[0].index == CRAFTED and hits[0].reason == "example"
-    assert "' mat'" in hits[0].snippet and "strong level" in hits[0].snippet
+    # The random tiny features are dense, and one at its corpus maximum is as unusual as CRAFTED at its median
+    # (specificity: corpus tail probability), so CRAFTED is among the first few, not necessarily first.
+    hits = crafted_lab.find_features(example_text="the cat sat on the mat", top_k=5)
+    crafted = next(h for h in hits if h.index == CRAFTED)
+    assert crafted.reason == "example"
+    assert "' mat'" in crafted.snippet and "corpus tokens" in crafted.snippet
     assert CRAFTED not in [h.index for h in crafted_lab.find_features(example_text="the dog sat on a rug", top_k=5)]
     with pytest.raises(InvalidInputError) as err:
         crafted_lab.find_features(example_text="\x00\x01\x02")
@@ -180,13 +183,13 @@ def test_search_routes_say_why_and_refuse_bad_input(crafted_lab, tmp_path):
     settings = Settings(db_path=tmp_path / "server.db", open_mode=True)
     with TestClient(create_app(settings, crafted_lab)) as client:
         ember = client.post(
-            "/api/inference/v1/features/search", json={"example_text": "the cat sat on the mat", "top_k": 3}
+            "/api/inference/v1/features/search", json={"example_text": "the cat sat on the mat", "top_k": 5}
         )
         assert ember.status_code == 200, ember.text
-        first = ember.json()["features"][0]
-        assert first["index_in_sae"] == CRAFTED and first["reason"] == "example" and first["id"]
-        native = client.post("/v1/features/search", json={"example_text": "the cat sat on the mat", "top_k": 3})
-        assert native.json()["features"][0]["index"] == CRAFTED
+        found = {f["index_in_sae"]: f for f in ember.json()["features"]}
+        assert found[CRAFTED]["reason"] == "example" and found[CRAFTED]["id"]
+        native = client.post("/v1/features/search", json={"example_text": "the cat sat on the mat", "top_k": 5})
+        assert CRAFTED in [f["index"] for f in native.json()["features"]]
         for body, field in (({"example_text": "\x01\x02\x03\x04"}, "text"), ({"top_k": 3}, "query")):
             bad = client.post("/v1/features/search", json=body)
             assert bad.status_code == 400 and field in bad.text, bad.text
