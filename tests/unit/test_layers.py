@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"analysis"},
     {"classifiers"},
     {"engine"},
+    {"training"},
     {"agents"},
     {"server"},
     {"client", "client_types", "client_http", "client_local"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import chat, classify, data, features, investigate, mcp, model, sae, serve
+from steerlab.cli import chat, classify, data, features, finetune, investigate, mcp, model, sae, serve
 from steerlab.cli.errors import one_line_errors
 
 app = typer.Typer(
@@ -36,3 +36,4 @@ app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="keys")
 app.command("mcp")(mcp.mcp)
 app.command("investigate")(investigate.investigate)
+app.command("finetune")(finetune.finetune)
