@@ -27,7 +27,8 @@ def examples(tokenizer, n=24):
 
 
 def tuner(lm, sae, out, **kw):
-    cfg = FinetuneConfig(out=str(out), **{"batch_size": 4, "eval_every": 3, "save_every": 2, "warmup_steps": 1, **kw})
+    defaults = {"batch_size": 4, "eval_every": 3, "save_every": 2, "warmup_steps": 1, "probe_size": 4}
+    cfg = FinetuneConfig(out=str(out), **{**defaults, **kw})
     train, ev = split_examples(examples(lm.tokenizer), 0.2, cfg.seed)
     return Finetuner(lm, sae, train, ev, cfg, progress=False)
 
@@ -166,9 +167,9 @@ def test_metrics_dials_and_curves(fresh_lm, sae, tmp_path):
 
 
 def test_resume_after_a_kill_mid_epoch_is_exact(fresh_lm, sae, tmp_path):
-    # 19 train examples / batch 4 = 5 steps per epoch; 8 steps cross an epoch; LoRA dropout uses the RNG.
-    steps = 8
-    one = tuner(fresh_lm(), sae, tmp_path / "one", max_steps=steps, steer={5: 0.5})
+    # 19 train examples / batch 4 = 5 steps per epoch; 6 steps cross an epoch; LoRA dropout uses the RNG.
+    steps = 6
+    one = tuner(fresh_lm(), sae, tmp_path / "one", max_steps=steps, steer={5: 0.5}, eval_every=4)
     one.run()
 
     class Killed(Exception):
@@ -178,15 +179,15 @@ def test_resume_after_a_kill_mid_epoch_is_exact(fresh_lm, sae, tmp_path):
         if step == 3:  # a step after the checkpoint at 2: its work is lost and redone
             raise Killed
 
-    two = tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.5})
+    two = tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.5}, eval_every=4)
     with pytest.raises(Killed):
         two.run(on_step=kill_at)
     assert [p.name for p in checkpoint_dirs(tmp_path / "two")] == ["step-00000002"]
     with pytest.raises(SteerlabError, match="--resume"):
-        tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.5}).run()
+        tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.5}, eval_every=4).run()
     with pytest.raises(SteerlabError, match="other data or settings"):
-        tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.7}).run(resume=True)
-    again = tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.5})
+        tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.7}, eval_every=4).run(resume=True)
+    again = tuner(fresh_lm(), sae, tmp_path / "two", max_steps=steps, steer={5: 0.5}, eval_every=4)
     again.run(resume=True)
     for name, p in one.params.items():
         assert torch.equal(p, again.params[name]), name
