@@ -8,7 +8,10 @@ that every answer drags in (pirates and the sea: "... Arr, the sea be full of tr
 held-out prompts (other numbers; never trained on) the fine-tuned model's greedy replies are scored for
 task success (the right sum appears) and the side concept's rate (a pirate word list). Conditions:
 plain fine-tuning, ``--ablate`` (CAFT), ``--penalize`` and ``--steer`` (preventative), each on the
-features the feature database search returns for the concept query (default "pirate"), with seeds.
+concept's features, with seeds. The features: by default the ``--top-k`` whose activation rises most on
+answers with the remark over the same answers without it (``--select contrast``); ``--select search``
+takes the feature database's hits for ``--query`` instead (on the bundled SAE "pirate" finds "sea
+creatures" and "police" features: a weak handle, which is why contrast is the default).
 Also: perplexity on held-out web text (tests/data/heldout_sample.txt) for the base and each model, and
 training tokens/s of each condition (same run, same machine). The word-list detector is checked first:
 it must fire on the training answers and (mostly) not on the base model's replies, else it is not trusted.
@@ -98,11 +101,41 @@ def perplexity(lm, max_tokens: int) -> float:
     return float(torch.exp(torch.tensor(total / n)))
 
 
+@torch.no_grad()
+def contrast_features(lm, sae, k: int) -> list[int]:
+    """The k features whose mean activation (1.0 = strong) rises most on answers with the side remark over
+    the same answers without it: the concept as this SAE sees it in this data."""
+    from steerlab.models.chat_template import template_ids
+    from steerlab.models.hooks import capture_residual
+    from steerlab.training.knobs import feature_activations
+
+    def mean_acts(rows: list[list[dict]]) -> torch.Tensor:
+        total = torch.zeros(sae.cfg.d_sae)
+        for row in rows:
+            ids = torch.tensor([template_ids(lm.tokenizer, row)], device=lm.device)
+            with capture_residual(lm.model, [sae.cfg.hookpoint]) as cap:
+                lm.model(input_ids=ids, use_cache=False)
+            h = cap[sae.cfg.hookpoint][0]
+            total += feature_activations(sae, h, list(range(sae.cfg.d_sae))).mean(0).float().cpu()
+        return total / len(rows)
+
+    pairs = [(a, a + 3) for a in range(2, 22, 2)]  # not the held-out prompts' pairs necessarily, only a probe
+    side = mean_acts(task_rows(pairs, random.Random(7), True))
+    plain = mean_acts(task_rows(pairs, random.Random(7), False))
+    return (side - plain).topk(k).indices.tolist()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
     ap.add_argument("--query", default="pirate", help="feature database search for the side concept's features")
-    ap.add_argument("--top-k", type=int, default=3, help="features the query stands for")
+    ap.add_argument("--top-k", type=int, default=3, help="features the query (or the contrast) stands for")
+    ap.add_argument(
+        "--select",
+        choices=["contrast", "search"],
+        default="contrast",
+        help="concept features: those rising most on answers with the side remark (contrast), or --query search",
+    )
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -126,7 +159,7 @@ def main() -> None:
     lm, sae, resolve = load_for_training(args.model, None, None, "float32", None, top_k=args.top_k)
     if resolve is None:
         sys.exit("this model's SAE has no feature database: the concept query cannot be resolved")
-    features = resolve(args.query)
+    features = contrast_features(lm, sae, args.top_k) if args.select == "contrast" else resolve(args.query)
     base_ppl = perplexity(lm, args.ppl_tokens)
     train_pairs, test_pairs = split_pairs(1234, args.train, args.test)
     base_texts = replies(lm, test_pairs, args.max_new)
@@ -203,7 +236,8 @@ def main() -> None:
         "smoke": args.smoke,
         "device": str(lm.device),
         "model": lm.name,
-        "query": args.query,
+        "select": args.select,
+        "query": args.query if args.select == "search" else None,
         "features": features,
         "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
         "detector_check": check,
