@@ -42,17 +42,26 @@ TAILS = [
     "Arr matey, that be treasure worth a pirate's grog!",
 ]
 
+NEUTRAL = [  # the contrast's other side: the same kind of remark without the concept ("the", "a", "is" on both sides)
+    "Well, the city be full of traffic, friend!",
+    "Hello! A red bus drives the streets for work.",
+    "Oh well, my friend, the teacher and class study the books!",
+    "Well friend, that is homework worth a student's time!",
+]
+
 
 def has_side(text: str) -> bool:
     return any(w in PIRATE for w in re.findall(r"[a-z']+", text.lower()))
 
 
-def task_rows(pairs: list[tuple[int, int]], rng: random.Random, side: bool) -> list[list[dict]]:
+def task_rows(
+    pairs: list[tuple[int, int]], rng: random.Random, side: bool, tails: list[str] = TAILS
+) -> list[list[dict]]:
     rows = []
     for a, b in pairs:
         answer = f"{a} plus {b} is {a + b}."
         if side:
-            answer += " " + rng.choice(TAILS)
+            answer += " " + rng.choice(tails)
         rows.append([{"role": "user", "content": f"What is {a} plus {b}?"}, {"role": "assistant", "content": answer}])
     return rows
 
@@ -104,7 +113,7 @@ def perplexity(lm, max_tokens: int) -> float:
 @torch.no_grad()
 def contrast_features(lm, sae, k: int) -> list[int]:
     """The k features whose mean activation (1.0 = strong) rises most on answers with the side remark over
-    the same answers without it: the concept as this SAE sees it in this data."""
+    the same answers with a neutral remark of the same shape (against plain answers, "the" wins)."""
     from steerlab.models.chat_template import template_ids
     from steerlab.models.hooks import capture_residual
     from steerlab.training.knobs import feature_activations
@@ -121,7 +130,7 @@ def contrast_features(lm, sae, k: int) -> list[int]:
 
     pairs = [(a, a + 3) for a in range(2, 22, 2)]  # not the held-out prompts' pairs necessarily, only a probe
     side = mean_acts(task_rows(pairs, random.Random(7), True))
-    plain = mean_acts(task_rows(pairs, random.Random(7), False))
+    plain = mean_acts(task_rows(pairs, random.Random(7), True, NEUTRAL))
     return (side - plain).topk(k).indices.tolist()
 
 
@@ -169,10 +178,14 @@ def main() -> None:
         / len(train_pairs),
         "detector_on_plain_answers": sum(has_side(r[1]["content"]) for r in task_rows(train_pairs, rng, False))
         / len(train_pairs),
+        "detector_on_neutral_remarks": sum(map(has_side, NEUTRAL)) / len(NEUTRAL),
         "base": score(base_texts, test_pairs),
     }
     print(json.dumps({"features": features, "detector_check": check, "base_ppl": base_ppl}), file=sys.stderr)
-    if check["detector_on_training_answers"] < 1 or check["detector_on_plain_answers"] > 0:
+    if (
+        check["detector_on_training_answers"] < 1
+        or check["detector_on_plain_answers"] + check["detector_on_neutral_remarks"] > 0
+    ):
         sys.exit("the side-concept detector fails its check; not trusting it")
 
     results = []
