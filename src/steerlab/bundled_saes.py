@@ -17,6 +17,19 @@ BUNDLED_SAES = {DEFAULT_MODEL: "smollm2-135m-instruct"}
 def bundled_sae_path(model_name: str) -> Path | None:
     folder = BUNDLED_SAES.get(canonical_name(model_name))
     if folder is None:
-        return None
+        return _base_model_sae(model_name)
     path = Path(str(resources.files("steerlab") / "assets" / "saes" / folder))
     return path if (path / "cfg.json").is_file() else None
+
+
+def _base_model_sae(model_name: str) -> Path | None:
+    """A model folder written by ``steerlab finetune`` names its base model (steerlab_source.json): the
+    base's SAE is the one it was fine-tuned against, so it is the default SAE of the fine-tuned folder too."""
+    import json
+
+    source = Path(model_name).expanduser() / "steerlab_source.json"
+    try:
+        base = json.loads(source.read_text()).get("base_model") if source.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return bundled_sae_path(base) if isinstance(base, str) and base != model_name else None

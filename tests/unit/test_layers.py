@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"classifiers"},
     {"engine"},
     {"cluster"},
+    {"training"},
     {"agents"},
     {"server"},
     {"client", "client_types", "client_http", "client_local"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from steerlab.cli import audit, chat, classify, data, features, investigate, mcp, model, sae, serve
+from steerlab.cli import audit, chat, classify, data, features, finetune, investigate, mcp, model, sae, serve
 from steerlab.cli.errors import one_line_errors
 
 app = typer.Typer(
@@ -37,3 +37,4 @@ app.add_typer(serve.keys_app, name="keys")
 app.command("mcp")(mcp.mcp)
 app.command("investigate")(investigate.investigate)
 app.command("audit")(audit.audit)
+app.command("finetune")(finetune.finetune)
