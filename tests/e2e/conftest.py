@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -96,6 +98,23 @@ def _chromium_path() -> str | None:
     import shutil
 
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(autouse=True)
+def main_thread_event_loop():
+    """A current (not closed) event loop in the main thread before each test. Playwright's sync API, once
+    closed, leaves the main thread with none set, and the goodfire SDK's client calls
+    ``asyncio.get_event_loop()`` there, which then raises in every later SDK test."""
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            closed = policy.get_event_loop().is_closed()
+        except RuntimeError:
+            closed = True
+    if closed:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
 
 
 @pytest.fixture(scope="module")
