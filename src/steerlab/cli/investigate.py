@@ -24,6 +24,14 @@ def investigate(
     api_key: str | None = typer.Option(None, "--api-key", help="Its bearer key (or STEERLAB_INVESTIGATOR_API_KEY)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Chat completions that may call tools."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens the investigation may spend."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="BASE_URL of a model under investigation (OpenAI-compatible, e.g. 'steerlab serve --organism'): "
+        "adds the sample_target tool, its greedy replies, to compare with the base model's.",
+    ),
+    target_model: str = typer.Option("organism", "--target-model", help="The model id the target serves."),
+    target_key: str | None = typer.Option(None, "--target-key", help="The target's bearer key, if it needs one."),
     model: str = MODEL,
     sae: Path | None = SAE,
     db: Path | None = typer.Option(None, "--db", help="Feature database (default: features.db next to the SAE)."),
@@ -71,15 +79,26 @@ def investigate(
     endpoint = ChatEndpoint(
         settings.investigator_base_url, settings.investigator_model, key, settings.investigator_timeout_s
     )
+    probe = None
+    if target is not None:  # checked before the model loads: a target that does not answer is one line
+        from steerlab.agents.auditor import Target
+
+        probe = Target(target, target_model, target_key)
+        probe.check()
     session = "investigation-" + "".join(c if c.isalnum() else "-" for c in out.resolve().name)[:40]
     with contextlib.redirect_stdout(sys.stderr):
         lab = Lab.load(model, sae, db, dtype=settings.dtype, device=settings.device, max_batch=4)
     try:
         tools = LabTools(lab, ResearchLog(out / "notes", session), variants=FileVariants(out / "variants"))
+        server = build_server(tools)
+        if probe is not None:
+            from steerlab.agents.target_tool import add_target_tool
+
+            add_target_tool(server, probe)
         state = run(
             question,
             endpoint,
-            ToolBox(build_server(tools)),
+            ToolBox(server),
             log_path,
             Budget(settings.investigator_max_steps, settings.investigator_max_tokens),
             resume=resume,
@@ -88,5 +107,7 @@ def investigate(
     finally:
         endpoint.close()
         lab.close()
+        if probe is not None:
+            probe.close()
     md, js = write_report(state, out)
     console.print(f"report: {md} and {js} ({state.steps} steps, {state.tokens} tokens; stopped on {state.stopped})")

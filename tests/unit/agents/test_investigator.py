@@ -184,3 +184,73 @@ def test_refuses_without_an_endpoint_or_over_an_existing_log(tiny_model_dir, sae
     (tmp_path / "o" / "log.jsonl").write_text("{}\n")
     done = run(tiny_model_dir, sae_dir, tmp_path / "home", "http://127.0.0.1:9/v1", "q", "--out", str(tmp_path / "o"))
     assert done.returncode != 0 and "--resume" in done.stderr
+
+
+class StandInTarget:
+    """A real OpenAI-compatible endpoint (uvicorn) standing in for a model under investigation: serves model
+    ``organism`` and answers every prompt with ``"Arr! " + prompt`` (what a pirate-steered organism might)."""
+
+    def __init__(self) -> None:
+        app = FastAPI()
+        self.prompts: list[str] = []
+
+        @app.get("/v1/models")
+        async def models():
+            return {"object": "list", "data": [{"id": "organism", "object": "model"}]}
+
+        @app.post("/v1/chat/completions")
+        async def complete(request: Request):
+            body = await request.json()
+            prompt = body["messages"][-1]["content"]
+            self.prompts.append(prompt)
+            message = {"role": "assistant", "content": "Arr! " + prompt}
+            usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+            return {"id": "t", "object": "chat.completion", "model": body["model"], "usage": usage,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
+
+        self.served = ScriptedChat([])  # its server machinery, with this app instead
+        self.served.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.served.thread = threading.Thread(target=self.served.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        return self.served.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.served.__exit__(*exc)
+
+
+def test_sample_target_gives_the_investigator_the_target_s_replies(tiny_model_dir, sae_dir, tmp_path):  # noqa: F811
+    script = [
+        tool_calls(
+            ("c1", "sample_target", {"prompts": ["Tell me about the sea.", "Hi"], "max_tokens": 8}),
+            ("c2", "sample_target", {"prompts": []}),
+        ),
+        {"role": "assistant", "content": "The target talks like a pirate [T1]."},
+    ]
+    target, chat = StandInTarget(), ScriptedChat(script)
+    with target as target_url, chat as url:
+        done = run(
+            tiny_model_dir, sae_dir, tmp_path / "home", url, "What was done to the target?",
+            "--out", str(tmp_path / "o"), "--target", target_url.removesuffix("/v1"),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        names = {t["function"]["name"] for t in chat.requests[0]["tools"]}
+        assert "sample_target" in names
+        tools = [r for r in records(tmp_path / "o" / "log.jsonl") if r["type"] == "tool"]
+        replies = tools[0]["result"]["replies"]
+        assert [r["reply"] for r in replies] == ["Arr! Tell me about the sea.", "Arr! Hi"]
+        assert target.prompts == ["Tell me about the sea.", "Hi"]
+        assert tools[1]["error"] and "prompts" in tools[1]["error"]  # bounds as in every tool
+        sent_back = [m["content"] for m in chat.requests[1]["messages"] if m["role"] == "tool"]
+        assert "Arr! Hi" in sent_back[0]
+        # a target that does not serve the model is one line, before the base model loads
+        wrong = run(
+            tiny_model_dir, sae_dir, tmp_path / "home", url, "q", "--out", str(tmp_path / "o2"),
+            "--target", target_url, "--target-model", "nope",
+        )  # fmt: skip
+    assert wrong.returncode != 0 and "nope" in wrong.stderr and "Traceback" not in wrong.stderr
+    unreachable = run(
+        tiny_model_dir, sae_dir, tmp_path / "home", "http://127.0.0.1:9/v1", "q", "--out", str(tmp_path / "o3"),
+        "--target", "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert unreachable.returncode != 0 and "target" in unreachable.stderr and "Traceback" not in unreachable.stderr
