@@ -157,3 +157,24 @@ def test_a_search_over_the_per_request_budget_is_413_naming_the_field(tmp_path, 
     with TestClient(create_app(settings.model_copy(update={"max_autosteer_tokens": 1200}), lab)) as client:
         r = client.post("/api/inference/v1/attributions/generate-contrastive-dataset", json={"specification": "x"})
         assert r.status_code == 200, r.text[:300]
+
+
+def test_the_mcp_autosteer_tool_is_charged_like_the_route(tmp_path, steered_server):
+    """``/mcp``'s autosteer tool goes through the key's meter: the same estimate reserved, the same 429."""
+    from steerlab.agents.tools import LabTools, ResearchLog
+    from steerlab.analysis.autosteer import AutoSteerConfig
+    from steerlab.errors import SteerlabError
+    from steerlab.server.auth import Caller
+    from steerlab.server.mcp_http import KeyMeter
+
+    _, lab = steered_server
+    client, key_id = _quota_client(tmp_path, lab, tokens_per_minute=500)
+    caller = Caller(key_id, "tester")
+    with client:
+        tools = LabTools(lab, ResearchLog(tmp_path / "logs", "t"), meter=KeyMeter(client.app, caller))
+        with pytest.raises(SteerlabError, match="500 tokens per minute") as refused:
+            tools.autosteer("talk like a pirate")
+        assert refused.value.status == 429
+        client.app.state.rate_limiter.tokens.limit = 10_000
+        assert tools.autosteer("talk like a pirate")["tried"] > 0
+        assert client.app.state.rate_limiter.tokens.used(key_id) == AutoSteerConfig.quick().token_estimate()
