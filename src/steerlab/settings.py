@@ -235,6 +235,13 @@ class Settings(BaseSettings):
     autosteer_concurrency: int = Field(
         default=1, ge=1, description="AutoSteer/AutoConditional searches run at once; one more gets 503 + Retry-After."
     )
+    max_autosteer_tokens: int = Field(
+        default=20_000,
+        ge=1,
+        description="Most tokens one AutoSteer-family request (auto-edits, auto-conditional, contrastive "
+        "dataset, /v1/autosteer) may run through the model, as estimated from its search (quick: ~3,300, "
+        "thorough: ~8,800; more: 413). Reserved from the key's tokens/min before it starts.",
+    )
     autosteer_effort: Literal["quick", "thorough"] = Field(
         default="quick",
         description="quick fits the goodfire SDK's 60 s timeout on a CPU; thorough tries twice the edits.",

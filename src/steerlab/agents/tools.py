@@ -593,7 +593,8 @@ class LabTools:
             raise InvalidInputError(f"must be quick or thorough, got {effort!r}", field="effort")
         config = AutoSteerConfig.quick() if effort == "quick" else AutoSteerConfig()
         lab = self.lab
-        with self.meter.job("autosteer"):
+        # charged like POST /v1/autosteer: its estimate reserved from the key's tokens/min on a server
+        with self.meter.admit({"goal": config.token_estimate()}, "max_autosteer_tokens"), self.meter.job("autosteer"):
             result = auto_steer(
                 lab.lm, lab.sae, goal, config=config, search=lab.search, labels=lab.labels, sae_id=lab.sae_id
             )

@@ -38,7 +38,12 @@ from steerlab.analysis.autosteer_candidates import (
 )
 from steerlab.analysis.autosteer_generate import Row, generate_rows
 from steerlab.analysis.scoring import PARTS, ReplyScorer
-from steerlab.analysis.stimulus import ContrastiveStimulus, generate_contrastive_stimulus
+from steerlab.analysis.stimulus import (
+    PROMPT_TOKENS,
+    ContrastiveStimulus,
+    generate_contrastive_stimulus,
+    stimulus_token_estimate,
+)
 from steerlab.steering.refs import FeatureRef
 from steerlab.steering.variant import Variant
 
@@ -87,6 +92,22 @@ class AutoSteerConfig:
         """About half the generation work of the default: what the server runs unless told otherwise, to
         answer inside the goodfire SDK's 60 s timeout on a CPU (``benchmarks/autosteer_speed.py``)."""
         return cls(pool=8, n_candidates=2, combine_top=2, n_prompts=2, max_new_tokens=20, stimulus_size=4)
+
+    def max_trials(self) -> int:
+        """Edit sets a search scores at most: the unsteered replies, the screened pool, the other strengths
+        of the best candidates, and the combinations (pairs, triples, ... at full and half strength)."""
+        grid = len(self.strengths if self.strengths is not None else self.push)
+        combos = 2 * max(0, 2**self.combine_top - self.combine_top - 1)
+        return 1 + self.pool + self.n_candidates * max(0, grid - 1) + combos
+
+    def token_estimate(self, trials: int | None = None) -> int:
+        """Tokens a search runs through the model: the stimulus, then per trial ``n_prompts`` replies, each
+        its prompt and ``max_new_tokens`` (``trials``: how many ran; default ``max_trials()``). What a server
+        reserves from the key's tokens/min before it starts, and settles with the trials that ran."""
+        n_trials = self.max_trials() if trials is None else trials
+        n_prompts = len(self.prompts) if self.prompts else self.n_prompts
+        replies = n_trials * n_prompts * (PROMPT_TOKENS + self.max_new_tokens)
+        return stimulus_token_estimate(self.stimulus_size, self.stimulus_tokens) + replies
 
 
 @dataclass

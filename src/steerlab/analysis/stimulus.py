@@ -37,6 +37,17 @@ STIMULUS_PROMPTS = (
     "Explain how to plant tomatoes.",
     "Suggest a name for a new coffee shop.",
 )
+PROMPT_TOKENS = 64
+"""Tokens a short generated conversation's prompt is counted at in token estimates (chat template, an
+optional system prompt and a one-line question: ~30-60 on the default tokenizer)."""
+
+
+def stimulus_token_estimate(n: int = 6, max_new_tokens: int = 32) -> int:
+    """Tokens ``generate_contrastive_stimulus(n=n, max_new_tokens=max_new_tokens)`` runs through the model
+    at most: two datasets of ``n`` replies, each a prompt and its new tokens (what a server charges)."""
+    return 2 * n * (PROMPT_TOKENS + max_new_tokens)
+
+
 NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
 PLAIN_INSTRUCTION = "answer as you normally would"
 _IMPERATIVES = {

@@ -149,7 +149,9 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
             port=settings.port,
             log_level="warning",
             http=header_timeout_protocol(settings.header_timeout_s),
-            limit_concurrency=settings.max_connections,
+            # uvicorn counts the connection asking: its limit N admits N - 1 others. Plus one, so that
+            # max_connections requests can be open and the next one gets the 503.
+            limit_concurrency=settings.max_connections + 1,
         )
     finally:
         lab.close()

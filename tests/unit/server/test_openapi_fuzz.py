@@ -1,5 +1,8 @@
-"""schemathesis against our OpenAPI spec: whatever the body, never a 5xx."""
+"""schemathesis against our OpenAPI spec: whatever the body, never a 5xx. Plus the hostile cases issue 15
+found (lone surrogates, deeply nested controllers, a 250 KB unknown field), each sent to every operation
+of the spec whose body can carry it."""
 
+import json
 import time
 
 import pytest
@@ -12,7 +15,7 @@ from steerlab.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def fuzzed_app(tmp_path_factory, tiny_tokenizer):
+def served_app(tmp_path_factory, tiny_tokenizer):
     import torch
 
     from steerlab.models.loader import LoadedModel
@@ -33,8 +36,13 @@ def fuzzed_app(tmp_path_factory, tiny_tokenizer):
     )
     with pytest.MonkeyPatch.context() as patch:  # classifiers a fuzzed training job saves stay in here
         patch.setenv("STEERLAB_CLASSIFIERS_DIR", str(tmp_path_factory.mktemp("classifiers")))
-        yield schemathesis.openapi.from_asgi("/openapi.json", create_app(settings_, lab))
+        yield create_app(settings_, lab)
     lab.close()
+
+
+@pytest.fixture(scope="module")
+def fuzzed_app(served_app):
+    return schemathesis.openapi.from_asgi("/openapi.json", served_app)
 
 
 def test_no_server_errors_on_any_operation(fuzzed_app):
@@ -57,3 +65,67 @@ def test_no_server_errors_on_any_operation(fuzzed_app):
         timings[seen[-1]] = round(time.perf_counter() - start, 1)
     print(timings)
     assert "POST /v1/chat/completions" in seen and len(seen) >= 8
+
+
+SURROGATES = "\ud800x\udfff"  # a lone high surrogate, a letter, a lone low one: no tokenizer takes it
+
+
+def _hostile_bodies(properties: set[str]) -> dict[str, dict]:
+    """The issue's findings that a body with these ``properties`` can carry, on an otherwise small request
+    (a 2-token chat) so that each reaches the route's own parsing."""
+    from tests.unit.server.test_hostile_input import HI, nested_groups, nested_scopes
+
+    base = {"messages": HI, "max_completion_tokens": 2, "name": "v", "startIndex": 0, "controller": {}}
+    base = {k: v for k, v in base.items() if k in properties}
+    bad = [{"role": "user", "content": SURROGATES}]
+    bodies = {"250 KB unknown field": {**base, "pad": "x" * 250_000}}
+    if "messages" in properties:
+        bodies["surrogates in messages"] = {**base, "messages": bad}
+    if "dataset_1" in properties:
+        bodies["surrogates in dataset_1"] = {"dataset_1": [bad], "dataset_2": [HI]}
+        bodies["surrogates in dataset_2"] = {"dataset_1": [HI], "dataset_2": [bad]}
+    if "controller" in properties:
+        bodies["groups nested 350 deep"] = {**base, "controller": nested_groups(350)}
+        bodies["scopes nested 100 deep"] = {**base, "controller": nested_scopes(100)}
+        bodies["250 KB unknown field in the controller"] = {
+            **base,
+            "controller": {"interventions": [], "pad": "x" * 250_000},
+        }
+    return bodies
+
+
+def test_the_issue_15_cases_on_every_operation_that_takes_them(served_app):
+    """Each hostile case, on every POST operation whose body has the field: a 4xx or a 200, never a 5xx."""
+    from fastapi.testclient import TestClient
+
+    spec = served_app.openapi()
+    schemas = spec["components"]["schemas"]
+    sent: dict[str, list[str]] = {}
+    with TestClient(served_app, raise_server_exceptions=False) as client:
+        for path, operations in spec["paths"].items():
+            body_schema = operations.get("post", {}).get("requestBody", {}).get("content", {}).get("application/json")
+            if body_schema is None or "{" in path:
+                continue
+            schema = body_schema["schema"]
+            while "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+            for case, body in _hostile_bodies(set(schema.get("properties", {}))).items():
+                # json.dumps escapes the lone surrogates as \ud800: they reach the server unpaired
+                response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+                assert response.status_code < 500, (path, case, response.status_code, response.text[:300])
+                sent.setdefault(case, []).append(path)
+    conversation_routes = {
+        "/v1/chat/completions",
+        "/api/inference/v1/chat/completions",
+        "/api/inference/v1/chat/tokenize",
+        "/api/inference/v1/chat-attribution/compute-logits",
+        "/api/inference/v1/chat-attribution/compute-features",
+        "/v1/inspect",
+        "/api/inference/v1/attributions/compute-logit-attribution",
+    }
+    assert conversation_routes <= set(sent["surrogates in messages"]), sent
+    for dataset in ("dataset_1", "dataset_2"):
+        assert {"/v1/contrast", "/api/inference/v1/chat-attribution/contrast"} <= set(sent[f"surrogates in {dataset}"])
+    for nested in ("groups nested 350 deep", "scopes nested 100 deep"):
+        assert {"/v1/chat/completions", "/v1/inspect", "/v1/variants"} <= set(sent[nested]), sent
+    assert len(sent["250 KB unknown field"]) >= 20
