@@ -22,6 +22,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -238,7 +239,9 @@ class Finetuner:
                 target_modules="all-linear",
                 task_type="CAUSAL_LM",
             )
-            self.peft = get_peft_model(model, lcfg)  # injects adapters into ``model`` in place
+            with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing alias
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                self.peft = get_peft_model(model, lcfg)  # injects adapters into ``model`` in place
         else:
             self.peft = None
             model.requires_grad_(True)

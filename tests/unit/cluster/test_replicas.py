@@ -182,9 +182,14 @@ def test_a_replica_killed_mid_stream_fails_its_requests_cleanly_and_is_replaced(
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         starts = [concurrent.futures.Future() for _ in range(6)]
         streams = [pool.submit(_stream_until_end, url, s) for s in starts]
+        # Kill as soon as two streams decode: with max_batch 1 and the least-loaded replica picked, one runs on
+        # each replica, so the killed one is mid-stream (waiting for all six let it sit idle or serve a plain
+        # request at the kill, and no stream failed); the other four are still to come.
+        deadline = time.monotonic() + 60
+        while sum(s.done() for s in starts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(before[0], signal.SIGKILL)
         plain = [pool.submit(chat, url, max_completion_tokens=400) for _ in range(2)]
-        concurrent.futures.wait(starts, timeout=60)
-        os.kill(before[0], signal.SIGKILL)  # mid-stream: max_batch 1, so most requests are still to come
         ended = [f.result(timeout=90) for f in streams]  # no hang
         answers = [f.result(timeout=90) for f in plain]
     errors = [message for kind, message in ended if kind == "error"]
