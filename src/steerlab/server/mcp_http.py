@@ -30,8 +30,7 @@ from steerlab.errors import BusyError, SteerlabError
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import get_lab
 from steerlab.server.errors import error_response
-from steerlab.server.rate_limits import OverBudget
-from steerlab.settings import variable_name
+from steerlab.server.rate_limits import admitted_tokens
 
 MCP_PATH = "/mcp"
 
@@ -45,24 +44,10 @@ class KeyMeter(Meter):
 
     @contextmanager
     def admit(self, counts: dict[str, int], budget: str) -> Iterator[None]:
-        limit = getattr(self.app.state.settings, budget)
-        total = 0
-        for field, n in counts.items():
-            total += n
-            if total > limit:
-                raise OverBudget(
-                    f"{total} tokens to run through the model, over this server's budget of {limit} per request "
-                    f"({variable_name(budget)}); send less or split the call",
-                    field=field,
-                    allowed=f"at most {limit} tokens",
-                )
-        limiter = self.app.state.rate_limiter
-        reservation = limiter.reserve_tokens(self.caller.key_id, total, "this tool call")
-        try:
+        state = self.app.state
+        key, advice = self.caller.key_id, "send less or split the call"
+        with admitted_tokens(state.rate_limiter, state.settings, key, counts, budget, "this tool call", advice):
             yield
-        except SteerlabError:
-            limiter.settle(reservation, 0)  # refused for its input: nothing ran
-            raise
 
     @contextmanager
     def job(self, kind: str) -> Iterator[None]:

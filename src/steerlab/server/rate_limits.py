@@ -12,11 +12,15 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItemPerMinute, storage, strategies
 
 from steerlab.errors import SteerlabError
+from steerlab.settings import variable_name
 
 WINDOW_S = 60.0
 
@@ -158,3 +162,30 @@ class OverBudget(SteerlabError):
 
     status = 413
     code = "over_token_budget"
+
+
+@contextmanager
+def admitted_tokens(
+    limiter: RateLimiter, settings: Any, key: str, counts: dict[str, int], setting: str, what: str, advice: str
+) -> Iterator[None]:
+    """Admit work of ``counts`` tokens (per field, in request order) within the per-request budget ``setting``
+    (413 naming the field that crosses it, with ``advice``), reserving them from the key's tokens/min for
+    ``what``. Work refused for its input (a ``SteerlabError``) gets its tokens back; work that ran keeps them.
+    The one admission rule of the analysis, classifier and feature routes and the MCP tools."""
+    limit = getattr(settings, setting)
+    total = 0
+    for field, n in counts.items():
+        total += n
+        if total > limit:
+            raise OverBudget(
+                f"{total} tokens to run through the model, over this server's budget of {limit} per request "
+                f"({variable_name(setting)}); {advice}",
+                field=field,
+                allowed=f"at most {limit} tokens",
+            )
+    reservation = limiter.reserve_tokens(key, total, what)
+    try:
+        yield
+    except SteerlabError:
+        limiter.settle(reservation, 0)
+        raise

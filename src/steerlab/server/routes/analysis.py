@@ -15,13 +15,11 @@ from contextlib import contextmanager
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from steerlab.errors import SteerlabError
 from steerlab.server.auth import Caller, require_caller
 from steerlab.server.deps import check_limit, check_model, get_lab
 from steerlab.server.protocol import Message, Text
-from steerlab.server.rate_limits import OverBudget
+from steerlab.server.rate_limits import admitted_tokens
 from steerlab.server.wire import attribution_response
-from steerlab.settings import variable_name
 from steerlab.steering.conversation import conversation_ids
 
 router = APIRouter()
@@ -47,27 +45,12 @@ def _conversation(request: Request, body: ConversationBody):
 
 @contextmanager
 def _admitted(request: Request, caller: Caller, counts: dict[str, int], setting: str) -> Iterator[None]:
-    """Admit an analysis of ``counts`` tokens (per field, in request order) within the per-request budget
-    ``setting`` (413 naming the field that crosses it), reserving them from the key's tokens/min. A
-    request refused for its input (a ``SteerlabError``) gets its tokens back; one that ran keeps them."""
-    limit = getattr(request.app.state.settings, setting)
-    total = 0
-    for field, n in counts.items():
-        total += n
-        if total > limit:
-            raise OverBudget(
-                f"{total} tokens to run through the model, over this server's budget of {limit} per request "
-                f"({variable_name(setting)}); send a shorter conversation or split the request",
-                field=field,
-                allowed=f"at most {limit} tokens",
-            )
-    limiter = request.app.state.rate_limiter
-    reservation = limiter.reserve_tokens(caller.key_id, total, "this analysis")
-    try:
+    """Admit an analysis of ``counts`` tokens within the per-request budget ``setting``, reserved from the key's
+    tokens/min (``rate_limits.admitted_tokens``)."""
+    state = request.app.state
+    advice = "send a shorter conversation or split the request"
+    with admitted_tokens(state.rate_limiter, state.settings, caller.key_id, counts, setting, "this analysis", advice):
         yield
-    except SteerlabError:
-        limiter.settle(reservation, 0)
-        raise
 
 
 def _conversation_tokens(lab, messages: list[dict], field: str = "messages") -> int:
