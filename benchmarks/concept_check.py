@@ -3,7 +3,7 @@
     python benchmarks/concept_check.py --db features.db [--sae ID] [--mode hybrid] [--by label,contexts,hybrid]
         [--out FILE.json]
 
-For each concept (``steerlab.features.concept_windows.CONCEPTS``: languages, code, token-level
+For each concept (``steerlab.features.concepts.CONCEPTS``: languages, code, token-level
 concepts and everyday topics), search the labels and take the top 3 hits. A hit is about the concept
 when at least 6 of its 10 strongest contexts show it in a window around the strongest token (20
 tokens before, 4 after): keywords for topics (whole word; code-like windows do not count for
@@ -51,7 +51,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="Also write the JSON here.")
     args = ap.parse_args()
 
-    from steerlab.features.concept_windows import AFTER, BEFORE, CONCEPTS, NEED, TOP, judge, strongest_windows
+    from steerlab.features.concept_windows import AFTER, BEFORE, NEED, TOP, judge, strongest_windows
+    from steerlab.features.concepts import CONCEPTS
     from steerlab.features.identity import pick_sae_id
     from steerlab.features.search import FeatureSearch
     from steerlab.features.store import FeatureStore

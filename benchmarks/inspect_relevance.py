@@ -37,7 +37,8 @@ def main() -> None:
     from steerlab.analysis.contrast import contrast
     from steerlab.analysis.inspect import inspect
     from steerlab.engine.lab import Lab
-    from steerlab.features.concept_windows import CONCEPTS, judge, strongest_windows
+    from steerlab.features.concept_windows import judge, strongest_windows
+    from steerlab.features.concepts import CONCEPTS
     from steerlab.features.specificity import DEFINITION, SPECIFIC_AT
 
     t0 = time.perf_counter()

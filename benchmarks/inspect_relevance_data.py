@@ -1,6 +1,6 @@
 """Texts and dataset pairs for ``inspect_relevance.py``, written for it (not from the corpus; not the
 texts the ranking was developed on). Each text is tagged with the concept of
-``features.concept_windows.CONCEPTS`` it is about; each pair's first dataset with the concept that
+``features.concepts.CONCEPTS`` it is about; each pair's first dataset with the concept that
 should come out on its side."""
 
 from __future__ import annotations

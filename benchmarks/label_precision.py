@@ -3,7 +3,7 @@
     python benchmarks/label_precision.py --db features.db [--sae ID] [--features 200] [--seed 0] [--out FILE.json]
 
 Takes seeded random features and, for each label that claims something an automatic check can hold
-it to (languages, code, tokens and punctuation, keyword topics: ``concept_windows.matcher_for_label``),
+it to (languages, code, tokens and punctuation, keyword topics: ``concepts.matcher_for_label``),
 asks whether the label describes at least 6 of the feature's 10 strongest windows (20 tokens before
 the strongest token, 4 after). Labels no matcher covers are counted apart as "no automatic check"
 (never guessed); labels that claim no concept (the feature is declared unclear) are counted apart too.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 def audit(pairs: list[tuple[str, list]]) -> dict:
     """``pairs``: (label text, the feature's strongest windows). Precision over checkable labels."""
-    from steerlab.features.concept_windows import judge, matcher_for_label
+    from steerlab.features.concept_windows import judge
+    from steerlab.features.concepts import matcher_for_label
     from steerlab.features.score_heldout import claims_concept
 
     kinds: Counter[str] = Counter()

@@ -30,7 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from steerlab.features.concept_windows import CODE_CONCEPTS, example_window, is_description, judge, language
+from steerlab.features.concept_windows import example_window, judge, language
+from steerlab.features.concepts import CODE_CONCEPTS, is_description
 from steerlab.features.embeddings import EmbeddingCache
 from steerlab.features.explain.language import CODES, NAMES, claimed_language, detect_language
 from steerlab.features.explain.views import ContextVectors, Encoder, auc, view_texts

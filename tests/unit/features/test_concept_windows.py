@@ -6,14 +6,8 @@ from __future__ import annotations
 
 import re
 
-from steerlab.features.concept_windows import (
-    CONCEPTS,
-    example_window,
-    judge,
-    looks_like_code,
-    matcher_for_label,
-    strongest_windows,
-)
+from steerlab.features.concept_windows import example_window, judge, looks_like_code, strongest_windows
+from steerlab.features.concepts import CONCEPTS, matcher_for_label
 from steerlab.features.schema import Example, Feature
 
 
