@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -134,6 +136,28 @@ def contrast_features(lm, sae, k: int) -> list[int]:
     return (side - plain).topk(k).indices.tolist()
 
 
+RESUME_IGNORES = ("out", "seeds", "conditions", "runs_dir", "fresh")  # may change between a run and its resume
+
+
+def write_atomically(path: Path, report: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)  # a kill mid-write leaves the previous file whole
+
+
+def summarise(runs: list[dict], conditions: list[str]) -> dict:
+    keys = ("task_success", "side_rate", "ppl_heldout", "train_tokens_per_s", "final_train_loss", "eval_loss")
+    out = {}
+    for cond in conditions:
+        rs = [r for r in runs if r["condition"] == cond]
+        if rs:
+            out[cond] = {"seeds": [r["seed"] for r in rs]} | {
+                k: {"mean": sum(r[k] for r in rs) / len(rs), "min": min(r[k] for r in rs), "max": max(r[k] for r in rs)}
+                for k in keys
+            }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
@@ -148,6 +172,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--max-len", type=int, default=128, help="training sequence length cap (tokens)")
     ap.add_argument("--train", type=int, default=400, help="training examples")
     ap.add_argument("--test", type=int, default=60, help="held-out prompts")
     ap.add_argument("--max-new", type=int, default=32)
@@ -155,32 +180,58 @@ def main() -> None:
     ap.add_argument("--steer", type=float, default=1.0, help="VALUE of --steer on each concept feature")
     ap.add_argument("--penalize", type=float, default=1.0, help="WEIGHT of --penalize on each concept feature")
     ap.add_argument("--conditions", nargs="+", default=["plain", "ablate", "penalize", "steer"])
+    ap.add_argument("--eval-every", type=int, default=0, help="dials every N steps (0: only at step 0 and the end)")
     ap.add_argument("--ppl-tokens", type=int, default=2048)
     ap.add_argument("--smoke", action="store_true", help="8 steps, 1 seed, 12 prompts: checks the script runs")
-    ap.add_argument("--out", type=Path, default=None, help="JSON file (docs/bench_finetune_controls.json)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file (docs/bench_finetune_controls.json), rewritten after each run: rerunning the same command "
+        "skips the (condition, seed) runs it already holds, so a kill loses at most the run in progress",
+    )
+    ap.add_argument("--runs-dir", type=Path, default=None, help="keep each run's folder (metrics.jsonl, curves.png)")
+    ap.add_argument("--fresh", action="store_true", help="ignore the runs already in --out")
     args = ap.parse_args()
     if args.smoke:
         args.steps, args.seeds, args.test, args.train, args.max_new, args.ppl_tokens = 8, [0], 12, 64, 24, 512
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    key = {k: v for k, v in settings.items() if k not in RESUME_IGNORES}
 
     from steerlab.training.data import tokenize_all
     from steerlab.training.finetune import FinetuneConfig, Finetuner, load_for_training, split_examples
 
+    previous = json.loads(args.out.read_text()) if args.out is not None and args.out.is_file() else None
+    if previous is not None and not args.fresh:
+        old_key = {k: v for k, v in previous.get("settings", {}).items() if k not in RESUME_IGNORES}
+        if old_key != key:
+            differ = sorted(k for k in key.keys() | old_key.keys() if key.get(k) != old_key.get(k))
+            sys.exit(f"{args.out} holds runs made with other settings ({', '.join(differ)}); --fresh replaces it")
+    else:
+        previous = None
+
     lm, sae, resolve = load_for_training(args.model, None, None, "float32", None, top_k=args.top_k)
-    if resolve is None:
-        sys.exit("this model's SAE has no feature database: the concept query cannot be resolved")
-    features = contrast_features(lm, sae, args.top_k) if args.select == "contrast" else resolve(args.query)
-    base_ppl = perplexity(lm, args.ppl_tokens)
     train_pairs, test_pairs = split_pairs(1234, args.train, args.test)
-    base_texts = replies(lm, test_pairs, args.max_new)
-    rng = random.Random(0)
-    check = {
-        "detector_on_training_answers": sum(has_side(r[1]["content"]) for r in task_rows(train_pairs, rng, True))
-        / len(train_pairs),
-        "detector_on_plain_answers": sum(has_side(r[1]["content"]) for r in task_rows(train_pairs, rng, False))
-        / len(train_pairs),
-        "detector_on_neutral_remarks": sum(map(has_side, NEUTRAL)) / len(NEUTRAL),
-        "base": score(base_texts, test_pairs),
-    }
+    if previous is not None:  # the set-up measurements are deterministic: reuse them
+        features, check, base_ppl = previous["features"], previous["detector_check"], previous["base_ppl_heldout"]
+        runs = list(previous["runs"])
+    else:
+        if resolve is None and args.select == "search":
+            sys.exit("this model's SAE has no feature database: the concept query cannot be resolved")
+        features = contrast_features(lm, sae, args.top_k) if args.select == "contrast" else resolve(args.query)
+        base_ppl = perplexity(lm, args.ppl_tokens)
+        base_texts = replies(lm, test_pairs, args.max_new)
+        rng = random.Random(0)
+        check = {
+            "detector_on_training_answers": sum(has_side(r[1]["content"]) for r in task_rows(train_pairs, rng, True))
+            / len(train_pairs),
+            "detector_on_plain_answers": sum(has_side(r[1]["content"]) for r in task_rows(train_pairs, rng, False))
+            / len(train_pairs),
+            "detector_on_neutral_remarks": sum(map(has_side, NEUTRAL)) / len(NEUTRAL),
+            "base": score(base_texts, test_pairs),
+            "base_sample_reply": base_texts[0],
+        }
+        runs = []
     print(json.dumps({"features": features, "detector_check": check, "base_ppl": base_ppl}), file=sys.stderr)
     if (
         check["detector_on_training_answers"] < 1
@@ -188,10 +239,31 @@ def main() -> None:
     ):
         sys.exit("the side-concept detector fails its check; not trusting it")
 
-    results = []
-    for seed in args.seeds:
+    def report() -> dict:
+        return {
+            "command": " ".join(sys.argv),
+            "smoke": args.smoke,
+            "device": str(lm.device),
+            "torch_threads": torch.get_num_threads(),
+            "model": lm.name,
+            "select": args.select,
+            "query": args.query if args.select == "search" else None,
+            "features": features,
+            "settings": settings,
+            "detector_check": check,
+            "base_ppl_heldout": base_ppl,
+            "summary": summarise(runs, args.conditions),
+            "runs": runs,
+        }
+
+    if args.out is not None:
+        write_atomically(args.out, report())
+    done = {(r["condition"], r["seed"]) for r in runs}
+    for seed in args.seeds:  # seed-major: a cut-short run still compares every condition on the first seeds
         convs = task_rows(train_pairs, random.Random(seed), side=True)
         for cond in args.conditions:
+            if (cond, seed) in done:
+                continue
             lm, sae, _ = load_for_training(args.model, None, None, "float32", None)
             knobs = {
                 "plain": {},
@@ -200,27 +272,35 @@ def main() -> None:
                 "steer": {"steer": dict.fromkeys(features, args.steer)},
             }[cond]
             with tempfile.TemporaryDirectory() as tmp:
+                run_dir = Path(tmp) if args.runs_dir is None else args.runs_dir / f"{cond}-seed{seed}"
+                if args.runs_dir is not None and run_dir.exists():
+                    shutil.rmtree(run_dir)  # a run killed before it finished starts over
                 cfg = FinetuneConfig(
-                    out=tmp,
+                    out=str(run_dir),
                     max_steps=args.steps,
                     batch_size=args.batch_size,
                     lr=args.lr,
+                    max_len=args.max_len,
                     warmup_steps=max(1, args.steps // 10),
-                    eval_every=max(1, args.steps // 2),
+                    eval_every=args.eval_every or args.steps,
                     save_every=args.steps,
                     probe_size=8,
                     seed=seed,
                     watch=features,
                     **knobs,
                 )
-                train, ev = split_examples(tokenize_all(lm.tokenizer, convs, 128), 0.05, seed)
+                train, ev = split_examples(tokenize_all(lm.tokenizer, convs, args.max_len), 0.05, seed)
                 tuner = Finetuner(lm, sae, train, ev, cfg, progress=False)
                 t0 = time.perf_counter()
                 out = tuner.run()
                 seconds = time.perf_counter() - t0
                 rows = [json.loads(x) for x in Path(out["metrics"]).read_text().splitlines()]
                 train_rows = [r for r in rows if r["kind"] == "train"]
+                eval_rows = [r for r in rows if r["kind"] == "eval"]
                 tuner.save_model()  # merges LoRA into lm.model; the hooks are gone
+                if args.runs_dir is not None:
+                    shutil.rmtree(run_dir / "model", ignore_errors=True)  # keep the curves, not 0.5 GB of weights
+                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             texts = replies(lm, test_pairs, args.max_new)
             row = {
                 "condition": cond,
@@ -230,38 +310,19 @@ def main() -> None:
                 "train_tokens_per_s": train_rows[-1]["tokens_per_s"],
                 "final_train_loss": train_rows[-1]["loss"],
                 "eval_loss": out["eval"].get("eval_loss"),
+                "watched_features_start": eval_rows[0].get("features"),
                 "watched_features_end": out["eval"].get("features"),
+                "sae_fvu_start": eval_rows[0]["sae_fvu"],
                 "sae_fvu_end": out["eval"]["sae_fvu"],
+                "sae_ce_loss_score_end": out["eval"]["sae_ce_loss_score"],
                 "run_seconds": seconds,
-                "sample_reply": texts[0],
+                "sample_replies": texts[:3],
             }
-            results.append(row)
+            runs.append(row)
             print(json.dumps(row), file=sys.stderr)
-    summary = {}
-    for cond in args.conditions:
-        rs = [r for r in results if r["condition"] == cond]
-        summary[cond] = {
-            k: sum(r[k] for r in rs) / len(rs)
-            for k in ("task_success", "side_rate", "ppl_heldout", "train_tokens_per_s", "final_train_loss")
-        }
-    report = {
-        "command": " ".join(sys.argv),
-        "smoke": args.smoke,
-        "device": str(lm.device),
-        "model": lm.name,
-        "select": args.select,
-        "query": args.query if args.select == "search" else None,
-        "features": features,
-        "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
-        "detector_check": check,
-        "base_ppl_heldout": base_ppl,
-        "summary": summary,
-        "runs": results,
-    }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+            if args.out is not None:
+                write_atomically(args.out, report())
+    print(json.dumps(report(), indent=2))
 
 
 if __name__ == "__main__":

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="Where trained classifiers are saved (a folder per SAE, then per name); unset: "
         "STEERLAB_HOME/classifiers. Those shipped with a bundled SAE are found after these.",
     )
+    finetune_dir: Path | None = Field(
+        default=None,
+        description="Where the web UI and GET /v1/finetune/runs look for fine-tuning runs (each a folder "
+        "written by `steerlab finetune --out DIR/NAME`); nothing outside it is read. Unset: STEERLAB_HOME/finetune.",
+    )
     header_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -276,6 +281,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    def resolved_finetune_dir(self) -> Path:
+        """The folder of fine-tuning runs the server shows: ``finetune_dir``, else ``finetune`` under ``home``."""
+        return self.finetune_dir or self.home / "finetune"
 
     def resolved_db_path(self) -> Path:
         """The server database: ``db_path``, else ``server.db`` under ``home``."""

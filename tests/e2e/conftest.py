@@ -25,8 +25,17 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, url: str, server_db: Path, key: str, key_id: str, process: subprocess.Popen):
+    def __init__(
+        self,
+        url: str,
+        server_db: Path,
+        key: str,
+        key_id: str,
+        process: subprocess.Popen,
+        finetune_dir: Path | None = None,
+    ):
         self.url, self.server_db, self.key, self.key_id, self.process = url, server_db, key, key_id, process
+        self.finetune_dir = finetune_dir  # STEERLAB_FINETUNE_DIR of the server: runs written here show in the UI
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -49,6 +58,7 @@ def live_server(tmp_path_factory) -> LiveServer:
         "STEERLAB_MAX_COMPLETION_TOKENS": "256",
         "STEERLAB_HEADER_TIMEOUT_S": "2",
         "STEERLAB_CLASSIFIERS_DIR": str(root / "classifiers"),  # classifiers trained by the tests stay in here
+        "STEERLAB_FINETUNE_DIR": str(root / "finetune"),  # fine-tuning runs the web UI shows
     }
     made = json.loads(
         subprocess.run(
@@ -81,7 +91,7 @@ def live_server(tmp_path_factory) -> LiveServer:
     else:
         process.kill()
         raise RuntimeError("server did not come up in 240 s")
-    yield LiveServer(url, server_db, made["api_key"], made["key_id"], process)
+    yield LiveServer(url, server_db, made["api_key"], made["key_id"], process, root / "finetune")
     process.terminate()
     try:
         process.wait(timeout=20)

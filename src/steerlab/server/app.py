@@ -22,7 +22,7 @@ from steerlab.server.errors import install_error_handlers
 from steerlab.server.keys import KeyStore
 from steerlab.server.observability import Metrics, ObservabilityMiddleware
 from steerlab.server.rate_limits import RateLimiter
-from steerlab.server.routes import analysis, autosteer, chat, classifiers, features, ui, variants
+from steerlab.server.routes import analysis, autosteer, chat, classifiers, features, finetune, ui, variants
 from steerlab.server.variants import VariantStore
 from steerlab.settings import Settings, get_settings
 
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, lab=None, organism=None) -> Fas
     app.include_router(analysis.router)
     app.include_router(autosteer.router)
     app.include_router(classifiers.router)
+    app.include_router(finetune.router)
     # Web UI last: a mount at "/" matches every path, so it must come after all API routes.
     app.mount("/", ui.static_files(), name="ui")
     return app

@@ -339,6 +339,7 @@ class Finetuner:
             shutil.rmtree(stale, ignore_errors=True)  # a save that was killed mid-write
         metrics = self.out / "metrics.jsonl"
         start = self.resume() if resume else None
+        self.write_run_file()
         if start is None:
             if checkpoint_dirs(self.out):
                 raise ConflictError(
@@ -355,8 +356,9 @@ class Finetuner:
         self.model.train()
         bar = tqdm(total=self.total, initial=self.step, desc="finetune", unit="step", disable=not self.progress)
         last_eval: dict[str, Any] = {}
-        t0, toks = time.perf_counter(), 0
+        train_s, toks = 0.0, 0  # tokens/s counts the training steps only, not evals and checkpoint writes
         while self.step < self.total:
+            t0 = time.perf_counter()
             epoch, index, batch = batch_for_step(self.train, self.step, self.cfg.batch_size, self.cfg.seed)
             ids, labels, mask = collate(batch, self.pad, self.lm.device)
             with self.knobs.attached(self.model):
@@ -372,7 +374,8 @@ class Finetuner:
             self.scheduler.step()
             self.step += 1
             toks += int(mask.sum())
-            elapsed = time.perf_counter() - t0
+            train_s += time.perf_counter() - t0
+            elapsed = train_s
             row = {
                 "kind": "train",
                 "step": self.step,
@@ -402,6 +405,23 @@ class Finetuner:
         plot_metrics(read_metrics(metrics), self.out / "curves.png")
         return {"eval": last_eval, "metrics": str(metrics), "curves": str(self.out / "curves.png")}
 
+    def describe(self) -> dict[str, Any]:
+        """What this run is: the base model, the SAE's layer and the settings (JSON-ready)."""
+        cfg = asdict(self.cfg)
+        cfg["steer"] = {str(k): v for k, v in self.cfg.steer.items()}
+        cfg["penalize"] = {str(k): v for k, v in self.cfg.penalize.items()}
+        cfg["watch"] = self.watch
+        return {"base_model": self.lm.name, "sae_hookpoint": self.knobs.hookpoint, "finetune": cfg}
+
+    def write_run_file(self) -> None:
+        """``run.json``: what the run was started with and its planned steps, for viewers of a run in
+        progress (the web UI); replaced whole, never half-written."""
+        from steerlab.training.runs import RUN_FILE
+
+        tmp = self.out / f".{RUN_FILE}.tmp"
+        tmp.write_text(json.dumps(self.describe() | {"total_steps": self.total}, indent=2))
+        os.replace(tmp, self.out / RUN_FILE)
+
     def save_model(self, extra: dict[str, Any] | None = None) -> Path:
         """Merge the adapters (LoRA) and write the plain HF folder ``out/model`` (atomically). The knobs'
         hooks are not part of the model: they only exist inside ``run``'s training forwards."""
@@ -411,9 +431,7 @@ class Finetuner:
         model = self.lm.model
         model.eval()
         model.requires_grad_(False)
-        source = {"base_model": self.lm.name, "sae_hookpoint": self.knobs.hookpoint, "finetune": asdict(self.cfg)}
-        source["finetune"]["steer"] = {str(k): v for k, v in self.cfg.steer.items()}
-        source["finetune"]["penalize"] = {str(k): v for k, v in self.cfg.penalize.items()}
+        source = self.describe()
         source.update(extra or {})
 
         def write(tmp: Path) -> None:

@@ -6,6 +6,7 @@ import { route, start } from "./router.js";
 import { classifierPage, classifiersPage } from "./pages/classifier.js";
 import { contrastPage } from "./pages/contrast.js";
 import { featurePage } from "./pages/feature.js";
+import { finetuneRunPage, finetuneRunsPage } from "./pages/finetune.js";
 import { inspectorPage } from "./pages/inspector.js";
 import { playgroundPage } from "./pages/playground.js";
 import { searchPage } from "./pages/search.js";
@@ -18,6 +19,8 @@ route("/inspect", inspectorPage);
 route("/contrast", contrastPage);
 route("/classifiers", classifiersPage);
 route("/classifier/:name", classifierPage);
+route("/finetune", finetuneRunsPage);
+route("/finetune/:name", finetuneRunPage);
 
 // ------------------------------------------------------------------------------------- API key
 // A keyed server (the default) needs "Authorization: Bearer <key>" on every call; the key is kept in
@@ -81,7 +84,7 @@ variant.subscribe(updateCount);
 updateCount();
 
 function markActive(pattern) {
-  const section = { "/feature/:index": "/search", "/classifier/:name": "/classifiers" }[pattern] || pattern;
+  const section = { "/feature/:index": "/search", "/classifier/:name": "/classifiers", "/finetune/:name": "/finetune" }[pattern] || pattern;
   for (const a of nav.querySelectorAll("a")) {
     if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
