@@ -153,7 +153,7 @@ function runView(run) {
               ? [{ name: "penalty", points: run.train.filter((r) => r.penalty != null).map((r) => [r.step, r.penalty]), thin: true }]
               : []),
           ],
-          { id: "chart-loss", label: "Loss on the assistant tokens per step" },
+          { id: "chart-loss", label: "Loss on the assistant tokens per step", fromZero: false },
         ),
       ),
       panel(
@@ -163,7 +163,7 @@ function runView(run) {
             { name: "FVU", points: evals.filter((e) => e.sae_fvu != null).map((e) => [e.step, e.sae_fvu]) },
             { name: "CE-loss score", points: evals.filter((e) => e.sae_ce_loss_score != null).map((e) => [e.step, e.sae_ce_loss_score]) },
           ],
-          { id: "chart-sae", label: "FVU (lower is better) and CE-loss score (1 = perfect) per eval step" },
+          { id: "chart-sae", label: "FVU (lower is better) and CE-loss score (1 = perfect) per eval step", fromZero: false },
         ),
         h("p.hint", {}, "As the model drifts from what the SAE was trained on, FVU rises and the CE-loss score falls: feature readings become less trustworthy."),
       ),
@@ -223,7 +223,7 @@ const COLORS = ["#1d4ed8", "#c2410c", "#166534", "#7e22ce", "#b91c1c", "#0e7490"
 
 /** Lines over steps as inline SVG: one colour per series, points with tooltips on sparse series, a legend
  * (feature series link to the feature's page), y ticks at the ends and the middle. */
-export function lineChart(series, { id, label, width = 560, height = 220 } = {}) {
+export function lineChart(series, { id, label, fromZero = true, width = 560, height = 220 } = {}) {
   const NS = "http://www.w3.org/2000/svg";
   const el = (tag, attrs, text) => {
     const node = document.createElementNS(NS, tag);
@@ -236,8 +236,9 @@ export function lineChart(series, { id, label, width = 560, height = 220 } = {})
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  let [y0, y1] = [Math.min(0, ...ys), Math.max(...ys)];
+  let [y0, y1] = [fromZero ? Math.min(0, ...ys) : Math.min(...ys), Math.max(...ys)];
   if (x1 === x0) x1 = x0 + 1;
+  if (!fromZero) [y0, y1] = [y0 - 0.05 * (y1 - y0), y1 + 0.05 * (y1 - y0)]; // a margin around the data
   if (y1 === y0) y1 = y0 + 1;
   const pad = { left: 52, right: 10, top: 10, bottom: 24 };
   const plotW = width - pad.left - pad.right;
@@ -250,7 +251,8 @@ export function lineChart(series, { id, label, width = 560, height = 220 } = {})
   for (const y of [y0, (y0 + y1) / 2, y1]) {
     svg.append(el("text", { x: pad.left - 6, y: Y(y) + 4, class: "tick", "text-anchor": "end" }, fmt(y, 3)));
   }
-  for (const x of [x0, x1]) svg.append(el("text", { x: X(x), y: height - 6, class: "tick", "text-anchor": "middle" }, `step ${fmt(x, 0)}`));
+  svg.append(el("text", { x: X(x0), y: height - 6, class: "tick", "text-anchor": "start" }, `step ${fmt(x0, 0)}`));
+  svg.append(el("text", { x: X(x1), y: height - 6, class: "tick", "text-anchor": "end" }, `step ${fmt(x1, 0)}`));
   series.forEach((s, i) => {
     if (!s.points.length) return;
     const color = COLORS[i % COLORS.length];
