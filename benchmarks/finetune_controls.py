@@ -136,7 +136,8 @@ def contrast_features(lm, sae, k: int) -> list[int]:
     return (side - plain).topk(k).indices.tolist()
 
 
-RESUME_IGNORES = ("out", "seeds", "conditions", "runs_dir", "fresh")  # may change between a run and its resume
+# may change between a run and its resume
+RESUME_IGNORES = ("out", "seeds", "conditions", "runs_dir", "fresh", "speed_rounds")
 
 
 def write_atomically(path: Path, report: dict) -> None:
@@ -156,6 +157,63 @@ def summarise(runs: list[dict], conditions: list[str]) -> dict:
                 for k in keys
             }
     return out
+
+
+def knob_settings(cond: str, features: list[int], steer: float, penalize: float) -> dict:
+    return {
+        "plain": {},
+        "ablate": {"ablate": features},
+        "penalize": {"penalize": dict.fromkeys(features, penalize)},
+        "steer": {"steer": dict.fromkeys(features, steer)},
+    }[cond]
+
+
+def interleaved_speed(args, features: list[int], convs: list[list[dict]]) -> dict:
+    """Training tokens/s of each condition measured round-robin in one process on the same batches (one
+    LoRA model; each round times one optimizer step per condition, in a rotated order): load on a shared
+    machine drifts over minutes, so separate runs' own tokens/s compare the machine as much as the knobs."""
+    from steerlab.training.data import tokenize_all
+    from steerlab.training.finetune import FinetuneConfig, Finetuner, collate, lm_loss, load_for_training
+    from steerlab.training.knobs import Knobs
+
+    lm, sae, _ = load_for_training(args.model, None, None, "float32", None)
+    examples = tokenize_all(lm.tokenizer, convs, args.max_len)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = FinetuneConfig(out=tmp, max_steps=10**6, batch_size=args.batch_size, lr=1e-6, seed=0, probe_size=1)
+        tuner = Finetuner(lm, sae, examples, examples[:1], cfg, progress=False)
+    model, pad = tuner.model, int(lm.tokenizer.pad_token_id or 0)
+    model.train()
+    knobs = {c: Knobs(sae, **knob_settings(c, features, args.steer, args.penalize)) for c in args.conditions}
+    seconds = dict.fromkeys(args.conditions, 0.0)
+    tokens = dict.fromkeys(args.conditions, 0)
+
+    def step(cond: str, batch: list) -> tuple[float, int]:
+        ids, labels, mask = collate(batch, pad, lm.device)
+        t0 = time.perf_counter()
+        with knobs[cond].attached(model):
+            loss, _ = lm_loss(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, labels)
+            penalty = knobs[cond].penalty(mask)
+        tuner.optimizer.zero_grad(set_to_none=True)
+        (loss if penalty is None else loss + penalty).backward()
+        torch.nn.utils.clip_grad_norm_(list(tuner.params.values()), 1.0)
+        tuner.optimizer.step()
+        return time.perf_counter() - t0, int(mask.sum())
+
+    step("plain", examples[: args.batch_size])  # warm-up, not counted
+    for r in range(args.speed_rounds):
+        batch = examples[r * args.batch_size : (r + 1) * args.batch_size]
+        order = args.conditions[r % len(args.conditions) :] + args.conditions[: r % len(args.conditions)]
+        for cond in order:
+            dt, n = step(cond, batch)
+            seconds[cond] += dt
+            tokens[cond] += n
+    per_s = {c: tokens[c] / seconds[c] for c in args.conditions}
+    return {
+        "rounds": args.speed_rounds,
+        "batch_size": args.batch_size,
+        "tokens_per_s": per_s,
+        "vs_plain": {c: per_s[c] / per_s["plain"] for c in args.conditions} if "plain" in per_s else None,
+    }
 
 
 def main() -> None:
@@ -192,6 +250,12 @@ def main() -> None:
     )
     ap.add_argument("--runs-dir", type=Path, default=None, help="keep each run's folder (metrics.jsonl, curves.png)")
     ap.add_argument("--fresh", action="store_true", help="ignore the runs already in --out")
+    ap.add_argument(
+        "--speed-rounds",
+        type=int,
+        default=0,
+        help="after the runs: time N round-robin training steps of every condition in one process (tokens/s)",
+    )
     args = ap.parse_args()
     if args.smoke:
         args.steps, args.seeds, args.test, args.train, args.max_new, args.ppl_tokens = 8, [0], 12, 64, 24, 512
@@ -215,6 +279,7 @@ def main() -> None:
     if previous is not None:  # the set-up measurements are deterministic: reuse them
         features, check, base_ppl = previous["features"], previous["detector_check"], previous["base_ppl_heldout"]
         runs = list(previous["runs"])
+        speed = previous.get("speed_interleaved")
     else:
         if resolve is None and args.select == "search":
             sys.exit("this model's SAE has no feature database: the concept query cannot be resolved")
@@ -232,6 +297,7 @@ def main() -> None:
             "base_sample_reply": base_texts[0],
         }
         runs = []
+        speed = None
     print(json.dumps({"features": features, "detector_check": check, "base_ppl": base_ppl}), file=sys.stderr)
     if (
         check["detector_on_training_answers"] < 1
@@ -253,6 +319,7 @@ def main() -> None:
             "detector_check": check,
             "base_ppl_heldout": base_ppl,
             "summary": summarise(runs, args.conditions),
+            "speed_interleaved": speed,
             "runs": runs,
         }
 
@@ -265,12 +332,7 @@ def main() -> None:
             if (cond, seed) in done:
                 continue
             lm, sae, _ = load_for_training(args.model, None, None, "float32", None)
-            knobs = {
-                "plain": {},
-                "ablate": {"ablate": features},
-                "penalize": {"penalize": dict.fromkeys(features, args.penalize)},
-                "steer": {"steer": dict.fromkeys(features, args.steer)},
-            }[cond]
+            knobs = knob_settings(cond, features, args.steer, args.penalize)
             with tempfile.TemporaryDirectory() as tmp:
                 run_dir = Path(tmp) if args.runs_dir is None else args.runs_dir / f"{cond}-seed{seed}"
                 if args.runs_dir is not None and run_dir.exists():
@@ -322,6 +384,11 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr)
             if args.out is not None:
                 write_atomically(args.out, report())
+    if args.speed_rounds and speed is None:
+        speed = interleaved_speed(args, features, task_rows(train_pairs, random.Random(0), side=True))
+        print(json.dumps({"speed_interleaved": speed}), file=sys.stderr)
+        if args.out is not None:
+            write_atomically(args.out, report())
     print(json.dumps(report(), indent=2))
 
 
