@@ -1,7 +1,14 @@
 """Fine-tuning with feature controls: does a knob keep an unwanted side concept out while the task is learned?
 
-    python benchmarks/finetune_controls.py --steps 150 --seeds 0 1 2 --out docs/bench_finetune_controls.json
+    python benchmarks/finetune_controls.py --steps 40 --batch-size 4 --lr 2e-3 --test 48 --max-new 28 \
+        --ppl-tokens 512 --eval-every 20 --seeds 0 1 --speed-rounds 4 --out docs/bench_finetune_controls.json
     python benchmarks/finetune_controls.py --smoke          # a few steps, one seed: checks it runs, proves nothing
+
+Resumable: ``--out`` is rewritten after every (condition, seed) run, seed by seed, and the same command
+again skips the runs it holds (a kill loses at most the run in progress; other settings are refused unless
+``--fresh``). ``--runs-dir`` keeps each run's metrics.jsonl and curves (point STEERLAB_FINETUNE_DIR at it
+to watch them in the web UI). ``--speed-rounds N`` then times each condition's training step round-robin
+in one process, the fair tokens/s comparison on a machine whose load drifts between runs.
 
 The training set teaches a task (answer "What is A plus B?" with the sum) together with a side concept
 that every answer drags in (pirates and the sea: "... Arr, the sea be full of treasure, matey!"). On
