@@ -26,8 +26,12 @@ def _expect():
 
 
 def _fmt(x: float, digits: int = 3) -> str:
-    """The UI's fmt() for the values compared here (none is below 1e-3)."""
-    return f"{round(x, digits):g}" if abs(x) >= 1e-3 else f"{x:.1e}"
+    """The UI's fmt() (dom.js): Number(x.toFixed(3)).toString(), or x.toExponential(1) when tiny."""
+    if x != 0 and abs(x) < 10**-digits:
+        mantissa, exponent = f"{x:.1e}".split("e")
+        return f"{mantissa}e{int(exponent)}"  # JS writes 1.3e-4 where Python writes 1.3e-04
+    text = repr(round(x, digits))
+    return text[:-2] if text.endswith(".0") else text
 
 
 @pytest.fixture(scope="module")
