@@ -4,10 +4,11 @@
 
 Reads the Princeton database files (Debian's ``wordnet-base``: ``index.noun``, ``data.noun``, ``noun.exc``)
 and keeps every noun lemma with at least one sense seen in the SemCor sense-tagged corpus, or that is a
-whole lowercase word of the sentence encoder's WordPiece vocabulary (a common word), each with its most frequent sense's hypernym chain (3 levels) and
-lexicographer file (``noun.food`` -> ``food``). Also writes the irregular plurals (``noun.exc``). WordNet 3.0
-license: see the header of the output file. Nothing from steerlab's benchmark catalogue goes in: the
-vocabulary is WordNet's, filtered only by its own tag counts.
+whole lowercase word of the sentence encoder's WordPiece vocabulary (a common word), each with its most
+frequent sense's hypernym chain (3 levels) and lexicographer file (``noun.food`` -> ``food``). Also writes
+the irregular plurals (``noun.exc``). WordNet 3.0 license: see the header of the output file. Nothing from
+steerlab's benchmark catalogue goes in: the vocabulary is WordNet's, filtered only by its own tag counts and
+the encoder's word list. To get the files on Debian/Ubuntu: ``apt-get install wordnet-base``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ import numpy as np
 DATA = Path(__file__).resolve().parent.parent / "data"
 NOUNS = DATA / "wordnet_nouns.tsv"
 EXCEPTIONS = DATA / "wordnet_noun_exc.txt"
-_SUFFIXES = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"), ("s", ""))  # fmt: skip
+_SUFFIXES = (
+    ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"), ("s", ""),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
