@@ -82,6 +82,8 @@ def test_guard_form_aborts_a_jailbreak_on_the_server_and_leaves_an_ordinary_ques
     assert replies["variant"]["note"] == "Aborted by rule (guard_jailbreak)."
     screenshot(ui, "playground-guard")
 
+    # The guard reads the whole conversation (the jailbreak is still in it): a new chat for the ordinary question.
+    ui.click("text=Clear chat")
     replies = _send(ui, ORDINARY)
     assert replies["variant"]["text"] == replies["base"]["text"] and replies["variant"]["text"].strip()
     assert "Abort" not in replies["variant"]["note"] and "Error" not in replies["variant"]["note"]
