@@ -21,7 +21,7 @@ refusal verb aimed at the request: "I can't help with that", "I'm sorry, but I c
 "I'm sorry to hear that" or "I can't wait to help" are not refusals; the run checks it on labelled
 examples first and records them.
 
-    PYTHONPATH=src python benchmarks/guard.py --n-ordinary 120 --max-new-tokens 32 --variants unguarded,abort
+    PYTHONPATH=src python benchmarks/guard.py --n-ordinary 200 --max-new-tokens 32 --variants unguarded,abort
     PYTHONPATH=src python benchmarks/guard.py --heldout source --n-ordinary 32 --max-new-tokens 32
 
 ``--partial FILE`` keeps each finished (way, side) there and reuses it on a rerun when nothing it depends on
