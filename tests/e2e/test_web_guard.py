@@ -49,6 +49,11 @@ def _send(page, prompt: str) -> dict[str, dict]:
     return out
 
 
+def steered_chat(response) -> bool:
+    """The variant side's chat request (the base side's carries no controller)."""
+    return response.url.endswith("/v1/chat/completions") and "controller" in (response.request.post_data or "")
+
+
 def _add_guard(page, threshold: str, action: str = "abort", features: str = "", value: str = "1") -> None:
     expect = _expect()
     expect(page.locator("#guard-classifier option[value=jailbreak]")).to_have_count(1)  # the list has loaded
@@ -123,7 +128,7 @@ def test_guard_bad_threshold_and_unknown_classifier_are_the_servers_400_naming_t
     ui.fill("#max-tokens", "4")
     ui.press("#max-tokens", "Tab")
     _add_guard(ui, "1.5")
-    with ui.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as response:
+    with ui.expect_response(steered_chat) as response:
         replies = _send(ui, ORDINARY)
     assert response.value.status == 400
     note = replies["variant"]["note"]
