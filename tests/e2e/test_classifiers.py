@@ -46,7 +46,7 @@ def _api(live_server, method: str, path: str, **kw) -> httpx.Response:
 
 def test_shipped_jailbreak_classifier_is_listed_described_and_scores(live_server):
     listed = _api(live_server, "GET", "/v1/classifiers").json()["classifiers"]
-    assert {"name": "jailbreak", "kind": "sae", "pool": "mean", "shipped": True} in listed
+    assert {"name": "jailbreak", "kind": "sae", "pool": "max", "shipped": True} in listed
     info = _api(live_server, "GET", "/v1/classifiers/jailbreak", params={"top": 10}).json()
     assert info["kind"] == "sae" and len(info["weights"]) == 10
     assert sum(1 for w in info["weights"] if w["label"]) >= 8  # the shipped feature database labels them

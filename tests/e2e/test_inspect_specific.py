@@ -71,3 +71,4 @@ def test_native_inspect_and_contrast_name_their_statistic(live_server):
     result = _post(live_server, "/v1/contrast", {"dataset_1": pirate, "dataset_2": plain, "top_k": 3})
     assert result["ranked_by"] == "specificity" and "too little data" in result["note"]
     assert all(f["score_low"] <= f["score"] <= f["score_high"] for f in result["dataset_1_features"])
+    assert all(0.0 <= f["support"] <= 1.0 for f in result["dataset_1_features"] + result["dataset_2_features"])

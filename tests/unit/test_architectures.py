@@ -149,3 +149,31 @@ def test_chat_template_and_turn_end(family):
         assert turn_end in stops, f"{fam.name}: {fam.end_of_turn} does not stop generation"
         closed = prompt_ids(tok, [*messages, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}])
         assert turn_end in closed  # and it is what the template closes a turn with
+
+
+def test_a_base_model_tokenizer_without_a_chat_template():
+    """Gemma 3 270M's GGUF tokenizer: <bos> in front of every text, no chat template. Inspect's content mask
+    covers the messages' text of its plain-completion prompt (it used to call the missing template: a 500
+    on /v1/inspect), and corpus windows start with <bos> as every text the model reads does."""
+    from tokenizers.processors import TemplateProcessing
+
+    from steerlab.activations.corpus import CorpusSource, record_to_sequences
+    from steerlab.models.chat_template import content_mask, template_ids
+
+    tok = make_tokenizer(FAMILIES["gemma3"])
+    tok.chat_template = None
+    bos = tok.convert_tokens_to_ids("<bos>")
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
+    messages = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "the cat"}]
+    ids = template_ids(tok, messages)
+    assert ids[0] == bos and bos not in ids[1:]
+    mask = content_mask(tok, messages, ids)
+    pieces = [(tok.decode([i]), m) for i, m in zip(ids, mask)]
+    assert "".join(p for p, m in pieces if m) == "hello therethe cat"  # <bos> and the "\n\n" between are not
+    assert "".join(p for p, m in pieces if not m) == "<bos>\n\n"
+    text = " ".join([TEXT] * 12)
+    windows = record_to_sequences({"text": text}, tok, CorpusSource(path="corpus.jsonl"), 16)
+    assert len(windows) > 3 and all(w[0] == bos and bos not in w[1:] and len(w) <= 16 for w in windows)
+    assert [t for w in windows for t in w[1:]] == tok(text, add_special_tokens=False)["input_ids"][
+        : sum(len(w) - 1 for w in windows)
+    ]

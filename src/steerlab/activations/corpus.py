@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from steerlab.errors import InvalidInputError
+from steerlab.models.chat_template import template_ids
 
 
 class CorpusError(InvalidInputError):
@@ -103,18 +104,27 @@ def record_to_sequences(record: dict, tokenizer, source: CorpusSource, context_l
     if messages is not None:
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise CorpusError(f"{source.path}: field '{source.messages_field}' must be a list of {{role, content}}")
-        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
-        if isinstance(ids, dict):
-            ids = ids["input_ids"]
-        return [list(ids[:context_length])]
+        return [template_ids(tokenizer, messages)[:context_length]]  # a base model without one: plain text
     text = record.get(source.text_field)
     if not isinstance(text, str):
         raise CorpusError(
             f"{source.path}: each record needs a string field '{source.text_field}' or a list '{source.messages_field}'"
         )
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    windows = [ids[i : i + context_length] for i in range(0, len(ids), context_length)]
-    return [w for w in windows if len(w) >= min(32, context_length)]
+    # every window starts as the model reads any text: with the BOS its tokenizer puts in front (Gemma's
+    # <bos>; SmolLM2's adds none). Without it a Gemma turns the first token into its attention sink and
+    # the activations after it are not those of a chat, which always starts with <bos>.
+    lead = bos_prefix(tokenizer)
+    width = max(context_length - len(lead), 1)
+    windows = [ids[i : i + width] for i in range(0, len(ids), width)]
+    return [lead + w for w in windows if len(w) >= min(32, width)]
+
+
+def bos_prefix(tokenizer) -> list[int]:
+    """``[bos]`` when the tokenizer puts it in front of every text it encodes, else ``[]``."""
+    empty = list(tokenizer("", add_special_tokens=True)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [bos] if bos is not None and empty[:1] == [bos] else []
 
 
 def build_sequences(spec: CorpusSpec, tokenizer, progress: bool = True) -> list[list[int]]:

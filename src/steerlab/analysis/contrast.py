@@ -11,10 +11,16 @@ left out; ``include_template=True`` puts them back). Every conversation weighs t
    token of a 40-token reply gets 1/40 of that token's score; one that fires throughout gets it all.
 2. The effect is the difference of the two sides' averages of those pooled values (in decades of
    specificity), with a 90% bootstrap interval (conversations resampled within each side, 1000 times,
-   fixed seed). Features are ranked by the interval's near end (the lower bound for dataset_1, the upper
-   for dataset_2): a feature wins only if it is higher in (nearly) every resample, so with two
-   conversations a side it must be higher in both. Ties: the effect itself.
-3. With fewer than ``MIN_CONVERSATIONS`` conversations on a side the result says so (``note``): the
+   fixed seed).
+3. Support: the share of the favoured side's conversations in which the feature fires notably at least
+   once (specificity >= ``FIRES_AT``, one corpus token in ~300). Features with support >= ``SUPPORT``
+   (with two conversations a side: both) rank first; among each group, by the interval's near end (the
+   lower bound for dataset_1, the upper for dataset_2): a feature wins only if it is higher in (nearly)
+   every resample, so with two conversations a side it must be higher in both. Ties: the effect itself.
+   Support is what keeps a feature that is merely a bit more active throughout one side's replies (a
+   "hope" or "the word 'of'" feature at its typical strength) below one that fires distinctly in every
+   conversation of that side.
+4. With fewer than ``MIN_CONVERSATIONS`` conversations on a side the result says so (``note``): the
    interval cannot be narrower than the spread of the few conversations there are.
 
 ``rank_by="frequency"`` (the ranking before, and the default without a feature database):
@@ -46,6 +52,11 @@ MIN_CONVERSATIONS = 5
 RANKINGS = (STATISTIC, "frequency")
 BOOTSTRAP = 1000
 INTERVAL = 0.90
+FIRES_AT = 2.5
+"""A conversation *has* a feature when its specificity reaches this on one of its scored tokens (support,
+module doc). Chosen on the development set (benchmarks/inspect_relevance_dev_data.py), not the benchmark's."""
+SUPPORT = 0.75
+"""Features present in at least this share of the favoured side's conversations rank first."""
 
 
 @dataclass
@@ -68,6 +79,9 @@ class ContrastFeature:
     """Rank-biserial correlation of the per-conversation pooled values (whichever ranking)."""
     ranked_by: str = "frequency"
     """``specificity`` or ``frequency`` (module doc)."""
+    support: float | None = None
+    """Specific ranking: the share of the favoured side's conversations in which the feature fires with
+    specificity >= ``FIRES_AT`` (module doc); None under the frequency ranking."""
 
 
 @dataclass
@@ -82,13 +96,15 @@ class ContrastResult:
 
 @dataclass
 class Profiles:
-    """Per conversation ``[n, d_sae]``: mean activation (units), firing rate and pooled specificity
-    (None without statistics), all over the conversation's scored tokens; ``tokens``: how many."""
+    """Per conversation ``[n, d_sae]``: mean activation (units), firing rate, pooled (mean) specificity and
+    peak specificity (None without statistics), all over the conversation's scored tokens; ``tokens``:
+    how many."""
 
     mean_units: torch.Tensor
     firing_rate: torch.Tensor
     specificity: torch.Tensor | None
     tokens: list[int]
+    peak: torch.Tensor | None = None
 
 
 def conversation_profiles(
@@ -122,15 +138,23 @@ def conversation_profiles(
 
 def pool(conversations: list[torch.Tensor], scale: torch.Tensor, corpus_stats: CorpusStats | None) -> Profiles:
     """``Profiles`` of conversations given as their scored tokens' raw codes (``[tokens_i, d_sae]`` each)."""
-    means, rates, specs, tokens = [], [], [], []
+    means, rates, specs, peaks, tokens = [], [], [], [], []
     for codes in conversations:
         tokens.append(codes.shape[0])
         n = max(codes.shape[0], 1)
         means.append((codes / scale.to(codes.device)).sum(0).cpu() / n)
         rates.append((codes > 0).float().sum(0).cpu() / n)
         if corpus_stats is not None:
-            specs.append(specificity(codes, corpus_stats).sum(0).cpu() / n)
-    return Profiles(torch.stack(means), torch.stack(rates), torch.stack(specs) if specs else None, tokens)
+            spec = specificity(codes, corpus_stats).cpu()
+            specs.append(spec.sum(0) / n)
+            peaks.append(spec.max(0).values if spec.shape[0] else torch.zeros(spec.shape[1]))
+    return Profiles(
+        torch.stack(means),
+        torch.stack(rates),
+        torch.stack(specs) if specs else None,
+        tokens,
+        torch.stack(peaks) if peaks else None,
+    )
 
 
 def bootstrap_interval(
@@ -225,13 +249,20 @@ def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, la
         effect = x.mean(0) - y.mean(0)
         low, high = bootstrap_interval(x, y)
         r = rank_biserial(x, y)
-        key_1, key_2, tie = low, -high, effect
+        assert p1.peak is not None and p2.peak is not None
+        support_1 = (p1.peak[:, seen] >= FIRES_AT).float().mean(0)
+        support_2 = (p2.peak[:, seen] >= FIRES_AT).float().mean(0)
+        # supported features first (pooled specificities are a few decades: 1000 outranks any interval end)
+        key_1 = low + 1000.0 * (support_1 >= SUPPORT).float()
+        key_2 = -high + 1000.0 * (support_2 >= SUPPORT).float()
+        tie = effect
     else:
         r = rank_biserial(mean_1[:, seen], mean_2[:, seen])
-        effect, low, high = r, None, None
+        effect, low, high, support_1, support_2 = r, None, None, None, None
         key_1, key_2, tie = r, -r, mean_1[:, seen].mean(0) - mean_2[:, seen].mean(0)
 
     def ranked(sign: float, key: torch.Tensor, k: int) -> list[ContrastFeature]:
+        support = support_1 if sign > 0 else support_2
         keep = ((sign * effect > 0) | ((effect == 0) & (sign * tie > 0))).nonzero().flatten()
         keep = keep[(sign * tie[keep]).argsort(descending=True, stable=True)]
         keep = keep[key[keep].argsort(descending=True, stable=True)][:k]
@@ -251,6 +282,7 @@ def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, la
                     None if high is None else float(high[j]),
                     float(r[j]),
                     rank_by,
+                    None if support is None else float(support[j]),
                 )
             )
         return out

@@ -57,6 +57,12 @@ def label(
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, max=256, help="LLM requests in flight (openai backend)."
     ),
+    explainer_name: str = typer.Option(
+        "evidence",
+        "--explainer",
+        help="Offline backend: evidence (candidates from contexts, keywords, WordNet, tokens, logit effects and "
+        "language, chosen by AUC; docs/labels.md) or concepts (the earlier phrase-list explainer).",
+    ),
     limit: int | None = typer.Option(None, "--limit", min=0, help="Label at most this many features this run."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096, help="Features per write."),
     relabel: bool = typer.Option(False, "--relabel", help="Label already-labeled features again."),
@@ -73,6 +79,8 @@ def label(
     scorer = scorer or ("heldout" if backend == "offline" else "detection")
     if scorer not in ("heldout", "embedding", "detection", "none"):
         raise InvalidInputError(f"unknown {scorer!r}", field="--scorer", allowed="heldout, embedding, detection, none")
+    if explainer_name not in ("evidence", "concepts"):
+        raise InvalidInputError(f"unknown {explainer_name!r}", field="--explainer", allowed="evidence, concepts")
     if contexts not in ("sentence", "tokens"):
         raise InvalidInputError(f"unknown {contexts!r}", field="--contexts", allowed="sentence, tokens")
     if relabel and rescore:
@@ -90,7 +98,7 @@ def label(
         background = background_examples(store, sae_id, d_sae) if needs_background else []
         labeler = None
         if ray is None:
-            explainer, score_with = _backends(backend, scorer, concurrency, background, contexts)
+            explainer, score_with = _backends(backend, scorer, concurrency, background, contexts, explainer_name)
         else:  # the backends are built on each worker; here only the store is read and written
             from functools import partial
 
@@ -98,7 +106,7 @@ def label(
             from steerlab.cluster.jobs import RayLabeler
 
             connect(ray)
-            make = partial(_backends, backend, scorer, concurrency, background, contexts)
+            make = partial(_backends, backend, scorer, concurrency, background, contexts, explainer_name)
             labeler = RayLabeler(make, existing=store.labels(sae_id) if rescore else None)
             explainer, score_with = None, None
         result = label_features(
@@ -137,7 +145,14 @@ def label(
     print(format_report(result.report))
 
 
-def _backends(backend: str, scorer: str, concurrency: int | None, background, contexts: str = "sentence"):
+def _backends(
+    backend: str,
+    scorer: str,
+    concurrency: int | None,
+    background,
+    contexts: str = "sentence",
+    offline: str = "evidence",
+):
     """(explainer, scorer) objects; the LLM config is read only when an LLM is used."""
     from steerlab.features.embeddings import EmbeddingCache
 
@@ -156,10 +171,20 @@ def _backends(backend: str, scorer: str, concurrency: int | None, background, co
         from steerlab.features.explain.concepts import ConceptVocabulary
         from steerlab.settings import get_settings
 
-        vocabulary = ConceptVocabulary.load(cache_dir=get_settings().home / "cache")
-        explainer = OfflineExplainer(
-            vocabulary=vocabulary, config=OfflineConfig(contexts=contexts), encode=cache, background=background
-        )
+        if offline == "evidence":
+            from steerlab.features.explain.evidence import EvidenceExplainer
+
+            explainer = EvidenceExplainer(
+                config=OfflineConfig(contexts=contexts),
+                encode=cache,
+                background=background,
+                cache_dir=get_settings().home / "cache",
+            )
+        else:
+            vocabulary = ConceptVocabulary.load(cache_dir=get_settings().home / "cache")
+            explainer = OfflineExplainer(
+                vocabulary=vocabulary, config=OfflineConfig(contexts=contexts), encode=cache, background=background
+            )
     if scorer == "embedding":
         from steerlab.features.score import EmbeddingScorer
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 
 from steerlab.errors import InvalidInputError
 
@@ -59,6 +60,12 @@ def check_address(address: str) -> None:
 def connect(address: str) -> None:
     """Join (or with ``local[:N]`` start) the cluster; a second call in the same process is a no-op."""
     target, cpus = parse_address(address)
+    if target == "local":
+        # Ray 2.60 turns token authentication on for a new local cluster and warns that it did unless the
+        # mode was chosen explicitly: choose it (the same secure default) so a clean run prints nothing.
+        # Ray reads the mode when it is imported (set after that, driver and cluster would disagree).
+        if "ray" not in sys.modules:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     if ray.is_initialized():

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from steerlab.features.concept_windows import example_window, judge, language
+from steerlab.features.concept_windows import example_window, judge, language, looks_like_code
 from steerlab.features.concepts import CODE_CONCEPTS, is_description
 from steerlab.features.embeddings import EmbeddingCache
 from steerlab.features.explain.language import CODES, NAMES, claimed_language, detect_language
@@ -147,6 +147,9 @@ def describe_firing(examples: Sequence[Example]) -> tuple[str, str | None]:
     if count >= 0.5 * len(windows):
         named = token_description(token)
         return named + (f" in {where}" if where and named.startswith('"') else ""), token
+    digits = sum(n for t, n in peaks.items() if t.isdigit())
+    if digits >= 0.6 * len(windows):  # many different digits: a class of tokens, named as such
+        return "digit tokens" + (f" in {where}" if where else ""), "<digits>"
     tops = ", ".join(f'"{t[:16]}"' for t, _ in peaks.most_common(3) if t.strip())
     return (where if where else f"{UNCLEAR}: fires on {tops or 'whitespace'}"), None
 
@@ -228,7 +231,13 @@ class HeldOutScorer(Scorer):
             return scored(label, value, self.name, {**details, "decision": "concept"})
         if held_out_language(feature, label.text):  # languages: the identifier decides (the encoder cannot tell)
             return scored(label, value, self.name, {**details, "decision": "fires-on"})
-        if description is not None:
+        family = word_family(feature, label.text) if value > max(threshold, 0.5) and description is None else None
+        language_only = token_language_fallback(feature, label.text)
+        if family is not None:  # a concept that is its own peak words ("money": "money", "financial", "pay")
+            text, new_value, decision = family, value, "fires-on"
+        elif language_only is not None:  # '"д" tokens in Russian text': the token did not hold, the language did
+            text, new_value, decision = language_only, value, "fires-on"
+        elif description is not None:
             text, new_value, decision = description, desc_value, "fires-on"
         else:
             text, new_value, decision = plan["texts"][3], unclear_value, UNCLEAR
@@ -250,6 +259,8 @@ def confirmed_description(feature: Feature) -> str | None:
     chosen, chosen_token = describe_firing(_firing(feature, False))
     held, held_token = describe_firing(_firing(feature, True))
     if chosen_token is not None and chosen_token == held_token:
+        if chosen_token == "<digits>":
+            return chosen if chosen == held else "digit tokens"
         return chosen if chosen == held else token_description(chosen_token)
     if chosen_token is None and held_token is None and chosen == held and not chosen.startswith(UNCLEAR):
         return chosen
@@ -277,12 +288,47 @@ def unclear_text(feature: Feature) -> str:
 
 def held_out_language(feature: Feature, text: str, share: float = 0.6) -> bool:
     """Whether ``text`` names a language (``French text``) that the identifier finds in at least ``share``
-    of the held-out firing windows."""
+    of the held-out top windows (all held-out firing windows when fewer than 4 are top examples)."""
     name = claimed_language(text)
     if name is None:
         return False
-    windows = [example_window(e) for e in _firing(feature, True)]
+    held = _firing(feature, True)
+    tops = [e for e in held if e.kind == "top"]  # the strongest contexts, as a reader (and the strict check) sees them
+    windows = [example_window(e) for e in (tops if len(tops) >= 4 else held)]
     return bool(windows) and judge(windows, language(CODES[name]), need=max(1, round(share * len(windows))))[0]
+
+
+def word_family(feature: Feature, text: str, need: int = 2) -> str | None:
+    """``words about money ("money", "financial", "pay")`` when a one-word concept label is itself a peak word of
+    at least ``need`` held-out firing examples (lemmatized: ``cats`` is ``cat``); else None. Such a label beat
+    its null but not its own peak token, and no description of what fires held: the feature is about the word and
+    its neighbours, and says so. Never for code-like windows."""
+    from steerlab.features.explain.wordnet import lemmatize
+
+    word = text.strip().lower()
+    if not word.isalpha() or is_description(text) or claimed_language(text) is not None:
+        return None
+
+    def lemma(token: str) -> str:
+        return (lemmatize(token) or token) if token.isalpha() else token
+
+    firing = _firing(feature, True)
+    held = Counter(lemma(_norm(e.tokens[e.max_position])) for e in firing)
+    if held[lemma(word)] < need:
+        return None
+    if sum(looks_like_code(example_window(e).text) for e in firing) >= 0.5 * len(firing):
+        return None  # `cat /etc/passwd` is not about cats
+    peaks = Counter(_norm(e.tokens[e.max_position]) for e in _firing(feature, False) + _firing(feature, True))
+    tops = ", ".join(f'"{t[:16]}"' for t, _ in peaks.most_common(3) if t.strip())
+    return f"words about {word} ({tops})"
+
+
+def token_language_fallback(feature: Feature, text: str) -> str | None:
+    """``Russian text`` for a ``"д" tokens in Russian text`` label whose language the held-out windows confirm."""
+    head, sep, tail = text.rpartition(" in ")
+    if not sep or not is_description(head) or claimed_language(tail) is None:
+        return None
+    return tail if held_out_language(feature, tail) else None
 
 
 def claims_concept(text: str) -> bool:

@@ -32,8 +32,20 @@ def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
 def plain_completion_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:
     """A base model without a chat template continues plain text: the messages' contents, one paragraph
     each, tokenized as the tokenizer would any text (its BOS in front when it adds one)."""
-    text = "\n\n".join(str(m["content"]) for m in messages)
-    return list(tokenizer(text)["input_ids"])
+    return list(tokenizer(_plain_text(messages))["input_ids"])
+
+
+def _plain_text(messages: list[dict]) -> str:
+    return "\n\n".join(str(m["content"]) for m in messages)
+
+
+def template_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> str:
+    """The text ``template_ids`` tokenizes: the chat template's rendering, or for a model without one the
+    plain completion text behind what its tokenizer adds in front (Gemma's ``<bos>``)."""
+    if has_chat_template(tokenizer):
+        return str(tokenizer.apply_chat_template(messages, tokenize=False))
+    lead = str(tokenizer.decode(list(tokenizer("")["input_ids"])))
+    return lead + _plain_text(messages)
 
 
 def chat_input_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:
@@ -66,14 +78,14 @@ def content_mask(tokenizer: PreTrainedTokenizerBase, messages: list[dict], ids: 
     headers, special tokens, a default system prompt the template adds). A token straddling content
     and template counts as content. Each content is found in the rendering of the messages up to it
     (its last occurrence there), so text repeated from the template is not mistaken for it."""
-    text = str(tokenizer.apply_chat_template(messages, tokenize=False))
+    text = template_text(tokenizer, messages)
     spans: list[tuple[int, int]] = []
     start = 0
     for i, message in enumerate(messages):
         content = str(message.get("content") or "")
         if not content.strip():
             continue
-        upto = str(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
+        upto = template_text(tokenizer, messages[: i + 1])
         for needle in (content, content.strip()):
             at = upto.rfind(needle) if text.startswith(upto) else text.find(needle, start)
             if at >= start:

@@ -11,9 +11,13 @@ weights, exactly (checked in ``tests/unit/sae/test_sae_imports.py`` against each
   Folders are named ``layer_{L}/width_{W}/average_l0_{N}``; the SAE reads the residual after block L.
 * **Llama Scope** (OpenMOSS lm_saes): ``hyperparams.json`` + ``checkpoints/final.safetensors``
   (``encoder.weight [d_sae, d_model]``, ``encoder.bias``, ``decoder.weight [d_model, d_sae]``,
-  ``decoder.bias``); dataset-wise input norm ``x * sqrt(d) / norm_in``, output ``* norm_out / sqrt(d)``,
-  one JumpReLU threshold compared with ``pre * |decoder column|`` (``sparsity_include_decoder_norm``):
-  the norms move into the weights, the threshold becomes per-latent ``t / |column|``.
+  ``decoder.bias``) in its training parametrization (``save_pretrained`` writes the raw state dict). Its
+  inference loader (``from_config`` in the Llama Scope release, the ``Initializer``'s inference state after
+  it) first folds the dataset-wise norms (``s = sqrt(d) / norm``: ``b_E /= s_in``, ``b_D /= s_out``,
+  ``W_D *= s_in / s_out``), then moves the decoder norms into the encoder (``sparsity_include_decoder_norm``:
+  unit decoder columns, ``W_E`` rows and ``b_E`` times the column norms), and only then compares the
+  pre-activation with the one ``jump_relu_threshold``. We fold the same way, so the codes, the scalar
+  threshold and the reconstructions are that forward's (the threshold was chosen on those codes).
 * **dictionary_learning** (saprmarks): ``config.json`` (``trainer.dict_class``, ``activation_dim``,
   ``dict_size``, ``k``, ``layer``, ``lm_name``) + the ``ae.pt`` state dict saved as safetensors;
   AutoEncoder (ReLU on encoder(x - bias)), AutoEncoderTopK, BatchTopKSAE (its inference threshold)
@@ -162,22 +166,29 @@ def read_llama_scope(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         weights = folder / "final.safetensors"
     t = _need(weights, _tensors(weights), ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"))
     scale_in = scale_out = 1.0
-    if hp.get("norm_activation", "dataset-wise") == "dataset-wise":
+    norm_activation = hp.get("norm_activation", "token-wise")  # missing fields take lm_saes' defaults
+    if norm_activation == "dataset-wise":
         norms = hp.get("dataset_average_activation_norm") or {}
         if not isinstance(norms, dict) or not all(isinstance(norms.get(k), (int, float)) for k in ("in", "out")):
             raise SAEFormatError(f"{hp_path}: dataset-wise norm without dataset_average_activation_norm in/out")
         scale_in, scale_out = math.sqrt(d_model) / norms["in"], math.sqrt(d_model) / norms["out"]
-    elif hp.get("norm_activation") not in (None, "none"):
-        raise SAEFormatError(f"{hp_path}: norm_activation {hp['norm_activation']!r} is not supported")
-    W_enc = t["encoder.weight"].T * scale_in  # pre = (x * s_in) @ W_E^T + b_E
-    W_dec = t["decoder.weight"].T / scale_out  # x_hat = (f @ W_D^T + b_D) / s_out
-    b_dec = t["decoder.bias"] / scale_out
-    b_enc = t["encoder.bias"] + b_dec @ W_enc  # we encode x - b_dec
-    threshold = float(hp.get("jump_relu_threshold", 0.0))
-    if hp.get("sparsity_include_decoder_norm", True):  # gate: pre * |W_D column| > t  <=>  pre > t / |column|
-        thresholds = threshold / t["decoder.weight"].norm(dim=0).clamp_min(1e-12)
-    else:
-        thresholds = torch.full((d_sae,), threshold, dtype=torch.float64)
+    elif norm_activation != "inference":  # token-wise / batch-wise rescale each input: not a linear map
+        raise SAEFormatError(
+            f"{hp_path}: norm_activation {norm_activation!r} is not supported (dataset-wise or inference only)"
+        )
+    # 1. dataset-wise norms into the weights: the SAE then reads and writes the raw residual
+    W_E, b_E = t["encoder.weight"], t["encoder.bias"] / scale_in
+    W_D, b_D = t["decoder.weight"] * (scale_in / scale_out), t["decoder.bias"] / scale_out
+    # 2. sparsity_include_decoder_norm: unit decoder columns, their norms into the encoder
+    if hp.get("sparsity_include_decoder_norm", True):
+        norm = W_D.norm(dim=0)
+        W_D = W_D / norm.clamp_min(1e-12)
+        W_E, b_E = W_E * norm[:, None], b_E * norm
+    W_enc, W_dec, b_dec = W_E.T, W_D.T, b_D
+    # we encode x - b_dec; lm_saes subtracts it only with apply_decoder_bias_to_pre_encoder
+    b_enc = b_E if hp.get("apply_decoder_bias_to_pre_encoder", True) else b_E + b_dec @ W_enc
+    # 3. the one threshold, compared with those codes
+    thresholds = torch.full((d_sae,), float(hp.get("jump_relu_threshold", 0.0)), dtype=W_enc.dtype)
     layer = _layer_from(str(hp.get("hook_point_in", "")), r"blocks\.(\d+)\.hook_resid_post")
     if layer is None:
         raise SAEFormatError(

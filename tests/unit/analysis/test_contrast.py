@@ -116,6 +116,51 @@ def test_a_stray_token_in_one_conversation_has_an_interval_reaching_zero():
     assert second.effect_low == pytest.approx(0.0) and second.effect_high > 0  # one conversation of five
 
 
+def test_a_feature_in_every_conversation_outranks_one_a_bit_more_active_throughout():
+    """Feature 0 sits at its corpus median on every token of dataset_1's replies (specificity 2.3, never
+    notable: a "hope" feature); feature 1 fires at its corpus maximum on two tokens of each (specificity
+    6). The mean pooled specificity favours feature 0 (2.3 vs 0.6 a conversation); support puts feature 1,
+    present in both conversations, first."""
+    from steerlab.analysis.contrast import FIRES_AT, pool, rank_profiles
+    from steerlab.features.specificity import specificity
+
+    d, scale, stats = 3, torch.ones(3), _hand_stats(3)
+
+    def reply(tokens: int):
+        codes = torch.zeros(tokens, d)
+        codes[:, 0] = 0.6
+        codes[[2, 7], 1] = 2.0
+        return codes
+
+    assert specificity(reply(20), stats)[:, 0].max() < FIRES_AT <= specificity(reply(20), stats)[:, 1].max()
+    side_1 = pool([reply(20), reply(24)], scale, stats)
+    side_2 = pool([torch.zeros(20, d), torch.zeros(22, d)], scale, stats)
+    result = rank_profiles(side_1, side_2, "specificity", 2, 2)
+    first, second = result.dataset_1_features
+    assert (first.index, second.index) == (1, 0)
+    assert first.support == 1.0 and second.support == 0.0
+    assert second.effect_low > first.effect_low  # the interval alone would have put feature 0 first
+    old = rank_profiles(side_1, side_2, "frequency", 2, 2)
+    assert all(f.support is None for f in old.dataset_1_features)
+
+
+def test_support_needs_most_conversations_of_the_favoured_side():
+    """Feature 1 fires notably in one of dataset_1's four conversations, feature 0 in three of four:
+    only feature 0 has support (>= 0.75); feature 1 ranks after it however strong its one firing."""
+    from steerlab.analysis.contrast import SUPPORT, pool, rank_profiles
+
+    d, scale, stats = 2, torch.ones(2), _hand_stats(2)
+    convos_1 = [torch.zeros(20, d) for _ in range(4)]
+    for c in convos_1[:3]:
+        c[4, 0] = 1.0
+    convos_1[3][:, 1] = 2.0
+    side_1 = pool(convos_1, scale, stats)
+    side_2 = pool([torch.zeros(20, d) for _ in range(4)], scale, stats)
+    first, second = rank_profiles(side_1, side_2, "specificity", 2, 2).dataset_1_features
+    assert (first.index, first.support) == (0, 0.75) and first.support >= SUPPORT
+    assert (second.index, second.support) == (1, 0.25) and second.effect > first.effect
+
+
 def test_contrast_with_statistics_ranks_by_specificity_and_says_when_data_is_thin(tiny_lm, tiny_sae):
     stats = _hand_stats(tiny_sae.cfg.d_sae)
     result = contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), top_k=3, corpus_stats=stats)

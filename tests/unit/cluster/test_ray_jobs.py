@@ -228,3 +228,15 @@ def test_cli_features_build_on_the_cluster_equals_the_local_one(cluster, lm, tin
     sae_id = json.loads(alone.stdout.splitlines()[-1])["sae_id"]
     with FeatureStore(tmp_path / "one.db") as a, FeatureStore(tmp_path / "ray.db") as b:
         assert list(b.iter_features(sae_id)) == list(a.iter_features(sae_id))
+
+
+def test_a_local_cluster_started_by_the_cli_prints_no_warning(tiny_model_dir, spec, tmp_path):
+    """Ray 2.60 warns on every new local cluster that it turned token authentication on, unless the mode
+    was chosen: `--ray local` chooses it, so a clean run's stderr holds only the progress output."""
+    corpus = spec.sources[0].path
+    res = _cli(
+        *["harvest", "--corpus", corpus, "--layer", "1", "--context-length", "48", "--model", str(tiny_model_dir)],
+        *["--sequences-per-shard", "4", "--out", str(tmp_path / "h"), "--ray", "local:1"],
+    )
+    assert res.returncode == 0, res.stderr
+    assert "WARNING" not in res.stderr and "Token authentication" not in res.stderr, res.stderr

@@ -152,3 +152,51 @@ def test_a_language_label_is_kept_when_the_identifier_confirms_it_on_held_out_wi
     assert out.text == "French text" and out.score_details["decision"] in ("concept", "fires-on")
     (wrong,) = scorer.score([f], [Label(text="German text", explainer="offline")])
     assert wrong.text != "German text"
+
+
+MONEY_WORDS = ["money", "cash", "money", "salary", "money", "pay", "money", "wages", "money", "money", "cash", "money"]
+
+
+def prose_feature(peaks: list[str], texts: list[list[str]] | None = None) -> Feature:
+    """Fires once per context, on ``peaks[r]`` placed inside ordinary prose."""
+    examples = []
+    for r, word in enumerate(peaks):
+        words = texts[r] if texts else FILLER[r % 5 : r % 5 + 20] + [word] + FILLER[:4]
+        pos = len(words) - 5 if not texts else r % 3 + 8
+        words = list(words)
+        words[pos] = word
+        examples.append(ex("top", r, words, [pos], seq=100 + r))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=300 + r))
+    return Feature(uuid="u", sae_id="s", index=7, examples=examples)
+
+
+def test_a_one_word_concept_that_is_its_own_peak_words_is_named_as_a_word_family():
+    from steerlab.features.score_heldout import word_family
+
+    f = prose_feature(MONEY_WORDS)
+    family = word_family(f, "money")
+    assert family is not None and family.startswith('words about money ("money"')
+    assert word_family(f, "weather") is None  # not what it peaks on
+    assert word_family(f, '"money" tokens') is None  # already a token label
+    assert word_family(cat_feature(), "cats") is None  # `cat` in shell commands is not about cats
+
+
+def test_a_token_in_a_language_falls_back_to_the_language_when_only_the_language_holds():
+    from steerlab.features.score_heldout import token_language_fallback
+    from tests.unit.features.labeling_fixtures import FRENCH
+
+    french = [s.split() * 2 for s in FRENCH]
+    f = prose_feature([w[8 + r % 3] for r, w in enumerate(french)], french)
+    assert token_language_fallback(f, '"le" tokens in French text') == "French text"
+    assert token_language_fallback(f, '"le" tokens in German text') is None  # the identifier finds French
+    assert token_language_fallback(f, "French text") is None  # not a token label
+    assert token_language_fallback(prose_feature(MONEY_WORDS), '"money" tokens in French text') is None
+
+
+def test_many_different_digits_are_described_as_digit_tokens():
+    from steerlab.features.score_heldout import confirmed_description
+
+    f = prose_feature([str((3 * r + 1) % 10) for r in range(12)])
+    assert confirmed_description(f) == "digit tokens"
+    assert confirmed_description(prose_feature(MONEY_WORDS)) != "digit tokens"

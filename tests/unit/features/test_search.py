@@ -235,6 +235,7 @@ def test_cli_label_then_search(tmp_path):
         (["search", "x", "--db", "{db}", "--sae-id", "nope"], "unknown SAE"),
         (["search", "x", "--db", "{missing}"], "--db"),
         (["label", "--db", "{db}", "--backend", "gpt"], "--backend"),
+        (["label", "--db", "{db}", "--explainer", "wordnet"], "--explainer"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):

@@ -92,37 +92,79 @@ def test_npz_with_object_arrays_is_refused(tmp_path):
         import_sae(folder, "gemma-scope")
 
 
-def test_llama_scope_folds_dataset_norm_and_decoder_norm_threshold(tmp_path):
+def _llama_scope(tmp_path, **hp_overrides):
+    """lm_saes' save_pretrained: the raw training state dict as checkpoints/final.safetensors, and its config
+    (save_hyperparameters) as hyperparams.json, with the fields of a published Llama Scope SAE."""
     folder = tmp_path / "Llama3_1-8B-Base-L1R-8x"
     (folder / "checkpoints").mkdir(parents=True)
-    E, bE = _rand(N, D, seed=0), _rand(N, seed=1) * 0.1
-    Dw, bD = _rand(D, N, seed=2) * 0.5, _rand(D, seed=4)
-    save_file(
-        {"encoder.weight": E, "encoder.bias": bE, "decoder.weight": Dw, "decoder.bias": bD},
-        folder / "checkpoints" / "final.safetensors",
-    )
+    state = {
+        "encoder.weight": _rand(N, D, seed=0),
+        "encoder.bias": _rand(N, seed=1) * 0.1,
+        "decoder.weight": _rand(D, N, seed=2) * 0.5,  # training leaves column norms unequal
+        "decoder.bias": _rand(D, seed=4),
+    }
+    save_file(state, folder / "checkpoints" / "final.safetensors")
     hp = {
         "d_model": D,
         "d_sae": N,
         "hook_point_in": "blocks.1.hook_resid_post",
         "hook_point_out": "blocks.1.hook_resid_post",
+        "use_decoder_bias": True,
+        "apply_decoder_bias_to_pre_encoder": False,
         "act_fn": "jumprelu",
-        "jump_relu_threshold": 0.8,
+        "jump_relu_threshold": 0.3,
         "norm_activation": "dataset-wise",
-        "dataset_average_activation_norm": {"in": 7.5, "out": 7.5},
+        "dataset_average_activation_norm": {"in": 7.5, "out": 7.5},  # sqrt(d) / 7.5 != 1
         "sparsity_include_decoder_norm": True,
         "top_k": 50,
+        **hp_overrides,
     }
     (folder / "hyperparams.json").write_text(json.dumps(hp))
+    return folder, state, hp
+
+
+def _lm_saes_inference(state: dict, hp: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """lm_saes' own inference forward, written out from its source (SparseAutoEncoder.from_config in the
+    Llama Scope release, 2024-10-26; Initializer state "inference" after it): fold the dataset-wise norms
+    (standardize_parameters_of_dataset_activation_scaling), then the decoder norms
+    (transform_to_unit_decoder_norm), then encode raw x and gate with hidden_pre.where(hidden_pre > t, 0)."""
+    sd = {k: v.clone() for k, v in state.items()}
+    s_in = math.sqrt(hp["d_model"]) / hp["dataset_average_activation_norm"]["in"]
+    s_out = math.sqrt(hp["d_model"]) / hp["dataset_average_activation_norm"]["out"]
+    sd["encoder.bias"] = sd["encoder.bias"] / s_in
+    sd["decoder.bias"] = sd["decoder.bias"] / s_out
+    sd["decoder.weight"] = sd["decoder.weight"] * s_in / s_out
+    decoder_norm = torch.norm(sd["decoder.weight"], p=2, dim=0, keepdim=False)
+    sd["decoder.weight"] = sd["decoder.weight"] / decoder_norm
+    sd["encoder.weight"] = sd["encoder.weight"] * decoder_norm[:, None]
+    sd["encoder.bias"] = sd["encoder.bias"] * decoder_norm
+    if hp["apply_decoder_bias_to_pre_encoder"]:
+        x = x - sd["decoder.bias"]
+    hidden_pre = x @ sd["encoder.weight"].T + sd["encoder.bias"]
+    feature_acts = hidden_pre.where(hidden_pre > hp["jump_relu_threshold"], 0)
+    return feature_acts, feature_acts @ sd["decoder.weight"].T + sd["decoder.bias"]
+
+
+@pytest.mark.parametrize("pre_encoder_bias", [False, True])
+def test_llama_scope_codes_are_lm_saes_inference_codes(tmp_path, pre_encoder_bias):
+    """The threshold is compared with codes after both folds: the dataset-wise output norm (sqrt(d)/norm_out)
+    scales it too, which a gate on ``pre * |decoder column|`` in the normalized space misses."""
+    folder, state, hp = _llama_scope(tmp_path, apply_decoder_bias_to_pre_encoder=pre_encoder_bias)
     x = _x()
-    s = math.sqrt(D) / 7.5
-    pre = (x * s) @ E.T + bE  # lm_saes: normalized input, encoder, gate on pre * |decoder column|
-    codes = pre * (pre * Dw.norm(dim=0) > 0.8)
-    codes = codes.clamp_min(0)
-    recon = (codes @ Dw.T + bD) / s
+    codes, recon = _lm_saes_inference(state, hp, x)
     sae = import_sae(folder)
-    assert detect_format(folder) == "llama-scope" and sae.cfg.layer == 1
+    assert detect_format(folder) == "llama-scope" and sae.cfg.layer == 1 and sae.cfg.architecture == "jumprelu"
     _same(sae, x, codes, recon)
+    # the case tells the conventions apart: some latents fire that a gate on pre * |column| in the normalized
+    # space (= codes * s_out here) would have silenced
+    s_out = math.sqrt(D) / 7.5
+    assert bool(((codes > 0) & (codes * s_out <= hp["jump_relu_threshold"])).any())
+
+
+def test_llama_scope_token_wise_norm_is_refused(tmp_path):
+    folder, _, _ = _llama_scope(tmp_path, norm_activation="token-wise")
+    with pytest.raises(SAEFormatError, match="token-wise"):
+        import_sae(folder)
 
 
 def _dl_folder(tmp_path, dict_class: str, tensors: dict, **trainer):

@@ -244,7 +244,8 @@ def ember_contrast(body: ContrastBody, request: Request, caller: Caller = Depend
 def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Features that separate the two datasets; ``score`` is the effect (positive favours 1): the difference
     in mean pooled specificity with its 90% interval (``score_low``/``score_high``) when ``ranked_by`` is
-    specificity, the rank-biserial correlation when it is frequency; ``note`` says when the data is thin."""
+    specificity, the rank-biserial correlation when it is frequency; ``support``: the share of the favoured
+    side's conversations the feature fires in (specificity ranking); ``note`` says when the data is thin."""
     _, result = _contrast(request, body, caller)
     out: dict = {
         side: [
@@ -255,6 +256,7 @@ def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depen
                 "score_low": f.effect_low,
                 "score_high": f.effect_high,
                 "rank_biserial": f.rank_biserial,
+                "support": f.support,
                 "mean_1": f.mean_units_1,
                 "mean_2": f.mean_units_2,
             }

@@ -12,7 +12,10 @@ function empty() {
   return {
     name: "my variant",
     edits: [], // {index, uuid, label, mode, value}
-    rules: [], // {kind: "when", if: ref, op, threshold, then: {...ref, mode, value}} | {kind: "abort", if, op, threshold, event}
+    // {kind: "when", if: ref, op, threshold, then: {...ref, mode, value}} | {kind: "abort", if, op, threshold, event};
+    // a guard reads a classifier instead: if: {classifier: NAME}, and its "when" sets several features at once,
+    // then: {features: [ref, ...], mode, value} (our extension of the Ember JSON; see docs/classifiers.md)
+    rules: [],
     extraScopes: [], // scopes the form cannot show (nested groups, …): kept verbatim so nothing is lost
     settings: {}, // nonzero_strength_threshold etc., passed through unchanged
     sourceId: null, // the saved variant this was loaded from / saved as
@@ -156,18 +159,28 @@ function controllerJson(interventions, scopes = [], name = "", settings = {}) {
   return out;
 }
 
+/** A rule's condition: a feature's activation, or a classifier's score (a guard). */
+function condition(r) {
+  if (r.if.classifier !== undefined) return { classifier: r.if.classifier, operator: r.op, right_hand: Number(r.threshold) };
+  return { left_hand: features(r.if), right_hand: Number(r.threshold), operator: r.op };
+}
+
+function thenFeatures(then) {
+  return then.features ? { features: then.features.map(wireFeature) } : features(then);
+}
+
 export function toController(s) {
   const interventions = s.edits.map((e) => ({ mode: e.mode, features: features(e), value: Number(e.value) }));
   const scopes = s.rules.map((r) => {
-    const conditionals = {
-      conditionals: [{ left_hand: features(r.if), right_hand: Number(r.threshold), operator: r.op }],
-      operator: "AND",
-    };
+    const conditionals = { conditionals: [condition(r)], operator: "AND" };
     const inner =
       r.kind === "abort"
         ? controllerJson([])
-        : controllerJson([{ mode: r.then.mode, features: features(r.then), value: Number(r.then.value) }]);
-    return { conditionals, controller: inner, is_active: false, event_name: r.kind === "abort" ? r.event : null };
+        : controllerJson([{ mode: r.then.mode, features: thenFeatures(r.then), value: Number(r.then.value) }]);
+    const scope = { conditionals, controller: inner, is_active: false, event_name: r.kind === "abort" ? r.event : null };
+    // A guard's abort stops decoding on the server itself (what Variant.abort_when writes for a classifier).
+    if (r.kind === "abort" && r.if.classifier !== undefined) scope.abort = true;
+    return scope;
   });
   // The server derives a stable name from the content when it is empty; the variant's own name is stored
   // with it when saved, so leave the controller's name empty.
@@ -200,12 +213,14 @@ function simpleRule(scope) {
   const conds = group.conditionals || [];
   if (conds.length !== 1 || scope.is_active) return null;
   const cond = conds[0];
-  const left = cond.left_hand && (cond.left_hand.features || [cond.left_hand]);
-  if (!left || left.length !== 1 || typeof cond.right_hand !== "number") return null;
-  const base = { if: refOf(left[0]), op: cond.operator, threshold: cond.right_hand };
+  if (typeof cond.right_hand !== "number") return null;
   const inner = scope.controller || {};
   const ivs = inner.interventions || [];
   if ((inner.scopes || []).length) return null;
+  if (typeof cond.classifier === "string") return guardRule(scope, cond, ivs);
+  const left = cond.left_hand && (cond.left_hand.features || [cond.left_hand]);
+  if (!left || left.length !== 1 || scope.abort) return null;
+  const base = { if: refOf(left[0]), op: cond.operator, threshold: cond.right_hand };
   if (scope.event_name && ivs.length === 0) return { kind: "abort", ...base, event: scope.event_name };
   if (!scope.event_name && ivs.length === 1) {
     const iv = ivs[0];
@@ -216,10 +231,24 @@ function simpleRule(scope) {
   return null;
 }
 
-/** A fresh event name for an abort rule, unique within the variant. */
+/** A classifier condition the guard form can show: abort (on the server), or set features when it holds. */
+function guardRule(scope, cond, ivs) {
+  const base = { if: { classifier: cond.classifier }, op: cond.operator, threshold: cond.right_hand };
+  if (scope.abort && ivs.length === 0) return { kind: "abort", ...base, event: scope.event_name || "abort" };
+  if (!scope.abort && !scope.event_name && ivs.length === 1 && MODES.includes(ivs[0].mode)) {
+    const iv = ivs[0];
+    const then = iv.features.features || [iv.features];
+    return { kind: "when", ...base, then: { features: then.map(refOf), mode: iv.mode, value: iv.value } };
+  }
+  return null;
+}
+
+/** A fresh event name for an abort rule, unique within the variant (a feature's index, or "guard_" + a
+ * classifier's name). */
 export function abortEventName(index) {
   const taken = new Set(state.rules.map((r) => r.event));
-  let name = `abort_f${index}`;
-  for (let i = 2; taken.has(name); i++) name = `abort_f${index}_${i}`;
+  let name = typeof index === "string" ? `guard_${index}` : `abort_f${index}`;
+  const stem = name;
+  for (let i = 2; taken.has(name); i++) name = `${stem}_${i}`;
   return name;
 }

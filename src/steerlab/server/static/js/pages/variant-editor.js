@@ -67,6 +67,11 @@ export function variantEditor() {
     panel("Variant", naming.root, status),
     panel("Feature edits", edits, addByIndexForm()),
     panel("Conditional rules", h("p.hint", {}, "“When F1 > x, set F2 to y” turns the edit on from the first token where the condition holds; “abort when” stops the variant's reply."), rules, ruleForm()),
+    panel(
+      "Guard",
+      h("p.hint", {}, "A classifier's score (0 to 1, over the conversation so far) as a condition: “abort” stops the variant's reply on the server the moment it holds; “pin” sets features (e.g. refusal features) from that token on."),
+      guardForm(),
+    ),
     panel("AutoSteer", autoSteerForm()),
     h(
       "details.panel",
@@ -193,8 +198,18 @@ function addByIndexForm() {
   );
 }
 
+function classifierLink(name) {
+  return h("a.classifier-link", { href: `#/classifier/${encodeURIComponent(name)}` }, h("code", {}, name));
+}
+
 function describeRule(r) {
-  const cond = [featureLink(r.if), ` ${r.op} ${fmt(r.threshold)}`];
+  const guard = r.if.classifier !== undefined;
+  const cond = [guard ? classifierLink(r.if.classifier) : featureLink(r.if), ` ${r.op} ${fmt(r.threshold)}`];
+  if (guard && r.kind === "abort") return [h("strong", {}, "Guard: abort when "), ...cond, h("small.hint", {}, ` (event ${r.event})`)];
+  if (guard) {
+    const feats = r.then.features.flatMap((f, i) => (i ? [", ", featureLink(f)] : [featureLink(f)]));
+    return [h("strong", {}, "Guard: when "), ...cond, h("strong", {}, ` ${r.then.mode} `), ...feats, ` ${r.then.mode === "mul" ? "×" : "to"} ${fmt(r.then.value)}`];
+  }
   if (r.kind === "abort") return [h("strong", {}, "Abort when "), ...cond, h("small.hint", {}, ` (event ${r.event})`)];
   return [h("strong", {}, "When "), ...cond, h("strong", {}, ` ${r.then.mode} `), featureLink(r.then), ` ${r.then.mode === "mul" ? "×" : "to"} ${fmt(r.then.value)}`];
 }
@@ -264,6 +279,66 @@ function ruleForm() {
     field("than", threshold),
     thenPart,
     h("button", { type: "submit" }, "Add rule"),
+  );
+}
+
+/** The guard form: a classifier condition (GET /v1/classifiers lists the names; the server checks the
+ * name and the threshold when the variant runs or is saved, and its 400 names the field). */
+function guardForm() {
+  const name = h("select", { id: "guard-classifier", "aria-label": "Classifier" }, h("option", { value: "" }, "loading…"));
+  const op = h("select", { id: "guard-op" }, OPERATORS.map((o) => h("option", { value: o }, o)));
+  const threshold = h("input", { type: "number", step: 0.05, value: 0.9, id: "guard-threshold", required: true });
+  const action = h("select", { id: "guard-action" }, h("option", { value: "abort" }, "abort the reply"), h("option", { value: "pin" }, "pin features"));
+  const feats = h("input", { type: "text", id: "guard-features", placeholder: "e.g. 2021, 2971", size: 12 });
+  const value = h("input", { type: "number", step: 0.05, value: 1, id: "guard-value" });
+  const pinPart = h("span.then-part", { hidden: true }, field("features #", feats), field("to", value));
+  action.addEventListener("change", () => (pinPart.hidden = action.value !== "pin"));
+  get("/v1/classifiers")
+    .then((r) => {
+      // A text-only (TF-IDF) classifier reads no activations, so it cannot be a condition.
+      const usable = r.classifiers.filter((c) => c.kind !== "text");
+      replace(name, usable.length ? usable.map((c) => h("option", { value: c.name, selected: c.name === "jailbreak" }, `${c.name} (${c.kind})`)) : h("option", { value: "" }, "no classifiers"));
+    })
+    .catch((err) => {
+      replace(name, h("option", { value: "" }, "cannot list classifiers"));
+      showError(err);
+    });
+  return h(
+    "form.rule-form.guard-form",
+    {
+      "aria-label": "Add a guard",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const form = { name: name.value, op: op.value, threshold: Number(threshold.value), action: action.value, feats: feats.value, value: Number(value.value) };
+        if (!form.name) {
+          notify("Choose a classifier (train one on the Classifiers page).", { kind: "error" });
+          return;
+        }
+        const base = { if: { classifier: form.name }, op: form.op, threshold: form.threshold };
+        if (form.action === "abort") {
+          variant.addRule({ kind: "abort", ...base, event: abortEventName(form.name) });
+          return;
+        }
+        const indices = form.feats.split(/[\s,]+/).filter(Boolean);
+        if (!indices.length || indices.some((x) => !/^\d+$/.test(x))) {
+          notify("Name the features to pin: indices separated by commas.", { kind: "error" });
+          feats.focus();
+          return;
+        }
+        try {
+          const refs = await Promise.all(indices.map((x) => featureRef(Number(x))));
+          variant.addRule({ kind: "when", ...base, then: { features: refs, mode: "pin", value: form.value } });
+        } catch (err) {
+          showError(err);
+        }
+      },
+    },
+    field("Classifier", name),
+    field("score", op),
+    field("than", threshold),
+    field("then", action),
+    pinPart,
+    h("button", { type: "submit" }, "Add guard"),
   );
 }
 
