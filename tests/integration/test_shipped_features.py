@@ -50,3 +50,18 @@ def test_search_for_french_finds_features_that_fire_on_french(shipped, default_s
         tops = store.get_feature(saes[0].sae_id, hit.index).examples_of("top")[:10]
         french_hits += sum(detect_language(context_text(e, 24, 8)) == "fr" for e in tops) >= len(tops) / 2
     assert french_hits >= 3
+
+
+def test_ships_compacted_for_read_only_installs(default_lm):
+    """A shipped database left in WAL mode makes every reader create -wal/-shm files beside it (in a
+    read-only site-packages: fails); scripts/build_default_features.sh compacts it before copying."""
+    import sqlite3
+
+    path = bundled_sae_path(default_lm.name) / DB_FILENAME
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert not path.with_name(path.name + "-wal").exists()
