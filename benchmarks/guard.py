@@ -52,6 +52,7 @@ from steerlab.settings import get_settings
 from steerlab.steering import Variant, classifier
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "bench_guard.json"
+# their labels in the DB shipped before 2026-12-07 (the relabel calls 2021 unclear)
 REFUSAL_FEATURES = {2021: "refusals to harmful requests", 2971: '"sorry" tokens'}
 """Picked by label from the bundled feature database before the run (the highest-scored labels of each)."""
 
