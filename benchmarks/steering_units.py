@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--promoted-frac", type=float, default=0.3, help="Takeover: share of tokens that are promoted.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--features", default=None, help="Comma-separated feature indices instead of the sample.")
+    ap.add_argument("--extra", default=None, help="Comma-separated features added to the sample (kind 'named').")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
 
@@ -197,6 +198,8 @@ def main() -> None:
         features = [(int(f), "given") for f in args.features.split(",")]
     else:
         features = pick_features(lm, sae, texts, args.strong, args.random, args.seed)
+    if args.extra:
+        features += [(int(f), "named") for f in args.extra.split(",") if int(f) not in {g for g, _ in features}]
     fs = sae.feature_scale.detach().float().cpu()
     dec = sae.W_dec.detach().float().norm(dim=1).cpu()
     unit = _current_unit(sae)
@@ -304,8 +307,9 @@ def main() -> None:
         vals = [r[key] for r in subset if r[key] is not None]
         return {"n": len(vals), "median": _median(vals), "gsd": _gsd(vals)}
 
-    groups = {"all": rows_out, "strong": [r for r in rows_out if r["kind"] != "random"]}
-    groups["random"] = [r for r in rows_out if r["kind"] == "random"]
+    groups = {"all": rows_out}
+    for kind in ("strong", "random", "named"):
+        groups[kind] = [r for r in rows_out if r["kind"] == kind]
     report = {
         "prompts": args.prompts,
         "prompt_texts": texts,

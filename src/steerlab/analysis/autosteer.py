@@ -217,11 +217,13 @@ def strengths_for(sae, index: int, cfg: AutoSteerConfig, resid_norm: float) -> l
     moves relative to its own size. With the calibrated unit the default pushes land at about 0.4, 0.7
     and 1.0 (the unit is itself a push, ``steering_push`` of the norm); in quantile units
     (``STEERLAB_STEERING_UNIT=quantile``) they are ~3-8, since a unit is then a strong activation of the
-    feature, whose push differs ~5x between features."""
+    feature, whose push differs ~5x between features. ``resid_norm`` (measured on the scoring prompts) is
+    used only for an SAE with no calibrated ``residual_norm``."""
     if cfg.strengths is not None:
         return [float(s) for s in cfg.strengths]
     step = float(steering_unit(sae)[index]) * float(sae.W_dec[index].norm())
-    return [round(p * resid_norm / step, 2) for p in cfg.push]
+    norm = sae.cfg.residual_norm or resid_norm  # the norm the unit is relative to, so the grid is push / steering_push
+    return [round(p * norm / step, 2) for p in cfg.push]
 
 
 def residual_norm(lm, sae, conversations: list[list[dict]]) -> float:
