@@ -56,18 +56,25 @@ Unit = Literal["calibrated", "quantile"]
 def steering_unit(sae: SAE, unit: Unit | None = None) -> Tensor:
     """``[d_sae]`` float32 on the CPU: the raw activation one steering unit adds (nudge) or sets (pin)
     for each feature. ``unit`` defaults to ``STEERLAB_STEERING_UNIT``; ``"quantile"``, or an SAE with
-    no ``residual_norm``, gives ``feature_scale`` (the reading unit)."""
+    no ``residual_norm``, gives ``feature_scale`` (the reading unit). Kept per SAE until its decoder or
+    calibration changes; do not modify the returned tensor."""
     if unit is None:
         from steerlab.settings import get_settings
 
         unit = get_settings().steering_unit
-    scale = sae.feature_scale.detach().float().cpu().clamp_min(1e-12)
     norm = sae.cfg.residual_norm
     if unit == "quantile" or norm is None:
-        return scale
+        return sae.feature_scale.detach().float().cpu().clamp_min(1e-12)
     push = sae.cfg.steering_push if sae.cfg.steering_push is not None else DEFAULT_STEERING_PUSH
-    dec = sae.W_dec.detach().float().norm(dim=1).cpu().clamp_min(1e-12)
-    return push * float(norm) / dec
+    w = sae.W_dec
+    key = (float(norm), float(push), w.data_ptr(), w._version, w.device, w.dtype)
+    cached = sae.__dict__.get("_steering_unit")  # every compiled controller asks; the norms cost ~5 ms
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    dec = w.detach().float().norm(dim=1).cpu().clamp_min(1e-12)
+    out = push * float(norm) / dec
+    sae.__dict__["_steering_unit"] = (key, out)
+    return out
 
 
 @torch.no_grad()

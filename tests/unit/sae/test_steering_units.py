@@ -124,3 +124,13 @@ def test_calibration_is_saved_with_the_sae_and_measured_when_missing(tmp_path, t
     assert (tmp_path / "bare" / "cfg.json").read_text() == before  # measured in memory, nothing rewritten
     unit = steering_unit(bare)
     assert torch.allclose(unit * bare.W_dec.norm(dim=1), torch.full_like(unit, DEFAULT_STEERING_PUSH * measured))
+
+
+def test_the_unit_follows_a_changed_decoder_or_calibration():
+    sae = make_sae(residual_norm=10.0, steering_push=0.4)
+    first = steering_unit(sae)[3].item()
+    with torch.no_grad():
+        sae.W_dec[3] *= 2  # in place: the cached norms must not be reused
+    assert steering_unit(sae)[3].item() == pytest.approx(first / 2, rel=1e-5)
+    sae.cfg.steering_push = 0.8
+    assert steering_unit(sae)[3].item() == pytest.approx(first, rel=1e-5)
