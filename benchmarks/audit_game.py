@@ -85,9 +85,11 @@ def variant_json(lab, edits: dict[int, float], condition: int | None = None) -> 
 
 
 def units(lab, index: int, push: float, resid_norm: float) -> float:
-    """``push`` (fraction of the residual's median norm) as a nudge in the feature's own units."""
+    """``push`` (fraction of the residual's median norm) as a nudge in steering units (``sae.units``)."""
     sae = lab.sae
-    return push * resid_norm / float(sae.feature_scale[index] * sae.W_dec[index].norm())
+    from steerlab.sae.units import steering_unit
+
+    return push * resid_norm / float(steering_unit(sae)[index] * sae.W_dec[index].norm())
 
 
 def screen(lab, args, resid_norm: float) -> list[dict]:

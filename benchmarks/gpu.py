@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     sae = load_sae_for(lm, args.sae)
     lab = Lab(lm, sae, max_batch=max(32, args.streams))
     variant = Variant(lm.name)
-    variant.set(variant.feature(args.feature % sae.cfg.d_sae), 2.0)
+    variant.set(variant.feature(args.feature % sae.cfg.d_sae), 0.6)
     try:
         props = torch.cuda.get_device_properties(device) if device.type == "cuda" else None
         bandwidth = measured_bandwidth(device, args.bandwidth_bytes)

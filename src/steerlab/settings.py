@@ -193,6 +193,14 @@ class Settings(BaseSettings):
         "that holds the model (~0.2-0.4 s on 2 CPU cores); decode steps run between pieces. Results do not "
         "depend on it.",
     )
+    steering_unit: Literal["calibrated", "quantile"] = Field(
+        default="calibrated",
+        description="What a nudge or pin value of 1.0 means. calibrated (Ember's range): nudge 1.0 moves the "
+        "residual by the SAE's calibrated share of its norm, about where the feature's concept takes over; "
+        "0.5-1.0 visibly changes a reply. quantile: the pre-calibration unit, 1.0 = the feature's typical "
+        "strong activation (its 0.99 quantile; 3-8x weaker). Readings and conditions are in quantile units "
+        "either way (docs/steering.md).",
+    )
     analysis_share: float = Field(
         default=0.5,
         gt=0,

@@ -36,7 +36,7 @@ def _reply(client, model, **kw):
 def test_sdk_variant_set_changes_reply_and_streaming_matches(client, feature_at):
     variant = goodfire.Variant(MODEL)
     base = _reply(client, MODEL)
-    variant.set(feature_at(FRENCH), 2.0)
+    variant.set(feature_at(FRENCH), 0.6)
     steered = _reply(client, variant)
     assert steered != base
     chunks = client.chat.completions.create(
@@ -47,10 +47,10 @@ def test_sdk_variant_set_changes_reply_and_streaming_matches(client, feature_at)
 
 def test_sdk_set_when_applies_only_after_the_condition(client, feature_at):
     never = goodfire.Variant(MODEL)
-    never.set_when(feature_at(1) > 1e5, {feature_at(FRENCH): 2.0})
+    never.set_when(feature_at(1) > 1e5, {feature_at(FRENCH): 0.6})
     assert _reply(client, never) == _reply(client, MODEL)
     always = goodfire.Variant(MODEL)
-    always.set_when(feature_at(1) >= 0, {feature_at(FRENCH): 2.0})
+    always.set_when(feature_at(1) >= 0, {feature_at(FRENCH): 0.6})
     assert _reply(client, always) != _reply(client, MODEL)
 
 

@@ -128,7 +128,7 @@ def test_search_feature_page_add_to_variant_and_steer(ui, live_server, screensho
     expect(ui.locator("svg.histogram")).to_be_visible()
     screenshot(ui, "feature")
 
-    ui.fill("#add-value", "2")
+    ui.fill("#add-value", "0.8")  # a search hit nudged in Ember's range (issue 14: was 2, old unit)
     ui.click("#add-to-variant")
     expect(ui.locator("#variant-count")).to_have_text("1")
     ui.click('#nav a[href="#/playground"]')
@@ -145,9 +145,9 @@ def test_playground_streams_steered_reply_saves_and_reloads_from_link(ui, open_p
     ui.press("#add-index", "Enter")
     edit = ui.locator(f'.edit[data-index="{FRENCH}"]')
     expect(edit).to_be_visible()
-    edit.locator("input.value").fill("2")
+    edit.locator("input.value").fill("0.6")
     edit.locator("input.value").press("Tab")  # a change event: the slider follows
-    assert edit.locator("input.slider").input_value() == "2"
+    assert edit.locator("input.slider").input_value() == "0.6"
     # A conditional rule and an abort rule, built from the form (thresholds no token reaches).
     ui.fill("#rule-if", str(FRENCH))
     ui.fill("#rule-threshold", "50")
@@ -174,7 +174,7 @@ def test_playground_streams_steered_reply_saves_and_reloads_from_link(ui, open_p
     controller = saved["controller"]
     assert saved["name"] == "french e2e"
     (edit_json,) = controller["interventions"]
-    assert (edit_json["mode"], edit_json["value"]) == ("nudge", 2)
+    assert (edit_json["mode"], edit_json["value"]) == ("nudge", 0.6)
     assert edit_json["features"]["features"][0]["index_in_sae"] == FRENCH
     when, abort = controller["scopes"]
     assert when["conditionals"]["conditionals"][0]["operator"] == ">" and when["event_name"] is None
@@ -186,7 +186,7 @@ def test_playground_streams_steered_reply_saves_and_reloads_from_link(ui, open_p
     other.goto(link)
     restored = other.locator(f'.edit[data-index="{FRENCH}"]')
     expect(restored).to_be_visible()
-    expect(restored.locator("input.value")).to_have_value("2")
+    expect(restored.locator("input.value")).to_have_value("0.6")
     expect(other.locator(".rule")).to_have_count(2)
     expect(other.locator("#variant-name")).to_have_value("french e2e")
     # The server stores the controller as parsed (nested controllers named from their content, as the
@@ -202,7 +202,7 @@ def test_abort_rule_stops_only_the_variant_reply(ui):
     ui.fill("#add-index", str(FRENCH))
     ui.press("#add-index", "Enter")
     edit = ui.locator(f'.edit[data-index="{FRENCH}"] input.value')
-    edit.fill("2")
+    edit.fill("0.6")
     edit.press("Tab")
     ui.select_option("#rule-kind", "abort")  # abort when the French feature fires (the nudge makes it)
     ui.fill("#rule-if", str(FRENCH))

@@ -19,7 +19,7 @@ from steerlab.engine.lab import sampling_params
 from steerlab.steering.refs import FeatureRef
 from steerlab.steering.variant import Variant
 
-PLANTED = 8519  # "ships and boats" in the shipped database; 3 units change every reply (measured)
+PLANTED = 8519  # "ships and boats" in the shipped database; 0.38 (3 quantile units) change every reply (measured)
 
 
 def _free_port() -> int:
@@ -37,7 +37,7 @@ def organism_url(default_lab, tmp_path_factory):
     from steerlab.settings import Settings
 
     variant = Variant(default_lab.lm, sae_id=default_lab.sae_id)
-    variant.set(FeatureRef.of(PLANTED, default_lab.sae_id), 3.0)
+    variant.set(FeatureRef.of(PLANTED, default_lab.sae_id), 0.38)
     controller = variant.controller.json()
     path = tmp_path_factory.mktemp("organism") / "controller.json"
     path.write_text(json.dumps(controller))

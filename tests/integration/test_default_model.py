@@ -74,7 +74,7 @@ def test_steering_a_feature_changes_the_reply(default_lab, default_lm, default_s
         default_sae.cfg.hookpoint,
     )[0, 1:]
     feature = int(default_sae.encode(x).sum(0).argmax())
-    steered = "".join(e.text for e in default_lab.generate(msgs, params, edits_controller([FeatureEdit(feature, 4.0)])))
+    steered = "".join(e.text for e in default_lab.generate(msgs, params, edits_controller([FeatureEdit(feature, 1.0)])))
     assert base.strip() and steered != base
 
 
@@ -121,8 +121,25 @@ def test_sae_mismatched_with_model_is_refused(default_lm, tmp_path):
 
 
 def test_readme_quickstart_feature_turns_the_reply_french(default_lab):
-    """README's quickstart claims feature FRENCH (+2) makes the reply French; keep the two in step."""
+    """README's quickstart claims feature FRENCH (+0.6, steering units; 2 in the old quantile unit) makes the
+    reply French; keep the two in step."""
     msgs = [{"role": "user", "content": "Tell me about your weekend."}]
     params = SamplingParams(max_new_tokens=12, temperature=0)
-    steered = "".join(e.text for e in default_lab.generate(msgs, params, edits_controller([FeatureEdit(FRENCH, 2.0)])))
+    steered = "".join(e.text for e in default_lab.generate(msgs, params, edits_controller([FeatureEdit(FRENCH, 0.6)])))
     assert "Bonjour" in steered, steered
+
+
+def test_half_a_steering_unit_visibly_changes_greedy_output(default_lab, monkeypatch):
+    """Ember's range (issue 14): nudging a feature by 0.5 rewrites most of a 30-token greedy reply, where the
+    old quantile unit (still reachable with STEERLAB_STEERING_UNIT=quantile) left every token as it was."""
+    msgs = [{"role": "user", "content": "Tell me about your weekend."}]
+    params = SamplingParams(max_new_tokens=30, temperature=0)
+    nudge = edits_controller([FeatureEdit(100, 0.5)])
+
+    def reply(variant=None):
+        return [e.token_id for e in default_lab.generate(msgs, params, variant)]
+
+    base, steered = reply(), reply(nudge)
+    assert len(base) == 30 and sum(a != b for a, b in zip(base, steered)) >= 15
+    monkeypatch.setenv("STEERLAB_STEERING_UNIT", "quantile")
+    assert reply(nudge) == base

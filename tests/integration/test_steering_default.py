@@ -35,7 +35,7 @@ def test_conditional_variant_changes_output_only_after_its_condition_fires(defau
     plain = complete(default_lab, MESSAGES, **GREEDY)
     x, thr, k = first_crossing_in_reply(default_lm, default_sae, plain.token_ids)
     v = Variant(default_lm, sae_id=default_lab.sae_id)
-    v.set_when(v.feature(x) > thr, {FRENCH: 4.0})
+    v.set_when(v.feature(x) > thr, {FRENCH: 1.25})
     name = v.handle_when(v.feature(x) > thr, lambda ctx: None, name="crossed")
     chunks = list(stream(default_lab, MESSAGES, v, **GREEDY))
     ids = [c.token_id for c in chunks]

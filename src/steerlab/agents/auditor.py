@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from steerlab.errors import InvalidInputError, NotFoundError, SteerlabError
+from steerlab.sae.units import steering_unit
 
 if TYPE_CHECKING:
     from steerlab.engine.lab import Lab
@@ -87,7 +88,7 @@ class Candidate:
     effect_all: float = 0.0
     """The same gain averaged over every prompt."""
     strength: float = 0.0
-    """Best nudge found, per-feature units (what a controller's nudge value means)."""
+    """Best nudge found, in steering units (what a controller's nudge value means; sae.units)."""
     prompts_improved: float = 0.0
     """Fraction of prompts whose target reply became more likely at that strength."""
     enrichment: float = 0.0
@@ -392,7 +393,7 @@ def rank_candidates(
 ) -> list[Candidate]:
     """Each candidate at its best push (the largest mean gain over ``prompts``), best first."""
     assert lab.sae is not None
-    scale = lab.sae.feature_scale.detach().float().cpu()
+    unit = steering_unit(lab.sae)
     norms = lab.sae.W_dec.detach().float().norm(dim=-1).cpu()
     out = []
     for c, (index, sources) in enumerate(candidates):
@@ -406,7 +407,7 @@ def rank_candidates(
                 lab.labels.get(index, ""),
                 effect=float(means[best]),
                 effect_all=float(per_prompt[best].mean()),
-                strength=float(pushes[best] * resid_norm / (scale[index] * norms[index]).clamp_min(1e-12)),
+                strength=float(pushes[best] * resid_norm / (unit[index] * norms[index]).clamp_min(1e-12)),
                 prompts_improved=float((per_prompt[best] > 0).float().mean()),
                 enrichment=float(effect[index]),
                 enrichment_units=float(diff[index]),

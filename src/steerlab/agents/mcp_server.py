@@ -37,7 +37,10 @@ class Message(BaseModel):
 
 class Edit(BaseModel):
     index: int = Field(description="Feature index in the SAE.")
-    value: float = Field(description="Strength: nudge adds it (try 0.3-1.0), pin sets it, mul multiplies.")
+    value: float = Field(
+        description="Strength in steering units, Ember's range: nudge adds it (0.5-1.0 visibly steers, about 1.0 the "
+        "concept takes over), pin sets the activation to that many units, mul multiplies."
+    )
     mode: Literal["nudge", "pin", "mul"] = "nudge"
 
 

@@ -44,6 +44,7 @@ from steerlab.analysis.stimulus import (
     generate_contrastive_stimulus,
     stimulus_token_estimate,
 )
+from steerlab.sae.units import steering_unit
 from steerlab.steering.refs import FeatureRef
 from steerlab.steering.variant import Variant
 
@@ -65,7 +66,7 @@ class AutoSteerConfig:
     """Nudge sizes tried per candidate, as fractions of the residual stream's median norm at the
     hookpoint; each becomes a per-feature strength (see ``strengths_for``)."""
     strengths: tuple[float, ...] | None = None
-    """Or fixed strengths in per-feature units (1.0 = a strong activation), the same for every feature."""
+    """Or fixed strengths in steering units (``sae.units``: Ember's range), the same for every feature."""
     pool: int = 12
     """Candidates screened at the middle strength of the grid."""
     n_candidates: int = 4
@@ -211,14 +212,18 @@ def auto_steer(
 
 
 def strengths_for(sae, index: int, cfg: AutoSteerConfig, resid_norm: float) -> list[float]:
-    """The grid for one feature in its per-feature units. Why relative to the residual norm: a unit
-    is a strong activation of *that* feature, and how far a unit moves the residual differs ~5x
-    between features, while what decides whether steering shows (or wrecks the text) is how far the
-    residual moves relative to its own size (on the default SAE a useful push is ~3-8 units)."""
+    """The grid for one feature in steering units (``sae.units.steering_unit``). Why relative to the
+    residual norm: what decides whether steering shows (or wrecks the text) is how far the residual
+    moves relative to its own size. With the calibrated unit the default pushes land at about 0.4, 0.7
+    and 1.0 (the unit is itself a push, ``steering_push`` of the norm); in quantile units
+    (``STEERLAB_STEERING_UNIT=quantile``) they are ~3-8, since a unit is then a strong activation of the
+    feature, whose push differs ~5x between features. ``resid_norm`` (measured on the scoring prompts) is
+    used only for an SAE with no calibrated ``residual_norm``."""
     if cfg.strengths is not None:
         return [float(s) for s in cfg.strengths]
-    step = float(sae.feature_scale[index]) * float(sae.W_dec[index].norm())
-    return [round(p * resid_norm / step, 2) for p in cfg.push]
+    step = float(steering_unit(sae)[index]) * float(sae.W_dec[index].norm())
+    norm = sae.cfg.residual_norm or resid_norm  # the norm the unit is relative to, so the grid is push / steering_push
+    return [round(p * norm / step, 2) for p in cfg.push]
 
 
 def residual_norm(lm, sae, conversations: list[list[dict]]) -> float:

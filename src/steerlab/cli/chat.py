@@ -19,8 +19,9 @@ def chat(
         [],
         "--feature",
         "-f",
-        help="IDX=VALUE[:MODE], repeatable. VALUE is in "
-        "units where 1.0 is a strong activation; MODE nudge (default), pin or mul.",
+        help="IDX=VALUE[:MODE], repeatable. VALUE is in steering units, Ember's range (0.5 visibly steers, "
+        "about 1.0 the concept takes over; STEERLAB_STEERING_UNIT=quantile for the old unit); MODE nudge "
+        "(default), pin or mul (a plain factor).",
     ),
     controller: Path | None = typer.Option(
         None,

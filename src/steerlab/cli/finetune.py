@@ -35,7 +35,9 @@ def finetune(
     ablate: str | None = typer.Option(
         None, "--ablate", help="F[,F...]: features (indices or search queries) projected out during training (CAFT)."
     ),
-    steer: list[str] = typer.Option([], "--steer", help="F=VALUE, repeatable: added during training only."),
+    steer: list[str] = typer.Option(
+        [], "--steer", help="F=VALUE, repeatable: a nudge (steering units, as chat --feature) added in training only."
+    ),
     penalize: list[str] = typer.Option([], "--penalize", help="F=WEIGHT, repeatable: loss += WEIGHT x activation."),
     watch: str | None = typer.Option(
         None, "--watch", help="F[,F...] logged at each eval (default: the knob features)."

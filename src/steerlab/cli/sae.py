@@ -33,7 +33,7 @@ def train(
     holdout_tokens: int = typer.Option(
         131_072,
         "--holdout-tokens",
-        help="Tail of the stream kept out of training, used to measure feature_scale (steering units) and holdout FVU.",
+        help="Tail of the stream kept out of training, used to measure feature_scale (reading units) and holdout FVU.",
     ),
     seed: int = typer.Option(0, "--seed"),
     save_dtype: str = typer.Option(

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 def load_sae_for(lm: LoadedModel, sae_path: str | Path | None = None, device: str | torch.device | None = None) -> SAE:
-    """Load ``sae_path`` (or the model's bundled SAE) and check it fits the model."""
+    """Load ``sae_path`` (or the model's bundled SAE) and check it fits the model. An SAE with no
+    ``residual_norm`` in its cfg.json gets it measured on this model (the steering unit, ``sae.units``)."""
     from steerlab.sae.base import SAE
 
     if sae_path is None:
@@ -37,4 +38,8 @@ def load_sae_for(lm: LoadedModel, sae_path: str | Path | None = None, device: st
         raise SAEFormatError(f"SAE {sae_path} names neither a hookpoint nor a layer; its cfg.json must give one")
     sae.cfg.hookpoint = resolve_hookpoint(lm.model, where)
     sae.requires_grad_(False)
+    if sae.cfg.residual_norm is None:  # no steering calibration stored: measure what the unit is relative to
+        from steerlab.sae.units import measure_residual_norm
+
+        sae.cfg.residual_norm = measure_residual_norm(lm.model, lm.tokenizer, sae.cfg.hookpoint)
     return sae

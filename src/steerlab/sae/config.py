@@ -64,6 +64,14 @@ class SAEConfig:
     dtype: str = "float32"
     """Parameter dtype to create the SAE in (feature_scale is always float32)."""
 
+    residual_norm: float | None = None
+    """Median norm of the residual at ``hookpoint`` over ``units.CALIBRATION_PROMPTS``: what a steering
+    unit is relative to (``units.steering_unit``). None: measured when the SAE is loaded for its model."""
+
+    steering_push: float | None = None
+    """How far nudge 1.0 moves the residual, as a fraction of ``residual_norm``; None: the default
+    calibrated on the bundled SAE (``units.DEFAULT_STEERING_PUSH``)."""
+
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form provenance (training run id, data set, ...). Not interpreted."""
 
@@ -81,6 +89,12 @@ class SAEConfig:
             raise InvalidInputError(f"unknown {self.dtype!r}", field="dtype", allowed=", ".join(DTYPES))
         if self.jumprelu_bandwidth <= 0:
             raise InvalidInputError(f"must be > 0, got {self.jumprelu_bandwidth}", field="jumprelu_bandwidth")
+        for name in ("residual_norm", "steering_push"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")
+            ):
+                raise InvalidInputError(f"must be a positive number or null, got {value!r}", field=name)
         if self.l1_coefficient < 0 or self.l0_coefficient < 0:
             raise InvalidInputError("l1_coefficient and l0_coefficient must be >= 0")
 

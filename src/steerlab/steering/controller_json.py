@@ -53,7 +53,7 @@ MAX_JSON_DEPTH = 4 * MAX_NESTING
 
 @dataclass(eq=False)
 class Intervention:
-    """Apply ``mode`` with ``value`` (per-feature units; a plain factor for mul) to each feature."""
+    """Apply ``mode`` with ``value`` (steering units, ``sae.units``; a plain factor for mul) to each feature."""
 
     mode: str
     features: FeatureGroup

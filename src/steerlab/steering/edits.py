@@ -1,4 +1,6 @@
-"""Feature edits in the SAE's per-feature units (1.0 = a strong, typical activation of that feature).
+"""Feature edits in steering units (``sae.units``: Ember's range, 0.5-1.0 visibly steers, about 1.0
+the feature's concept takes over; ``STEERLAB_STEERING_UNIT=quantile`` for the old 1.0 = a strong,
+typical activation). mul values are plain factors.
 
 Modes follow Ember: ``nudge`` adds, ``pin`` sets, ``mul`` scales. ``Variant.set(f, v)`` in the
 goodfire SDK is a nudge, so that is the default here too.

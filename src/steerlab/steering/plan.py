@@ -6,8 +6,10 @@ row, so rows with different controllers share a forward pass.
 
 Every layer of edits (the controller's own interventions, then each scope's, in order) becomes, per
 edited feature, an affine map ``target = a * current + b`` in raw SAE units: nudge adds
-``v * feature_scale``, pin sets ``a = 0, b = v * feature_scale``, mul multiplies both ``a`` and ``b``,
-composed in the order the interventions are listed. A second set of maps omits the nudges; it is
+``v * unit``, pin sets ``a = 0, b = v * unit``, mul multiplies both ``a`` and ``b``, composed in the
+order the interventions are listed. ``unit`` is the feature's steering unit (``sae.units.steering_unit``:
+Ember's range, 1.0 ~ the concept takes over); conditions read activations in reading units
+(``raw / feature_scale``, 1.0 = a strong, typical activation). A second set of maps omits the nudges; it is
 used while the entropy guard pauses nudges (see ``controller_json``).
 
 A classifier condition compiles to a ``ProbeLeaf`` over one of the plan's ``probes`` (each classifier
@@ -21,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from steerlab.sae.units import steering_unit
 from steerlab.steering.conditions import Comparison, ConditionGroup, ScoreComparison
 from steerlab.steering.controller_json import Controller, Intervention
 from steerlab.steering.edits import FeatureEdit
@@ -136,7 +139,7 @@ def compile_controller(
         if sae_id is not None and ref.uuid and ref.uuid.replace("-", "") != FeatureRef.of(ref.index, sae_id).uuid:
             raise UnknownFeatureError(f"{ref.uuid} is not feature {ref.index} of SAE {sae_id!r}", field=f"{path}.uuid")
     scale = sae.feature_scale.detach().float().clamp_min(1e-12).cpu().tolist()
-    builder = _Builder(scale, probes)
+    builder = _Builder(scale, steering_unit(sae).tolist(), probes)
     builder.add_layer(controller)
     builder.add_scopes(controller, parent=-1, threshold=controller.nonzero_strength_threshold)
     return builder.finish(controller)
@@ -157,8 +160,11 @@ def compile_edits(edits: Sequence[FeatureEdit], sae: SAE) -> ControllerPlan:
 
 
 class _Builder:
-    def __init__(self, scale: list[float], probes: Mapping[str, LinearProbe]) -> None:
+    def __init__(self, scale: list[float], unit: list[float], probes: Mapping[str, LinearProbe]) -> None:
         self.scale = scale
+        """Reading unit per feature (conditions)."""
+        self.unit = unit
+        """Steering unit per feature (nudge and pin values)."""
         self.known = probes
         self.layers: list[list[tuple[int, str, float]]] = []
         self.scopes: list[ScopePlan] = []
@@ -227,7 +233,7 @@ class _Builder:
             for with_nudges in (True, False):
                 a, b = [1.0] * len(features), [0.0] * len(features)
                 for idx, mode, value in ops:
-                    c, raw = column[idx], value * self.scale[idx]
+                    c, raw = column[idx], value * self.unit[idx]
                     if mode == "nudge" and with_nudges:
                         b[c] += raw
                     elif mode == "pin":

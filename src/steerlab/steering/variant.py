@@ -7,10 +7,12 @@
     v.abort_when(toxicity > 0.8)                # raise InferenceAborted when it holds
     v.abort_when(classifier("jailbreak") > 0.9) # a classifier's score is a condition too (our extension)
 
-Values are in per-feature units (1.0 = a strong, typical activation of that feature; the SDK's
-guidance of about +0.5 to strengthen and -0.3 to suppress carries over); mul values are plain
-factors. ``variant.controller`` is the Ember controller; its ``json()`` is byte-for-byte the SDK's
-for the same variant (a condition on a classifier has no SDK form: see ``conditions.ScoreComparison``).
+Nudge and pin values are in steering units, Ember's range (``sae.units``: 0.5-1.0 visibly steers, about
+1.0 the concept takes over; the SDK's guidance of about +0.5 to strengthen and -0.3 to suppress carries
+over); mul values are plain factors. Conditions (``feature > 0.4``) read activations in reading units
+(1.0 = a strong, typical activation of that feature). ``variant.controller`` is the Ember controller;
+its ``json()`` is byte-for-byte the SDK's for the same variant (a condition on a classifier has no SDK
+form: see ``conditions.ScoreComparison``).
 ``abort_when`` on a condition that reads a classifier also marks its scope ``abort``, so a server stops
 decoding there itself (a guard works through any client, the OpenAI one included); on features alone
 it keeps the SDK's JSON and the client aborts when the event is reported, as the SDK does.

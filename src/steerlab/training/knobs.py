@@ -2,8 +2,9 @@
 
 - ablate (CAFT): the features' decoder directions, orthonormalised (QR), are projected out of the
   residual: the layers above cannot read them, so training cannot teach the model through them.
-- steer (preventative steering): ``value x feature_scale x W_dec[f]`` is added (the steering unit of
-  ``steering/plan.py``: 1.0 = the feature's typical strong activation), so the model need not learn it.
+- steer (preventative steering): ``value x unit x W_dec[f]`` is added, in the steering unit that a
+  nudge uses (``sae.units.steering_unit``: Ember's range, 1.0 ~ the concept takes over), so the model
+  need not learn it.
 - penalize: ``weight x`` the mean activation of the features (SAE encoder, in feature_scale units) over
   the real tokens, read from the residual as the model produces it (before the two edits above).
 
@@ -22,6 +23,7 @@ import torch
 
 from steerlab.errors import InvalidInputError, UnknownFeatureError
 from steerlab.models.hooks import edit_residual
+from steerlab.sae.units import steering_unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -100,7 +102,7 @@ class Knobs:
         self.shift: torch.Tensor | None = None
         if self.steer:
             idx = list(self.steer)
-            coefs = torch.tensor([self.steer[f] for f in idx]) * self.sae.feature_scale.detach().float().cpu()[idx]
+            coefs = torch.tensor([self.steer[f] for f in idx]) * steering_unit(self.sae)[idx]
             self.shift = coefs.to(w.device) @ w[idx]
 
     @property

@@ -141,6 +141,19 @@ def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(ti
     assert feature_b.uuid == FeatureRef.of(CRAFTED, "tiny").uuid
 
 
+def test_strength_grid_lands_in_embers_range_with_a_calibrated_unit(tiny_sae):
+    """With the steering unit calibrated (``sae.units``), the default grid is push / steering_push for every
+    feature, whatever its scale or decoder norm: all of AutoSteer's strengths are in 0..1."""
+    tiny_sae.cfg.residual_norm, tiny_sae.cfg.steering_push = 40.0, 0.5
+    with torch.no_grad():
+        tiny_sae.feature_scale[5], tiny_sae.feature_scale[7] = 2.0, 9.0
+        tiny_sae.W_dec[7] = 3 * tiny_sae.W_dec[7] / tiny_sae.W_dec[7].norm()
+    for index in (5, 7):
+        grid = strengths_for(tiny_sae, index, AutoSteerConfig(), resid_norm=55.0)
+        assert grid == [0.4, 0.7, 1.0]
+        assert all(0 < s <= 1 for s in grid)
+
+
 def test_strength_grid_is_relative_to_the_residual_norm(tiny_sae):
     cfg = AutoSteerConfig(push=(0.1, 0.2))
     with torch.no_grad():

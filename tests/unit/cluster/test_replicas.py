@@ -20,7 +20,7 @@ import torch
 
 from steerlab.engine.lab import Lab, sampling_params
 from steerlab.models.loader import load_model
-from steerlab.sae.base import SAE
+from steerlab.sae.bundled import load_sae_for
 from tests.unit.server.test_steered_chat import controller
 
 pytest.importorskip("ray")
@@ -99,7 +99,7 @@ def served(tmp_path_factory, tiny_model_dir):
         else:
             raise RuntimeError("server did not come up in 300 s")
         lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
-        lab = Lab(lm, SAE.load(root / "sae"), max_batch=4)
+        lab = Lab(lm, load_sae_for(lm, root / "sae"), max_batch=4)  # as the replicas load it (steering unit)
         yield url, lab, process, root / "server.log"
         lab.close()
     finally:

@@ -7,9 +7,10 @@ import { go } from "../router.js";
 import { abortEventName, MODES, OPERATORS, refOf, variant } from "../variant.js";
 import { featureLink, notify, panel, showError } from "../widgets.js";
 
-// Slider ranges per mode (values are in per-feature units: 1.0 = a strong, typical activation; mul is a
-// plain factor). The number box next to each slider takes any value.
-const RANGES = { nudge: [-2, 2, 0.05], pin: [-1, 3, 0.05], mul: [0, 4, 0.1] };
+// Slider ranges per mode. Nudge and pin values are in steering units, Ember's range (0.5-1.0 visibly
+// steers, about 1.0 the feature's concept takes over, past ~2 replies degenerate; docs/steering.md);
+// mul is a plain factor. The number box next to each slider takes any value.
+const RANGES = { nudge: [-1.5, 1.5, 0.05], pin: [-1.5, 1.5, 0.05], mul: [0, 4, 0.1] };
 
 let editingInPlace = false; // true while a row's own control writes to the variant (see refresh)
 
