@@ -7,8 +7,12 @@ The model runs on the CPU: it is small, and search must work on machines without
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -104,3 +108,24 @@ class EmbeddingCache:
         if not texts:
             return np.zeros((0, EMBED_DIM), dtype=np.float32)
         return np.stack([self._rows[t] for t in texts])
+
+
+def embed_phrases_cached(
+    phrases: Sequence[str], cache_dir: Path | str | None, name: str, batch_size: int = 128
+) -> np.ndarray:
+    """``embed(phrases)``, kept on disk as ``{name}-{hash of the phrases}.npy`` under ``cache_dir`` (None: not
+    kept). A fixed vocabulary takes a minute to embed; the hash makes an edited list miss the old file."""
+    digest = hashlib.sha256("\n".join(phrases).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"{name}-{digest}.npy" if cache_dir else None
+    if cache is not None and cache.exists():
+        vectors = np.load(cache, allow_pickle=False)
+        if vectors.shape[0] == len(phrases):
+            return vectors
+    vectors = embed(phrases, batch_size=batch_size)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, vectors)
+        os.replace(tmp, cache)  # atomic: a crash never leaves a half-written cache that loads
+    return vectors

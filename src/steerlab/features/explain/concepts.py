@@ -7,14 +7,11 @@ are computed once per process (optionally cached on disk, keyed by the file's ha
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from steerlab.features.embeddings import embed
+from steerlab.features.embeddings import embed_phrases_cached
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "concepts.txt"
 
@@ -46,17 +43,4 @@ class ConceptVocabulary:
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, cache_dir: str | None, _mtime: int) -> ConceptVocabulary:
     phrases = read_phrases(Path(path))
-    digest = hashlib.sha256("\n".join(phrases).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"concepts-{digest}.npy" if cache_dir else None
-    if cache is not None and cache.exists():
-        vectors = np.load(cache, allow_pickle=False)
-        if vectors.shape[0] == len(phrases):
-            return ConceptVocabulary(phrases, vectors)
-    vectors = embed(phrases, batch_size=128)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, vectors)
-        os.replace(tmp, cache)  # atomic: a crash never leaves a half-written cache that loads
-    return ConceptVocabulary(phrases, vectors)
+    return ConceptVocabulary(phrases, embed_phrases_cached(phrases, cache_dir, "concepts", batch_size=128))

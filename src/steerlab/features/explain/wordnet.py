@@ -13,9 +13,6 @@ lemma of the vocabulary.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,19 +111,6 @@ def vocabulary_phrases() -> list[str]:
 
 def vocabulary_vectors(phrases: list[str], cache_dir: Path | None = None) -> np.ndarray:
     """Normalized embeddings ``[len(phrases), 384]``, cached on disk by the phrases' hash (~1 min to compute)."""
-    from steerlab.features.embeddings import embed
+    from steerlab.features.embeddings import embed_phrases_cached
 
-    digest = hashlib.sha256("\n".join(phrases).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"wordnet-vocab-{digest}.npy" if cache_dir else None
-    if cache is not None and cache.exists():
-        vectors = np.load(cache, allow_pickle=False)
-        if vectors.shape[0] == len(phrases):
-            return vectors
-    vectors = embed(phrases, batch_size=256)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, vectors)
-        os.replace(tmp, cache)
-    return vectors
+    return embed_phrases_cached(phrases, cache_dir, "wordnet-vocab", batch_size=256)

@@ -71,15 +71,19 @@ function roveTokens(row, e) {
   buttons[to].focus();
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element with attributes (and text): the charts' one building block. */
+export function svgElement(tag, attrs, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
 /** Activation histogram as inline SVG (bars with tooltips; axis ticks at both ends and the middle). */
 export function histogram({ edges, counts }, { width = 520, height = 140 } = {}) {
-  const NS = "http://www.w3.org/2000/svg";
-  const el = (tag, attrs, text) => {
-    const node = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
+  const el = svgElement;
   const pad = { left: 40, right: 8, top: 8, bottom: 22 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;

@@ -5,7 +5,7 @@
 import { get } from "../api.js";
 import { fmt, h, replace } from "../dom.js";
 import { link } from "../router.js";
-import { loading, panel, showError } from "../widgets.js";
+import { loading, panel, showError, svgElement } from "../widgets.js";
 
 const REFRESH_MS = 5000;
 
@@ -224,13 +224,7 @@ const COLORS = ["#1d4ed8", "#c2410c", "#166534", "#7e22ce", "#b91c1c", "#0e7490"
 /** Lines over steps as inline SVG: one colour per series, points with tooltips on sparse series, a legend
  * (feature series link to the feature's page), y ticks at the ends and the middle. */
 export function lineChart(series, { id, label, fromZero = true, width = 560, height = 220 } = {}) {
-  const NS = "http://www.w3.org/2000/svg";
-  const el = (tag, attrs, text) => {
-    const node = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
+  const el = svgElement;
   const all = series.flatMap((s) => s.points);
   if (!all.length) return h("p.empty", { id }, "Nothing logged yet.");
   const xs = all.map((p) => p[0]);
