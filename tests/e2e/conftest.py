@@ -55,7 +55,7 @@ def live_server(tmp_path_factory) -> LiveServer:
     # a short head deadline, so the slow-connection tests wait seconds, not the default's ten
     env = {
         **os.environ,
-        "STEERLAB_MAX_COMPLETION_TOKENS": "256",
+        "STEERLAB_MAX_COMPLETION_TOKENS": "1024",  # the hang-up test needs a reply far longer than 1 s of decoding
         "STEERLAB_HEADER_TIMEOUT_S": "2",
         "STEERLAB_CLASSIFIERS_DIR": str(root / "classifiers"),  # classifiers trained by the tests stay in here
         "STEERLAB_FINETUNE_DIR": str(root / "finetune"),  # fine-tuning runs the web UI shows

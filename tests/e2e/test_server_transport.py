@@ -80,11 +80,13 @@ def test_a_keep_alive_connection_still_serves_requests(live_server):
 
 
 def test_a_non_streaming_chat_stops_decoding_when_its_client_hangs_up(live_server):
-    """A 256-token chat whose client gives up 1 s into decoding: the engine is idle again within a few seconds
-    and the request decoded far fewer than 256 tokens (today it decodes on to its end for nobody)."""
+    """A 1024-token chat whose client gives up 1 s into decoding: the engine is idle again within a few seconds
+    and the request decoded far fewer than 1024 tokens (uncancelled, it decodes on to its end for nobody).
+    The reply must be much longer than what a fast machine decodes in those seconds: a 256-token cap with a
+    121-token reply failed on a faster CI machine (102 tokens decoded before the hang-up was noticed)."""
     body = (
-        '{"messages": [{"role": "user", "content": "Count from 1 to 400, one number per line."}],'
-        ' "max_completion_tokens": 256, "temperature": 0}'
+        '{"messages": [{"role": "user", "content": "List the numbers from 1 to 500 separated by commas."}],'
+        ' "max_completion_tokens": 1024, "temperature": 0}'
     ).encode()
     host, port = _address(live_server)
     before = _metric(live_server, "steerlab_generated_tokens_total")
@@ -107,7 +109,7 @@ def test_a_non_streaming_chat_stops_decoding_when_its_client_hangs_up(live_serve
     time.sleep(0.3)  # the route charges the tokens as it ends
     decoded = _metric(live_server, "steerlab_generated_tokens_total") - before
     assert idle_after < 3, f"the engine decoded on for {idle_after:.1f} s after the client left"
-    assert decoded < 100, decoded  # uncancelled, this reply is 121 tokens
+    assert decoded < 512, decoded  # uncancelled, greedy decoding runs this reply to the 1024-token cap
 
 
 def test_big_bodies_are_tokenized_off_the_event_loop(live_server):
