@@ -1,5 +1,6 @@
-"""Do inspect and contrast show what a text is about? Before (frequency ranking over every token) and
-after (specificity over the content tokens), in one run, on the bundled default model.
+"""Do inspect and contrast show what a text is about? Before (frequency ranking over every token), the
+specificity ranking over the content tokens, and after (the default: relevance, specificity weighted by
+what the text is about, ``features.topic``), in one run, on the bundled default model.
 
     python benchmarks/inspect_relevance.py [--out docs/bench_inspect_relevance.json] [--data dev]
 
@@ -15,6 +16,9 @@ common feature appears in, and the ceiling (texts where *any* feature active on 
 check: no ranking can do better). Contrast: for each of ``PAIRS`` (two conversations a side, style and
 topic pairs), is a feature about dataset_1's concept among its top 3? And its ceiling: pairs where any
 feature active on dataset_1's content passes the check.
+
+Latency: each text's inspect (the model's forward) and its top-10 under specificity and under relevance
+(which embeds the text), and the one-off cost of loading the topic vectors, in the same run.
 
 The check is shown to reject: each text's after-top-5 judged against another text's concept (a
 mismatched concept should rarely pass), and the before view's features judged against the texts'
@@ -41,7 +45,7 @@ def main() -> None:
     TEXTS, PAIRS = data.TEXTS, data.PAIRS
 
     from steerlab.analysis.contrast import contrast
-    from steerlab.analysis.inspect import inspect
+    from steerlab.analysis.inspect import RELEVANCE_DEFINITION, inspect
     from steerlab.engine.lab import Lab
     from steerlab.features.concept_windows import judge, strongest_windows
     from steerlab.features.concepts import CONCEPTS
@@ -51,6 +55,13 @@ def main() -> None:
     lab = Lab.load(max_batch=2)
     stats = lab.corpus_stats
     assert stats is not None and lab.store is not None and lab.sae_id is not None
+    t_topic = time.perf_counter()
+    topic = lab.topic_vectors
+    assert topic is not None, "the embedding model or the label vectors are missing"
+    from steerlab.features.topic import embed_text
+
+    embed_text("warm the query encoder")
+    topic_load_s = time.perf_counter() - t_topic
     # every feature's strongest windows, read once (one query per feature was most of the run's time)
     windows = {f.index: strongest_windows(f) for f in lab.store.iter_features(lab.sae_id, with_examples=True)}
     judged: dict[tuple[int, str], bool] = {}
@@ -63,13 +74,26 @@ def main() -> None:
     views = {
         "before: frequency, every token": dict(rank_by="frequency", include_template=True),
         "frequency, content tokens only": dict(rank_by="frequency", include_template=False),
-        "after: specificity, content tokens (default)": dict(rank_by=None, include_template=False),
+        "specificity, content tokens (the previous default)": dict(rank_by="specificity", include_template=False),
+        "after: relevance, content tokens (default)": dict(rank_by=None, include_template=False),
     }
     by_views = ("count", "max")
     rows, tops = [], {(v, by): [] for v in views for by in by_views}
+    timing: dict[str, list[float]] = {"inspect_forward": [], "top10_specificity": [], "top10_relevance": []}
     for concept, text in TEXTS:
         messages = [{"role": "user", "content": text}]
-        found = inspect(lab.lm, lab.sae, messages, labels=lab.labels, sae_id=lab.sae_id, corpus_stats=stats)
+        t = time.perf_counter()
+        found = inspect(
+            lab.lm, lab.sae, messages, labels=lab.labels, sae_id=lab.sae_id, corpus_stats=stats, topic=topic
+        )
+        timing["inspect_forward"].append(time.perf_counter() - t)
+        found.specificity  # noqa: B018 (computed once per inspection, shared by both rankings: timed apart)
+        t = time.perf_counter()
+        found.top(10, rank_by="specificity")
+        timing["top10_specificity"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        found.top(10)
+        timing["top10_relevance"].append(time.perf_counter() - t)  # includes embedding the text
         row = {"concept": concept, "text": text, "views": {}}
         for view, opts in views.items():
             found.include_template = opts["include_template"]
@@ -81,6 +105,7 @@ def main() -> None:
                     "top5": [(f.index, f.label) for f in top[: args.top]],
                     "about": hit,
                     "ranked_by": top[0].ranked_by if top else None,
+                    "relevance": [None if f.relevance is None else round(f.relevance, 3) for f in top[: args.top]],
                 }
         found.include_template = False
         content = found.codes_raw[found.scored]
@@ -104,7 +129,8 @@ def main() -> None:
                 "features_in_over_30pct_of_top10s": sum(1 for c in counts.values() if c / n > 0.30),
             }
     ceiling = sum(1 for r in rows if r["ceiling"])
-    default = "after: specificity, content tokens (default) / count"
+    default = "after: relevance, content tokens (default) / count"
+    previous = "specificity, content tokens (the previous default) / count"
     reachable = [r for r in rows if r["ceiling"]]
 
     # the check rejects: mismatched concepts, and the before view's features on the texts' own concepts
@@ -147,7 +173,17 @@ def main() -> None:
         "data": args.data,
         "model": lab.model_name,
         "sae_id": lab.sae_id,
-        "statistic": {"name": "specificity", "definition": DEFINITION, "specific_at": SPECIFIC_AT},
+        "statistic": {
+            "default": {"name": "relevance", "definition": RELEVANCE_DEFINITION, "evidence": list(topic.sources)},
+            "specificity": {"name": "specificity", "definition": DEFINITION, "specific_at": SPECIFIC_AT},
+        },
+        "latency_ms": {
+            "topic_vectors_load_and_encoder_warm_once": round(topic_load_s * 1000, 1),
+            **{
+                name: {"median": round(1000 * sorted(v)[len(v) // 2], 2), "max": round(1000 * max(v), 2)}
+                for name, v in timing.items()
+            },
+        },
         "texts": n,
         "inspect": summary,
         "inspect_ceiling": {
@@ -157,6 +193,7 @@ def main() -> None:
             "before_view_hits_where_reachable": sum(
                 1 for r in reachable if r["views"]["before: frequency, every token / count"]["about"]
             ),
+            "specificity_view_hits_where_reachable": sum(1 for r in reachable if r["views"][previous]["about"]),
             "reachable_texts": len(reachable),
         },
         "check_rejects": {
@@ -179,7 +216,7 @@ def main() -> None:
     }
     text = json.dumps(out, indent=1, ensure_ascii=False)
     Path(args.out).write_text(text + "\n")
-    brief = {k: out[k] for k in ("inspect", "inspect_ceiling", "check_rejects", "contrast", "seconds")}
+    brief = {k: out[k] for k in ("inspect", "inspect_ceiling", "check_rejects", "contrast", "latency_ms", "seconds")}
     print(json.dumps(brief, indent=1, ensure_ascii=False))
 
 

@@ -202,6 +202,7 @@ class LocalBackend:
             sae_id=lab.sae_id,
             corpus_stats=lab.corpus_stats,
             include_template=include_template,
+            topic=lab.topic_vectors,
         )
         inspection.ranking(rank_by)  # a bad rank_by fails here, not at .top()
         return ContextInspector(inspection, self.feature, aggregate_by, features, rank_by)

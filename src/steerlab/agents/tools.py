@@ -333,6 +333,7 @@ class LabTools:
                 sae_id=lab.sae_id,
                 chunk_tokens=lab.chunk_tokens,
                 corpus_stats=lab.corpus_stats,
+                topic=lab.topic_vectors,
             )
         peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max", rank_by="frequency")}
         features = []

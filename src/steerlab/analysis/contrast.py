@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from steerlab.analysis.codes import conversation_codes, labeler
-from steerlab.features.specificity import STATISTIC, CorpusStats, specificity
+from steerlab.features.specificity import NOTABLE_AT, STATISTIC, CorpusStats, specificity
 from steerlab.models.chunked import Hold
 from steerlab.steering.errors import DatasetError
 
@@ -52,7 +52,7 @@ MIN_CONVERSATIONS = 5
 RANKINGS = (STATISTIC, "frequency")
 BOOTSTRAP = 1000
 INTERVAL = 0.90
-FIRES_AT = 2.5
+FIRES_AT = NOTABLE_AT
 """A conversation *has* a feature when its specificity reaches this on one of its scored tokens (support,
 module doc). Chosen on the development set (benchmarks/inspect_relevance_dev_data.py), not the benchmark's."""
 SUPPORT = 0.75

@@ -11,7 +11,13 @@ tokens and the default system prompt a template adds are left out of every aggre
 
 How features are ranked (``rank_by``, named on every result as ``ranked_by``):
 
-- ``"specificity"`` (the default when the feature database's statistics are given): each activation is
+- ``"relevance"`` (the default when the feature database's statistics and topic vectors are given): what the
+  text is about. A feature is a candidate when it fires notably on the scored tokens (peak specificity >=
+  ``NOTABLE_AT``, one corpus token in ~300); candidates are ranked by ``peak specificity x max(relevance, 0)``,
+  where relevance is the cosine of the text's embedding to the feature's context vector plus the cosine to
+  its label vector (``features.topic``). Every ``aggregate_by`` ranks by that key; it chooses the activation
+  reported (over the notable firings). Results carry ``specificity`` (the peak) and ``relevance``.
+- ``"specificity"`` (the default with statistics but no topic vectors): each activation is
   judged against the feature's own corpus distribution, ``features.specificity`` (``-log10`` of the
   corpus fraction of tokens on which the feature is at least this active). Only *specific firings*
   (specificity >= ``SPECIFIC_AT``, one corpus token in a thousand or rarer) count, so features that fire
@@ -33,14 +39,21 @@ import numpy as np
 import torch
 
 from steerlab.analysis.codes import conversation_codes, labeler
-from steerlab.features.specificity import SPECIFIC_AT, STATISTIC, CorpusStats, specificity
+from steerlab.features.specificity import NOTABLE_AT, SPECIFIC_AT, STATISTIC, CorpusStats, specificity
+from steerlab.features.topic import TopicVectors, embed_text
 from steerlab.models.chunked import Hold
 from steerlab.steering.errors import SteeringError, UnknownFeatureError
 
 AGGREGATIONS = ("count", "mean", "max", "sum")
 """count: tokens on which the feature fired; mean: average over those tokens; max; sum."""
-RANKINGS = (STATISTIC, "frequency")
-"""``rank_by`` values: ``specificity`` (the default with a feature database), ``frequency`` (the old one)."""
+RELEVANCE = "relevance"
+RANKINGS = (RELEVANCE, STATISTIC, "frequency")
+"""``rank_by`` values: ``relevance`` (the default with a feature database and topic vectors), ``specificity``
+(the default with a feature database alone), ``frequency`` (the old one)."""
+RELEVANCE_DEFINITION = (
+    "peak specificity x max(0, cos(text, feature's context vector) + cos(text, feature's label)), over features "
+    f"whose specificity reaches {NOTABLE_AT}"
+)
 
 
 @dataclass
@@ -52,10 +65,13 @@ class FeatureActivation:
     count: int = 1
     """Tokens this value covers: 1 for a single token; for an aggregate, the tokens it fired on."""
     specificity: float | None = None
-    """The ranking key under ``ranked_by="specificity"`` (module doc); None otherwise."""
+    """The ranking key under ``ranked_by="specificity"`` (module doc); the peak specificity under
+    ``relevance``; None otherwise."""
     ranked_by: str = "frequency"
-    """The statistic this feature was ranked by: ``specificity`` or ``frequency`` for an aggregate;
-    ``activation`` (strongest first) or ``specificity`` in a per-token list."""
+    """The statistic this feature was ranked by: ``relevance``, ``specificity`` or ``frequency`` for an
+    aggregate; ``activation`` (strongest first) or ``specificity`` in a per-token list."""
+    relevance: float | None = None
+    """Under ``ranked_by="relevance"``: the text's topical relevance to the feature (``features.topic``)."""
 
 
 @dataclass
@@ -85,6 +101,7 @@ class Inspection:
         content: list[bool] | None = None,
         corpus_stats: CorpusStats | None = None,
         include_template: bool = False,
+        topic: TopicVectors | None = None,
     ):
         self.tokens, self.token_ids = tokens, token_ids
         self.codes_raw = codes  # [T, d_sae]
@@ -96,7 +113,10 @@ class Inspection:
         """Per token: True for the messages' text, False for the chat template (``codes.ConversationCodes``)."""
         self.include_template = include_template
         self.corpus_stats = corpus_stats
+        self.topic = topic
+        """Per-feature topic vectors (``features.topic``), which make ``relevance`` the default ranking."""
         self._specificity: torch.Tensor | None = None
+        self._relevance: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -119,25 +139,78 @@ class Inspection:
 
     @property
     def default_ranking(self) -> str:
-        return STATISTIC if self.corpus_stats is not None else "frequency"
+        if self.corpus_stats is None:
+            return "frequency"
+        return RELEVANCE if self.topic is not None else STATISTIC
+
+    @property
+    def note(self) -> str | None:
+        """What the default ranking lacks, in a line (None when nothing is missing)."""
+        if self.corpus_stats is None:
+            return "no feature database statistics: ranked by frequency"
+        if self.topic is None:
+            return "no topic vectors (embedding model or feature database): ranked by specificity alone"
+        return self.topic.note
+
+    @property
+    def content_text(self) -> str:
+        """The text of the messages (the content tokens; separate runs on separate lines): what relevance
+        embeds, whether or not the template is scored."""
+        runs, current = [], []
+        for token, content in zip(self.tokens, self.content):
+            if content:
+                current.append(token)
+            elif current:
+                runs.append("".join(current))
+                current = []
+        if current:
+            runs.append("".join(current))
+        return "\n".join(r.strip() for r in runs if r.strip())
+
+    @property
+    def relevance(self) -> torch.Tensor:
+        """``[d_sae]`` topical relevance of every feature to the text (``features.topic``)."""
+        if self._relevance is None:
+            self.ranking(RELEVANCE)
+            assert self.topic is not None
+            text = self.content_text
+            if text:
+                scores = torch.from_numpy(self.topic.relevance(embed_text(text)).copy())
+            else:
+                scores = torch.zeros(self.codes_raw.shape[1])
+            self._relevance = scores.to(self.codes_raw.device)
+        return self._relevance
 
     def ranking(self, rank_by: str | None = None) -> str:
         """``rank_by`` checked (None: the default ranking): the statistic rankings will use."""
         rank_by = self.default_ranking if rank_by is None else rank_by
         if rank_by not in RANKINGS:
             raise SteeringError(f"must be one of {', '.join(RANKINGS)}, got {rank_by!r}", field="rank_by")
-        if rank_by == STATISTIC and self.corpus_stats is None:
+        if rank_by in (STATISTIC, RELEVANCE) and self.corpus_stats is None:
             raise SteeringError(
                 "needs the feature database's statistics (density, quantiles), which this lab has not got; "
                 "use rank_by='frequency'",
                 field="rank_by",
             )
+        if rank_by == RELEVANCE and self.topic is None:
+            raise SteeringError(
+                "needs topic vectors (the embedding model and the features' labels or context vectors), which "
+                "this lab has not got; use rank_by='specificity'",
+                field="rank_by",
+            )
         return rank_by
 
     def _activation(
-        self, index: int, units: float, raw: float, count: int = 1, spec: float | None = None, by: str = "activation"
+        self,
+        index: int,
+        units: float,
+        raw: float,
+        count: int = 1,
+        spec: float | None = None,
+        by: str = "activation",
+        relevance: float | None = None,
     ) -> FeatureActivation:
-        return FeatureActivation(index, self.label(index), units, raw, count, spec, by)
+        return FeatureActivation(index, self.label(index), units, raw, count, spec, by, relevance)
 
     def _spec_at(self, position: int, index: int) -> float | None:
         spec = self.specificity
@@ -186,7 +259,8 @@ class Inspection:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per feature ``(value_units [d_sae], value_raw [d_sae], count [d_sae])`` over the scored tokens.
         A feature "fires" on a token when its activation exceeds ``min_units`` and, under
-        ``rank_by="specificity"``, its specificity reaches ``SPECIFIC_AT``."""
+        ``rank_by="specificity"``, its specificity reaches ``SPECIFIC_AT`` (``NOTABLE_AT`` under
+        ``relevance``)."""
         by = "count" if by == "frequency" else by  # the SDK's name for count
         if by not in AGGREGATIONS:
             raise SteeringError(f"must be one of {', '.join(AGGREGATIONS)}, got {by!r}", field="aggregate_by")
@@ -207,6 +281,8 @@ class Inspection:
         fired = (self.codes_units > min_units) & self.scored[:, None]
         if rank_by == STATISTIC:
             fired &= self.specificity >= SPECIFIC_AT  # type: ignore[operator]
+        elif rank_by == RELEVANCE:
+            fired &= self.specificity >= NOTABLE_AT  # type: ignore[operator]
         return fired
 
     def top(
@@ -220,7 +296,12 @@ class Inspection:
         units, raw, count = self.aggregate(by, rank_by=rank_by)
         candidates = torch.arange(len(units)) if features is None else torch.tensor(self._check(features))
         candidates = candidates[count[candidates] > 0] if features is None else candidates
-        if rank_by == STATISTIC:
+        relevance = None
+        if rank_by == RELEVANCE:
+            key_spec = (self.specificity * self._fired(rank_by)).max(0).values  # type: ignore[operator]
+            relevance = self.relevance
+            primary, tie_break = key_spec * relevance.clamp_min(0.0), key_spec
+        elif rank_by == STATISTIC:
             spec = self.specificity * self._fired(rank_by)  # type: ignore[operator]
             total = spec.sum(0)
             agg = "count" if by == "frequency" else by
@@ -238,6 +319,7 @@ class Inspection:
                 int(count[i]),
                 None if key_spec is None else float(key_spec[i]),
                 rank_by,
+                None if relevance is None else float(relevance[i]),
             )
             for i in order.tolist()
         ]
@@ -272,13 +354,15 @@ def inspect(
     hold: Hold = nullcontext,
     corpus_stats: CorpusStats | None = None,
     include_template: bool = False,
+    topic: TopicVectors | None = None,
 ) -> Inspection:
     """Run ``messages`` (the whole conversation, every message closed) to the SAE's hookpoint, through
     ``variant`` if given, and return the per-token codes. ``labels``: dict or callable index -> label;
     ``sae_id``: the SAE's identity (a variant naming another SAE's features is refused);
     ``chunk_tokens``/``hold``: run it in pieces, each inside ``hold()`` (``codes.conversation_codes``);
     ``corpus_stats``: the feature database's statistics (``Lab.corpus_stats``), which make the specific
-    ranking the default; ``include_template``: score the chat template's tokens too (module doc)."""
+    ranking the default; ``topic``: the features' topic vectors (``Lab.topic_vectors``), which make the
+    relevance ranking the default; ``include_template``: score the chat template's tokens too (module doc)."""
     got = conversation_codes(lm, sae, messages, variant, sae_id=sae_id, chunk_tokens=chunk_tokens, hold=hold)
     return Inspection(
         got.tokens,
@@ -290,4 +374,5 @@ def inspect(
         content=got.content,
         corpus_stats=corpus_stats,
         include_template=include_template,
+        topic=topic,
     )

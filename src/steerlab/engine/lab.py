@@ -8,6 +8,7 @@ explicit (``Lab.load``) so tests can build one from a tiny model.
 
 from __future__ import annotations
 
+import logging
 import uuid as uuid_lib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from steerlab.features.search import FeatureSearch, SearchHit
     from steerlab.features.specificity import CorpusStats
     from steerlab.features.store import FeatureStore
+    from steerlab.features.topic import TopicVectors
     from steerlab.sae.base import SAE
     from steerlab.steering.batch import RowSteering
     from steerlab.steering.controller_json import Controller
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from steerlab.steering.resolve import Steering, VariantLike
 
 T = TypeVar("T")
+log = logging.getLogger("steerlab.engine")
 
 
 @dataclass
@@ -298,6 +301,29 @@ class Lab:
         if all(r is None for r in records):
             return None
         return CorpusStats.from_records(records)
+
+    @cached_property
+    def topic_vectors(self) -> TopicVectors | None:
+        """The features' context and label vectors (``features.topic``), which make inspect rank by what the text
+        is about (``rank_by="relevance"``); None without a database, or when the embedding model cannot load
+        (inspect then ranks by specificity and says so). Never computes context vectors (minutes)."""
+        if self.store is None or self.corpus_stats is None:
+            return None
+        assert self.sae_id is not None, "a feature database describes this lab's SAE"
+        from steerlab.features.topic import load_topic_vectors
+
+        try:
+            search = self.search
+            labels = None if search is None else search.vectors
+            topic = load_topic_vectors(self.store, self.sae_id, labels)
+        except Exception as err:  # a broken embedding install must not break inspect: specificity still works
+            log.warning("topic vectors unavailable, inspect ranks by specificity (%s)", str(err).splitlines()[0])
+            return None
+        if not topic.sources:
+            return None
+        if topic.note:
+            log.info("%s", topic.note)
+        return topic
 
     def search_by_example(self, text: str, top_k: int = 10) -> list[ExampleHit]:
         """The features ``text`` wakes more than they usually are (``analysis/by_example.py``), the model held a

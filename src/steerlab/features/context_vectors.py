@@ -191,6 +191,20 @@ def load(store, sae_id: str, progress: Callable[[int, int], None] | None = None)
     return vectors
 
 
+def available(store, sae_id: str) -> ContextVectors | None:
+    """The database's stored vectors, else this machine's cached ones, else None: never computed here (inspect's
+    ranking reads them and must not start a ~1,000 s computation). Snippets are left empty."""
+    d_sae = store.get_sae(sae_id).d_sae
+    stored = store.load_vectors(sae_id, CONTEXT_VECTORS, framework="np")
+    if stored is not None and tuple(stored.shape) == (d_sae, EMBED_DIM):
+        return ContextVectors(np.asarray(stored, dtype=np.float32), [""] * d_sae)
+    try:
+        return _read(_cache_path(store, sae_id), d_sae)
+    except (ImportError, OSError) as err:  # no embedding model installed: no cache key
+        log.info("context vectors unavailable (%s)", err)
+        return None
+
+
 def save_context_vectors(store, sae_id: str, vectors: ContextVectors) -> None:
     """Store the raw vectors in a (writable) database, so no process computes them again."""
     import torch

@@ -39,6 +39,10 @@ LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SPECIFIC_AT = 3.0
 """A token counts as a *specific* firing of a feature when its specificity reaches this (one corpus
 token in a thousand or rarer): what ``aggregate_by="count"`` counts under the specific ranking."""
+NOTABLE_AT = 2.5
+"""A feature fires *notably* on a token at this specificity (one corpus token in ~300): what contrast's support
+counts and what makes a feature a candidate of inspect's relevance ranking. Chosen on the development set
+(benchmarks/inspect_relevance_dev_data.py)."""
 
 
 @dataclass(frozen=True)

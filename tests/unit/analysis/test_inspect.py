@@ -153,3 +153,66 @@ def test_bad_rank_by(tiny_lm, tiny_sae):
         result.top(rank_by="popularity")
     with pytest.raises(SteeringError, match="rank_by"):
         result.top(rank_by="specificity")  # no feature database statistics
+
+
+# --- relevance: specificity weighted by what the text is about (features.topic) -----------------------------
+
+
+def _on_topic(found, index: int, d_sae: int):
+    """Topic vectors in which only ``index``'s contexts are about the inspected text (its context vector is the
+    text's own embedding) and no feature has a label vector."""
+    import numpy as np
+
+    from steerlab.features.topic import TopicVectors, embed_text
+
+    contexts = np.zeros((d_sae, 384), dtype=np.float32)
+    contexts[index] = embed_text(found.content_text)
+    return TopicVectors(contexts, None)
+
+
+def test_relevance_puts_the_feature_about_the_text_first(tiny_lm, tiny_sae):
+    from steerlab.features.specificity import NOTABLE_AT
+
+    plain = inspect(tiny_lm, tiny_sae, CONVO)
+    dense = plain.top(1, by="count", rank_by="frequency")[0].index
+    stats = _hand_stats(tiny_sae, dense)
+    found = inspect(tiny_lm, tiny_sae, CONVO, corpus_stats=stats)
+    assert found.content_text == "the cat sat on the mat\nand the dog ran in the park"
+    by_specificity = found.top(128, by="max")
+    last = by_specificity[-1].index  # the least specific of the specific features: last under specificity
+    assert len(by_specificity) > 5 and last not in [a.index for a in found.top(5, by="max")]
+    found = inspect(tiny_lm, tiny_sae, CONVO, corpus_stats=stats, topic=_on_topic(found, last, 128))
+    assert found.default_ranking == "relevance" and "context vectors only" in found.note
+    for by in ("count", "max", "mean", "sum"):
+        top = found.top(5, by=by)
+        assert top[0].index == last and top[0].ranked_by == "relevance"
+        assert top[0].relevance == pytest.approx(1.0, abs=0.02)  # cosine of the text to its own embedding
+        assert all(a.relevance == 0.0 for a in top[1:])  # no evidence for the others: by peak specificity
+        assert [a.specificity for a in top[1:]] == sorted((a.specificity for a in top[1:]), reverse=True)
+    # reported activations: the aggregate over the notable firings (specificity >= NOTABLE_AT) of the content
+    spec = found.specificity
+    notable = (spec[:, last] >= NOTABLE_AT) & torch.tensor(found.content)
+    assert found.top(1, by="count")[0].count == int(notable.sum())
+    assert found.top(1, by="max")[0].specificity == pytest.approx(float(spec[notable, last].max()))
+    # the specificity ranking is still there by name
+    assert found.top(5, by="max", rank_by="specificity")[0].index != last
+
+
+def test_relevance_needs_topic_vectors_and_says_what_it_lacks(tiny_lm, tiny_sae):
+    import numpy as np
+
+    from steerlab.features.topic import TopicVectors
+
+    stats = _hand_stats(tiny_sae, 0)
+    found = inspect(tiny_lm, tiny_sae, CONVO, corpus_stats=stats)
+    assert found.default_ranking == "specificity" and "topic vectors" in found.note
+    with pytest.raises(SteeringError) as err:
+        found.top(rank_by="relevance")
+    assert err.value.field == "rank_by"
+    with pytest.raises(SteeringError, match="rank_by"):
+        inspect(tiny_lm, tiny_sae, CONVO).top(rank_by="relevance")  # no statistics either
+    labels_only = TopicVectors(None, np.eye(128, 384, dtype=np.float32))
+    assert labels_only.sources == ("labels",) and "no context vectors" in labels_only.note
+    found = inspect(tiny_lm, tiny_sae, CONVO, corpus_stats=stats, topic=labels_only)
+    assert found.note == labels_only.note
+    assert found.top(3)[0].ranked_by == "relevance"

@@ -81,6 +81,7 @@ def ember_logits(body: LogitsBody, request: Request, caller: Caller = Depends(re
 
 
 RANK_BY = "^(specificity|frequency)$"
+INSPECT_RANK_BY = "^(relevance|specificity|frequency)$"
 
 
 class FeaturesBody(ConversationBody):
@@ -95,7 +96,11 @@ class FeaturesBody(ConversationBody):
     include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
-def _inspection(request: Request, caller: Caller, lab, messages, controller, include_template: bool = False):
+def _inspection(
+    request: Request, caller: Caller, lab, messages, controller, include_template: bool = False, topic: bool = False
+):
+    """``topic``: with the lab's topic vectors, so ``relevance`` is the default ranking (not for the SDK's per-token
+    route, whose lists cannot carry a ranking of the whole conversation)."""
     from steerlab.analysis.inspect import inspect
 
     with _admitted(request, caller, {"messages": _conversation_tokens(lab, messages)}, "max_analysis_tokens"):
@@ -110,6 +115,7 @@ def _inspection(request: Request, caller: Caller, lab, messages, controller, inc
             chunk_tokens=lab.chunk_tokens,
             corpus_stats=lab.corpus_stats,
             include_template=include_template,
+            topic=lab.topic_vectors if topic else None,
         )
 
 
@@ -151,19 +157,28 @@ def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depend
 class InspectBody(ConversationBody):
     top_k: int = Field(10, ge=1, le=100)
     aggregate_by: str = Field("count", pattern="^(count|frequency|mean|max|sum)$")
-    rank_by: str | None = Field(None, pattern=RANK_BY, description="specificity (default with a database) or frequency")
+    rank_by: str | None = Field(
+        None,
+        pattern=INSPECT_RANK_BY,
+        description="relevance (default with a database and topic vectors: what the text is about), specificity "
+        "(how unusual each activation is for its feature) or frequency",
+    )
     include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
 @router.post("/v1/inspect", tags=["native"])
 def native_inspect(body: InspectBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Token heatmap data: each token's top features and the conversation's top features (units: 1.0 = strong)."""
+    from steerlab.analysis.inspect import RELEVANCE_DEFINITION
     from steerlab.features.specificity import DEFINITION
 
     lab, messages = _conversation(request, body)
-    found = _inspection(request, caller, lab, messages, body.controller, body.include_template)
+    found = _inspection(request, caller, lab, messages, body.controller, body.include_template, topic=True)
     top = found.top(body.top_k, by=body.aggregate_by, rank_by=body.rank_by)
     ranked_by = top[0].ranked_by if top else found.ranking(body.rank_by)
+    statistic = {"relevance": RELEVANCE_DEFINITION, "specificity": DEFINITION}.get(
+        ranked_by, "aggregate activation (aggregate_by)"
+    )
 
     def feature(a) -> dict:
         return {
@@ -172,6 +187,7 @@ def native_inspect(body: InspectBody, request: Request, caller: Caller = Depends
             "activation": a.act_units,
             "count": a.count,
             "specificity": a.specificity,
+            "relevance": a.relevance,
         }
 
     return {
@@ -181,7 +197,8 @@ def native_inspect(body: InspectBody, request: Request, caller: Caller = Depends
         ],
         "top_features": [feature(a) for a in top],
         "ranked_by": ranked_by,
-        "statistic": DEFINITION if ranked_by == "specificity" else "aggregate activation (aggregate_by)",
+        "statistic": statistic,
+        "note": found.note if body.rank_by is None else None,
         "events": found.event_names,
     }
 

@@ -10,7 +10,8 @@ import { addToVariantButton, featureLink, loading, meter, panel, showError, show
 const EXAMPLE = "user: Bonjour ! Peux-tu me recommander un bon livre ?\nassistant: Bien sûr ! Je te conseille « Le Petit Prince » de Saint-Exupéry.";
 let lastText = EXAMPLE; // kept while the tab is open, so coming back to the page keeps the conversation
 const RANKINGS = [
-  ["", "how unusual for each feature (specificity)"],
+  ["", "what the text is about (relevance)"],
+  ["specificity", "how unusual for each feature (specificity)"],
   ["frequency", "raw activation (frequency)"],
 ];
 const AGGREGATIONS = [
@@ -37,7 +38,7 @@ export const inspectorPage = {
           e.preventDefault();
           lastText = text.value;
           const options = { top_k: Number(topK.value), aggregate_by: rankBy.value, include_template: withTemplate.checked };
-          if (statistic.value) options.rank_by = statistic.value; // default: specificity where the server has a feature database
+          if (statistic.value) options.rank_by = statistic.value; // default: relevance (or specificity) where the server has a feature database
           run(out, text.value, options, steered.checked);
         },
       },
@@ -149,7 +150,7 @@ function result(data, aggregate, request) {
       panel("Token features", detail),
       panel(
         "Top features of the conversation",
-        h("p.legend", { id: "inspect-ranked-by" }, `Ranked by ${data.ranked_by}: ${data.statistic}.`),
+        h("p.legend", { id: "inspect-ranked-by" }, `Ranked by ${data.ranked_by}: ${data.statistic}.`, data.note ? ` (${data.note})` : ""),
         featureTable(top, colourBy, aggregate),
       ),
     ),
@@ -176,6 +177,7 @@ function featureTable(features, colourBy, by) {
   const heading = perToken ? "Activation" : (AGGREGATIONS.find(([v]) => v === by) || [by, by])[1];
   const max = Math.max(perToken ? 1 : 1e-9, ...features.map((f) => f.activation));
   const specific = features.some((f) => f.specificity != null);
+  const relevant = features.some((f) => f.relevance != null);
   return h(
     "table.data.compact.feature-acts",
     {},
@@ -189,6 +191,7 @@ function featureTable(features, colourBy, by) {
         h("th.num", { scope: "col" }, heading),
         perToken || by === "count" ? null : h("th.num", { scope: "col" }, "Tokens"),
         specific ? h("th.num", { scope: "col", title: "-log10 of the corpus fraction of tokens on which the feature is at least this active" }, "Specificity") : null,
+        relevant ? h("th.num", { scope: "col", title: "cosine of the text to the feature's contexts plus cosine to its label" }, "Relevance") : null,
         h("th", { scope: "col" }, h("span.sr-only", {}, "Actions")),
       ),
     ),
@@ -203,6 +206,7 @@ function featureTable(features, colourBy, by) {
           h("td.num", {}, fmt(f.activation, 2), " ", meter(f.activation, max)),
           perToken || by === "count" ? null : h("td.num", {}, String(f.count ?? "")),
           specific ? h("td.num", {}, f.specificity == null ? "" : fmt(f.specificity, 1)) : null,
+          relevant ? h("td.num", {}, f.relevance == null ? "" : fmt(f.relevance, 2)) : null,
           h(
             "td.actions",
             {},
