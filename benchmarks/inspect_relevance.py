@@ -152,8 +152,15 @@ def main() -> None:
             got = inspect(lab.lm, lab.sae, messages, labels=lab.labels, sae_id=lab.sae_id)
             active = (got.codes_raw[got.scored] > 0).any(0).nonzero().flatten().tolist()
             pr["ceiling"] += [i for i in active if about(i, concept) and i not in pr["ceiling"]]
-        for view, opts in (("before", dict(rank_by="frequency", include_template=True)), ("after", {})):
-            res = contrast(lab.lm, lab.sae, d1, d2, top_k=3, labels=lab.labels, corpus_stats=stats, **opts)
+        contrast_views = (
+            ("before", dict(rank_by="frequency", include_template=True)),
+            ("specificity", dict(rank_by="specificity")),
+            ("after", {}),
+        )
+        for view, opts in contrast_views:
+            t = time.perf_counter()
+            res = contrast(lab.lm, lab.sae, d1, d2, top_k=3, labels=lab.labels, corpus_stats=stats, topic=topic, **opts)
+            timing.setdefault(f"contrast_{view}", []).append(time.perf_counter() - t)
             pr[view] = {
                 "top3": [
                     (f.index, f.label, round(f.effect, 3), None if f.effect_low is None else round(f.effect_low, 3))
@@ -203,9 +210,16 @@ def main() -> None:
         },
         "contrast": {
             "pairs": pairs_n,
+            "views": {
+                "before": "frequency (rank-biserial), every token",
+                "specificity": "specificity with support, content tokens (the previous default)",
+                "after": "relevance: specificity with support, weighted by the side's topical relevance (default)",
+            },
             "before_top3_relevant": sum(1 for p in pair_rows if p["before"]["about"]),
+            "specificity_top3_relevant": sum(1 for p in pair_rows if p["specificity"]["about"]),
             "after_top3_relevant": sum(1 for p in pair_rows if p["after"]["about"]),
             "before_rate": round(sum(1 for p in pair_rows if p["before"]["about"]) / pairs_n, 3),
+            "specificity_rate": round(sum(1 for p in pair_rows if p["specificity"]["about"]) / pairs_n, 3),
             "after_rate": round(sum(1 for p in pair_rows if p["after"]["about"]) / pairs_n, 3),
             "ceiling_pairs_with_any_passing_dataset_1_feature": sum(1 for p in pair_rows if p["ceiling"]),
             "ceiling_rate": round(sum(1 for p in pair_rows if p["ceiling"]) / pairs_n, 3),

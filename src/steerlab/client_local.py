@@ -230,6 +230,7 @@ class LocalBackend:
             corpus_stats=lab.corpus_stats,
             rank_by=rank_by,
             include_template=include_template,
+            topic=lab.topic_vectors,
         )
         return (
             [self.feature(f.index) for f in result.dataset_1_features],

@@ -62,13 +62,24 @@ def test_compute_features_marks_the_template_and_keeps_every_token(live_server):
 
 
 def test_native_inspect_and_contrast_name_their_statistic(live_server):
-    found = _post(live_server, "/v1/inspect", {"messages": [{"role": "user", "content": ISSUE_TEXTS[2]}], "top_k": 5})
+    messages = [{"role": "user", "content": ISSUE_TEXTS[2]}]
+    found = _post(live_server, "/v1/inspect", {"messages": messages, "top_k": 5, "rank_by": "specificity"})
     assert found["ranked_by"] == "specificity" and "log10" in found["statistic"]
     assert all(f["specificity"] >= 3.0 for f in found["top_features"])
     assert any(t["template"] for t in found["tokens"]) and not all(t["template"] for t in found["tokens"])
+    # the default: relevance (specificity weighted by what the text is about), named with its statistic
+    default = _post(live_server, "/v1/inspect", {"messages": messages, "top_k": 5})
+    assert default["ranked_by"] == "relevance" and "cos(text" in default["statistic"]
+    assert len(default["top_features"]) == 5
+    assert all(f["specificity"] >= 2.5 and f["relevance"] is not None for f in default["top_features"])
+    keys = [f["specificity"] * max(f["relevance"], 0.0) for f in default["top_features"]]
+    assert keys == sorted(keys, reverse=True)
     pirate = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Arr, ahoy matey, me hearty!"}]]
     plain = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help you?"}]]
-    result = _post(live_server, "/v1/contrast", {"dataset_1": pirate, "dataset_2": plain, "top_k": 3})
-    assert result["ranked_by"] == "specificity" and "too little data" in result["note"]
-    assert all(f["score_low"] <= f["score"] <= f["score_high"] for f in result["dataset_1_features"])
-    assert all(0.0 <= f["support"] <= 1.0 for f in result["dataset_1_features"] + result["dataset_2_features"])
+    for rank_by in ("specificity", None):
+        body = {"dataset_1": pirate, "dataset_2": plain, "top_k": 3, **({"rank_by": rank_by} if rank_by else {})}
+        result = _post(live_server, "/v1/contrast", body)
+        assert result["ranked_by"] == (rank_by or "relevance") and "too little data" in result["note"]
+        assert all(f["score_low"] <= f["score"] <= f["score_high"] for f in result["dataset_1_features"])
+        assert all(0.0 <= f["support"] <= 1.0 for f in result["dataset_1_features"] + result["dataset_2_features"])
+        assert all((f["relevance"] is None) == (rank_by is not None) for f in result["dataset_1_features"])

@@ -82,3 +82,67 @@ def test_pirate_contrast_with_two_conversations_a_side(lab):
         assert f.effect_low is not None and f.effect_low <= f.effect <= f.effect_high
     best = result.dataset_1_features[0]
     assert best.rank_biserial == 1.0 and best.effect_low > 0  # higher in both pirate replies than in both plain
+
+
+# --- relevance (the default with topic vectors): what the text is about -----------------------------------
+
+# Development-set texts (benchmarks/inspect_relevance_dev_data.py) whose top 5 holds a feature about their concept
+# under the relevance ranking, with context and label vectors or labels alone, and not under specificity.
+ON_TOPIC = [
+    ("grief", "We buried my uncle last spring, and my aunt still weeps when she mourns the loss of him."),
+    ("biology", "Enzymes are proteins that speed up reactions, and genes encode them in the chromosome."),
+    ("plants and flowers", "The orchid needs bright shade, and the sunflower seeds sprouted in the flower pot."),
+    ("love and romance", "He kissed her on their first date and whispered that he had fallen in love."),
+    ("death", "The coroner confirmed the death, and the obituary ran in the paper before the burial."),
+    (
+        "computers and software",
+        "Install the compiler, then debug the program until the software builds without errors.",
+    ),
+    ("C code", '#include <stdio.h>\nint main(void) {\n    printf("hi\\n");\n    return 0;\n}'),
+    ("emotions", "I was furious at first, then ashamed, and now I just feel lonely and afraid."),
+]
+
+
+def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
+    from steerlab.features.concept_windows import judge, strongest_windows
+    from steerlab.features.concepts import CONCEPTS
+
+    topic = lab.topic_vectors
+    assert topic is not None and "labels" in topic.sources  # the shipped database's labels, embedded
+    hits = {"relevance": 0, "specificity": 0}
+    for concept, text in ON_TOPIC:
+        found = inspect(
+            lab.lm,
+            lab.sae,
+            [{"role": "user", "content": text}],
+            labels=lab.labels,
+            sae_id=lab.sae_id,
+            corpus_stats=lab.corpus_stats,
+            topic=topic,
+        )
+        assert found.default_ranking == "relevance"
+        for rank_by in hits:
+            top = found.top(5, rank_by=rank_by)
+            assert len(top) == 5 and all(a.ranked_by == rank_by for a in top)
+            features = lab.store.get_features(lab.sae_id, [a.index for a in top], with_examples=True)
+            hits[rank_by] += any(judge(strongest_windows(f), CONCEPTS[concept])[0] for f in features)
+    assert hits["relevance"] >= 6 and hits["specificity"] <= 2, hits
+
+
+def test_the_four_texts_under_relevance_share_nothing_and_skip_the_template(lab):
+    tops = []
+    for text in ISSUE_TEXTS:
+        found = inspect(
+            lab.lm,
+            lab.sae,
+            [{"role": "user", "content": text}],
+            labels=lab.labels,
+            sae_id=lab.sae_id,
+            corpus_stats=lab.corpus_stats,
+            topic=lab.topic_vectors,
+        )
+        top = found.top(8)
+        assert len(top) == 8 and all(a.ranked_by == "relevance" and a.specificity >= 2.5 for a in top)
+        tops.append({a.index for a in top})
+    assert not set.intersection(*tops)
+    assert all(not (t & TEMPLATE_AND_DENSE) for t in tops)

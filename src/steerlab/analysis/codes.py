@@ -31,6 +31,25 @@ class ConversationCodes:
     """Per token: True for the messages' own text, False for the chat template around it (role headers,
     special tokens, a default system prompt the template adds); see ``models.chat_template.content_mask``."""
 
+    @property
+    def content_text(self) -> str:
+        """The messages' text (``content_text``)."""
+        return content_text(self.tokens, self.content)
+
+
+def content_text(tokens: list[str], content: list[bool] | None) -> str:
+    """The content tokens' text, each run of them (a message) on its own line: what topical relevance embeds."""
+    runs, current = [], []
+    for token, keep in zip(tokens, content if content is not None else [True] * len(tokens)):
+        if keep:
+            current.append(token)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    return "\n".join(r.strip() for r in runs if r.strip())
+
 
 def labeler(labels):
     """``labels`` as a function index -> label ("" when unknown): a dict, a callable, or None."""

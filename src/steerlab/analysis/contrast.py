@@ -23,6 +23,13 @@ left out; ``include_template=True`` puts them back). Every conversation weighs t
 4. With fewer than ``MIN_CONVERSATIONS`` conversations on a side the result says so (``note``): the
    interval cannot be narrower than the spread of the few conversations there are.
 
+``rank_by="relevance"`` (the default when the features' topic vectors are given too, ``features.topic``):
+steps 1-4, but within each support group features are ranked by the interval's near end (floored at 0) times
+the favoured side's topical relevance to the feature (floored at 0): the cosine of the side's text (the mean
+embedding of its conversations' content) to the feature's context vector plus the cosine to its label. So
+among features that separate the sides, those about what the favoured side talks about come first. Chosen on
+the development pairs (``benchmarks/inspect_relevance_dev_data.py``: 6/12 -> 8/12 with the concept in the top 3).
+
 ``rank_by="frequency"`` (the ranking before, and the default without a feature database):
 
 1. Each conversation is reduced to its mean activation over its tokens, in per-feature units.
@@ -44,12 +51,14 @@ import torch
 
 from steerlab.analysis.codes import conversation_codes, labeler
 from steerlab.features.specificity import NOTABLE_AT, STATISTIC, CorpusStats, specificity
+from steerlab.features.topic import TopicVectors, embed_texts
 from steerlab.models.chunked import Hold
 from steerlab.steering.errors import DatasetError
 
 MIN_CONVERSATIONS = 5
 """Fewer conversations than this on a side and the result carries a note that the data is thin."""
-RANKINGS = (STATISTIC, "frequency")
+RELEVANCE = "relevance"
+RANKINGS = (RELEVANCE, STATISTIC, "frequency")
 BOOTSTRAP = 1000
 INTERVAL = 0.90
 FIRES_AT = NOTABLE_AT
@@ -78,10 +87,12 @@ class ContrastFeature:
     rank_biserial: float = 0.0
     """Rank-biserial correlation of the per-conversation pooled values (whichever ranking)."""
     ranked_by: str = "frequency"
-    """``specificity`` or ``frequency`` (module doc)."""
+    """``relevance``, ``specificity`` or ``frequency`` (module doc)."""
     support: float | None = None
     """Specific ranking: the share of the favoured side's conversations in which the feature fires with
     specificity >= ``FIRES_AT`` (module doc); None under the frequency ranking."""
+    relevance: float | None = None
+    """Relevance ranking: the favoured side's topical relevance to the feature (``features.topic``)."""
 
 
 @dataclass
@@ -105,6 +116,8 @@ class Profiles:
     specificity: torch.Tensor | None
     tokens: list[int]
     peak: torch.Tensor | None = None
+    texts: list[str] | None = None
+    """Each conversation's content text (what the relevance ranking embeds)."""
 
 
 def conversation_profiles(
@@ -124,7 +137,7 @@ def conversation_profiles(
     if not isinstance(dataset, (list, tuple)) or not dataset:
         raise DatasetError("must be a non-empty list of conversations", field=field)
     scale = sae.feature_scale.float().clamp_min(1e-12)
-    pooled = []
+    pooled, texts = [], []
     for i, messages in enumerate(dataset):
         got = conversation_codes(
             lm, sae, messages, variant, field=f"{field}[{i}]", chunk_tokens=chunk_tokens, hold=hold
@@ -133,7 +146,10 @@ def conversation_profiles(
         if not include_template and got.content is not None:
             codes = codes[torch.tensor(got.content, dtype=torch.bool, device=codes.device)]
         pooled.append(codes)
-    return pool(pooled, scale, corpus_stats)
+        texts.append(got.content_text)
+    profiles = pool(pooled, scale, corpus_stats)
+    profiles.texts = texts
+    return profiles
 
 
 def pool(conversations: list[torch.Tensor], scale: torch.Tensor, corpus_stats: CorpusStats | None) -> Profiles:
@@ -209,41 +225,61 @@ def contrast(
     corpus_stats: CorpusStats | None = None,
     rank_by: str | None = None,
     include_template: bool = False,
+    topic: TopicVectors | None = None,
 ) -> ContrastResult:
     """Rank features by how well they separate ``dataset_1`` from ``dataset_2`` (see module doc).
     ``k_to_add`` / ``k_to_remove`` (Ember's names) override ``top_k`` for side 1 / side 2.
     ``chunk_tokens``/``hold``: the model is held one piece of a conversation at a time.
     ``corpus_stats``: the feature database's statistics (``Lab.corpus_stats``), needed by and making
-    default the specific ranking; ``rank_by``: ``specificity`` or ``frequency``."""
+    default the specific ranking; ``topic``: the features' topic vectors (``Lab.topic_vectors``), which with the
+    statistics make ``relevance`` the default; ``rank_by``: ``relevance``, ``specificity`` or ``frequency``."""
     for name, k in (("top_k", top_k), ("k_to_add", k_to_add), ("k_to_remove", k_to_remove)):
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
             raise DatasetError(f"must be a non-negative integer, got {k!r}", field=name)
-    rank_by = (STATISTIC if corpus_stats is not None else "frequency") if rank_by is None else rank_by
+    if rank_by is None:
+        rank_by = "frequency" if corpus_stats is None else RELEVANCE if topic is not None else STATISTIC
     if rank_by not in RANKINGS:
         raise DatasetError(f"must be one of {', '.join(RANKINGS)}, got {rank_by!r}", field="rank_by")
-    if rank_by == STATISTIC and corpus_stats is None:
+    if rank_by in (STATISTIC, RELEVANCE) and corpus_stats is None:
         raise DatasetError(
             "needs the feature database's statistics (density, quantiles); use rank_by='frequency'", field="rank_by"
+        )
+    if rank_by == RELEVANCE and topic is None:
+        raise DatasetError(
+            "needs topic vectors (the embedding model and the features' labels or context vectors); "
+            "use rank_by='specificity'",
+            field="rank_by",
         )
     if not isinstance(dataset_1, (list, tuple)) or not dataset_1:
         raise DatasetError("must be a non-empty list of conversations", field="dataset_1")
     if not isinstance(dataset_2, (list, tuple)) or not dataset_2:
         raise DatasetError("must be a non-empty list of conversations", field="dataset_2")
-    stats = corpus_stats if rank_by == STATISTIC else None
+    stats = corpus_stats if rank_by in (STATISTIC, RELEVANCE) else None
     options = {"chunk_tokens": chunk_tokens, "hold": hold, "corpus_stats": stats, "include_template": include_template}
     p1 = conversation_profiles(lm, sae, dataset_1, "dataset_1", variant, **options)
     p2 = conversation_profiles(lm, sae, dataset_2, "dataset_2", variant, **options)
     k1, k2 = top_k if k_to_add is None else k_to_add, top_k if k_to_remove is None else k_to_remove
-    return rank_profiles(p1, p2, rank_by, k1, k2, labels)
+    return rank_profiles(p1, p2, rank_by, k1, k2, labels, topic)
 
 
-def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, labels=None) -> ContrastResult:
-    """The ranking of the module doc over two datasets' ``Profiles`` (``rank_by``: specificity needs
-    ``specificity`` profiles); ``k1``/``k2`` features a side."""
+def side_relevance(profiles: Profiles, topic: TopicVectors) -> torch.Tensor:
+    """``[d_sae]`` topical relevance of a side's text (its conversations' mean embedding) to every feature."""
+    vector = embed_texts(profiles.texts or [])
+    if vector is None:
+        return torch.zeros(profiles.mean_units.shape[1])
+    return torch.from_numpy(topic.relevance(vector).copy())
+
+
+def rank_profiles(
+    p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, labels=None, topic: TopicVectors | None = None
+) -> ContrastResult:
+    """The ranking of the module doc over two datasets' ``Profiles`` (``rank_by``: specificity and relevance need
+    ``specificity`` profiles, relevance ``topic`` and the profiles' texts); ``k1``/``k2`` features a side."""
     mean_1, rate_1, mean_2, rate_2 = p1.mean_units, p1.firing_rate, p2.mean_units, p2.firing_rate
     seen = ((rate_1 > 0).any(0) | (rate_2 > 0).any(0)).nonzero().flatten()
     label = labeler(labels)
-    if rank_by == STATISTIC:
+    relevance_1 = relevance_2 = None
+    if rank_by in (STATISTIC, RELEVANCE):
         assert p1.specificity is not None and p2.specificity is not None
         x, y = p1.specificity[:, seen], p2.specificity[:, seen]
         effect = x.mean(0) - y.mean(0)
@@ -256,6 +292,11 @@ def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, la
         key_1 = low + 1000.0 * (support_1 >= SUPPORT).float()
         key_2 = -high + 1000.0 * (support_2 >= SUPPORT).float()
         tie = effect
+        if rank_by == RELEVANCE:
+            assert topic is not None
+            relevance_1, relevance_2 = side_relevance(p1, topic)[seen], side_relevance(p2, topic)[seen]
+            key_1 = low.clamp_min(0) * relevance_1.clamp_min(0) + 1000.0 * (support_1 >= SUPPORT).float()
+            key_2 = (-high).clamp_min(0) * relevance_2.clamp_min(0) + 1000.0 * (support_2 >= SUPPORT).float()
     else:
         r = rank_biserial(mean_1[:, seen], mean_2[:, seen])
         effect, low, high, support_1, support_2 = r, None, None, None, None
@@ -263,6 +304,7 @@ def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, la
 
     def ranked(sign: float, key: torch.Tensor, k: int) -> list[ContrastFeature]:
         support = support_1 if sign > 0 else support_2
+        relevance = relevance_1 if sign > 0 else relevance_2
         keep = ((sign * effect > 0) | ((effect == 0) & (sign * tie > 0))).nonzero().flatten()
         keep = keep[(sign * tie[keep]).argsort(descending=True, stable=True)]
         keep = keep[key[keep].argsort(descending=True, stable=True)][:k]
@@ -283,6 +325,7 @@ def rank_profiles(p1: Profiles, p2: Profiles, rank_by: str, k1: int, k2: int, la
                     float(r[j]),
                     rank_by,
                     None if support is None else float(support[j]),
+                    None if relevance is None else float(relevance[j]),
                 )
             )
         return out

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from steerlab.analysis.codes import conversation_codes, labeler
+from steerlab.analysis.codes import content_text, conversation_codes, labeler
 from steerlab.features.specificity import NOTABLE_AT, SPECIFIC_AT, STATISTIC, CorpusStats, specificity
 from steerlab.features.topic import TopicVectors, embed_text
 from steerlab.models.chunked import Hold
@@ -156,16 +156,7 @@ class Inspection:
     def content_text(self) -> str:
         """The text of the messages (the content tokens; separate runs on separate lines): what relevance
         embeds, whether or not the template is scored."""
-        runs, current = [], []
-        for token, content in zip(self.tokens, self.content):
-            if content:
-                current.append(token)
-            elif current:
-                runs.append("".join(current))
-                current = []
-        if current:
-            runs.append("".join(current))
-        return "\n".join(r.strip() for r in runs if r.strip())
+        return content_text(self.tokens, self.content)
 
     @property
     def relevance(self) -> torch.Tensor:

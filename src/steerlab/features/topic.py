@@ -13,7 +13,8 @@ A text's *topical relevance* to a feature is the sum of the cosines of the text'
 ``peak specificity x max(relevance, 0)`` (``analysis/inspect.py``). The sum, its equal weights and the
 product were chosen on the development texts (``benchmarks/inspect_relevance_dev_data.py``), never on the
 benchmark's: context vectors alone 20/42 texts with an on-topic feature in the top 5, labels alone 21/42,
-both 22/42 (specificity alone 15/42).
+both 22/42 (specificity alone 15/42). Contrast weights its effect by the favoured side's relevance the same
+way (``analysis/contrast.py``; development pairs 6/12 -> 8/12).
 
 Loading never computes context vectors (that takes ~1,000 s on a CPU): a database that stores them
 (``<db>.vectors/.../context_embeddings.safetensors``) or the machine's cache of them is read; otherwise the
@@ -87,6 +88,22 @@ def embed_text(text: str) -> np.ndarray:
     if len(starts) > MAX_CHUNKS:
         starts = [starts[round(i * (len(starts) - 1) / (MAX_CHUNKS - 1))] for i in range(MAX_CHUNKS)]
     total = np.sum([embed_one(" ".join(words[s : s + CHUNK_WORDS])) for s in starts], axis=0)
+    return (total / max(float(np.linalg.norm(total)), 1e-12)).astype(np.float32)
+
+
+MAX_TEXTS = 32
+"""A dataset's topic is read from at most this many of its texts (evenly spread over it)."""
+
+
+def embed_texts(texts: list[str]) -> np.ndarray | None:
+    """Unit mean of the texts' embeddings (``embed_text``; at most ``MAX_TEXTS`` of them, evenly spread): what a
+    dataset of conversations is about. None when no text has any content."""
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        return None
+    if len(texts) > MAX_TEXTS:
+        texts = [texts[round(i * (len(texts) - 1) / (MAX_TEXTS - 1))] for i in range(MAX_TEXTS)]
+    total = np.sum([embed_text(t) for t in texts], axis=0)
     return (total / max(float(np.linalg.norm(total)), 1e-12)).astype(np.float32)
 
 

@@ -171,3 +171,37 @@ def test_contrast_with_statistics_ranks_by_specificity_and_says_when_data_is_thi
     assert old.ranked_by == "frequency" and all(f.effect_low is None for f in old.dataset_1_features)
     with pytest.raises(DatasetError, match="rank_by"):
         contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), rank_by="specificity")
+
+
+def test_relevance_puts_the_feature_about_the_favoured_side_first():
+    """Features 0 and 1 both fire notably in every dataset_1 conversation and never in dataset_2; feature 0 more
+    (the specificity ranking puts it first). Only feature 1's contexts are about what dataset_1 talks about."""
+    import numpy as np
+
+    from steerlab.analysis.contrast import pool, rank_profiles
+    from steerlab.features.topic import TopicVectors, embed_texts
+
+    d, scale, stats = 3, torch.ones(3), _hand_stats(3)
+    convos_1 = [torch.zeros(10, d) for _ in range(4)]
+    for c in convos_1:
+        c[2:6, 0] = 1.5  # four tokens at the 0.99 quantile and beyond
+        c[3, 1] = 1.0
+    side_1 = pool(convos_1, scale, stats)
+    side_2 = pool([torch.zeros(10, d) for _ in range(4)], scale, stats)
+    side_1.texts = ["Arr matey, hoist the sails!", "Ahoy, the ship be full of treasure.", "Arr!", "Yo ho, me hearty."]
+    side_2.texts = ["The meeting moved to three.", "Here is the file.", "Thanks.", "The office closes at six."]
+    contexts = np.zeros((d, 384), dtype=np.float32)
+    contexts[1] = embed_texts(side_1.texts)
+    topic = TopicVectors(contexts, None)
+    specific = rank_profiles(side_1, side_2, "specificity", 2, 2).dataset_1_features
+    assert [f.index for f in specific] == [0, 1]
+    relevant = rank_profiles(side_1, side_2, "relevance", 2, 2, topic=topic).dataset_1_features
+    assert [f.index for f in relevant] == [1, 0]
+    assert relevant[0].ranked_by == "relevance" and relevant[0].relevance == pytest.approx(1.0, abs=0.02)
+    assert relevant[1].relevance == 0.0 and all(f.support == 1.0 and f.effect_low > 0 for f in relevant)
+
+
+def test_relevance_needs_topic_vectors(tiny_lm, tiny_sae):
+    stats = _hand_stats(tiny_sae.cfg.d_sae)
+    with pytest.raises(DatasetError, match="rank_by"):
+        contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), corpus_stats=stats, rank_by="relevance")

@@ -211,7 +211,11 @@ class ContrastBody(BaseModel):
     k_to_remove: int = Field(5, ge=0, le=100)
     top_k: int | None = Field(None, ge=0, le=100)
     model: Text | None = None
-    rank_by: str | None = Field(None, pattern=RANK_BY, description="specificity (default with a database) or frequency")
+    rank_by: str | None = Field(
+        None,
+        pattern=INSPECT_RANK_BY,
+        description="relevance (default with a database and topic vectors), specificity or frequency",
+    )
     include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
@@ -244,6 +248,7 @@ def _contrast(request: Request, body: ContrastBody, caller: Caller):
             corpus_stats=lab.corpus_stats,
             rank_by=body.rank_by,
             include_template=body.include_template,
+            topic=lab.topic_vectors,
         )
     return lab, result
 
@@ -261,8 +266,9 @@ def ember_contrast(body: ContrastBody, request: Request, caller: Caller = Depend
 def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
     """Features that separate the two datasets; ``score`` is the effect (positive favours 1): the difference
     in mean pooled specificity with its 90% interval (``score_low``/``score_high``) when ``ranked_by`` is
-    specificity, the rank-biserial correlation when it is frequency; ``support``: the share of the favoured
-    side's conversations the feature fires in (specificity ranking); ``note`` says when the data is thin."""
+    specificity or relevance, the rank-biserial correlation when it is frequency; ``support``: the share of the
+    favoured side's conversations the feature fires in; ``relevance``: the favoured side's topical relevance to
+    the feature (relevance ranking); ``note`` says when the data is thin."""
     _, result = _contrast(request, body, caller)
     out: dict = {
         side: [
@@ -274,6 +280,7 @@ def native_contrast(body: ContrastBody, request: Request, caller: Caller = Depen
                 "score_high": f.effect_high,
                 "rank_biserial": f.rank_biserial,
                 "support": f.support,
+                "relevance": f.relevance,
                 "mean_1": f.mean_units_1,
                 "mean_2": f.mean_units_2,
             }

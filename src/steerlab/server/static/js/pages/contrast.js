@@ -56,7 +56,7 @@ async function run(out, textA, textB, topK) {
   replace(out, loading(`Comparing ${a.length} and ${b.length} conversations…`));
   try {
     const data = await post("/v1/contrast", { dataset_1: a, dataset_2: b, top_k: topK });
-    const specific = data.ranked_by === "specificity";
+    const specific = data.ranked_by === "specificity" || data.ranked_by === "relevance";
     replace(
       out,
       data.note ? h("p.legend", { id: "contrast-note", role: "note" }, `Note: ${data.note}.`) : null,
