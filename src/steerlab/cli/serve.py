@@ -135,6 +135,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
     if lab.search is not None:
         lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
         _ = lab.corpus_stats  # what inspect and contrast rank by (features.specificity), also before the first
+        _ = lab.topic_vectors  # and what they weigh it by (features.topic: label and context vectors)
     # ~0.5M objects outlive startup (model, tokenizer, labels): a full garbage collection walking them stalls
     # every request for ~0.26 s. Frozen, they are never walked again; what requests allocate still is.
     gc.collect()
