@@ -91,10 +91,11 @@ class FeaturesAPI:
         include_template: bool = False,
     ):
         """Per-token feature activations of ``messages`` (through the variant, if ``model`` is one);
-        ``.top(k)`` gives the features most specific to this text (``rank_by="specificity"``, the default
-        with a feature database: docs/inspect.md) by ``aggregate_by`` (frequency, mean, max, sum), or the
-        strongest as before (``rank_by="frequency"``). The chat template is not scored unless
-        ``include_template``."""
+        ``.top(k)`` gives the features that show what this text is about (``rank_by="relevance"``, the default
+        in process with a feature database: unusual activations weighted by topic, docs/inspect.md), the most
+        specific ones (``rank_by="specificity"``, the default over HTTP), or the strongest as before
+        (``rank_by="frequency"``); ``aggregate_by`` (frequency, mean, max, sum) picks the value shown. The chat
+        template is not scored unless ``include_template``."""
         indices = None if features is None else as_group(features).indices
         return self._backend.inspect(list(messages), model, indices, aggregate_by, rank_by, include_template)
 
@@ -112,7 +113,8 @@ class FeaturesAPI:
         include_template: bool = False,
     ) -> tuple[FeatureGroup, FeatureGroup]:
         """The features that most distinguish each dataset of conversations from the other (a robust
-        specificity effect by default, ``rank_by="frequency"`` the ranking before: docs/inspect.md)."""
+        specificity effect weighted by what the favoured side is about by default, ``rank_by="specificity"``
+        without the weighting, ``rank_by="frequency"`` the ranking before: docs/inspect.md)."""
         side_1, side_2 = self._backend.contrast(dataset_1, dataset_2, top_k, model, rank_by, include_template)
         return FeatureGroup(side_1), FeatureGroup(side_2)
 

@@ -129,7 +129,7 @@ class ContextInspector:
         self.include_features = include_features
         self.rank_by = rank_by
         self.ranked_by = inspection.ranking(rank_by)
-        """The statistic ``top`` ranks by: ``specificity`` (docs/inspect.md) or ``frequency``."""
+        """The statistic ``top`` ranks by: ``relevance``, ``specificity`` (docs/inspect.md) or ``frequency``."""
         self.tokens = [Token(self, i, t) for i, t in enumerate(inspection.tokens)]
 
     def top(self, k: int = 5) -> FeatureActivations:
