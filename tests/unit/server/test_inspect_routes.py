@@ -32,3 +32,13 @@ def test_specificity_without_a_database_names_the_field(steered_server):
     assert r.status_code == 400 and r.json()["error"]["param"] == "rank_by", r.text
     r = client.post("/v1/inspect", json={"messages": HI, "rank_by": "popularity"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "rank_by", r.text
+
+
+def test_relevance_without_a_database_names_the_field(steered_server):
+    client, _ = steered_server
+    r = client.post("/v1/inspect", json={"messages": HI, "rank_by": "relevance"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "rank_by", r.text
+    r = client.post("/v1/contrast", json={"dataset_1": [HI], "dataset_2": [HI], "rank_by": "relevance"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "rank_by", r.text
+    body = client.post("/v1/inspect", json={"messages": HI, "top_k": 3}).json()
+    assert body["ranked_by"] == "frequency" and "no feature database" in body["note"]
