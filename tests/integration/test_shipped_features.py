@@ -65,3 +65,19 @@ def test_ships_compacted_for_read_only_installs(default_lm):
     finally:
         conn.close()
     assert not path.with_name(path.name + "-wal").exists()
+
+
+def test_ships_its_context_vectors(shipped, tmp_path, monkeypatch):
+    """The context vectors ship beside the database (else a context or hybrid search computes them for ~1,000 s
+    on first use and inspect ranks by labels alone): found with a cold cache, one unit-scale row per feature."""
+    import numpy as np
+
+    from steerlab.features import context_vectors
+
+    monkeypatch.setenv("STEERLAB_HOME", str(tmp_path))  # nothing cached on this "machine"
+    store, saes = shipped
+    vectors = context_vectors.available(store, saes[0].sae_id)
+    assert vectors is not None, "features.db.vectors/<sae>/context_embeddings.safetensors is not shipped"
+    assert vectors.raw.shape == (saes[0].d_sae, context_vectors.EMBED_DIM)
+    norms = np.linalg.norm(vectors.raw, axis=1)
+    assert np.isfinite(vectors.raw).all() and np.median(norms) > 0.1
