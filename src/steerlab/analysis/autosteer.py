@@ -86,6 +86,14 @@ class AutoSteerConfig:
     """Which score parts enter the harmonic mean (concept, relevance, fluency)."""
     concept_gain_full: float = 0.3
     concept_margin: float = 0.1
+    confirm: int = 0
+    """The best this many edit sets are generated again on ``confirm_prompts`` and chosen by their mean
+    over both prompt sets: the best of ~30 trials on 3 prompts is partly luck (its score is inflated, as
+    any maximum over noisy scores is), and fresh prompts tell luck from effect. 0: off."""
+    n_confirm_prompts: int = 3
+    confirm_prompts: tuple[str, ...] | None = None
+    """Prompts for the confirmation; default: the ``SCORING_PROMPTS`` the scoring did not use, at most
+    ``n_confirm_prompts``."""
     seed: int = 0
 
     @classmethod
@@ -101,13 +109,26 @@ class AutoSteerConfig:
         combos = 2 * max(0, 2**self.combine_top - self.combine_top - 1)
         return 1 + self.pool + self.n_candidates * max(0, grid - 1) + combos
 
+    def scoring_prompts(self) -> list[str]:
+        return list(self.prompts or SCORING_PROMPTS[: self.n_prompts])
+
+    def confirmation_prompts(self) -> list[str]:
+        """Where the best ``confirm`` edit sets are scored again (none when ``confirm`` is 0)."""
+        if self.confirm < 1:
+            return []
+        if self.confirm_prompts is not None:
+            return list(self.confirm_prompts)
+        used = set(self.scoring_prompts())
+        return [p for p in SCORING_PROMPTS if p not in used][: self.n_confirm_prompts]
+
     def token_estimate(self, trials: int | None = None) -> int:
         """Tokens a search runs through the model: the stimulus, then per trial ``n_prompts`` replies, each
         its prompt and ``max_new_tokens`` (``trials``: how many ran; default ``max_trials()``). What a server
         reserves from the key's tokens/min before it starts, and settles with the trials that ran."""
         n_trials = self.max_trials() if trials is None else trials
         n_prompts = len(self.prompts) if self.prompts else self.n_prompts
-        replies = n_trials * n_prompts * (PROMPT_TOKENS + self.max_new_tokens)
+        confirmed = (self.confirm + 1) * len(self.confirmation_prompts())  # and the unsteered replies there
+        replies = (n_trials * n_prompts + confirmed) * (PROMPT_TOKENS + self.max_new_tokens)
         return stimulus_token_estimate(self.stimulus_size, self.stimulus_tokens) + replies
 
 
@@ -203,11 +224,20 @@ def auto_steer(
     )
     trials += search_run.run(_combinations(trials, cfg.combine_top))
     trials.sort(key=lambda t: t.key, reverse=True)
-    best = trials[0] if trials and trials[0].key > search_run.unsteered.key else search_run.unsteered
+    unsteered = search_run.unsteered
+    confirm_prompts = cfg.confirmation_prompts()
+    if confirm_prompts and trials:
+        fresh = _StrengthSearch(lm, sae, goal, cfg, embed, lexical, prompts=confirm_prompts)
+        top = [t for t in trials if t.edits][: cfg.confirm]
+        confirmed = [_pooled(t, again) for t, again in zip(top, fresh.run([t.edits for t in top]))]
+        confirmed.sort(key=lambda t: t.key, reverse=True)
+        trials = confirmed + [t for t in trials if all(t is not c for c in top)]
+        unsteered = _pooled(unsteered, fresh.unsteered)
+    best = trials[0] if trials and trials[0].key > unsteered.key else unsteered
     label_of = {c.index: c.label for c in candidates}
     edits = [(FeatureRef.of(i, sae_id, label_of.get(i, "")), float(s)) for i, s in best.edits]
     return AutoSteerResult(
-        goal, edits, best, search_run.unsteered, trials, candidates, stimulus, getattr(lm, "name", "default"), sae_id
+        goal, edits, best, unsteered, trials, candidates, stimulus, getattr(lm, "name", "default"), sae_id
     )
 
 
@@ -244,9 +274,9 @@ def residual_norm(lm, sae, conversations: list[list[dict]]) -> float:
 class _StrengthSearch:
     """Generates and scores edit sets on the scoring prompts, against the unsteered replies."""
 
-    def __init__(self, lm, sae, goal: str, cfg: AutoSteerConfig, embed, lexical):
+    def __init__(self, lm, sae, goal: str, cfg: AutoSteerConfig, embed, lexical, prompts: list[str] | None = None):
         self.lm, self.sae, self.goal, self.cfg = lm, sae, goal, cfg
-        texts = list(cfg.prompts or SCORING_PROMPTS[: cfg.n_prompts])
+        texts = prompts if prompts is not None else cfg.scoring_prompts()
         self.prompts = [[{"role": "user", "content": t}] for t in texts]
         base = self._generate([None] * len(self.prompts), list(range(len(self.prompts))))
         self.scorer = ReplyScorer(
@@ -293,6 +323,23 @@ class _StrengthSearch:
                 )
             )
         return trials
+
+
+def _pooled(first: Trial, second: Trial) -> Trial:
+    """One edit set's scores over both prompt sets (each trial's figures are means over its prompts)."""
+    n, m = len(first.replies), len(second.replies)
+
+    def mean(a: float, b: float) -> float:
+        return (a * n + b * m) / max(1, n + m)
+
+    return Trial(
+        list(first.edits),
+        mean(first.score, second.score),
+        mean(first.concept, second.concept),
+        mean(first.relevance, second.relevance),
+        mean(first.fluency, second.fluency),
+        first.replies + second.replies,
+    )
 
 
 def _variant(edits: list[tuple[int, float]]) -> Variant:

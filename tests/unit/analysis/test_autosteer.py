@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.analysis.autosteer import AutoSteerConfig, _combinations, auto_steer, strengths_for
+from steerlab.analysis.autosteer import SCORING_PROMPTS, AutoSteerConfig, _combinations, auto_steer, strengths_for
 from steerlab.analysis.autosteer_candidates import (
     goal_words,
     gradient_candidates,
@@ -166,6 +166,22 @@ def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(ti
     ember = auto_edits_response(balanced)["edits"]
     assert ember[0][0]["index_in_sae"] == CRAFTED and ember[0][1] == strength_b
     assert feature_b.uuid == FeatureRef.of(CRAFTED, "tiny").uuid
+
+
+def test_confirmation_rescores_the_best_edit_sets_on_fresh_prompts(tiny_lm, crafted_sae):
+    """The best of many noisy trials is partly luck: with ``confirm`` the top edit sets are generated again
+    on prompts the scoring did not use and chosen by their mean over both sets (so is doing nothing)."""
+    cfg = small_config(parts=("concept", "fluency"), confirm=2, n_confirm_prompts=2)
+    assert cfg.confirmation_prompts() == list(SCORING_PROMPTS[2:4])
+    assert not set(cfg.confirmation_prompts()) & set(cfg.scoring_prompts())
+    result = auto_steer(tiny_lm, crafted_sae, GOAL, config=cfg, sae_id="tiny", embed=no_embedding, lexical=pi_checker)
+    assert len(result.best.replies) == 4 and len(result.unsteered.replies) == 4  # 2 scoring + 2 fresh prompts
+    assert [len(t.replies) for t in result.trials[:2]] == [4, 4] and len(result.trials[2].replies) == 2
+    assert result.trials[0].key >= result.trials[1].key
+    ((feature, strength),) = result.edits
+    assert feature.index == CRAFTED and strength > 0
+    base = small_config(parts=("concept", "fluency"))
+    assert cfg.token_estimate() > base.token_estimate() and base.confirmation_prompts() == []
 
 
 def test_strength_grid_lands_in_embers_range_with_a_calibrated_unit(tiny_sae):
