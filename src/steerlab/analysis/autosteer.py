@@ -4,8 +4,8 @@
    follow the goal (``stimulus.py``).
 2. **Candidates**: label search on the goal (when a feature database is given), features that read
    the goal's words, contrast of the two stimulus datasets, and the gradient of the goal-following
-   text's likelihood with respect to each feature's nudge (``autosteer_candidates.py``); merged
-   round-robin into a pool.
+   text's likelihood with respect to each feature's nudge, per steering unit (``sae.units``: the
+   value a user sets; ``autosteer_candidates.py``); merged round-robin into a pool.
 3. **Strengths, by generating**: the whole pool at the middle strength of a grid (``strengths_for``),
    then the best ``n_candidates`` at the other strengths, on a few held-out prompts; every row of a
    stage in one batched steered pass (one controller per batch row). Replies are scored against the
@@ -13,12 +13,16 @@
    goal, relative to the unsteered replies), instruction relevance and coherence (perplexity under
    the unsteered model), combined by harmonic mean. Then combinations of the best few candidates,
    each at its own best strength and at half of it (nudges add up, so a combination usually wants
-   less of each). The best trial wins if it beats the unsteered replies; ties go to the larger
-   concept x fluency.
+   less of each).
+4. **Confirmation** (``confirm``): the best few edit sets are generated again on scoring prompts not
+   used so far, and each is judged by its score pooled over both prompt sets (as is doing nothing):
+   the maximum of ~30 noisy trials on 3 prompts is inflated by luck. The best wins if it beats the
+   unsteered replies; ties go to the larger concept x fluency.
 
 Cost: ``(pool + n_candidates * (len(push) - 1) + combinations) * n_prompts`` short greedy replies
-(84 with the defaults), ``2 * stimulus_size`` stimulus replies, a few dozen short forward passes
-and one backward pass: 1-3 minutes on two busy CPU cores for the 135M default model.
+(84 with the defaults) plus ``(confirm + 1) * n_confirm_prompts`` (15), ``2 * stimulus_size`` stimulus
+replies, a few dozen short forward passes and one backward pass: 1-3 minutes on two busy CPU cores
+for the 135M default model.
 """
 
 from __future__ import annotations
@@ -86,10 +90,12 @@ class AutoSteerConfig:
     """Which score parts enter the harmonic mean (concept, relevance, fluency)."""
     concept_gain_full: float = 0.3
     concept_margin: float = 0.1
-    confirm: int = 0
+    confirm: int = 4
     """The best this many edit sets are generated again on ``confirm_prompts`` and chosen by their mean
     over both prompt sets: the best of ~30 trials on 3 prompts is partly luck (its score is inflated, as
-    any maximum over noisy scores is), and fresh prompts tell luck from effect. 0: off."""
+    any maximum over noisy scores is), and fresh prompts tell luck from effect. 0: off. Chosen on the
+    steering evaluation's development split (``benchmarks/autosteer_dev.py``,
+    ``docs/bench_autosteer_dev.json``): mean combined 0.100 without, 0.122 with."""
     n_confirm_prompts: int = 3
     confirm_prompts: tuple[str, ...] | None = None
     """Prompts for the confirmation; default: the ``SCORING_PROMPTS`` the scoring did not use, at most
@@ -100,7 +106,9 @@ class AutoSteerConfig:
     def quick(cls) -> AutoSteerConfig:
         """About half the generation work of the default: what the server runs unless told otherwise, to
         answer inside the goodfire SDK's 60 s timeout on a CPU (``benchmarks/autosteer_speed.py``)."""
-        return cls(pool=8, n_candidates=2, combine_top=2, n_prompts=2, max_new_tokens=20, stimulus_size=4)
+        return cls(
+            pool=8, n_candidates=2, combine_top=2, n_prompts=2, max_new_tokens=20, stimulus_size=4, confirm=0
+        )  # no confirmation: it would add ~50% to a search that must answer within 60 s
 
     def max_trials(self) -> int:
         """Edit sets a search scores at most: the unsteered replies, the screened pool, the other strengths

@@ -180,8 +180,9 @@ def test_confirmation_rescores_the_best_edit_sets_on_fresh_prompts(tiny_lm, craf
     assert result.trials[0].key >= result.trials[1].key
     ((feature, strength),) = result.edits
     assert feature.index == CRAFTED and strength > 0
-    base = small_config(parts=("concept", "fluency"))
+    base = small_config(parts=("concept", "fluency"), confirm=0)
     assert cfg.token_estimate() > base.token_estimate() and base.confirmation_prompts() == []
+    assert AutoSteerConfig().confirm > 0 and AutoSteerConfig.quick().confirm == 0  # the server's quick search: off
 
 
 def test_strength_grid_lands_in_embers_range_with_a_calibrated_unit(tiny_sae):
