@@ -8,7 +8,14 @@ asking for the concept) and unsteered replies to *held-out* prompts (``EVAL_PROM
 presence (sentence-embedding gain over the unsteered replies, or a word list, whichever is larger),
 instruction relevance, fluency (perplexity under the unsteered model, repetition-penalised), and
 their harmonic mean (0 if any part is 0). Prints a readable table, then JSON with per-concept
-figures, the mean combined score of both methods and their ratio (steered / prompted).
+figures, the mean combined score of both methods and their ratio (steered / prompted), every value
+AutoSteer chose, and **controls** the evaluation must reject, scored by each concept's own scorer:
+the unsteered replies, the replies prompted for the *next* concept (fluent and on the question, off
+concept) and on-concept word salad (the concept's words, no sentences).
+
+Splits: ``--split test`` (default, the figure) runs ``CONCEPTS`` on the first ``--prompts`` of
+``EVAL_PROMPTS``; ``--split dev`` runs ``DEV_CONCEPTS`` on the last ones. AutoSteer's settings are
+chosen on the dev split only (``benchmarks/autosteer_dev.py`` compares several in one process).
 """
 
 from __future__ import annotations
