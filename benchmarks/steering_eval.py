@@ -8,7 +8,14 @@ asking for the concept) and unsteered replies to *held-out* prompts (``EVAL_PROM
 presence (sentence-embedding gain over the unsteered replies, or a word list, whichever is larger),
 instruction relevance, fluency (perplexity under the unsteered model, repetition-penalised), and
 their harmonic mean (0 if any part is 0). Prints a readable table, then JSON with per-concept
-figures, the mean combined score of both methods and their ratio (steered / prompted).
+figures, the mean combined score of both methods and their ratio (steered / prompted), every value
+AutoSteer chose, and **controls** the evaluation must reject, scored by each concept's own scorer:
+the unsteered replies, the replies prompted for the *next* concept (fluent and on the question, off
+concept) and on-concept word salad (the concept's words, no sentences).
+
+Splits: ``--split test`` (default, the figure) runs ``CONCEPTS`` on the first ``--prompts`` of
+``EVAL_PROMPTS``; ``--split dev`` runs ``DEV_CONCEPTS`` on the last ones. AutoSteer's settings are
+chosen on the dev split only (``benchmarks/autosteer_dev.py`` compares several in one process).
 """
 
 from __future__ import annotations
@@ -83,6 +90,10 @@ CONCEPTS = [
         "be sad and gloomy",
         "sad sorrow gloomy tears lonely grief melancholy unfortunately miss lost dark despair".split(),
     ),
+]
+"""The held-out concepts: the figure is measured on the first ``--concepts`` of these, on the first
+``--prompts`` of ``EVAL_PROMPTS``. Nothing about AutoSteer is chosen on them."""
+DEV_CONCEPTS = [
     (
         "fantasy",
         "dragons, knights and castles",
@@ -95,7 +106,33 @@ CONCEPTS = [
         "talk about football",
         "football soccer goal goals team match player players ball score league coach".split(),
     ),
+    (
+        "cats",
+        "cats and kittens",
+        "talk about cats",
+        "cat cats kitten kittens meow purr purring feline whiskers paw paws litter tabby".split(),
+    ),
+    (
+        "ocean",
+        "the ocean, the sea and waves",
+        "talk about the ocean",
+        "ocean oceans sea seas wave waves beach shore tide tides coral reef fish whale salt".split(),
+    ),
+    (
+        "anger",
+        "angry, furious, irritated tone",
+        "be angry and irritated",
+        "angry anger furious rage mad annoyed irritated hate outrageous ridiculous sick tired fed".split(),
+    ),
+    (
+        "spanish",
+        "text written in Spanish",
+        "speak Spanish",
+        "el los las es una y en para que por con del muy pero como está son también".split(),
+    ),
 ]
+"""The development concepts, for choosing anything about AutoSteer (``--split dev``): none of them is
+in ``CONCEPTS``, and they are scored on the other half of ``EVAL_PROMPTS``."""
 
 
 def main() -> None:
@@ -104,33 +141,64 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4, help="Held-out evaluation prompts per concept.")
     ap.add_argument("--tokens", type=int, default=32, help="Reply length for the evaluation.")
     ap.add_argument("--only", default=None, help="Comma-separated concept names to run (default: the first N).")
+    ap.add_argument(
+        "--split",
+        choices=("test", "dev"),
+        default="test",
+        help="test: CONCEPTS on the first --prompts of EVAL_PROMPTS (the figure); dev: DEV_CONCEPTS on the "
+        "last --prompts of EVAL_PROMPTS (for choosing AutoSteer's settings).",
+    )
+    ap.add_argument(
+        "--search",
+        choices=("none", "label", "hybrid"),
+        default="none",
+        help="AutoSteer's search source over the shipped feature database: none, label search, or label + "
+        "contexts (hybrid), as a server with a database runs it.",
+    )
+    ap.add_argument("--set", action="append", default=[], help="AutoSteerConfig override, e.g. --set n_prompts=4.")
     ap.add_argument("--model", default="default")
     ap.add_argument("--json-out", default=None, help="Also write the JSON to this file.")
     args = ap.parse_args()
 
     from steerlab.analysis.autosteer import AutoSteerConfig, auto_steer
     from steerlab.analysis.steering_eval import EVAL_PROMPTS, Concept, evaluate_steering
-    from steerlab.models.loader import load_model
-    from steerlab.sae.bundled import load_sae_for
+    from steerlab.engine.lab import Lab
 
-    lm = load_model(args.model)
-    sae = load_sae_for(lm)
-    config = AutoSteerConfig()
-    prompts = EVAL_PROMPTS[: args.prompts]
-    rows, started = [], time.perf_counter()
-    chosen = [c for c in CONCEPTS if c[0] in args.only.split(",")] if args.only else CONCEPTS[: args.concepts]
+    lab = Lab.load(args.model)
+    lm, sae = lab.lm, lab.sae
+    search = None
+    if args.search != "none":
+        if lab.search is None:
+            sys.exit("--search needs the model's feature database")
+        search = BySearch(lab.search, args.search)
+    config = AutoSteerConfig(**dict(parse_override(o) for o in args.set))
+    pool = CONCEPTS if args.split == "test" else DEV_CONCEPTS
+    prompts = EVAL_PROMPTS[: args.prompts] if args.split == "test" else EVAL_PROMPTS[-args.prompts :]
+    rows, evaluations, started = [], [], time.perf_counter()
+    chosen = [c for c in pool if c[0] in args.only.split(",")] if args.only else pool[: args.concepts]
     for name, description, instruction, words in chosen:
         concept = Concept(name, description, instruction, words)
         t0 = time.perf_counter()
-        steer = auto_steer(lm, sae, concept.goal, config=config)
+        steer = auto_steer(lm, sae, concept.goal, config=config, search=search, labels=lab.labels, sae_id=lab.sae_id)
         t1 = time.perf_counter()
         result = evaluate_steering(lm, sae, concept, steer, prompts, max_new_tokens=args.tokens)
+        evaluations.append((concept, result))
         row = result.to_dict()
+        best = {i for i, _ in steer.best.edits}
         row.update(
             autosteer_s=round(t1 - t0, 1),
             eval_s=round(time.perf_counter() - t1, 1),
             autosteer_score=round(steer.best.score, 3),
             autosteer_unsteered=round(steer.unsteered.score, 3),
+            candidates=[
+                {
+                    "index": c.index,
+                    "label": c.label,
+                    "sources": {k: round(float(v), 4) for k, v in c.evidence.items()},
+                    "chosen": c.index in best,
+                }
+                for c in steer.candidates
+            ],
         )
         rows.append(row)
         print(
@@ -139,19 +207,24 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
+    controls = run_controls(evaluations, rows)
 
     steered = sum(r["methods"]["steered"]["combined"] for r in rows) / len(rows)
     prompted = sum(r["methods"]["prompted"]["combined"] for r in rows) / len(rows)
     print_table(rows)
     report = {
         "model": lm.name,
+        "split": args.split,
         "concepts": len(rows),
         "prompts": len(prompts),
         "tokens": args.tokens,
+        "search": args.search,
         "autosteer_config": vars(config),
         "mean_combined": {"steered": round(steered, 4), "prompted": round(prompted, 4)},
         "ratio_steered_over_prompted": round(steered / prompted, 3) if prompted else None,
         "steered_wins": sum(r["winner"] == "steered" for r in rows),
+        "chosen_values": sorted(v for r in rows for _, v in r["edits"]),
+        "controls": controls,
         "wall_s": round(time.perf_counter() - started, 1),
         "per_concept": rows,
     }
@@ -160,6 +233,62 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w") as f:
             f.write(text)
+
+
+class BySearch:
+    """The feature database's search as AutoSteer's ``search`` source, resting on labels or on labels and
+    contexts (``FeatureSearch.search``'s ``by``)."""
+
+    def __init__(self, search, by: str):
+        self.inner, self.by = search, by
+
+    def search(self, query: str, top_k: int = 10):
+        return self.inner.search(query, top_k=top_k, by=self.by)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    parsed = json.loads(value) if value[:1] in "[{0123456789.-tfn" else value
+    return key, tuple(parsed) if isinstance(parsed, list) else parsed
+
+
+def word_salad(words: list[str], n: int, seed: int) -> list[str]:
+    """On-concept word salad: the concept's own words shuffled among a few fillers (~30 words per reply)."""
+    import random
+
+    rng = random.Random(seed)
+    filler = "the of and very much is a to in my".split()
+    return [" ".join(rng.choice(words if rng.random() < 0.6 else filler) for _ in range(30)) for _ in range(n)]
+
+
+def run_controls(evaluations, rows) -> dict:
+    """Cases a strict evaluation must rate low, scored by each concept's own scorer: its unsteered replies
+    (no concept), the replies *prompted for the next concept* (fluent, relevant, off-concept) and on-concept
+    word salad (concept words, no sentence). Each control's mean combined score next to both methods'."""
+    names = ("unsteered", "off_concept", "word_salad")
+    per = {k: [] for k in names}
+    for k, (concept, result) in enumerate(evaluations):
+        other = evaluations[(k + 1) % len(evaluations)][1] if len(evaluations) > 1 else None
+        n = len(result.prompts)
+        found = {"unsteered": result.methods["unsteered"]}
+        if other is not None:
+            found["off_concept"] = result.score_texts("off_concept", other.methods["prompted"].replies[:n])
+        found["word_salad"] = result.score_texts("word_salad", word_salad(list(concept.words), n, seed=k))
+        rows[k]["controls"] = {
+            name: {p: round(getattr(m, p), 3) for p in ("concept", "relevance", "fluency", "combined")}
+            for name, m in found.items()
+        }
+        rows[k]["controls"]["word_salad"]["replies"] = found["word_salad"].replies[:1]
+        for name, m in found.items():
+            per[name].append(m)
+    out = {}
+    for name, scores in per.items():
+        if scores:
+            out[name] = {
+                p: round(sum(getattr(m, p) for m in scores) / len(scores), 4)
+                for p in ("concept", "relevance", "fluency", "combined")
+            }
+    return out
 
 
 def print_table(rows: list[dict]) -> None:

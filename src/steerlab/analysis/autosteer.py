@@ -4,8 +4,8 @@
    follow the goal (``stimulus.py``).
 2. **Candidates**: label search on the goal (when a feature database is given), features that read
    the goal's words, contrast of the two stimulus datasets, and the gradient of the goal-following
-   text's likelihood with respect to each feature's nudge (``autosteer_candidates.py``); merged
-   round-robin into a pool.
+   text's likelihood with respect to each feature's nudge, per steering unit (``sae.units``: the
+   value a user sets; ``autosteer_candidates.py``); merged round-robin into a pool.
 3. **Strengths, by generating**: the whole pool at the middle strength of a grid (``strengths_for``),
    then the best ``n_candidates`` at the other strengths, on a few held-out prompts; every row of a
    stage in one batched steered pass (one controller per batch row). Replies are scored against the
@@ -13,12 +13,16 @@
    goal, relative to the unsteered replies), instruction relevance and coherence (perplexity under
    the unsteered model), combined by harmonic mean. Then combinations of the best few candidates,
    each at its own best strength and at half of it (nudges add up, so a combination usually wants
-   less of each). The best trial wins if it beats the unsteered replies; ties go to the larger
-   concept x fluency.
+   less of each).
+4. **Confirmation** (``confirm``): the best few edit sets are generated again on scoring prompts not
+   used so far, and each is judged by its score pooled over both prompt sets (as is doing nothing):
+   the maximum of ~30 noisy trials on 3 prompts is inflated by luck. The best wins if it beats the
+   unsteered replies; ties go to the larger concept x fluency.
 
 Cost: ``(pool + n_candidates * (len(push) - 1) + combinations) * n_prompts`` short greedy replies
-(84 with the defaults), ``2 * stimulus_size`` stimulus replies, a few dozen short forward passes
-and one backward pass: 1-3 minutes on two busy CPU cores for the 135M default model.
+(84 with the defaults) plus ``(confirm + 1) * n_confirm_prompts`` (15), ``2 * stimulus_size`` stimulus
+replies, a few dozen short forward passes and one backward pass: 1-3 minutes on two busy CPU cores
+for the 135M default model.
 """
 
 from __future__ import annotations
@@ -86,13 +90,25 @@ class AutoSteerConfig:
     """Which score parts enter the harmonic mean (concept, relevance, fluency)."""
     concept_gain_full: float = 0.3
     concept_margin: float = 0.1
+    confirm: int = 4
+    """The best this many edit sets are generated again on ``confirm_prompts`` and chosen by their mean
+    over both prompt sets: the best of ~30 trials on 3 prompts is partly luck (its score is inflated, as
+    any maximum over noisy scores is), and fresh prompts tell luck from effect. 0: off. Chosen on the
+    steering evaluation's development split (``benchmarks/autosteer_dev.py``,
+    ``docs/bench_autosteer_dev.json``): mean combined 0.100 without, 0.122 with."""
+    n_confirm_prompts: int = 3
+    confirm_prompts: tuple[str, ...] | None = None
+    """Prompts for the confirmation; default: the ``SCORING_PROMPTS`` the scoring did not use, at most
+    ``n_confirm_prompts``."""
     seed: int = 0
 
     @classmethod
     def quick(cls) -> AutoSteerConfig:
         """About half the generation work of the default: what the server runs unless told otherwise, to
         answer inside the goodfire SDK's 60 s timeout on a CPU (``benchmarks/autosteer_speed.py``)."""
-        return cls(pool=8, n_candidates=2, combine_top=2, n_prompts=2, max_new_tokens=20, stimulus_size=4)
+        return cls(
+            pool=8, n_candidates=2, combine_top=2, n_prompts=2, max_new_tokens=20, stimulus_size=4, confirm=0
+        )  # no confirmation: it would add ~50% to a search that must answer within 60 s
 
     def max_trials(self) -> int:
         """Edit sets a search scores at most: the unsteered replies, the screened pool, the other strengths
@@ -101,13 +117,26 @@ class AutoSteerConfig:
         combos = 2 * max(0, 2**self.combine_top - self.combine_top - 1)
         return 1 + self.pool + self.n_candidates * max(0, grid - 1) + combos
 
+    def scoring_prompts(self) -> list[str]:
+        return list(self.prompts or SCORING_PROMPTS[: self.n_prompts])
+
+    def confirmation_prompts(self) -> list[str]:
+        """Where the best ``confirm`` edit sets are scored again (none when ``confirm`` is 0)."""
+        if self.confirm < 1:
+            return []
+        if self.confirm_prompts is not None:
+            return list(self.confirm_prompts)
+        used = set(self.scoring_prompts())
+        return [p for p in SCORING_PROMPTS if p not in used][: self.n_confirm_prompts]
+
     def token_estimate(self, trials: int | None = None) -> int:
         """Tokens a search runs through the model: the stimulus, then per trial ``n_prompts`` replies, each
         its prompt and ``max_new_tokens`` (``trials``: how many ran; default ``max_trials()``). What a server
         reserves from the key's tokens/min before it starts, and settles with the trials that ran."""
         n_trials = self.max_trials() if trials is None else trials
         n_prompts = len(self.prompts) if self.prompts else self.n_prompts
-        replies = n_trials * n_prompts * (PROMPT_TOKENS + self.max_new_tokens)
+        confirmed = (self.confirm + 1) * len(self.confirmation_prompts())  # and the unsteered replies there
+        replies = (n_trials * n_prompts + confirmed) * (PROMPT_TOKENS + self.max_new_tokens)
         return stimulus_token_estimate(self.stimulus_size, self.stimulus_tokens) + replies
 
 
@@ -203,11 +232,20 @@ def auto_steer(
     )
     trials += search_run.run(_combinations(trials, cfg.combine_top))
     trials.sort(key=lambda t: t.key, reverse=True)
-    best = trials[0] if trials and trials[0].key > search_run.unsteered.key else search_run.unsteered
+    unsteered = search_run.unsteered
+    confirm_prompts = cfg.confirmation_prompts()
+    if confirm_prompts and trials:
+        fresh = _StrengthSearch(lm, sae, goal, cfg, embed, lexical, prompts=confirm_prompts)
+        top = [t for t in trials if t.edits][: cfg.confirm]
+        confirmed = [_pooled(t, again) for t, again in zip(top, fresh.run([t.edits for t in top]))]
+        confirmed.sort(key=lambda t: t.key, reverse=True)
+        trials = confirmed + [t for t in trials if all(t is not c for c in top)]
+        unsteered = _pooled(unsteered, fresh.unsteered)
+    best = trials[0] if trials and trials[0].key > unsteered.key else unsteered
     label_of = {c.index: c.label for c in candidates}
     edits = [(FeatureRef.of(i, sae_id, label_of.get(i, "")), float(s)) for i, s in best.edits]
     return AutoSteerResult(
-        goal, edits, best, search_run.unsteered, trials, candidates, stimulus, getattr(lm, "name", "default"), sae_id
+        goal, edits, best, unsteered, trials, candidates, stimulus, getattr(lm, "name", "default"), sae_id
     )
 
 
@@ -244,9 +282,9 @@ def residual_norm(lm, sae, conversations: list[list[dict]]) -> float:
 class _StrengthSearch:
     """Generates and scores edit sets on the scoring prompts, against the unsteered replies."""
 
-    def __init__(self, lm, sae, goal: str, cfg: AutoSteerConfig, embed, lexical):
+    def __init__(self, lm, sae, goal: str, cfg: AutoSteerConfig, embed, lexical, prompts: list[str] | None = None):
         self.lm, self.sae, self.goal, self.cfg = lm, sae, goal, cfg
-        texts = list(cfg.prompts or SCORING_PROMPTS[: cfg.n_prompts])
+        texts = prompts if prompts is not None else cfg.scoring_prompts()
         self.prompts = [[{"role": "user", "content": t}] for t in texts]
         base = self._generate([None] * len(self.prompts), list(range(len(self.prompts))))
         self.scorer = ReplyScorer(
@@ -293,6 +331,23 @@ class _StrengthSearch:
                 )
             )
         return trials
+
+
+def _pooled(first: Trial, second: Trial) -> Trial:
+    """One edit set's scores over both prompt sets (each trial's figures are means over its prompts)."""
+    n, m = len(first.replies), len(second.replies)
+
+    def mean(a: float, b: float) -> float:
+        return (a * n + b * m) / max(1, n + m)
+
+    return Trial(
+        list(first.edits),
+        mean(first.score, second.score),
+        mean(first.concept, second.concept),
+        mean(first.relevance, second.relevance),
+        mean(first.fluency, second.fluency),
+        first.replies + second.replies,
+    )
 
 
 def _variant(edits: list[tuple[int, float]]) -> Variant:

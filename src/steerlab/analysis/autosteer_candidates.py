@@ -10,8 +10,12 @@
   residual at the SAE's hookpoint, where J = mean log-likelihood of the goal-following replies
   minus that of the neutral replies (both read under the *plain* prompt, no instruction) plus the
   mean log-probability, at every reply position, of the goal's own words. Nudging feature j by one
-  unit shifts the residual by ``feature_scale[j] * W_dec[j]``, so its score is that dotted with the
-  gradient. This finds features that *cause* the behaviour even when none fires on the stimulus.
+  *steering* unit shifts the residual by ``steering_unit(sae)[j] * W_dec[j]`` (``sae.units``: with the
+  calibrated unit the same distance for every feature, so the ranking is by how well the decoder
+  direction points up the gradient; in quantile units ``feature_scale[j]``, which favoured features
+  that fire strongly rather than ones that push the right way), so its score is that dotted with the
+  gradient: the gain per unit of what a user would set. This finds features that *cause* the
+  behaviour even when none fires on the stimulus.
 
 Sources are merged round-robin (best of each, then second of each, ...) so no source crowds out
 the others before generation-based scoring decides.
@@ -28,6 +32,7 @@ from steerlab.analysis.codes import labeler
 from steerlab.analysis.contrast import contrast
 from steerlab.analysis.stimulus import ContrastiveStimulus, neutral_conversations, topic_conversations
 from steerlab.models.hooks import output_hidden, register_own_thread_hook, replace_output_hidden
+from steerlab.sae.units import steering_unit
 from steerlab.steering.conversation import prompt_ids
 
 _FILLER = {
@@ -152,7 +157,7 @@ def mention_candidates(lm, sae, goal: str, k: int) -> list[tuple[int, float]]:
 
 
 def nudge_gradient(lm, sae, stimulus: ContrastiveStimulus, goal: str) -> torch.Tensor:
-    """``[d_sae]``: first-order change of J (module doc) per unit nudge of each feature."""
+    """``[d_sae]``: first-order change of J (module doc) per steering unit of nudge on each feature."""
     tokenizer, model = lm.tokenizer, lm.model
     plain = [prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in stimulus.prompts]
     seqs, signs, starts = [], [], []
@@ -192,7 +197,8 @@ def nudge_gradient(lm, sae, stimulus: ContrastiveStimulus, goal: str) -> torch.T
     finally:
         handle.remove()
     grad = delta.grad.detach().to(sae.W_dec.dtype)
-    return (sae.W_dec.detach() @ grad) * sae.feature_scale.detach()
+    unit = steering_unit(sae).to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)
+    return (sae.W_dec.detach() @ grad) * unit
 
 
 def steerable(sae, max_scale_ratio: float = 10.0) -> torch.Tensor:

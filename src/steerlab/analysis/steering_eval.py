@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from steerlab.analysis.autosteer_generate import Row, generate_rows
+from steerlab.analysis.autosteer_generate import Reply, Row, generate_rows
 from steerlab.analysis.scoring import PARTS, ReplyScore, ReplyScorer, word_list_checker
 from steerlab.analysis.stimulus import goal_instruction
 from steerlab.steering.variant import Variant
@@ -82,6 +82,17 @@ class SteeringEvaluation:
     methods: dict[str, MethodScores]
     edits: list[tuple[int, float]]
     prompts: list[str]
+    scorer: ReplyScorer | None = field(default=None, repr=False, compare=False)
+    """The scorer the methods were judged by (against this run's unsteered replies), for controls."""
+
+    def score_texts(self, name: str, texts: Sequence[str], parts: Sequence[str] = PARTS) -> MethodScores:
+        """Score other replies (``texts[i]`` answers prompt ``i``) exactly as the methods were: a control,
+        e.g. another concept's replies or on-concept word salad, which a strict evaluation must rate low."""
+        if self.scorer is None or len(texts) != len(self.prompts):
+            raise ValueError(f"need one text per prompt ({len(self.prompts)}) and the evaluation's scorer")
+        tokenizer = self.scorer.lm.tokenizer
+        replies = [Reply(t, tokenizer.encode(t, add_special_tokens=False), [], "stop") for t in texts]
+        return summarize(name, self.scorer.score(list(range(len(texts))), replies), list(texts), parts)
 
     @property
     def winner(self) -> str:
@@ -140,7 +151,7 @@ def evaluate_steering(
         block = scores[k * n : (k + 1) * n]
         methods[method] = summarize(method, block, [r.text for r in replies[k * n : (k + 1) * n]], parts)
     edit_list = [(f.index, float(v)) for f, v, _ in variant.edits]
-    return SteeringEvaluation(concept.name, methods, edit_list, list(prompts))
+    return SteeringEvaluation(concept.name, methods, edit_list, list(prompts), scorer)
 
 
 def summarize(method: str, scores: list[ReplyScore], replies: list[str], parts: Sequence[str] = PARTS) -> MethodScores:

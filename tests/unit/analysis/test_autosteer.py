@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.analysis.autosteer import AutoSteerConfig, _combinations, auto_steer, strengths_for
+from steerlab.analysis.autosteer import SCORING_PROMPTS, AutoSteerConfig, _combinations, auto_steer, strengths_for
 from steerlab.analysis.autosteer_candidates import (
     goal_words,
     gradient_candidates,
     merge_candidates,
+    nudge_gradient,
     steerable,
     word_token_ids,
 )
@@ -104,6 +105,32 @@ def test_gradient_source_ranks_the_crafted_feature_first(tiny_lm, crafted_sae):
     assert ranked[0][0] == CRAFTED
 
 
+def test_gradient_scores_are_per_calibrated_steering_unit(tiny_lm, crafted_sae):
+    """Ranked in the unit users steer in: with a calibrated SAE a unit nudge moves the residual the same
+    distance for every feature, so the score follows the decoder *direction*, not how strongly the
+    feature fires (feature_scale) nor its decoder norm. In quantile units a feature firing 8x harder
+    along the same direction scored 8x higher, though at the values a user sets both push the same."""
+    stimulus = generate_contrastive_stimulus(tiny_lm, GOAL, n=3, max_new_tokens=12, sae=crafted_sae)
+    twin, weaker = 5, 6
+    with torch.no_grad():
+        direction = crafted_sae.W_dec[CRAFTED] / crafted_sae.W_dec[CRAFTED].norm()
+        crafted_sae.W_dec[twin] = 3 * direction  # the same direction, 3x the decoder norm
+        crafted_sae.W_dec[weaker] = (
+            0.5 * direction + 0.01 * crafted_sae.W_dec[weaker] / crafted_sae.W_dec[weaker].norm()
+        )
+        crafted_sae.feature_scale[twin] = crafted_sae.feature_scale[weaker] = 8.0  # both fire 8x harder
+        crafted_sae.feature_scale[CRAFTED] = 1.0
+    crafted_sae.cfg.residual_norm, crafted_sae.cfg.steering_push = 40.0, 0.5
+    scores = nudge_gradient(tiny_lm, crafted_sae, stimulus, GOAL)
+    assert scores[CRAFTED] > 0
+    assert float(scores[twin] / scores[CRAFTED]) == pytest.approx(1.0, rel=1e-3)
+    assert float(scores[weaker] / scores[CRAFTED]) == pytest.approx(1.0, abs=0.05)  # ~ the same direction
+    assert gradient_candidates(tiny_lm, crafted_sae, stimulus, GOAL, 3)[0][0] in (CRAFTED, twin, weaker)
+    crafted_sae.cfg.residual_norm = None  # no calibration: the reading unit (feature_scale), as before
+    old = nudge_gradient(tiny_lm, crafted_sae, stimulus, GOAL)
+    assert float(old[twin] / old[CRAFTED]) == pytest.approx(24.0, rel=1e-3)  # 3x norm x 8x scale
+
+
 def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(tiny_lm, crafted_sae):
     concept_only = auto_steer(
         tiny_lm,
@@ -139,6 +166,23 @@ def test_autosteer_picks_the_crafted_feature_and_fluency_tempers_its_strength(ti
     ember = auto_edits_response(balanced)["edits"]
     assert ember[0][0]["index_in_sae"] == CRAFTED and ember[0][1] == strength_b
     assert feature_b.uuid == FeatureRef.of(CRAFTED, "tiny").uuid
+
+
+def test_confirmation_rescores_the_best_edit_sets_on_fresh_prompts(tiny_lm, crafted_sae):
+    """The best of many noisy trials is partly luck: with ``confirm`` the top edit sets are generated again
+    on prompts the scoring did not use and chosen by their mean over both sets (so is doing nothing)."""
+    cfg = small_config(parts=("concept", "fluency"), confirm=2, n_confirm_prompts=2)
+    assert cfg.confirmation_prompts() == list(SCORING_PROMPTS[2:4])
+    assert not set(cfg.confirmation_prompts()) & set(cfg.scoring_prompts())
+    result = auto_steer(tiny_lm, crafted_sae, GOAL, config=cfg, sae_id="tiny", embed=no_embedding, lexical=pi_checker)
+    assert len(result.best.replies) == 4 and len(result.unsteered.replies) == 4  # 2 scoring + 2 fresh prompts
+    assert [len(t.replies) for t in result.trials[:2]] == [4, 4] and len(result.trials[2].replies) == 2
+    assert result.trials[0].key >= result.trials[1].key
+    ((feature, strength),) = result.edits
+    assert feature.index == CRAFTED and strength > 0
+    base = small_config(parts=("concept", "fluency"), confirm=0)
+    assert cfg.token_estimate() > base.token_estimate() and base.confirmation_prompts() == []
+    assert AutoSteerConfig().confirm > 0 and AutoSteerConfig.quick().confirm == 0  # the server's quick search: off
 
 
 def test_strength_grid_lands_in_embers_range_with_a_calibrated_unit(tiny_sae):

@@ -136,3 +136,25 @@ def test_language_goals_are_judged_by_the_language_and_drift_is_not_an_answer(ti
     assert s_es.relevance == 0.0 and s_fr.relevance > 0.0  # Spanish answers nobody here
     pirate = ReplyScorer(tiny_lm, "talk like a pirate", prompts, [english], embed=letter_embed)
     assert pirate.target_language is None and pirate.score([0], [spanish])[0].relevance == 0.0
+
+
+def test_controls_scored_like_the_methods_are_rejected(tiny_lm, tiny_sae):
+    """The evaluation must be able to fail: replies scored by the evaluation's own scorer that carry the
+    concept's words but no sentence (word salad) or read fine but are off-concept score low."""
+    promote_token(tiny_lm, tiny_sae, CRAFTED, "pi")
+    concept = Concept("pi", "the token pi", "talk about pi")
+    concept.checker = lambda: pi_checker
+    prompts = ["hello there", "the cat sat"]
+    result = evaluate_steering(
+        tiny_lm, tiny_sae, concept, {CRAFTED: 0.2}, prompts, max_new_tokens=12, temperature=0.0, embed=letter_embed
+    )
+    salad = result.score_texts("word_salad", ["pi pi the pi pi pi of pi pi pi pi pi pi pi pi"] * 2)
+    assert salad.method == "word_salad" and salad.concept == 1.0  # every word list hit ...
+    assert salad.fluency < 0.3 and salad.combined < 0.4  # ... but no sentence: rejected
+    unsteered = result.methods["unsteered"].replies
+    off = result.score_texts("off_concept", unsteered)  # fluent and on the question, no concept
+    assert off.concept == result.methods["unsteered"].concept < 0.5 and off.combined == pytest.approx(
+        result.methods["unsteered"].combined
+    )
+    with pytest.raises(ValueError, match="one text per prompt"):
+        result.score_texts("x", ["only one"])
