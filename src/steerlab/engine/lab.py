@@ -596,6 +596,7 @@ class Lab:
             indices=None if indices is None else torch.as_tensor(indices, dtype=torch.long).to(device),
             skip=content_start(self.lm.tokenizer),
             min_tokens=get_settings().guard_min_tokens,
+            max_tokens=clf.max_tokens,
         )
 
     def close(self) -> None:

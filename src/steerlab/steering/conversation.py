@@ -101,8 +101,9 @@ def guard_span(
 ) -> PromptSpan:
     """Where a guard (a classifier condition) reads the prompt ``prompt`` of ``messages``: ``turn``, the
     latest user message's text and end-of-turn tokens (what a classifier is trained on: one user turn in
-    the chat format, the template's prefix left out); ``conversation``, everything from the first message's
-    text to the prompt's end. Either way the first score is at the prompt's last token."""
+    the chat format, the template's prefix left out; the probe keeps the classifier's token cut);
+    ``conversation``, everything from the first message's text to the prompt's end, uncut. Either way the
+    first score is at the prompt's last token."""
     from steerlab.steering.probes import PromptSpan
 
     if reads not in GUARD_READS:
@@ -122,7 +123,7 @@ def guard_span(
         else _common_prefix(conversation_ids(tokenizer, messages[: at + 1]), prompt)
     )
     start = min(start, end)
-    return PromptSpan(start, end, len(prompt))
+    return PromptSpan(start, end, len(prompt), cut=reads == "turn")
 
 
 def check_context(model: nn.Module, n_tokens: int, field: str = "messages") -> None:

@@ -10,11 +10,11 @@ holds) until ``min_tokens`` tokens are pooled: a classifier trained on whole tex
 its first few tokens as noise, and a sticky scope would stay on after one noisy token.
 
 When the prompt is known (``PromptSpan``, set by the Lab for a chat), a guard reads what the classifier
-was trained on: the pool takes the latest user turn's tokens (or, with ``STEERLAB_GUARD_READS=conversation``,
-every turn), the first score is at the prompt's last token (the complete turn, before the first reply
-token), and from then on the reply's tokens join the pool, one score per token (the turn plus the reply
-so far, never a short prefix of the turn). Without a span (a bare token sequence) the score is the
-running one above, from the ``min_tokens``-th pooled token on.
+was trained on: the pool takes the latest user turn's tokens, its first ``max_tokens`` as the classifier
+does (or, with ``STEERLAB_GUARD_READS=conversation``, every turn), the first score is at the prompt's last
+token (the complete turn, before the first reply token), and from then on the reply's tokens join the
+pool, one score per token (the turn plus the reply so far, never a short prefix of the turn). Without a
+span (a bare token sequence) the score is the running one above, from the ``min_tokens``-th pooled token.
 
 Each sequence keeps its own running pool (``ProbePool``: a count and a sum, or a running max), so a
 decode step costs one ``[k]`` update per probe per row whatever the length, and rows of a batch never
@@ -47,6 +47,9 @@ class LinearProbe:
     """Leading tokens of a sequence that are not pooled."""
     min_tokens: int = 1
     """Tokens pooled before the first score."""
+    max_tokens: int | None = None
+    """With a ``PromptSpan``: the turn's first this many tokens are pooled (the classifier's own cut, so the
+    score at the prompt's end is the classifier's score of the turn); None: all of them."""
 
     def __post_init__(self) -> None:
         if self.reads not in READS:
@@ -76,6 +79,9 @@ class PromptSpan:
     start: int
     end: int
     length: int
+    cut: bool = True
+    """Pool at most the probe's ``max_tokens`` of ``[start, end)`` (one turn, as the classifier reads a text);
+    False: all of it (a whole conversation)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.start <= self.end <= self.length or self.length < 1:
@@ -103,7 +109,8 @@ class ProbePool:
         if span is None:
             pooled_here = pos >= probe.skip
         else:
-            pooled_here = ((pos >= span.start) & (pos < span.end)) | (pos >= span.length)
+            end = span.end if probe.max_tokens is None or not span.cut else min(span.end, span.start + probe.max_tokens)
+            pooled_here = ((pos >= span.start) & (pos < end)) | (pos >= span.length)
         index = pooled_here.long().cumsum(0) - 1  # per token: its pool's row in ``running`` (-1: the earlier pool)
         counts = self.count + index + 1
         xs = x[pooled_here].double()

@@ -36,7 +36,9 @@ def lab(tiny_lm, tiny_sae, steerlab_home):
     lab.close()
 
 
-def make_classifier(lab, name: str, kind: str = "sae", pool: str = "mean", seed: int = 0, positive: bool = False):
+def make_classifier(
+    lab, name: str, kind: str = "sae", pool: str = "mean", seed: int = 0, positive: bool = False, max_tokens: int = 256
+):
     """A hand-made classifier saved for ``lab``: ``sae`` reads 12 features, ``raw`` the whole residual."""
     rng = np.random.default_rng(seed)
     text_model = None
@@ -56,7 +58,7 @@ def make_classifier(lab, name: str, kind: str = "sae", pool: str = "mean", seed:
         pool=pool,
         linear=Linear(weights, -1.0, indices),
         threshold=0.5,
-        max_tokens=256,
+        max_tokens=max_tokens,
         model=lab.model_name,
         hookpoint=lab.sae.cfg.hookpoint,
         layer=1,
@@ -344,6 +346,8 @@ def turn_scores(lab, clf: Classifier, messages: list[dict], reply: list[int], re
     start = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     end = len(conversation_ids(tok, messages[: last + 1])) if reads == "turn" else len(prompt)
     assert reads == "conversation" or prompt[:end] == conversation_ids(tok, messages[: last + 1])
+    if reads == "turn":
+        end = min(end, start + clf.max_tokens)  # the classifier's cut
     ids = prompt + reply
     with torch.inference_mode():
         hidden = forward_to_hookpoint(lab.lm.model, torch.tensor([ids]), lab.sae.cfg.hookpoint)[0].float()
@@ -439,8 +443,8 @@ def test_the_running_pool_of_a_chat_matches_the_reference_chunk_by_chunk(lab):
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": LONG_TURN[0]["content"]},
     ]
-    for kind, pool in (("sae", "mean"), ("raw", "max")):
-        clf = make_classifier(lab, f"probe_{kind}", kind, pool, seed=3)
+    for kind, pool, cut in (("sae", "mean", 256), ("raw", "max", 256), ("sae", "max", 9)):
+        clf = make_classifier(lab, f"probe_{kind}_{pool}", kind, pool, seed=3, max_tokens=cut)  # 9: the turn is cut
         ids = prompt_ids(lab.lm.tokenizer, chat)
         reply = ids[-5:]  # any tokens: the pool reads whatever follows the prompt
         want = turn_scores(lab, clf, chat, reply)
