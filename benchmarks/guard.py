@@ -175,7 +175,7 @@ def classifier_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def followup(lab: Lab, jailbreaks: list, ordinary: list, args: argparse.Namespace) -> dict:
+def followup(lab: Lab, jailbreaks: list, ordinary: list, args: argparse.Namespace, partial: dict) -> dict:
     """Ordinary prompts as the second turn after a held-out jailbreak turn, under the abort guard, reading
     the latest turn and the whole conversation; the first turn alone is flagged in every chat counted."""
     import os
@@ -194,8 +194,26 @@ def followup(lab: Lab, jailbreaks: list, ordinary: list, args: argparse.Namespac
     try:
         for reads in ("turn", "conversation"):
             os.environ["STEERLAB_GUARD_READS"] = reads
-            replies, seconds = run_all(lab, chats, guard, args.max_new_tokens)
-            out[reads] = {**rates(replies), "seconds": round(seconds, 2)}
+            key = hashlib.sha256(
+                json.dumps(["followup", reads, chats, args.max_new_tokens, classifier_digest()]).encode()
+            ).hexdigest()
+            if key in partial:
+                replies, seconds = partial[key]["replies"], partial[key]["seconds"]
+            else:
+                replies, seconds = run_all(lab, chats, guard, args.max_new_tokens)
+                if args.partial:
+                    partial[key] = {"replies": replies, "seconds": seconds}
+                    args.partial.write_text(json.dumps(partial))
+            out[reads] = {
+                **rates(replies),
+                "rate_95_upper": wilson_upper(rates(replies)["refused_or_aborted"], len(replies)),
+                "seconds": round(seconds, 2),
+                "aborted_examples": [
+                    {"prompt": c[-1]["content"][:200], "after": c[0]["content"][:80], "reply": r["text"][:120]}
+                    for c, r in zip(chats, replies)
+                    if r["finish"] == "abort"
+                ],
+            }
             print("followup", reads, json.dumps(out[reads]), file=sys.stderr)
     finally:
         if before is None:
@@ -233,6 +251,7 @@ def main() -> None:
     lab = Lab.load("default", max_batch=32)
     t_load = time.perf_counter() - t_load
     results: dict = {}
+    followups: dict = {}
     examples: dict = defaultdict(dict)
     digest = classifier_digest()
     partial = json.loads(args.partial.read_text()) if args.partial and args.partial.exists() else {}
@@ -288,7 +307,7 @@ def main() -> None:
                 if flagged_ordinary:
                     results[name][side]["false_alarms"] = flagged_ordinary
         if args.followup:
-            results["followup"] = followup(lab, jailbreaks, ordinary[: args.followup], args)
+            followups = followup(lab, jailbreaks, ordinary[: args.followup], args, partial)
     finally:
         lab.close()
     report = {
@@ -319,6 +338,7 @@ def main() -> None:
         "results": results,
         "false_refusal_or_abort_on_ordinary": {k: v["ordinary"]["rate"] for k, v in results.items()},
         "refusal_or_abort_on_jailbreaks": {k: v["jailbreak"]["rate"] for k, v in results.items()},
+        "followup": followups,
         "examples": examples,
         "machine": {
             "platform": platform.platform(),

@@ -217,12 +217,13 @@ class Settings(BaseSettings):
         "the mean of a handful of tokens is noise, and a sticky condition that fired on it would stay on. Chats "
         "read the complete user turn instead (STEERLAB_GUARD_READS).",
     )
-    guard_reads: Literal["turn", "conversation"] = Field(
+    guard_reads: Literal["turn", "prompt", "conversation"] = Field(
         default="turn",
         description="What a classifier condition (a guard) reads of a chat: turn, the latest user message (as the "
         "classifier was trained: one user turn), scored once it is complete (at the prompt's last token) and then "
-        "after every reply token, the reply joining the pool; conversation, every message of the conversation "
-        "instead (then one flagged turn keeps later turns flagged until the chat is cleared).",
+        "after every reply token, the reply joining the pool; prompt, the latest user message only, one score at "
+        "the prompt's end (the reply is never read); conversation, every message of the conversation instead "
+        "(then one flagged turn keeps later turns flagged until the chat is cleared).",
     )
     max_variants_per_key: int = Field(
         default=1000, ge=1, description="Most saved variants one API key may keep; one more is answered 429."

@@ -82,6 +82,8 @@ class PromptSpan:
     cut: bool = True
     """Pool at most the probe's ``max_tokens`` of ``[start, end)`` (one turn, as the classifier reads a text);
     False: all of it (a whole conversation)."""
+    reply: bool = True
+    """Read the reply too (a score after each reply token); False: one score, at the prompt's last token."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.start <= self.end <= self.length or self.length < 1:
@@ -110,7 +112,7 @@ class ProbePool:
             pooled_here = pos >= probe.skip
         else:
             end = span.end if probe.max_tokens is None or not span.cut else min(span.end, span.start + probe.max_tokens)
-            pooled_here = ((pos >= span.start) & (pos < end)) | (pos >= span.length)
+            pooled_here = ((pos >= span.start) & (pos < end)) | ((pos >= span.length) & span.reply)
         index = pooled_here.long().cumsum(0) - 1  # per token: its pool's row in ``running`` (-1: the earlier pool)
         counts = self.count + index + 1
         xs = x[pooled_here].double()
@@ -142,6 +144,6 @@ class ProbePool:
         if span is None:
             ok = pooled_here & (counts >= probe.min_tokens)
         else:
-            ok = (pos >= span.length - 1) & (counts >= 1)
+            ok = ((pos == span.length - 1) | ((pos >= span.length) & span.reply)) & (counts >= 1)
         out[ok] = scores[at[ok]]
         return out

@@ -462,3 +462,30 @@ def test_the_running_pool_of_a_chat_matches_the_reference_chunk_by_chunk(lab):
                 start += n
         assert np.isnan(got[: len(ids) - 1]).all()
         np.testing.assert_allclose(got[len(ids) - 1 :], want[len(ids) - 1 :], rtol=1e-4, atol=1e-5)
+
+
+def test_a_prompt_only_guard_scores_once_at_the_prompts_end_and_never_reads_the_reply(lab, monkeypatch):
+    """STEERLAB_GUARD_READS=prompt: the latest turn's score at the prompt's last token, nothing after; a
+    threshold that only the reply's tokens would cross never fires (it does with the default, turn)."""
+    from steerlab.steering.conversation import guard_span
+
+    params = sampling_params(max_completion_tokens=12, temperature=0)
+    ids = prompt_ids(lab.lm.tokenizer, MESSAGES)
+    for seed in range(40):
+        clf = make_classifier(lab, f"rises{seed}", "sae", "mean", seed=seed)
+        reply = [e.token_id for e in lab.generate(MESSAGES, params) if e.token_id is not None]
+        chat = turn_scores(lab, clf, MESSAGES, reply)
+        if np.nanmax(chat) > chat[len(ids) - 1] + 0.02:
+            break
+    else:
+        raise AssertionError("no probe whose score rises along the reply")
+    span = guard_span(lab.lm.tokenizer, MESSAGES, ids, "prompt")
+    assert not span.reply
+    threshold = (float(np.nanmax(chat)) + float(chat[len(ids) - 1])) / 2
+    ctrl = Controller.from_json(guard(clf.name, threshold, abort=True).json())
+    assert list(lab.generate(MESSAGES, params, ctrl))[-1].finish_reason == "abort"  # turn: the reply crosses
+    monkeypatch.setenv("STEERLAB_GUARD_READS", "prompt")
+    tokens = list(lab.generate(MESSAGES, params, ctrl))
+    assert [t.token_id for t in tokens if t.token_id is not None] == reply and not any(t.events for t in tokens)
+    below = Controller.from_json(guard(clf.name, float(chat[len(ids) - 1]) - 1e-4, abort=True).json())
+    assert [t.finish_reason for t in lab.generate(MESSAGES, params, below)] == ["abort"]
