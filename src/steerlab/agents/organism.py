@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from steerlab.engine.lab import Lab
     from steerlab.steering.batch import RowSteering
     from steerlab.steering.plan import ControllerPlan
+    from steerlab.steering.probes import PromptSpan
 
 MODEL_ID = "organism"
 
@@ -43,6 +44,11 @@ class OrganismEditor:
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         hidden = self.planted(hidden)
         return self.request(hidden) if self.request is not None else hidden
+
+    def read_prompt(self, span: PromptSpan | None) -> None:
+        self.planted.read_prompt(span)
+        if self.request is not None:
+            self.request.read_prompt(span)
 
     def drain_events(self) -> list[str]:
         self.planted.drain_events()  # dropped: the planted controller's events would name it

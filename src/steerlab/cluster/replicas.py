@@ -50,7 +50,7 @@ class ReplicaLost(BusyError):
 
 
 def _editor_spec(editor: RowEditor | None) -> Any:
-    """What a replica needs to rebuild ``editor`` against its own SAE: ``("plan", plan, aborts)`` for the
+    """What a replica needs to rebuild ``editor`` against its own SAE: ``("plan", plan, aborts, span)`` for the
     server's compiled steering (``RowSteering``), else the editor itself (it must pickle)."""
     from steerlab.steering.batch import RowSteering
 
@@ -58,7 +58,7 @@ def _editor_spec(editor: RowEditor | None) -> Any:
         return None
     if isinstance(editor, RowSteering):
         (plan,) = editor.batch.plans
-        return ("plan", plan, sorted(editor.abort_events))
+        return ("plan", plan, sorted(editor.abort_events), editor.span)
     return ("editor", editor)
 
 
@@ -92,6 +92,7 @@ class EngineReplica:
 
             assert self.lab.sae is not None
             editor = RowSteering(self.lab.sae, spec[1], frozenset(spec[2]))
+            editor.read_prompt(spec[3] if len(spec) > 3 else None)
         elif spec is not None:
             editor = spec[1]
         stream = self.lab.engine.submit(ids, params, editor, loop=asyncio.get_running_loop())

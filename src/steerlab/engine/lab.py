@@ -152,6 +152,22 @@ class Lab:
         assert steering is not None and self.sae is not None  # a plan comes from a steering, compiled against the SAE
         return steering, RowSteering(self.sae, plan, steering.abort_events)
 
+    def read_prompt(self, editor: RowEditor | None, messages: list[dict], ids: list[int]) -> None:
+        """Tell ``editor``'s classifier conditions (guards) where the prompt ``ids`` of ``messages`` holds
+        what they read (``STEERLAB_GUARD_READS``: the latest user turn, or the whole conversation); they
+        score once that is complete, then per reply token. An editor without guards is left alone."""
+        mark = getattr(editor, "read_prompt", None)
+        if mark is None or not self._reads_classifiers(editor):
+            return
+        from steerlab.steering.conversation import guard_span
+
+        mark(guard_span(self.lm.tokenizer, messages, ids, get_settings().guard_reads))
+
+    @staticmethod
+    def _reads_classifiers(editor: object) -> bool:
+        parts = [editor, getattr(editor, "planted", None), getattr(editor, "request", None)]
+        return any(p is not None and hasattr(p, "batch") and any(pl.probes for pl in p.batch.plans) for p in parts)
+
     def editor_for_controller(self, controller: dict | str) -> RowSteering | None:
         """Compile Ember controller JSON into a per-sequence editor (None when it edits nothing).
         Events (``handle_when``/``abort_when`` names) are reported to the client, which decides to
@@ -174,6 +190,7 @@ class Lab:
             )
         if params.max_new_tokens > room:
             params = replace(params, max_new_tokens=room)
+        self.read_prompt(editor, messages, ids)
         return self.engine.submit(ids, params, editor, loop=loop)
 
     def generate(
@@ -218,6 +235,7 @@ class Lab:
         tokenizer = self.lm.tokenizer
         allowed = _single_token_ids(tokenizer, filter_vocabulary) if filter_vocabulary is not None else None
         _, editor = self.steering_for(variant)
+        self.read_prompt(editor, messages, ids)
         logits = self.run_shared(self._next_logits, ids, editor)
         candidates = torch.tensor(allowed) if allowed is not None else torch.arange(logits.shape[0])
         values = logits[candidates]
@@ -604,6 +622,7 @@ class Lab:
             indices=None if indices is None else torch.as_tensor(indices, dtype=torch.long).to(device),
             skip=content_start(self.lm.tokenizer),
             min_tokens=get_settings().guard_min_tokens,
+            max_tokens=clf.max_tokens,
         )
 
     def close(self) -> None:

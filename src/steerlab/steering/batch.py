@@ -24,7 +24,7 @@ import torch
 from steerlab.steering.batch_tensors import BatchTensors
 from steerlab.steering.edits import FeatureEdit
 from steerlab.steering.plan import ControllerPlan, compile_edits
-from steerlab.steering.probes import ProbePool
+from steerlab.steering.probes import ProbePool, PromptSpan
 
 if TYPE_CHECKING:
     from steerlab.sae.base import SAE
@@ -41,6 +41,9 @@ class SteeringState:
     seen: int = 0
     pools: list[ProbePool] = field(default_factory=list)
     """One running pool per classifier the plan's conditions read (``plan.probes``)."""
+    span: PromptSpan | None = None
+    """Where the row's classifier conditions read its prompt (``RowSteering.read_prompt``); None: every
+    token from the template's prefix on, scored as it arrives."""
 
     @classmethod
     def initial(cls, plan: ControllerPlan) -> SteeringState:
@@ -144,7 +147,7 @@ class SteeringBatch:
             keep = valid[r]
             for p, probe in enumerate(plan.probes):
                 x = probe.inputs(hidden[r][keep], codes[r][keep])
-                scores[p, keep] = state.pools[p].update(probe, x).to(codes.device)
+                scores[p, keep] = state.pools[p].update(probe, x, state.span).to(codes.device)
             out.append(scores)
         return out
 
@@ -210,6 +213,14 @@ class RowSteering:
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.batch(hidden)
+
+    def read_prompt(self, span: PromptSpan | None) -> None:
+        """Where this sequence's classifier conditions read its prompt (before its first token)."""
+        self.batch.states[0].span = span
+
+    @property
+    def span(self) -> PromptSpan | None:
+        return self.batch.states[0].span
 
     def drain_events(self) -> list[str]:
         names = [name for name, _ in self.batch.drain_events()[0]]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
+    from steerlab.steering.probes import PromptSpan
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -82,6 +84,47 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, field: st
 def conversation_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, field: str = "messages") -> list[int]:
     """Ids of the whole conversation, every message closed (for inspect/contrast/attribution)."""
     return template_ids(tokenizer, check_messages(messages, field), add_generation_prompt=False)
+
+
+GUARD_READS = ("turn", "prompt", "conversation")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def guard_span(
+    tokenizer: PreTrainedTokenizerBase, messages: Messages, prompt: list[int], reads: str = "turn"
+) -> PromptSpan:
+    """Where a guard (a classifier condition) reads the prompt ``prompt`` of ``messages``: ``turn``, the
+    latest user message's text and end-of-turn tokens (what a classifier is trained on: one user turn in
+    the chat format, the template's prefix left out; the probe keeps the classifier's token cut);
+    ``conversation``, everything from the first message's text to the prompt's end, uncut. Either way the
+    first score is at the prompt's last token, then one after each reply token (the reply joining the pool);
+    ``prompt``: the latest user turn as with ``turn``, one score at the prompt's last token and none after."""
+    from steerlab.steering.probes import PromptSpan
+
+    if reads not in GUARD_READS:
+        raise ValueError(f"reads: must be one of {GUARD_READS}, got {reads!r}")
+    messages = check_messages(messages)
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    at = users[-1] if reads != "conversation" and users else 0
+    role = messages[at]["role"]
+    before = messages[:at]
+    start = _common_prefix(
+        conversation_ids(tokenizer, [*before, {"role": role, "content": "a"}]),
+        conversation_ids(tokenizer, [*before, {"role": role, "content": "b"}]),
+    )
+    end = (
+        len(prompt)
+        if reads == "conversation" or not users
+        else _common_prefix(conversation_ids(tokenizer, messages[: at + 1]), prompt)
+    )
+    start = min(start, end)
+    return PromptSpan(start, end, len(prompt), cut=reads != "conversation", reply=reads != "prompt")
 
 
 def check_context(model: nn.Module, n_tokens: int, field: str = "messages") -> None:

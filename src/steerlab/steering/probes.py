@@ -9,6 +9,13 @@ fixed prefix, which the classifier never saw in training). There is no score (Na
 holds) until ``min_tokens`` tokens are pooled: a classifier trained on whole texts reads the mean of
 its first few tokens as noise, and a sticky scope would stay on after one noisy token.
 
+When the prompt is known (``PromptSpan``, set by the Lab for a chat), a guard reads what the classifier
+was trained on: the pool takes the latest user turn's tokens, its first ``max_tokens`` as the classifier
+does (or, with ``STEERLAB_GUARD_READS=conversation``, every turn), the first score is at the prompt's last
+token (the complete turn, before the first reply token), and from then on the reply's tokens join the
+pool, one score per token (the turn plus the reply so far, never a short prefix of the turn). Without a
+span (a bare token sequence) the score is the running one above, from the ``min_tokens``-th pooled token.
+
 Each sequence keeps its own running pool (``ProbePool``: a count and a sum, or a running max), so a
 decode step costs one ``[k]`` update per probe per row whatever the length, and rows of a batch never
 share a pool. Scores are read before this controller's edits at that token, like feature conditions.
@@ -40,6 +47,9 @@ class LinearProbe:
     """Leading tokens of a sequence that are not pooled."""
     min_tokens: int = 1
     """Tokens pooled before the first score."""
+    max_tokens: int | None = None
+    """With a ``PromptSpan``: the turn's first this many tokens are pooled (the classifier's own cut, so the
+    score at the prompt's end is the classifier's score of the turn); None: all of them."""
 
     def __post_init__(self) -> None:
         if self.reads not in READS:
@@ -59,6 +69,27 @@ class LinearProbe:
         return x.float()
 
 
+@dataclass(frozen=True)
+class PromptSpan:
+    """Where a guard reads one sequence's prompt: tokens ``[start, end)`` are pooled (the latest user
+    turn's text and its end-of-turn tokens, as a classifier reads a text), the rest of the prompt is not
+    (earlier turns, the assistant's header), and every token from ``length`` on (the reply) is. The first
+    score is at position ``length - 1``, the prompt's last token."""
+
+    start: int
+    end: int
+    length: int
+    cut: bool = True
+    """Pool at most the probe's ``max_tokens`` of ``[start, end)`` (one turn, as the classifier reads a text);
+    False: all of it (a whole conversation)."""
+    reply: bool = True
+    """Read the reply too (a score after each reply token); False: one score, at the prompt's last token."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end <= self.length or self.length < 1:
+            raise ValueError(f"bad prompt span {self}")
+
+
 @dataclass
 class ProbePool:
     """One sequence's running pool for one probe."""
@@ -70,30 +101,49 @@ class ProbePool:
     acc: torch.Tensor | None = None
     """The running sum (mean pooling) or max, ``[k]``; None before the first pooled token."""
 
-    def update(self, probe: LinearProbe, x: torch.Tensor) -> torch.Tensor:
-        """Pool ``x [n, k]`` (this row's next n real tokens, in order); the score after each, ``[n]``
-        (NaN for a token that is skipped, or while fewer than ``min_tokens`` are pooled)."""
+    def update(self, probe: LinearProbe, x: torch.Tensor, span: PromptSpan | None = None) -> torch.Tensor:
+        """Pool ``x [n, k]`` (this row's next n real tokens, in order); the score after each, ``[n]`` (NaN
+        where there is none: without ``span``, a skipped token or fewer than ``min_tokens`` pooled; with
+        it, any token before the prompt's last)."""
         n = x.shape[0]
-        skipped = max(0, min(n, probe.skip - self.seen))
+        pos = torch.arange(self.seen, self.seen + n, device=x.device)
         self.seen += n
-        out = torch.full((n,), math.nan, dtype=torch.float32, device=x.device)
-        xs = x[skipped:].double()
-        m = xs.shape[0]
-        if not m:
-            return out
-        if probe.pool == "mean":
-            running = xs.cumsum(0)
-            if self.acc is not None:
-                running = running + self.acc.to(x.device)
-            counts = torch.arange(self.count + 1, self.count + m + 1, device=x.device, dtype=torch.float64)
-            pooled = running / counts[:, None]
+        if span is None:
+            pooled_here = pos >= probe.skip
         else:
-            running = xs.cummax(0).values
-            if self.acc is not None:
-                running = torch.maximum(running, self.acc.to(x.device))
-            pooled = running
-        pooled_so_far = torch.arange(self.count + 1, self.count + m + 1, device=x.device)
-        self.acc, self.count = running[-1], self.count + m
+            end = span.end if probe.max_tokens is None or not span.cut else min(span.end, span.start + probe.max_tokens)
+            pooled_here = ((pos >= span.start) & (pos < end)) | ((pos >= span.length) & span.reply)
+        index = pooled_here.long().cumsum(0) - 1  # per token: its pool's row in ``running`` (-1: the earlier pool)
+        counts = self.count + index + 1
+        xs = x[pooled_here].double()
+        m = xs.shape[0]
+        rows = []
+        earlier = int(self.acc is not None)
+        if earlier:
+            assert self.acc is not None
+            rows.append(self.acc.to(x.device)[None] / (self.count if probe.pool == "mean" else 1))
+        if m:
+            if probe.pool == "mean":
+                running = xs.cumsum(0)
+                if self.acc is not None:
+                    running = running + self.acc.to(x.device)
+                steps = torch.arange(self.count + 1, self.count + m + 1, device=x.device, dtype=torch.float64)
+                rows.append(running / steps[:, None])
+            else:
+                running = xs.cummax(0).values
+                if self.acc is not None:
+                    running = torch.maximum(running, self.acc.to(x.device))
+                rows.append(running)
+            self.acc, self.count = running[-1], self.count + m
+        out = torch.full((n,), math.nan, dtype=torch.float32, device=x.device)
+        if not rows:
+            return out
+        pooled = torch.cat(rows)
         scores = torch.sigmoid(pooled @ probe.weights.to(x.device, torch.float64) + probe.bias).float()
-        out[skipped:] = scores.masked_fill(pooled_so_far < probe.min_tokens, math.nan)
+        at = index + earlier
+        if span is None:
+            ok = pooled_here & (counts >= probe.min_tokens)
+        else:
+            ok = ((pos == span.length - 1) | ((pos >= span.length) & span.reply)) & (counts >= 1)
+        out[ok] = scores[at[ok]]
         return out

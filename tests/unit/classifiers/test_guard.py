@@ -36,7 +36,9 @@ def lab(tiny_lm, tiny_sae, steerlab_home):
     lab.close()
 
 
-def make_classifier(lab, name: str, kind: str = "sae", pool: str = "mean", seed: int = 0, positive: bool = False):
+def make_classifier(
+    lab, name: str, kind: str = "sae", pool: str = "mean", seed: int = 0, positive: bool = False, max_tokens: int = 256
+):
     """A hand-made classifier saved for ``lab``: ``sae`` reads 12 features, ``raw`` the whole residual."""
     rng = np.random.default_rng(seed)
     text_model = None
@@ -56,7 +58,7 @@ def make_classifier(lab, name: str, kind: str = "sae", pool: str = "mean", seed:
         pool=pool,
         linear=Linear(weights, -1.0, indices),
         threshold=0.5,
-        max_tokens=256,
+        max_tokens=max_tokens,
         model=lab.model_name,
         hookpoint=lab.sae.cfg.hookpoint,
         layer=1,
@@ -324,3 +326,166 @@ def test_an_unknown_classifier_is_a_400_on_the_server(lab, tmp_path):
         out = r.json()
         assert out["gf_event_names"] == ["guard"] and out["choices"][0]["message"]["content"] == ""
         assert out["usage"]["completion_tokens"] == 0  # fired on the prompt: nothing decoded
+
+
+# ------------------------------------------------------------------ chats: the complete latest user turn
+
+
+def turn_scores(lab, clf: Classifier, messages: list[dict], reply: list[int], reads: str = "turn") -> np.ndarray:
+    """The guard's scores over a chat (prompt, then ``reply``), recomputed from one forward: the pool takes
+    the latest user turn's tokens (``reads="turn"``; everything from the first message's text with
+    ``"conversation"``) and every reply token; a score at the prompt's last token and after each reply token."""
+    from steerlab.steering.conversation import conversation_ids
+
+    tok = lab.lm.tokenizer
+    prompt = prompt_ids(tok, messages)
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user") if reads == "turn" else 0
+    before = messages[:last]
+    a = conversation_ids(tok, [*before, {"role": messages[last]["role"], "content": "a"}])
+    b = conversation_ids(tok, [*before, {"role": messages[last]["role"], "content": "b"}])
+    start = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    end = len(conversation_ids(tok, messages[: last + 1])) if reads == "turn" else len(prompt)
+    assert reads == "conversation" or prompt[:end] == conversation_ids(tok, messages[: last + 1])
+    if reads == "turn":
+        end = min(end, start + clf.max_tokens)  # the classifier's cut
+    ids = prompt + reply
+    with torch.inference_mode():
+        hidden = forward_to_hookpoint(lab.lm.model, torch.tensor([ids]), lab.sae.cfg.hookpoint)[0].float()
+        x = lab.sae.encode(hidden).float() if clf.kind == "sae" else hidden
+    x = x.numpy().astype(np.float64)
+    if clf.linear.indices is not None:
+        x = x[:, clf.linear.indices]
+    out = np.full(len(ids), np.nan)
+    for t in range(len(prompt) - 1, len(ids)):
+        part = np.concatenate([x[start:end], x[len(prompt) : t + 1]])
+        pooled = part.mean(0) if clf.pool == "mean" else part.max(0)
+        out[t] = 1 / (1 + math.exp(-(pooled @ clf.linear.weights.astype(np.float64) + clf.linear.bias)))
+    return out
+
+
+LONG_TURN = [
+    {
+        "role": "user",
+        "content": "python code with numbers 1 2 3 4 5 and the cat sat on the mat while the dog ran to the park "
+        "and the bird sang in the tree by the river under the sun",
+    }
+]
+
+
+def test_a_chat_guard_decides_on_the_complete_turn_not_on_a_prefix_of_it(lab):
+    """A prompt whose opening scores above the threshold but whose complete turn (and reply) stays below:
+    the guard of a chat does not fire (the previous guard scored every prefix from the 16th token on and,
+    the condition being sticky, aborted on the opening); a threshold just below the complete turn's score
+    aborts before the first reply token."""
+    params = sampling_params(max_completion_tokens=6, temperature=0)
+    ids = prompt_ids(lab.lm.tokenizer, LONG_TURN)
+    for seed in range(40):
+        clf = make_classifier(lab, f"probe{seed}", "sae", "max", seed=seed)
+        reply = [e.token_id for e in lab.generate(LONG_TURN, params) if e.token_id is not None]
+        chat = turn_scores(lab, clf, LONG_TURN, reply)
+        prefix = reference_scores(lab, clf, ids)[: len(ids) - 1]  # the previous guard, inside the prompt
+        if np.nanmax(prefix) > np.nanmax(chat) + 0.02:
+            break
+    else:
+        raise AssertionError("no probe whose prompt prefix scores above the whole turn")
+    threshold = (float(np.nanmax(prefix)) + float(np.nanmax(chat))) / 2
+    ctrl = guard(clf.name, threshold, abort=True)
+    # the previous reading (bare ids: every prefix scored) fires inside the prompt ...
+    assert events_by_chunks(lab, ctrl, ids, [len(ids)]), "the opening must cross the threshold"
+    # ... a chat's guard reads the complete turn, then the reply: no abort, the whole reply
+    tokens = list(lab.generate(LONG_TURN, params, Controller.from_json(ctrl.json())))
+    assert [t.token_id for t in tokens if t.token_id is not None] == reply
+    assert tokens[-1].finish_reason in ("stop", "length") and not any(t.events for t in tokens)
+    # just below the complete turn's score: aborted at the prompt's last token, nothing decoded
+    below = guard(clf.name, float(chat[len(ids) - 1]) - 1e-4, abort=True)
+    tokens = list(lab.generate(LONG_TURN, params, Controller.from_json(below.json())))
+    assert [t.finish_reason for t in tokens] == ["abort"] and tokens[0].events == ["guard"]
+
+
+def test_a_flagged_earlier_turn_does_not_abort_a_later_ordinary_turn(lab, monkeypatch):
+    """Turn 1 scores above the threshold, turn 2 (with its reply) below: a chat's guard reads the latest
+    turn and lets turn 2 through; STEERLAB_GUARD_READS=conversation keeps the old reading (the whole
+    conversation: turn 1 still counts, and the guard aborts)."""
+    params = sampling_params(max_completion_tokens=4, temperature=0)
+    first = "python code with numbers 1 2 3 4 5"
+    later = "the cat sat on the mat and the dog ran to the park"
+    for seed in range(40):
+        clf = make_classifier(lab, f"probe{seed}", "sae", "max", seed=seed, positive=True)
+        alone = turn_scores(lab, clf, [{"role": "user", "content": first}], [])
+        chat = [
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": later},
+        ]
+        reply = [e.token_id for e in lab.generate(chat, params) if e.token_id is not None]
+        now = turn_scores(lab, clf, chat, reply)
+        if alone[-1] > np.nanmax(now) + 0.02:
+            break
+    else:
+        raise AssertionError("no probe that scores the first turn above the later one")
+    threshold = (float(alone[-1]) + float(np.nanmax(now))) / 2
+    ctrl = Controller.from_json(guard(clf.name, threshold, abort=True).json())
+    assert [t.finish_reason for t in lab.generate(chat[:1], params, ctrl)] == ["abort"]  # turn 1 alone: flagged
+    tokens = list(lab.generate(chat, params, ctrl))
+    assert [t.token_id for t in tokens if t.token_id is not None] == reply and not any(t.events for t in tokens)
+    # the whole conversation, as before: turn 1's features are in the pool (max pooling, positive weights)
+    monkeypatch.setenv("STEERLAB_GUARD_READS", "conversation")
+    assert np.nanmax(turn_scores(lab, clf, chat, [], reads="conversation")) > threshold
+    assert [t.finish_reason for t in lab.generate(chat, params, ctrl)] == ["abort"]
+
+
+def test_the_running_pool_of_a_chat_matches_the_reference_chunk_by_chunk(lab):
+    """The guard's scores in a chat (prefill in pieces, then one token at a time) are the reference's."""
+    from steerlab.steering.conversation import guard_span
+
+    chat = [
+        {"role": "user", "content": "python code with numbers 1 2 3"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": LONG_TURN[0]["content"]},
+    ]
+    for kind, pool, cut in (("sae", "mean", 256), ("raw", "max", 256), ("sae", "max", 9)):
+        clf = make_classifier(lab, f"probe_{kind}_{pool}", kind, pool, seed=3, max_tokens=cut)  # 9: the turn is cut
+        ids = prompt_ids(lab.lm.tokenizer, chat)
+        reply = ids[-5:]  # any tokens: the pool reads whatever follows the prompt
+        want = turn_scores(lab, clf, chat, reply)
+        ctrl = guard(clf.name, 0.5)
+        plan = compile_controller(ctrl, lab.sae, lab.sae_id, lab.condition_probes(ctrl))
+        batch = SteeringBatch(lab.sae, [plan])
+        batch.states[0].span = guard_span(lab.lm.tokenizer, chat, ids)
+        with torch.inference_mode():
+            hidden = forward_to_hookpoint(lab.lm.model, torch.tensor([ids + reply]), lab.sae.cfg.hookpoint)
+            got, start = [], 0
+            for n in [7, len(ids) - 9, 2] + [1] * len(reply):
+                codes = lab.sae.encode(hidden[:, start : start + n])
+                valid = torch.ones(1, n, dtype=torch.bool)
+                got += batch.probe_scores(hidden[:, start : start + n], codes, valid)[0][0].tolist()
+                start += n
+        assert np.isnan(got[: len(ids) - 1]).all()
+        np.testing.assert_allclose(got[len(ids) - 1 :], want[len(ids) - 1 :], rtol=1e-4, atol=1e-5)
+
+
+def test_a_prompt_only_guard_scores_once_at_the_prompts_end_and_never_reads_the_reply(lab, monkeypatch):
+    """STEERLAB_GUARD_READS=prompt: the latest turn's score at the prompt's last token, nothing after; a
+    threshold that only the reply's tokens would cross never fires (it does with the default, turn)."""
+    from steerlab.steering.conversation import guard_span
+
+    params = sampling_params(max_completion_tokens=12, temperature=0)
+    ids = prompt_ids(lab.lm.tokenizer, MESSAGES)
+    for seed in range(40):
+        clf = make_classifier(lab, f"rises{seed}", "sae", "mean", seed=seed)
+        reply = [e.token_id for e in lab.generate(MESSAGES, params) if e.token_id is not None]
+        chat = turn_scores(lab, clf, MESSAGES, reply)
+        if np.nanmax(chat) > chat[len(ids) - 1] + 0.02:
+            break
+    else:
+        raise AssertionError("no probe whose score rises along the reply")
+    span = guard_span(lab.lm.tokenizer, MESSAGES, ids, "prompt")
+    assert not span.reply
+    threshold = (float(np.nanmax(chat)) + float(chat[len(ids) - 1])) / 2
+    ctrl = Controller.from_json(guard(clf.name, threshold, abort=True).json())
+    assert list(lab.generate(MESSAGES, params, ctrl))[-1].finish_reason == "abort"  # turn: the reply crosses
+    monkeypatch.setenv("STEERLAB_GUARD_READS", "prompt")
+    tokens = list(lab.generate(MESSAGES, params, ctrl))
+    assert [t.token_id for t in tokens if t.token_id is not None] == reply and not any(t.events for t in tokens)
+    below = Controller.from_json(guard(clf.name, float(chat[len(ids) - 1]) - 1e-4, abort=True).json())
+    assert [t.finish_reason for t in lab.generate(MESSAGES, params, below)] == ["abort"]

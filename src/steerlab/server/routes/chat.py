@@ -42,11 +42,13 @@ def _start(request: Request, body: ChatRequest, caller: Caller, loop: asyncio.Ab
     check_limit(len(body.messages), settings.max_messages, "messages", "messages")
     params = body.sampling(min(256, settings.max_completion_tokens))
     check_limit(params.max_new_tokens, settings.max_completion_tokens, "max_completion_tokens", "tokens")
-    ids = lab.prompt_ids([m.model_dump() for m in body.messages])
+    messages = [m.model_dump() for m in body.messages]
+    ids = lab.prompt_ids(messages)
     check_limit(len(ids), settings.max_prompt_tokens, "messages", "prompt tokens")
     editor = request.app.state.variants.editor_for(lab, body.controller, body.variant_id, caller)
     if organism is not None:
         editor = organism.editor(editor)
+    lab.read_prompt(editor, messages, ids)  # guards read the latest user turn, complete (STEERLAB_GUARD_READS)
     # The most this request can use is held from the key's tokens/min now (429 when it does not fit), so
     # concurrent requests cannot overspend the quota; _charge refunds what it did not use.
     limiter = request.app.state.rate_limiter
