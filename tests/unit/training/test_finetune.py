@@ -169,13 +169,14 @@ def test_metrics_dials_and_curves(fresh_lm, sae, tmp_path):
 
 
 def test_tokens_per_s_counts_training_steps_only(fresh_lm, sae, tmp_path):
-    """Evals and checkpoint writes between steps are not training time: a slow eval (1.5 s after each of
-    the 3 steps here) must not drag the logged tokens/s down, or knobs with more evals look slower."""
+    """Evals and checkpoint writes between steps are not training time: a slow eval (3 s after each of
+    the 3 steps here) must not drag the logged tokens/s down, or knobs with more evals look slower.
+    (With 1.5 s evals and a 3 s bound, three tiny steps on a loaded machine once took longer than the bound.)"""
     t = tuner(fresh_lm(), sae, tmp_path / "run", max_steps=3, eval_every=1, save_every=1)
     real = t.evaluate
 
     def slow_evaluate():
-        time.sleep(1.5)
+        time.sleep(3.0)
         return real()
 
     t.evaluate = slow_evaluate
@@ -183,8 +184,8 @@ def test_tokens_per_s_counts_training_steps_only(fresh_lm, sae, tmp_path):
     train = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
     assert len(train) == 3
     tokens = sum(len(e.ids) for step in range(3) for e in batch_for_step(t.train, step, 4, 0)[2])  # real tokens
-    # with the two evals and saves between the steps counted, the rate could not exceed tokens / 3 s
-    assert train[-1]["tokens_per_s"] > tokens / 3.0
+    # with the two evals and saves between the steps counted, the rate could not exceed tokens / 6 s
+    assert train[-1]["tokens_per_s"] > tokens / 6.0
 
 
 def test_resume_after_a_kill_mid_epoch_is_exact(fresh_lm, sae, tmp_path):
