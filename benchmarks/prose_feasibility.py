@@ -225,6 +225,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--eval-tokens", type=int, default=10_000)
+    ap.add_argument("--prose-eval-tokens", type=int, default=20_000, help="everyday prose: sae eval's default")
     ap.add_argument("--slice-scale", type=float, default=1.0, help="scale the harvest slices (a quick smoke run)")
     ap.add_argument("--corpus-from", type=Path, help="reuse the text documents of another run's corpus folder")
     ap.add_argument("--prose-shards", default="all,1", help="fine-tuned copies: prose shards each one sees")
@@ -277,7 +278,9 @@ def main() -> None:
                 if key in results.get("evals", {}) or not file.exists():
                     continue
                 t0 = time.perf_counter()
-                seqs = eval_sequences(file, lm.tokenizer, args.eval_tokens, file_order=set_name == "everyday_prose")
+                everyday = set_name == "everyday_prose"
+                n_tokens = args.prose_eval_tokens if everyday else args.eval_tokens
+                seqs = eval_sequences(file, lm.tokenizer, n_tokens, file_order=everyday)
                 r = evaluate_sae(lm, sae, seqs, progress=False)
                 row = {k: r[k] for k in ("fvu", "ce_loss_score", "l0", "num_tokens")}
                 row["seconds"] = round(time.perf_counter() - t0, 1)
