@@ -152,6 +152,8 @@ def _mix(out: Path, prose_shards: int | None) -> list[Path]:
     """Harvest folders of the mix; a share of prose = a prefix of its shards, copied to its own folder."""
     prose = out / "harvests" / "prose"
     dirs = [out / "harvests" / "text", out / "harvests" / "chat"]
+    if prose_shards == 0:  # prose alone: how low can prose FVU go at this width and k?
+        return [prose]
     if prose_shards is None:
         return [prose, *dirs]
     sub = out / "harvests" / f"prose-{prose_shards}"
@@ -228,11 +230,15 @@ def main() -> None:
     ap.add_argument("--prose-eval-tokens", type=int, default=20_000, help="everyday prose: sae eval's default")
     ap.add_argument("--slice-scale", type=float, default=1.0, help="scale the harvest slices (a quick smoke run)")
     ap.add_argument("--corpus-from", type=Path, help="reuse the text documents of another run's corpus folder")
-    ap.add_argument("--prose-shards", default="all,1", help="fine-tuned copies: prose shards each one sees")
+    ap.add_argument("--prose-shards", default="all,1", help="fine-tuned copies: prose shards each one sees; none")
+    ap.add_argument("--results", default="results.json", help="file under --out (one per concurrent run)")
+    ap.add_argument("--no-shipped", action="store_true", help="do not evaluate the shipped SAE")
+    ap.add_argument("--tag", default="", help="suffix of the fine-tuned copies' names (another lr or epochs)")
+    ap.add_argument("--sets", default="everyday_prose,prose_in_recipe,text,chat")
     args = ap.parse_args()
     out, stages = args.out, set(args.stages.split(","))
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
+    results_path = out / args.results
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "corpus" in stages and not (out / "corpus" / "text" / "austen.jsonl").exists():
         if args.corpus_from:
@@ -252,13 +258,13 @@ def main() -> None:
         stage_chat(out, lm, args.heldout_chat, args.train_chat)
     if "harvest" in stages:
         stage_harvest(out, lm, args.slice_scale)
-    saes = {"shipped": SHIPPED}
-    if "finetune" in stages or "eval" in stages:
+    saes = {} if args.no_shipped else {"shipped": SHIPPED}
+    if ("finetune" in stages or "eval" in stages) and args.prose_shards != "none":
         for share in args.prose_shards.split(","):
-            n = None if share == "all" else int(share)
+            n = None if share == "all" else 0 if share == "only" else int(share)
             dirs = _mix(out, n)
             tokens = {d.name: ShardActivationSource([d]).num_tokens for d in dirs}
-            name = f"ft-prose{share}"
+            name = f"ft-prose{share}" + args.tag
             results.setdefault("mixes", {})[name] = tokens
             if "finetune" in stages:
                 saes[name] = finetune(out, name, dirs, args.epochs, args.lr)
@@ -271,6 +277,7 @@ def main() -> None:
             "text": out / "corpus" / "heldout" / "text.jsonl",
             "chat": out / "corpus" / "heldout" / "chat.jsonl",
         }
+        sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
         for sae_name, path in saes.items():
             sae = load_sae_for(lm, path)
             for set_name, file in sets.items():

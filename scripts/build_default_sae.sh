@@ -26,7 +26,12 @@ for SET in text chat everyday_prose prose; do
     echo "$SET $SAE"; steerlab sae eval --sae "$SAE" --text-file "$H/corpora/default/heldout/$SET.jsonl" --json
   done
 done
-# 5. ship it: the weights only (features.db comes from scripts/build_default_features.sh; the classifiers read
-#    this SAE's features, so rebuild them after it: scripts/build_default_classifier.py)
-cp "$H/runs/smollm2-L$LAYER-topk-16x/sae/cfg.json" "$H/runs/smollm2-L$LAYER-topk-16x/sae/sae.safetensors" \
-  src/steerlab/assets/saes/smollm2-135m-instruct/
+# 5. ship it, once step 4's figures pass (rerun with SHIP=1; steps 1-4 are then seconds): the weights only
+#    (features.db comes from scripts/build_default_features.sh; the classifiers read this SAE's features, so
+#    rebuild them after it: scripts/build_default_classifier.py)
+if [ "${SHIP:-0}" = 1 ]; then
+  cp "$H/runs/smollm2-L$LAYER-topk-16x/sae/cfg.json" "$H/runs/smollm2-L$LAYER-topk-16x/sae/sae.safetensors" \
+    src/steerlab/assets/saes/smollm2-135m-instruct/
+else
+  echo "not shipped: check step 4, then SHIP=1 bash scripts/build_default_sae.sh"
+fi
