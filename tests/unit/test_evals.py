@@ -44,3 +44,26 @@ def test_random_sae_scores_badly_and_reports_every_field(tiny_lm, tmp_path):
     for key in ("fvu", "l0", "dead_fraction", "ce_loss_clean", "ce_loss_sae", "ce_loss_score", "kl_div"):
         assert math.isfinite(result[key]), key
     assert result["fvu"] > 0.3 and result["l0"] <= 4 and result["kl_div"] > 0
+
+
+def test_massive_activations_are_left_out_of_fvu(tiny_lm, tmp_path):
+    """A token with 1,000x the residual norm (an attention sink past position 0) would hold nearly all the pooled
+    variance, and the FVU would measure that one token: it is counted apart and left out of fvu and l0."""
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=64, d_sae=256, k=4, hookpoint="model.layers.1")).requires_grad_(False)
+    sequences = _sequences(tiny_lm, tmp_path)
+    plain = evaluate_sae(tiny_lm, sae, sequences, batch_size=3, progress=False)
+
+    def sink_at_5(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden[:, 5] *= 1000.0
+
+    handle = tiny_lm.model.model.layers[1].register_forward_hook(sink_at_5)
+    try:
+        sunk = evaluate_sae(tiny_lm, sae, sequences, batch_size=3, progress=False)
+    finally:
+        handle.remove()
+    assert plain["massive_tokens"] == 0
+    assert sunk["massive_tokens"] == sum(len(s) > 5 for s in sequences)
+    assert sunk["num_tokens"] == plain["num_tokens"] - sunk["massive_tokens"]
+    assert abs(sunk["fvu"] - plain["fvu"]) < 0.1 * plain["fvu"]  # pooled, the 1,000x tokens alone set it
