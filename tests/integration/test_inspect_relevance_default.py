@@ -103,6 +103,19 @@ ON_TOPIC = [
 ]
 
 
+def _inspect_with_topics(lab, text: str, topic):
+    """One user message inspected with the lab's database and ``topic`` vectors (relevance by default)."""
+    return inspect(
+        lab.lm,
+        lab.sae,
+        [{"role": "user", "content": text}],
+        labels=lab.labels,
+        sae_id=lab.sae_id,
+        corpus_stats=lab.corpus_stats,
+        topic=topic,
+    )
+
+
 def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
     from steerlab.features.concept_windows import judge, strongest_windows
     from steerlab.features.concepts import CONCEPTS
@@ -111,15 +124,7 @@ def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
     assert topic is not None and "labels" in topic.sources  # the shipped database's labels, embedded
     hits = {"relevance": 0, "specificity": 0}
     for concept, text in ON_TOPIC:
-        found = inspect(
-            lab.lm,
-            lab.sae,
-            [{"role": "user", "content": text}],
-            labels=lab.labels,
-            sae_id=lab.sae_id,
-            corpus_stats=lab.corpus_stats,
-            topic=topic,
-        )
+        found = _inspect_with_topics(lab, text, topic)
         assert found.default_ranking == "relevance"
         for rank_by in hits:
             top = found.top(5, rank_by=rank_by)
@@ -132,15 +137,7 @@ def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
 def test_the_four_texts_under_relevance_share_nothing_and_skip_the_template(lab):
     tops = []
     for text in ISSUE_TEXTS:
-        found = inspect(
-            lab.lm,
-            lab.sae,
-            [{"role": "user", "content": text}],
-            labels=lab.labels,
-            sae_id=lab.sae_id,
-            corpus_stats=lab.corpus_stats,
-            topic=lab.topic_vectors,
-        )
+        found = _inspect_with_topics(lab, text, lab.topic_vectors)
         top = found.top(8)
         assert len(top) == 8 and all(a.ranked_by == "relevance" and a.specificity >= 2.5 for a in top)
         tops.append({a.index for a in top})
