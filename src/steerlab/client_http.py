@@ -25,6 +25,8 @@ from steerlab.client_types import (
 from steerlab.steering.variant import InferenceContext
 
 ROOT = "/api/inference/v1"
+MAX_TOP = 100
+"""Top features asked of compute-features (its most): ``top(k)`` follows the server's ranking up to this ``k``."""
 
 
 class APIError(Exception):
@@ -111,8 +113,9 @@ class HTTPBackend:
         rank_by: str | None = None,
         include_template: bool = False,
     ) -> ContextInspector:
-        """The server ranks: under ``specificity`` each token comes back with its specific firings only,
-        so counting them here (``frequency`` over what came back) is the server's ranking."""
+        """The server ranks (``ranked_by``, default ``relevance`` as in process): ``top(k)`` follows its
+        ``top_features`` (asked for ``MAX_TOP`` of them), each with its ``aggregate_by`` activation over the firings
+        each token came back with (the ones the ranking counts)."""
         import torch
 
         from steerlab.analysis.inspect import Inspection
@@ -121,6 +124,7 @@ class HTTPBackend:
             "messages": messages,
             "aggregate_by": "count" if aggregate_by == "frequency" else aggregate_by,
             "include_template": include_template,
+            "top_k": MAX_TOP,
             **({} if rank_by is None else {"rank_by": rank_by}),
             **self._model(model),
         }
@@ -128,12 +132,15 @@ class HTTPBackend:
             payload["include_feature_indexes"] = list(features)
         body = self._post("chat-attribution/compute-features", payload)
         tokens = body["tokens"]
-        width = 1 + max([a["index_in_sae"] for t in tokens for a in t["attributions"]] + list(features or [0]))
+        ranked = [f["index_in_sae"] for f in body.get("top_features", [])]
+        listed = [a["index_in_sae"] for t in tokens for a in t["attributions"]]
+        width = 1 + max(listed + ranked + list(features or [0]))
         codes = torch.zeros(len(tokens), width)
         for position, token in enumerate(tokens):
             for act in token["attributions"]:
                 codes[position, act["index_in_sae"]] = float(act["activation_strength"])
-        known = self.lookup(sorted(set(codes.nonzero()[:, 1].tolist())), _name(model)) if codes.any() else {}
+        named = set(codes.nonzero()[:, 1].tolist()) | set(ranked)
+        known = self.lookup(sorted(named), _name(model)) if named else {}
         inspection = Inspection(
             [t["token"] for t in tokens],
             [-1] * len(tokens),
@@ -147,6 +154,8 @@ class HTTPBackend:
             inspection, lambda i: known.get(i) or Feature(i, "", ""), aggregate_by, features, "frequency"
         )
         inspector.ranked_by = body.get("ranked_by", "frequency")
+        if "top_features" in body:
+            inspector.ranked = ranked
         return inspector
 
     def contrast(

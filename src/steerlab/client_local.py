@@ -189,21 +189,8 @@ class LocalBackend:
         rank_by: str | None = None,
         include_template: bool = False,
     ) -> ContextInspector:
-        from steerlab.analysis.inspect import inspect
-
-        lab = self.lab
-        inspection = lab.run_exclusive(
-            inspect,
-            lab.lm,
-            lab.sae,
-            messages,
-            self.check_model(model),
-            labels=self.labels,
-            sae_id=lab.sae_id,
-            corpus_stats=lab.corpus_stats,
-            include_template=include_template,
-            topic=lab.topic_vectors,
-        )
+        variant = self.check_model(model)
+        inspection = self.lab.inspect(messages, variant, include_template=include_template, exclusive=True)
         inspection.ranking(rank_by)  # a bad rank_by fails here, not at .top()
         return ContextInspector(inspection, self.feature, aggregate_by, features, rank_by)
 
@@ -216,21 +203,9 @@ class LocalBackend:
         rank_by: str | None = None,
         include_template: bool = False,
     ) -> tuple[list[Feature], list[Feature]]:
-        from steerlab.analysis.contrast import contrast
-
         self.check_model(model)
-        lab = self.lab
-        result = lab.run_exclusive(
-            contrast,
-            lab.lm,
-            lab.sae,
-            dataset_1,
-            dataset_2,
-            top_k=top_k,
-            corpus_stats=lab.corpus_stats,
-            rank_by=rank_by,
-            include_template=include_template,
-            topic=lab.topic_vectors,
+        result = self.lab.contrast(
+            dataset_1, dataset_2, top_k=top_k, rank_by=rank_by, include_template=include_template, exclusive=True
         )
         return (
             [self.feature(f.index) for f in result.dataset_1_features],

@@ -130,11 +130,21 @@ class ContextInspector:
         self.rank_by = rank_by
         self.ranked_by = inspection.ranking(rank_by)
         """The statistic ``top`` ranks by: ``relevance``, ``specificity`` (docs/inspect.md) or ``frequency``."""
+        self.ranked: list[int] | None = None
+        """Over HTTP: the server's ranking of the conversation's features (compute-features' ``top_features``),
+        which ``top`` follows; the activations are aggregated here over the firings the server listed."""
         self.tokens = [Token(self, i, t) for i, t in enumerate(inspection.tokens)]
 
     def top(self, k: int = 5) -> FeatureActivations:
         """The ``k`` features ranked by ``ranked_by`` with ``aggregate_by`` over the conversation (each
         with its aggregate activation; ``.ranked_by`` on the list names the statistic)."""
+        if self.ranked is not None:
+            order = self.ranked[:k]
+            found = self.inspection.top(len(order), by=self.aggregate_by, features=order, rank_by="frequency")
+            units = {a.index: a.act_units for a in found} if order else {}
+            out = FeatureActivations(FeatureActivation(self.feature(i), units[i]) for i in order)
+            out.ranked_by = self.ranked_by
+            return out
         acts = self.inspection.top(k, by=self.aggregate_by, features=self.include_features, rank_by=self.rank_by)
         out = FeatureActivations(FeatureActivation(self.feature(a.index), a.act_units) for a in acts)
         out.ranked_by = self.ranked_by

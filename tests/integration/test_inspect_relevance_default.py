@@ -3,9 +3,6 @@ the chat template (issue 18's four texts and pirate-speak contrast)."""
 
 import pytest
 
-from steerlab.analysis.contrast import contrast
-from steerlab.analysis.inspect import inspect
-
 ISSUE_TEXTS = [
     "What's the weather going to be like this weekend? I heard it might rain.",
     "How long should I roast a chicken in the oven, and at what temperature?",
@@ -30,22 +27,18 @@ def lab(default_lm, default_sae):
 
 @pytest.fixture(scope="module")
 def inspections(lab):
-    out = []
-    for text in ISSUE_TEXTS:
-        messages = [{"role": "user", "content": text}]
-        out.append(
-            inspect(lab.lm, lab.sae, messages, labels=lab.labels, sae_id=lab.sae_id, corpus_stats=lab.corpus_stats)
-        )
-    return out
+    return [lab.inspect([{"role": "user", "content": text}]) for text in ISSUE_TEXTS]
 
 
 @pytest.mark.parametrize("by", ["count", "max"])
 def test_the_four_texts_no_longer_share_a_top_8(inspections, by):
-    tops = [{a.index for a in found.top(8, by=by)} for found in inspections]
+    tops = [{a.index for a in found.top(8, by=by, rank_by="specificity")} for found in inspections]
     assert all(len(t) == 8 for t in tops)
     assert not set.intersection(*tops)
     assert all(not (t & TEMPLATE_AND_DENSE) for t in tops)
-    assert all(a.ranked_by == "specificity" for found in inspections for a in found.top(8, by=by))
+    assert all(
+        a.ranked_by == "specificity" for found in inspections for a in found.top(8, by=by, rank_by="specificity")
+    )
     # the old ranking, by name and with the template, is what the issue saw: one shared set
     old = []
     for found in inspections:
@@ -75,7 +68,7 @@ def test_pirate_contrast_with_two_conversations_a_side(lab):
         convo("How was your trip?", "Arr, matey! The voyage be smooth, and the grog be plenty aboard me ship!"),
         convo("What are you doing today?", "Ahoy! I be hoistin' the sails and searchin' for buried treasure, arr!"),
     ]
-    result = contrast(lab.lm, lab.sae, pirate, plain, top_k=3, labels=lab.labels, corpus_stats=lab.corpus_stats)
+    result = lab.contrast(pirate, plain, top_k=3, rank_by="specificity")
     assert result.ranked_by == "specificity" and "too little data" in result.note
     assert len(result.dataset_1_features) == 3
     for f in result.dataset_1_features:
@@ -103,19 +96,6 @@ ON_TOPIC = [
 ]
 
 
-def _inspect_with_topics(lab, text: str, topic):
-    """One user message inspected with the lab's database and ``topic`` vectors (relevance by default)."""
-    return inspect(
-        lab.lm,
-        lab.sae,
-        [{"role": "user", "content": text}],
-        labels=lab.labels,
-        sae_id=lab.sae_id,
-        corpus_stats=lab.corpus_stats,
-        topic=topic,
-    )
-
-
 def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
     from steerlab.features.concept_windows import judge, strongest_windows
     from steerlab.features.concepts import CONCEPTS
@@ -124,7 +104,7 @@ def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
     assert topic is not None and "labels" in topic.sources  # the shipped database's labels, embedded
     hits = {"relevance": 0, "specificity": 0}
     for concept, text in ON_TOPIC:
-        found = _inspect_with_topics(lab, text, topic)
+        found = lab.inspect([{"role": "user", "content": text}])
         assert found.default_ranking == "relevance"
         for rank_by in hits:
             top = found.top(5, rank_by=rank_by)
@@ -137,7 +117,7 @@ def test_relevance_is_the_default_and_finds_what_the_text_is_about(lab):
 def test_the_four_texts_under_relevance_share_nothing_and_skip_the_template(lab):
     tops = []
     for text in ISSUE_TEXTS:
-        found = _inspect_with_topics(lab, text, lab.topic_vectors)
+        found = lab.inspect([{"role": "user", "content": text}])
         top = found.top(8)
         assert len(top) == 8 and all(a.ranked_by == "relevance" and a.specificity >= 2.5 for a in top)
         tops.append({a.index for a in top})

@@ -35,3 +35,58 @@ def test_search_and_read_a_feature_of_the_shipped_database(tmp_path):
     assert feature["stats"]["density"] > 0 and feature["stats"]["tokens_scanned"] > 0
     assert len(feature["examples"]) == 2 and all("[[" in e["text"] for e in feature["examples"])
     assert feature["promotes"] and feature["neighbours"]
+
+
+def _convo(user: str, reply: str) -> list[dict]:
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+
+
+PLAIN = [
+    _convo("How was your trip?", "It went well. The flight was on time and the hotel was comfortable."),
+    _convo("What are you doing today?", "I am going to the market and then I will read a book at home."),
+]
+PIRATE = [
+    _convo("How was your trip?", "Arr, matey! The voyage be smooth, and the grog be plenty aboard me ship!"),
+    _convo("What are you doing today?", "Ahoy! I be hoistin' the sails and searchin' for buried treasure, arr!"),
+]
+
+
+async def contrast_calls(home: Path) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "STEERLAB_HOME": str(home)}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "steerlab.cli", "mcp"], env=env)
+    out = []
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        for extra in ({}, {"rank_by": "frequency"}):
+            result = await session.call_tool("contrast", {"dataset_1": PIRATE, "dataset_2": PLAIN, "top_k": 3, **extra})
+            assert not result.is_error, result.content
+            out.append(json.loads(result.content[0].text))
+    return out
+
+
+def test_contrast_ranks_as_the_native_route_and_says_so(tmp_path, default_lm, default_sae):
+    """The MCP contrast tool ranks by the native route's default (relevance: the shipped database has topic
+    vectors), names it and says the data is thin; the frequency ranking stays reachable by name."""
+    from steerlab.bundled_saes import bundled_sae_path
+    from steerlab.engine.lab import Lab
+    from steerlab.features.identity import DB_FILENAME
+    from steerlab.features.store import FeatureStore
+
+    default, old = anyio.run(contrast_calls, tmp_path / "home")
+    assert default["ranked_by"] == "relevance" and "too little data" in default["note"]
+    rows = default["dataset_1_features"]
+    assert len(rows) == 3
+    assert all(r["effect_low"] <= r["effect"] <= r["effect_high"] and 0 <= r["support"] <= 1 for r in rows)
+    assert all(r["relevance"] is not None for r in rows)
+    assert old["ranked_by"] == "frequency" and old["dataset_1_features"]
+    assert all(-1 <= r["effect"] <= 1 and "support" not in r for r in old["dataset_1_features"])
+    # the native route's ranking (Lab.contrast, what /v1/contrast runs), feature for feature
+    store = FeatureStore(bundled_sae_path(default_lm.name) / DB_FILENAME, readonly=True)
+    lab = Lab.with_database(default_lm, default_sae, store, max_batch=2)
+    try:
+        native = lab.contrast(PIRATE, PLAIN, top_k=3)
+        assert native.ranked_by == "relevance"
+        assert [r["index"] for r in rows] == [f.index for f in native.dataset_1_features]
+        assert [r["index"] for r in default["dataset_2_features"]] == [f.index for f in native.dataset_2_features]
+    finally:
+        lab.close()

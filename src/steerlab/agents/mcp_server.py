@@ -55,6 +55,14 @@ Dataset = Annotated[
     list[str | list[Message]],
     Field(description="Conversations: each a text (one user message) or a list of messages."),
 ]
+RankBy = Annotated[
+    Literal["relevance", "specificity", "frequency"] | None,
+    Field(
+        description="Ranking: relevance (the default with a feature database: separates the sides and is about what "
+        "the favoured side says), specificity (separates them, however topical) or frequency (mean activations, "
+        "the old ranking and the only one without a database). Omit for the default."
+    ),
+]
 ToolsFor = Callable[[Context], LabTools]
 
 
@@ -101,15 +109,22 @@ def build_server(tools: LabTools | ToolsFor, name: str = "steerlab") -> MCPServe
 
     @server.tool()
     def inspect(ctx: Context, messages: Messages = None, text: Text = None, top_k: TopK = 10) -> dict[str, Any]:
-        """The features most active over a conversation: tokens each fired on and its peak activation."""
+        """The features most specific to what a conversation is about, ranked as inspect ranks by default
+        (relevance with a feature database, named in ranked_by; the chat template left out): tokens each fired
+        on notably and its peak activation."""
         return call(lambda: pick(ctx).inspect(dump(messages), text, top_k))
 
     @server.tool()
-    def contrast(ctx: Context, dataset_1: Dataset, dataset_2: Dataset, top_k: TopK = 10) -> dict[str, Any]:
-        """Features that separate dataset_1 from dataset_2, most distinguishing first on each side; effect is
-        the rank-biserial correlation (positive: more active in dataset_1), with mean activations and firing
-        rates per side."""
-        return call(lambda: pick(ctx).contrast(dump_dataset(dataset_1), dump_dataset(dataset_2), top_k))
+    def contrast(
+        ctx: Context, dataset_1: Dataset, dataset_2: Dataset, top_k: TopK = 10, rank_by: RankBy = None
+    ) -> dict[str, Any]:
+        """Features that separate dataset_1 from dataset_2, most distinguishing first on each side, ranked as the
+        native contrast ranks (ranked_by names it; note says when the data is thin). Under relevance or specificity
+        effect is the difference of the sides' mean pooled specificity with its 90% interval (effect_low,
+        effect_high) and support the favoured side's share of conversations it fires in; under frequency, the
+        rank-biserial correlation. Positive effect: more active in dataset_1; mean activations and firing rates
+        per side."""
+        return call(lambda: pick(ctx).contrast(dump_dataset(dataset_1), dump_dataset(dataset_2), top_k, rank_by))
 
     @server.tool()
     def generate(

@@ -315,26 +315,15 @@ class LabTools:
 
     # ------------------------------------------------------------------ analyses
     def inspect(self, messages: list[dict] | None = None, text: str | None = None, top_k: int = 10) -> dict:
-        """The features most specific to a conversation's text (``analysis/inspect.py``: ranked by how unusual
-        their activations are for them, template tokens left out): tokens each fired on specifically, its peak."""
-        from steerlab.analysis.inspect import inspect
-
+        """The features most specific to a conversation's text, ranked as inspect ranks by default (``Lab.inspect``:
+        ``relevance`` with the feature database's statistics and topic vectors, ``specificity`` with statistics
+        alone, else ``frequency``; named in ``ranked_by``; template tokens left out): tokens each counted on, its
+        peak activation."""
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
         convo = conversation(messages, text)
         lab = self.lab
         with self.meter.admit({"messages": self._tokens(convo, "messages")}, "max_analysis_tokens"):
-            inspection = lab.run_shared(
-                inspect,
-                lab.lm,
-                lab.sae,
-                convo,
-                None,
-                labels=lab.labels,
-                sae_id=lab.sae_id,
-                chunk_tokens=lab.chunk_tokens,
-                corpus_stats=lab.corpus_stats,
-                topic=lab.topic_vectors,
-            )
+            inspection = lab.inspect(convo)
         peaks = {f.index: f for f in inspection.top(lab.d_sae, by="max", rank_by="frequency")}
         features = []
         for f in inspection.top(top_k, by="count"):
@@ -427,10 +416,13 @@ class LabTools:
 
         return len(conversation_ids(self.lab.lm.tokenizer, convo, field))
 
-    def contrast(self, dataset_1: list, dataset_2: list, top_k: int = 10) -> dict:
-        """Features that separate two datasets (texts or conversations), most distinguishing first; ``effect``
-        is the rank-biserial correlation (positive: more active in dataset_1)."""
-        from steerlab.analysis.contrast import contrast
+    def contrast(self, dataset_1: list, dataset_2: list, top_k: int = 10, rank_by: str | None = None) -> dict:
+        """Features that separate two datasets (texts or conversations), most distinguishing first, ranked as the
+        native ``/v1/contrast`` ranks (``Lab.contrast``; named in ``ranked_by``): by default ``relevance`` (with the
+        feature database and topic vectors) or ``specificity`` (``effect``: difference of the sides' mean pooled
+        specificity, with its 90% interval ``effect_low``/``effect_high``; ``support``: the favoured side's share of
+        conversations it fires notably in), else ``frequency`` (``effect``: the rank-biserial correlation). Positive
+        effect: more active in dataset_1. ``rank_by`` names another ranking; ``note`` says when the data is thin."""
         from steerlab.settings import get_settings
 
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
@@ -440,15 +432,13 @@ class LabTools:
             side: sum(self._tokens(c, f"{side}[{i}]") for i, c in enumerate(data))
             for side, data in (("dataset_1", d1), ("dataset_2", d2))
         }
-        lab = self.lab
         with self.meter.admit(counts, "max_analysis_tokens"):
-            result = lab.run_shared(
-                contrast, lab.lm, lab.sae, d1, d2, top_k=top_k, labels=lab.labels, chunk_tokens=lab.chunk_tokens
-            )
+            result = self.lab.contrast(d1, d2, top_k=top_k, rank_by=rank_by)
 
         def rows(features: list) -> list[dict]:
-            return [
-                {
+            out = []
+            for f in features:
+                row = {
                     "index": f.index,
                     "label": f.label,
                     "effect": _r(f.effect),
@@ -457,11 +447,20 @@ class LabTools:
                     "firing_rate_1": _r(f.firing_rate_1),
                     "firing_rate_2": _r(f.firing_rate_2),
                 }
-                for f in features
-            ]
+                extra = {
+                    "effect_low": f.effect_low,
+                    "effect_high": f.effect_high,
+                    "support": f.support,
+                    "relevance": f.relevance,
+                }
+                row.update({k: _r(v) for k, v in extra.items() if v is not None})
+                out.append(row)
+            return out
 
         return {
             "tokens": counts,
+            "ranked_by": result.ranked_by,
+            "note": result.note,
             "dataset_1_features": rows(result.dataset_1_features),
             "dataset_2_features": rows(result.dataset_2_features),
         }

@@ -245,6 +245,34 @@ class Inspection:
             out.append(TokenFeatures(t, tok, tid, acts, not self.content[t]))
         return out
 
+    def per_token_ranked(self, ranked: list[FeatureActivation]) -> list[TokenFeatures]:
+        """Every token with the firings that ``ranked`` (a ``top`` list) counted there, in ``ranked``'s order:
+        under ``relevance`` its notable firings (specificity >= ``NOTABLE_AT``) of those features, under
+        ``specificity`` its specific ones, under ``frequency`` every activation; none on tokens that are not
+        scored. Each carries the token's activation and specificity, and the feature's relevance. So counting
+        the tokens each feature is listed on (the goodfire SDK's ``top(k)``) picks among ``ranked`` alone."""
+        rank_by = ranked[0].ranked_by if ranked else self.ranking(None)
+        fired = self._fired(self.ranking(rank_by))
+        order = [a.index for a in ranked]
+        relevance = {a.index: a.relevance for a in ranked}
+        out = []
+        for t, (tok, tid) in enumerate(zip(self.tokens, self.token_ids)):
+            acts = [
+                self._activation(
+                    i,
+                    float(self.codes_units[t, i]),
+                    float(self.codes_raw[t, i]),
+                    1,
+                    self._spec_at(t, i),
+                    rank_by,
+                    relevance[i],
+                )
+                for i in order
+                if fired[t, i]
+            ]
+            out.append(TokenFeatures(t, tok, tid, acts, not self.content[t]))
+        return out
+
     def aggregate(
         self, by: str = "count", min_units: float = 0.0, rank_by: str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

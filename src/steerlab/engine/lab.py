@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from steerlab.analysis.by_example import ExampleHit
+    from steerlab.analysis.contrast import ContrastResult
+    from steerlab.analysis.inspect import Inspection
     from steerlab.classifiers.data import Example
     from steerlab.classifiers.model import Classifier
     from steerlab.engine.sequence import RowEditor
@@ -342,6 +344,68 @@ class Lab:
         if topic.note:
             log.info("%s", topic.note)
         return topic
+
+    # ------------------------------------------------------------------ inspect and contrast
+    def inspect(
+        self,
+        messages: list[dict],
+        variant: VariantLike = None,
+        *,
+        include_template: bool = False,
+        exclusive: bool = False,
+    ) -> Inspection:
+        """``analysis.inspect.inspect`` of ``messages`` (through ``variant`` if given) with this lab's labels, SAE
+        identity, feature-database statistics and topic vectors, so its default ranking is the lab's best
+        (``relevance`` with topic vectors, ``specificity`` with statistics alone, else ``frequency``:
+        ``Inspection.default_ranking``, docs/inspect.md). The model is held a chunk (``chunk_tokens``) at a time
+        (``run_shared``: chats decode between chunks), or with ``exclusive`` throughout, in one forward
+        (``run_exclusive``)."""
+        from steerlab.analysis.inspect import inspect
+
+        options: dict[str, Any] = {
+            "labels": self.labels,
+            "sae_id": self.sae_id,
+            "corpus_stats": self.corpus_stats,
+            "include_template": include_template,
+            "topic": self.topic_vectors,
+        }
+        if exclusive:
+            return self.run_exclusive(inspect, self.lm, self.sae, messages, variant, **options)
+        return self.run_shared(inspect, self.lm, self.sae, messages, variant, chunk_tokens=self.chunk_tokens, **options)
+
+    def contrast(
+        self,
+        dataset_1: list[list[dict]],
+        dataset_2: list[list[dict]],
+        *,
+        top_k: int = 5,
+        k_to_add: int | None = None,
+        k_to_remove: int | None = None,
+        rank_by: str | None = None,
+        include_template: bool = False,
+        exclusive: bool = False,
+    ) -> ContrastResult:
+        """``analysis.contrast.contrast`` of two datasets of conversations with this lab's labels, statistics and
+        topic vectors (default ranking: ``relevance`` with topic vectors, ``specificity`` with statistics alone,
+        else ``frequency``; ``rank_by`` names another). ``k_to_add``/``k_to_remove`` override ``top_k`` per side.
+        The model is held as in ``inspect`` (``exclusive``: throughout)."""
+        from steerlab.analysis.contrast import contrast
+
+        options: dict[str, Any] = {
+            "top_k": top_k,
+            "k_to_add": k_to_add,
+            "k_to_remove": k_to_remove,
+            "labels": self.labels,
+            "corpus_stats": self.corpus_stats,
+            "rank_by": rank_by,
+            "include_template": include_template,
+            "topic": self.topic_vectors,
+        }
+        if exclusive:
+            return self.run_exclusive(contrast, self.lm, self.sae, dataset_1, dataset_2, **options)
+        return self.run_shared(
+            contrast, self.lm, self.sae, dataset_1, dataset_2, chunk_tokens=self.chunk_tokens, **options
+        )
 
     def search_by_example(self, text: str, top_k: int = 10) -> list[ExampleHit]:
         """The features ``text`` wakes more than they usually are (``analysis/by_example.py``), the model held a

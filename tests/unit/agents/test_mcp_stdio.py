@@ -151,6 +151,8 @@ def test_analysis_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
         ("steer", {"name": "empty", "edits": []}),
         ("inspect", {"text": "x" * 20_001}),
         ("contrast", {"dataset_1": [[{"role": "user", "content": "y" * 20_001}]], "dataset_2": ["a"]}),
+        ("contrast", {"dataset_1": cats, "dataset_2": numbers, "top_k": 3, "rank_by": "frequency"}),
+        ("contrast", {"dataset_1": cats, "dataset_2": numbers, "top_k": 3, "rank_by": "relevance"}),
     ]
     tools, results = anyio.run(session_calls, server(tiny_model_dir, sae_dir, home), calls)
     assert {t.name for t in tools} == TOOLS
@@ -186,6 +188,13 @@ def test_analysis_tools_over_stdio(tiny_model_dir, sae_dir, tmp_path):
     assert "edits" in error_text(results[11])
     assert "text: is 20001 characters; at most 20000" in error_text(results[12])
     assert "dataset_1[0]" in error_text(results[13]) and "at most 20000" in error_text(results[13])
+    # contrast ranks as the native route does and says which ranking: without a feature database, frequency (the
+    # default there too); a ranking named that needs one is refused naming rank_by
+    assert contrasted["ranked_by"] == "frequency" and "note" in contrasted
+    assert "relevance" in json.dumps(by_schema(tools, "contrast")["properties"]["rank_by"])
+    named = payload(results[14])
+    assert named["ranked_by"] == "frequency" and named["dataset_1_features"] == contrasted["dataset_1_features"]
+    assert "rank_by" in error_text(results[15]) and "feature database" in error_text(results[15])
 
 
 def by_schema(tools: list, name: str) -> dict:

@@ -27,17 +27,7 @@ def _lab(tiny_lm, crafted_sae, path):
 
 
 def _inspect(lab, text: str = "the cat sat on the mat"):
-    from steerlab.analysis.inspect import inspect
-
-    return inspect(
-        lab.lm,
-        lab.sae,
-        [{"role": "user", "content": text}],
-        labels=lab.labels,
-        sae_id=lab.sae_id,
-        corpus_stats=lab.corpus_stats,
-        topic=lab.topic_vectors,
-    )
+    return lab.inspect([{"role": "user", "content": text}])
 
 
 def test_without_vectors_inspect_ranks_by_specificity_and_says_so(tiny_lm, crafted_sae, built_db, monkeypatch):
@@ -89,3 +79,43 @@ def test_embed_text_reads_a_long_text_in_pieces():
     assert MAX_CHUNKS * 150 < len((cooking + code).split())  # more pieces than are read: spread over the text
     mixed = embed_text(cooking + code)
     assert float(mixed @ long_cooking) > 0.5 and float(mixed @ long_code) > 0.5
+
+
+def test_compute_features_ranks_by_relevance_as_inspect_does(tiny_lm, crafted_sae, built_db, tmp_path):
+    """The goodfire SDK's per-token route: by default each content token lists its notable firings of the
+    conversation's top features by relevance (the ones ``/v1/inspect`` ranks first), in that order, so the SDK's
+    count-based ``top(k)`` picks among them; ``top_features`` carries the ranking; specificity stays by name."""
+    from fastapi.testclient import TestClient
+
+    from steerlab.features.specificity import NOTABLE_AT, SPECIFIC_AT
+    from steerlab.server.app import create_app
+    from steerlab.settings import Settings
+
+    with FeatureStore(built_db) as store:
+        sae_id = store.list_saes()[0].sae_id
+        context_vectors.save_context_vectors(store, sae_id, context_vectors.compute(store, sae_id))
+    lab = _lab(tiny_lm, crafted_sae, built_db)
+    messages = [{"role": "user", "content": "the cat sat on the mat and the dog ran in the park"}]
+    route = "/api/inference/v1/chat-attribution/compute-features"
+    try:
+        with TestClient(create_app(Settings(db_path=tmp_path / "server.db", open_mode=True), lab)) as client:
+            body = client.post(route, json={"messages": messages, "top_k": 3}).json()
+            native = client.post("/v1/inspect", json={"messages": messages, "top_k": 3}).json()
+            specific = client.post(route, json={"messages": messages, "rank_by": "specificity"}).json()
+            first = client.post(route, json={"messages": messages, "top_k": 1}).json()
+    finally:
+        lab.close()
+    assert body["ranked_by"] == native["ranked_by"] == "relevance"
+    ranked = [f["index_in_sae"] for f in body["top_features"]]
+    assert 2 <= len(ranked) <= 3 and ranked == [f["index"] for f in native["top_features"]]
+    listed = [[a["index_in_sae"] for a in t["attributions"]] for t in body["tokens"]]
+    assert all(not ids for ids, t in zip(listed, body["tokens"]) if t["template"])
+    assert all(ids == sorted(ids, key=ranked.index) for ids in listed)  # each token in the ranking's order
+    attributions = [a for t in body["tokens"] for a in t["attributions"]]
+    assert set(ranked) == {a["index_in_sae"] for a in attributions}  # every top feature, and only those
+    assert all(a["specificity"] >= NOTABLE_AT and a["relevance"] is not None for a in attributions)
+    assert {a["index_in_sae"] for t in first["tokens"] for a in t["attributions"]} == {ranked[0]}  # top_k=1
+    # the old default, by name: each token's specific firings, however topical
+    assert specific["ranked_by"] == "specificity"
+    specific_listed = [a for t in specific["tokens"] for a in t["attributions"]]
+    assert all(a["specificity"] >= SPECIFIC_AT and "relevance" not in a for a in specific_listed)

@@ -80,8 +80,11 @@ def ember_logits(body: LogitsBody, request: Request, caller: Caller = Depends(re
     return {"logits": logits}
 
 
-RANK_BY = "^(specificity|frequency)$"
 INSPECT_RANK_BY = "^(relevance|specificity|frequency)$"
+
+
+SDK_TOP = 10
+"""Features compute-features lists under the relevance ranking unless ``top_k`` says otherwise."""
 
 
 class FeaturesBody(ConversationBody):
@@ -89,50 +92,56 @@ class FeaturesBody(ConversationBody):
     include_feature_indexes: list[int] | None = Field(None, max_length=1000)
     rank_by: str | None = Field(
         None,
-        pattern=RANK_BY,
-        description="specificity (default with a feature database): each token lists only its specific firings, "
-        "so the SDK's top(k) ranks by them; frequency: every activation, as before",
+        pattern=INSPECT_RANK_BY,
+        description="relevance (default with a feature database and topic vectors): each token lists its notable "
+        "firings of the conversation's top_k features by relevance, so the SDK's top(k) picks among those; "
+        "specificity (default with a database alone): each token lists only its specific firings; frequency: "
+        "every activation, as before",
+    )
+    top_k: int = Field(
+        SDK_TOP,
+        ge=1,
+        le=100,
+        description="relevance ranking: how many of the conversation's top features the tokens list (top_features)",
     )
     include_template: bool = Field(False, description="score the chat template's tokens too")
 
 
-def _inspection(
-    request: Request, caller: Caller, lab, messages, controller, include_template: bool = False, topic: bool = False
-):
-    """``topic``: with the lab's topic vectors, so ``relevance`` is the default ranking (not for the SDK's per-token
-    route, whose lists cannot carry a ranking of the whole conversation)."""
-    from steerlab.analysis.inspect import inspect
-
+def _inspection(request: Request, caller: Caller, lab, messages, controller, include_template: bool = False):
+    """``Lab.inspect`` within the caller's token budget, the model held a chunk at a time (chats decode between)."""
     with _admitted(request, caller, {"messages": _conversation_tokens(lab, messages)}, "max_analysis_tokens"):
-        return lab.run_shared(
-            inspect,
-            lab.lm,
-            lab.sae,
-            messages,
-            controller,
-            labels=lab.labels,
-            sae_id=lab.sae_id,
-            chunk_tokens=lab.chunk_tokens,
-            corpus_stats=lab.corpus_stats,
-            include_template=include_template,
-            topic=lab.topic_vectors if topic else None,
-        )
+        return lab.inspect(messages, controller, include_template=include_template)
 
 
 @router.post(f"{EMBER}/chat-attribution/compute-features", tags=["ember"])
 def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depends(require_caller)) -> dict:
-    """Every token with its features (``include_feature_indexes`` restricts). Ranked by specificity (the
-    default with a feature database), each content token lists only its specific firings, most specific
-    first, and template tokens list none, so the SDK's client-side ``top(k)`` (it counts the tokens each
-    feature is listed on) ranks by specificity; ``rank_by="frequency"``: every activation, strongest first.
-    Features named in ``include_feature_indexes`` are listed wherever they fire (every token, as before;
-    ``template`` marks the chat template's tokens)."""
+    """Every token with its features (``include_feature_indexes`` restricts), ranked as ``/v1/inspect`` ranks
+    (``ranked_by``). The SDK computes ``top(k)`` itself by counting the tokens each feature is listed on, so the
+    lists carry the ranking: under ``relevance`` (the default with a feature database and topic vectors) each
+    content token lists its notable firings of the conversation's ``top_k`` features by relevance, in that order,
+    so the SDK's ``top(k)`` picks among them (``k >= top_k``: exactly them); under ``specificity`` each content
+    token lists only its specific firings, most specific first; template tokens list none. ``frequency``: every
+    activation, strongest first. Features named in ``include_feature_indexes`` are listed wherever they fire
+    (every token, as before; ``template`` marks the chat template's tokens). ``top_features``: the conversation's
+    top features under ``ranked_by`` (``aggregate_by``; among ``include_feature_indexes`` when given), which the
+    SDK ignores and steerlab's HTTP client ranks by."""
     lab, messages = _conversation(request, body)
     found = _inspection(request, caller, lab, messages, body.controller, body.include_template)
-    rank_by = found.default_ranking if body.rank_by is None else body.rank_by
-    found.ranking(rank_by)
-    specific = rank_by == "specificity" and body.include_feature_indexes is None
-    tokens = found.per_token(features=body.include_feature_indexes, specific_only=specific, scored_only=specific)
+    rank_by = found.ranking(body.rank_by)
+    include = body.include_feature_indexes
+    top = found.top(body.top_k if include is None else len(include), body.aggregate_by, include, rank_by)
+    if include is None and rank_by == "relevance":
+        tokens = found.per_token_ranked(top)
+    else:
+        specific = rank_by == "specificity" and include is None
+        tokens = found.per_token(features=include, specific_only=specific, scored_only=specific)
+
+    def scores(a) -> dict:
+        return {
+            **({} if a.specificity is None else {"specificity": a.specificity}),
+            **({} if a.relevance is None else {"relevance": a.relevance}),
+        }
+
     return {
         "tokens": [
             {
@@ -142,7 +151,7 @@ def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depend
                         "id": lab.feature_id(a.index),
                         "index_in_sae": a.index,
                         "activation_strength": a.act_units,
-                        **({} if a.specificity is None else {"specificity": a.specificity}),
+                        **scores(a),
                     }
                     for a in t.features
                 ],
@@ -151,6 +160,10 @@ def ember_features(body: FeaturesBody, request: Request, caller: Caller = Depend
             for t in tokens
         ],
         "ranked_by": rank_by,
+        "top_features": [
+            {"id": lab.feature_id(a.index), "index_in_sae": a.index, "activation": a.act_units, **scores(a)}
+            for a in top
+        ],
     }
 
 
@@ -173,7 +186,7 @@ def native_inspect(body: InspectBody, request: Request, caller: Caller = Depends
     from steerlab.features.specificity import DEFINITION
 
     lab, messages = _conversation(request, body)
-    found = _inspection(request, caller, lab, messages, body.controller, body.include_template, topic=True)
+    found = _inspection(request, caller, lab, messages, body.controller, body.include_template)
     top = found.top(body.top_k, by=body.aggregate_by, rank_by=body.rank_by)
     ranked_by = top[0].ranked_by if top else found.ranking(body.rank_by)
     statistic = {"relevance": RELEVANCE_DEFINITION, "specificity": DEFINITION}.get(
@@ -220,8 +233,6 @@ class ContrastBody(BaseModel):
 
 
 def _contrast(request: Request, body: ContrastBody, caller: Caller):
-    from steerlab.analysis.contrast import contrast
-
     lab = get_lab(request)
     check_model(lab, body.model)
     limit = request.app.state.settings.max_dataset_conversations
@@ -235,20 +246,8 @@ def _contrast(request: Request, body: ContrastBody, caller: Caller):
     for side, dataset in (("dataset_1", d1), ("dataset_2", d2)):
         counts[side] = sum(_conversation_tokens(lab, conv, f"{side}[{i}]") for i, conv in enumerate(dataset))
     with _admitted(request, caller, counts, "max_analysis_tokens"):
-        result = lab.run_shared(
-            contrast,
-            lab.lm,
-            lab.sae,
-            d1,
-            d2,
-            k_to_add=k1,
-            k_to_remove=k2,
-            labels=lab.labels,
-            chunk_tokens=lab.chunk_tokens,
-            corpus_stats=lab.corpus_stats,
-            rank_by=body.rank_by,
-            include_template=body.include_template,
-            topic=lab.topic_vectors,
+        result = lab.contrast(
+            d1, d2, k_to_add=k1, k_to_remove=k2, rank_by=body.rank_by, include_template=body.include_template
         )
     return lab, result
 
