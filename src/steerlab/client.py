@@ -92,8 +92,8 @@ class FeaturesAPI:
     ):
         """Per-token feature activations of ``messages`` (through the variant, if ``model`` is one);
         ``.top(k)`` gives the features that show what this text is about (``rank_by="relevance"``, the default
-        in process with a feature database: unusual activations weighted by topic, docs/inspect.md), the most
-        specific ones (``rank_by="specificity"``, the default over HTTP), or the strongest as before
+        with a feature database, in process and over HTTP: unusual activations weighted by topic, docs/inspect.md),
+        the most specific ones (``rank_by="specificity"``), or the strongest as before
         (``rank_by="frequency"``); ``aggregate_by`` (frequency, mean, max, sum) picks the value shown. The chat
         template is not scored unless ``include_template``."""
         indices = None if features is None else as_group(features).indices

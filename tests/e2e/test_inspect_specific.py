@@ -45,7 +45,8 @@ def test_sdk_top_is_specific_to_each_text(client, aggregate_by):
 def test_compute_features_marks_the_template_and_keeps_every_token(live_server):
     messages = [{"role": "user", "content": ISSUE_TEXTS[0]}]
     tokens = _post(live_server, "/api/inference/v1/chat/tokenize", {"messages": messages, "model": MODEL})["tokens"]
-    specific = _post(live_server, "/api/inference/v1/chat-attribution/compute-features", {"messages": messages})
+    route = "/api/inference/v1/chat-attribution/compute-features"
+    specific = _post(live_server, route, {"messages": messages, "rank_by": "specificity"})
     assert specific["ranked_by"] == "specificity" and len(specific["tokens"]) == len(tokens)
     template = [t for t in specific["tokens"] if t["template"]]
     assert template and all(not t["attributions"] for t in template)
@@ -59,6 +60,34 @@ def test_compute_features_marks_the_template_and_keeps_every_token(live_server):
         {"messages": messages, "rank_by": "frequency", "include_template": True},
     )
     assert old["ranked_by"] == "frequency" and all(t["attributions"] for t in old["tokens"])
+    # the default: relevance, as /v1/inspect ranks; the tokens list notable firings of its top 10 features alone
+    default = _post(live_server, route, {"messages": messages})
+    native = _post(live_server, "/v1/inspect", {"messages": messages, "top_k": 10})
+    assert default["ranked_by"] == "relevance" and len(default["tokens"]) == len(tokens)
+    assert all(not t["attributions"] for t in default["tokens"] if t["template"])
+    top = [f["index_in_sae"] for f in default["top_features"]]
+    assert top == [f["index"] for f in native["top_features"]] and len(top) == 10
+    listed = [a for t in default["tokens"] for a in t["attributions"]]
+    assert {a["index_in_sae"] for a in listed} == set(top)
+    assert all(a["specificity"] >= 2.5 and a["relevance"] is not None for a in listed)
+
+
+def test_clients_top_follows_the_relevance_ranking(client, live_server):
+    """steerlab's HTTP client: top(k) is /v1/inspect's top k, in order; the goodfire SDK's top(10) holds the same
+    ten features (it orders them by aggregate_by), its top(5) five of them."""
+    import steerlab
+
+    ours = steerlab.Client(api_key=live_server.key, base_url=live_server.url)
+    for text in ISSUE_TEXTS[:2]:
+        messages = [{"role": "user", "content": text}]
+        native = [
+            f["index"] for f in _post(live_server, "/v1/inspect", {"messages": messages, "top_k": 10})["top_features"]
+        ]
+        mine = ours.features.inspect(messages, model=MODEL).top(k=7)
+        assert mine.ranked_by == "relevance" and [a.feature.index_in_sae for a in mine] == native[:7]
+        sdk = client.features.inspect(messages, model=MODEL)
+        assert {a.feature.index_in_sae for a in sdk.top(k=10)} == set(native)
+        assert {a.feature.index_in_sae for a in sdk.top(k=5)} <= set(native)
 
 
 def test_native_inspect_and_contrast_name_their_statistic(live_server):
