@@ -313,7 +313,9 @@ class Inspection:
         ``features`` restricts the candidates."""
         rank_by = self.ranking(rank_by)
         units, raw, count = self.aggregate(by, rank_by=rank_by)
-        candidates = torch.arange(len(units)) if features is None else torch.tensor(self._check(features))
+        candidates = (
+            torch.arange(len(units)) if features is None else torch.tensor(self._check(features), dtype=torch.long)
+        )
         candidates = candidates[count[candidates] > 0] if features is None else candidates
         relevance = None
         if rank_by == RELEVANCE:

@@ -42,3 +42,13 @@ def test_relevance_without_a_database_names_the_field(steered_server):
     assert r.status_code == 400 and r.json()["error"]["param"] == "rank_by", r.text
     body = client.post("/v1/inspect", json={"messages": HI, "top_k": 3}).json()
     assert body["ranked_by"] == "frequency" and "no feature database" in body["note"]
+
+
+def test_compute_features_with_no_feature_named(steered_server):
+    """An empty include_feature_indexes: every token with no features, and no top features (found by the fuzz)."""
+    client, _ = steered_server
+    r = client.post(
+        "/api/inference/v1/chat-attribution/compute-features", json={"messages": HI, "include_feature_indexes": []}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["top_features"] == [] and all(not t["attributions"] for t in r.json()["tokens"])
