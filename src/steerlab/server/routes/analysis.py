@@ -84,7 +84,8 @@ INSPECT_RANK_BY = "^(relevance|specificity|frequency)$"
 
 
 SDK_TOP = 10
-"""Features compute-features lists under the relevance ranking unless ``top_k`` says otherwise."""
+"""compute-features' ``top_features`` (under relevance, the features its tokens list) unless ``top_k`` says otherwise:
+/v1/inspect's default, so the SDK's ``top(10)`` holds inspect's top 10."""
 
 
 class FeaturesBody(ConversationBody):
@@ -102,7 +103,8 @@ class FeaturesBody(ConversationBody):
         SDK_TOP,
         ge=1,
         le=100,
-        description="relevance ranking: how many of the conversation's top features the tokens list (top_features)",
+        description="how many of the conversation's top features top_features holds; under relevance, the only "
+        "features the tokens list",
     )
     include_template: bool = Field(False, description="score the chat template's tokens too")
 
