@@ -206,8 +206,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Residual-stream tokens whose norm is over this many times their batch's median are attention "
         "sinks (massive activations), not text: the SAE trainer leaves them out of its loss, input scale and "
-        "training-time FVU, sae eval out of FVU, L0 and dead counts, and harvest manifests count them "
-        "(massive_tokens). 0 keeps every token (the behaviour before; activations/massive.py).",
+        "training-time FVU, sae eval out of FVU, L0 and dead counts, the feature database builder gives them no "
+        "activations, and harvest manifests count them (massive_tokens); harvest shards keep them. 0 keeps every "
+        "token (the behaviour before; activations/massive.py).",
     )
     analysis_share: float = Field(
         default=0.5,
