@@ -6,10 +6,12 @@ position 1 (~24,000 against a median of ~200 at layer 18), and such tokens are k
 tokens holds most of the pooled variance: its squared reconstruction error is ~10,000x an ordinary token's, so it
 dominates an FVU, a training loss, or the input scale the trainer derives from a batch's mean squared norm.
 
-One definition for everyone (``sae eval``, the SAE trainer, the harvest manifests): a token is massive when its
-norm is over ``factor`` times the median norm of the batch it comes in. ``factor`` comes from
-``STEERLAB_MASSIVE_FACTOR`` (default 10; 0 keeps every token). Harvest shards stay raw (every token after
-position 0, as before, so older harvests stay usable); the readers leave massive tokens out and count them.
+One definition for everyone: a token is massive when its norm is over ``factor`` times the median norm of the batch
+it comes in; ``factor`` comes from ``STEERLAB_MASSIVE_FACTOR`` (default 10; 0 keeps every token). Harvest shards
+stay raw (every token after position 0, as before, so older harvests stay usable) and count them (shard metadata
+and manifest ``massive_tokens``, ``activations/harvest.py``); the readers leave them out: the SAE trainer
+(``sae/train.py``: loss, input scale, logged FVU), ``sae eval`` (``sae/evals.py``: FVU, L0, dead) and the feature
+database builder (``features/build.py``: no activations, so never a feature's example).
 """
 
 from __future__ import annotations
