@@ -61,7 +61,7 @@ def encode_batch(sae, batch: TokenBatch) -> BatchCodes:
     get none (BatchCodes keeps values > 0)."""
     codes = sae.sparse_encode(batch.acts.to(sae.W_enc.device, sae.W_enc.dtype))
     values, rows = codes.values.detach().float().cpu(), codes.rows.cpu()
-    massive = massive_mask(batch.acts)
+    massive = massive_mask(batch.acts).cpu()
     if bool(massive.any()):
         values = values.masked_fill(massive[rows], 0.0)
     return BatchCodes(batch, values, rows, codes.cols.cpu(), sae.cfg.d_sae)
