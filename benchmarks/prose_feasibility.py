@@ -29,6 +29,7 @@ from steerlab.activations.chat_generation import ChatGenerationConfig, generate_
 from steerlab.activations.corpus import CorpusSource, CorpusSpec, iter_records, record_to_sequences
 from steerlab.activations.default_recipe import HELDOUT_EVERY, build_text_documents, is_training_id
 from steerlab.activations.harvest import HarvestConfig, harvest
+from steerlab.activations.massive import drop_massive, massive_factor
 from steerlab.activations.offline_sources import default_chat_prompts
 from steerlab.activations.shard_source import ShardActivationSource
 from steerlab.bundled_saes import bundled_sae_path
@@ -173,7 +174,18 @@ def _mix(out: Path, prose_shards: int | None) -> list[Path]:
     return [sub, *dirs]
 
 
-def finetune(out: Path, name: str, dirs: list[Path], epochs: int, lr: float, batch: int = 4096) -> Path:
+def finetune(
+    out: Path,
+    name: str,
+    dirs: list[Path],
+    epochs: int,
+    lr: float,
+    massive: float,
+    batch: int = 4096,
+    max_steps: int = 0,
+) -> Path:
+    """``massive``: leave tokens over this many times the batch median norm out of the loss, as the trainer does
+    (0 keeps them, as this benchmark did before); ``max_steps``: stop early (0: every full batch of the epochs)."""
     dest = out / "saes" / name
     if (dest / "cfg.json").exists():
         return dest
@@ -185,6 +197,9 @@ def finetune(out: Path, name: str, dirs: list[Path], epochs: int, lr: float, bat
         sae.b_dec.mul_(scale)
     source = ShardActivationSource(dirs, epochs=epochs)
     steps = source.num_tokens // batch
+    if max_steps:
+        steps = min(steps, max_steps)
+    dropped = 0
     opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
     t0, fvus = time.perf_counter(), []
     for step, x in enumerate(source.iter_batches(batch, seed=1)):
@@ -193,7 +208,9 @@ def finetune(out: Path, name: str, dirs: list[Path], epochs: int, lr: float, bat
         lr_now = lr * min(1.0, (step + 1) / 20) * (min(1.0, 5 * (steps - step) / steps))  # warm up, decay last 20%
         for g in opt.param_groups:
             g["lr"] = lr_now
-        o = sae(x.float() * scale, dense_latents=False)
+        x, n_massive = drop_massive(x.float(), massive)
+        dropped += n_massive
+        o = sae(x * scale, dense_latents=False)
         o.fvu.backward()
         sae.remove_gradient_parallel_to_decoder_directions()
         opt.step()
@@ -208,11 +225,14 @@ def finetune(out: Path, name: str, dirs: list[Path], epochs: int, lr: float, bat
             "finetune_tokens": steps * batch,
             "finetune_dirs": [str(d) for d in dirs],
             "finetune_s": round(time.perf_counter() - t0),
+            "massive_factor": massive,
+            "massive_tokens_dropped": dropped,
         }
     )
     sae.save(dest)
     log(
         f"finetune {name}: {steps} steps x {batch} in {time.perf_counter() - t0:.0f} s, "
+        f"{dropped} massive tokens dropped (factor {massive}), "
         f"train fvu first/last 20 steps {sum(fvus[:20]) / len(fvus[:20]):.4f} / {sum(fvus[-20:]) / len(fvus[-20:]):.4f}"
     )
     return dest
@@ -226,6 +246,13 @@ def main() -> None:
     ap.add_argument("--train-chat", type=int, default=192)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--max-steps", type=int, default=0, help="cap the fine-tuning steps (0: all of the epochs)")
+    ap.add_argument(
+        "--massive-factor",
+        type=float,
+        help="fine-tuning leaves out tokens over this many times the batch median norm (0 keeps them, as the first "
+        "runs here did); default STEERLAB_MASSIVE_FACTOR (10). The evaluations always use the setting.",
+    )
     ap.add_argument("--eval-tokens", type=int, default=10_000)
     ap.add_argument("--prose-eval-tokens", type=int, default=20_000, help="everyday prose: sae eval's default")
     ap.add_argument("--slice-scale", type=float, default=1.0, help="scale the harvest slices (a quick smoke run)")
@@ -267,7 +294,8 @@ def main() -> None:
             name = f"ft-prose{share}" + args.tag
             results.setdefault("mixes", {})[name] = tokens
             if "finetune" in stages:
-                saes[name] = finetune(out, name, dirs, args.epochs, args.lr)
+                factor = massive_factor(args.massive_factor)
+                saes[name] = finetune(out, name, dirs, args.epochs, args.lr, factor, max_steps=args.max_steps)
             elif (out / "saes" / name / "cfg.json").exists():
                 saes[name] = out / "saes" / name
     if "eval" in stages:
@@ -289,7 +317,7 @@ def main() -> None:
                 n_tokens = args.prose_eval_tokens if everyday else args.eval_tokens
                 seqs = eval_sequences(file, lm.tokenizer, n_tokens, file_order=everyday)
                 r = evaluate_sae(lm, sae, seqs, progress=False)
-                row = {k: r[k] for k in ("fvu", "ce_loss_score", "l0", "num_tokens")}
+                row = {k: r[k] for k in ("fvu", "ce_loss_score", "l0", "num_tokens", "massive_tokens")}
                 row["seconds"] = round(time.perf_counter() - t0, 1)
                 results.setdefault("evals", {})[key] = row
                 results_path.write_text(json.dumps(results, indent=1))

@@ -15,15 +15,27 @@ steerlab harvest --default-corpus text --layer "$LAYER" --out "$H/harvests/smoll
 # 2. chat transcripts written by the model itself (hours), harvested while they are generated
 #    (the same as 'steerlab harvest --default-corpus chat' afterwards, without a second pass)
 steerlab corpus build-default --no-text --capture-layer "$LAYER" --capture-out "$H/harvests/smollm2-L$LAYER-chat"
-# 3. train TopK, 16x width (9216 latents), k=64, one epoch over everything harvested
+# 3. train TopK, 16x width (9216 latents), k=64, one epoch over everything harvested; massive activations
+#    (attention sinks past position 0, over STEERLAB_MASSIVE_FACTOR=10x the batch median norm) are left out
+#    (counted in metrics.jsonl and the SAE's cfg.json: massive_tokens_dropped); checkpoints every 500 steps
 steerlab sae train --acts "$H/harvests/smollm2-L$LAYER-text" --acts "$H/harvests/smollm2-L$LAYER-chat" \
   --out "$H/runs/smollm2-L$LAYER-topk-16x" --expansion 16 --k 64 --save-dtype bfloat16
 # 4. evaluate on held-out text, chat and everyday prose that were never harvested (the shipped SAE on the
 #    same files first: the baseline in the same run); ship only if everyday prose FVU <= 0.15 and text and
-#    chat are no worse (issue 14 item 6)
+#    chat are no worse (issue 14 item 6). Each result is kept in the run's evals/ folder, so a rerun (or
+#    SHIP=1) skips finished evaluations; delete evals/ to measure again.
+EVALS="$H/runs/smollm2-L$LAYER-topk-16x/evals"
+mkdir -p "$EVALS"
 for SET in text chat everyday_prose prose; do
-  for SAE in src/steerlab/assets/saes/smollm2-135m-instruct "$H/runs/smollm2-L$LAYER-topk-16x/sae"; do
-    echo "$SET $SAE"; steerlab sae eval --sae "$SAE" --text-file "$H/corpora/default/heldout/$SET.jsonl" --json
+  for NAME in shipped new; do
+    SAE=src/steerlab/assets/saes/smollm2-135m-instruct
+    [ "$NAME" = new ] && SAE="$H/runs/smollm2-L$LAYER-topk-16x/sae"
+    OUT="$EVALS/$NAME-$SET.json"
+    if [ ! -s "$OUT" ]; then
+      steerlab sae eval --sae "$SAE" --text-file "$H/corpora/default/heldout/$SET.jsonl" --json > "$OUT.tmp"
+      mv "$OUT.tmp" "$OUT"
+    fi
+    echo "$SET $NAME $(cat "$OUT")"
   done
 done
 # 5. ship it, once step 4's figures pass (rerun with SHIP=1; steps 1-4 are then seconds): the weights only

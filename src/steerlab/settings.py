@@ -201,6 +201,15 @@ class Settings(BaseSettings):
         "strong activation (its 0.99 quantile; 3-8x weaker). Readings and conditions are in quantile units "
         "either way (docs/steering.md).",
     )
+    massive_factor: float = Field(
+        default=10.0,
+        ge=0,
+        description="Residual-stream tokens whose norm is over this many times their batch's median are attention "
+        "sinks (massive activations), not text: the SAE trainer leaves them out of its loss, input scale and "
+        "training-time FVU, sae eval out of FVU, L0 and dead counts, the feature database builder gives them no "
+        "activations, and harvest manifests count them (massive_tokens); harvest shards keep them. 0 keeps every "
+        "token (the behaviour before; activations/massive.py).",
+    )
     analysis_share: float = Field(
         default=0.5,
         gt=0,

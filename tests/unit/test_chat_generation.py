@@ -64,6 +64,7 @@ def test_capture_writes_a_harvest_per_batch_without_heldout_and_resumes(tiny_lm,
     assert all(int(s["position"].min()) == 1 for s in shards)  # the first token's residual is skipped
     assert manifest["num_tokens"] == sum(len(s["acts"]) for s in shards)
     assert ShardActivationSource(whole).num_tokens == manifest["num_tokens"]
+    assert manifest["massive_tokens"] == ShardActivationSource(whole).massive_tokens == 0  # counted, as harvests do
     # the feature-database builder reads it too: example contexts are whole conversations by id
     from steerlab.features.build_sources import HarvestActivations
     from steerlab.models.chat_template import chat_input_ids

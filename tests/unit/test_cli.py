@@ -42,7 +42,8 @@ def test_harvest_train_eval_convert(tiny_model_dir, text_file, tmp_path, steerla
         "float32",
     )
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout.strip().splitlines()[-1])["complete"] is True
+    harvested = json.loads(res.stdout.strip().splitlines()[-1])
+    assert harvested["complete"] is True and harvested["massive_tokens"] == 0
     res = _run(
         "sae",
         "train",
@@ -61,6 +62,7 @@ def test_harvest_train_eval_convert(tiny_model_dir, text_file, tmp_path, steerla
     )
     assert res.exit_code == 0, res.output
     assert (run / "sae" / "cfg.json").is_file() and (run / "metrics.jsonl").is_file()
+    assert "left out 0 massive tokens" in res.output and "the harvests count 0 per epoch" in res.output
     assert (run / "training_curves.png").stat().st_size > 1000
     res = _run(
         "sae",
@@ -91,6 +93,7 @@ def test_harvest_train_eval_convert(tiny_model_dir, text_file, tmp_path, steerla
         (["harvest", "--corpus", "x.jsonl", "--out", "o", "--store-dtype", "int4"], "dtype must be one of"),
         (["chat", "hi", "--feature", "3"], "expected IDX=VALUE"),
         (["sae", "convert", "/no/such/sae", "out"], "/no/such/sae"),
+        (["sae", "train", "--acts", "h", "--out", "o", "--massive-factor", "-1"], "massive_factor"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(args, needle, steerlab_home):

@@ -159,3 +159,52 @@ def test_hf_dataset_that_cannot_be_found(tiny_lm, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CorpusError, match="cannot load HF dataset"):
         build_sequences(CorpusSpec([CorpusSource("hf:nobody/no-such-dataset")]), tiny_lm.tokenizer, progress=False)
+
+
+def test_harvest_keeps_massive_tokens_and_counts_them(tiny_lm, corpus_files, tmp_path):
+    """A second attention sink (1,000x the residual norm past position 0) stays in the shards, so harvests written
+    before and after this count read alike, and is counted: in each shard's metadata, in the finished manifest and
+    by the shard source. A harvest finished before the count gets it when its command is run again."""
+    from safetensors import safe_open
+
+    from steerlab.activations.harvest import load_sequences
+
+    text, chat = corpus_files
+    cfg = HarvestConfig(layer=1, batch_size=4, sequences_per_shard=5, store_dtype="float32")
+    plain = harvest(tiny_lm, _spec(text, chat), tmp_path / "plain", cfg, progress=False)
+
+    def sink_at_5(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden[:, 5] *= 1000.0
+
+    handle = tiny_lm.model.model.layers[1].register_forward_hook(sink_at_5)
+    try:
+        sunk = harvest(tiny_lm, _spec(text, chat), tmp_path / "sunk", cfg, progress=False)
+    finally:
+        handle.remove()
+    sequences = load_sequences(tmp_path / "sunk" / "sequences.safetensors")
+    expected = sum(len(s) > 5 for s in sequences)
+    assert plain["massive_tokens"] == 0 and plain["massive_factor"] == 10.0
+    assert sunk["massive_tokens"] == expected > 0 and sunk["num_tokens"] == plain["num_tokens"]
+    per_shard = []
+    for i in range(sunk["num_shards"]):
+        with safe_open(str(shard_path(tmp_path / "sunk", i)), framework="pt") as f:
+            per_shard.append(int(f.metadata()["massive_tokens"]))
+            assert int((f.get_tensor("position") == 5).sum()) == per_shard[-1]  # raw: every sink is still there
+    assert sum(per_shard) == expected
+    assert ShardActivationSource([tmp_path / "plain", tmp_path / "sunk"]).massive_tokens == expected
+    on_disk = json.loads((tmp_path / "sunk" / "manifest.json").read_text())
+    assert on_disk["massive_tokens"] == expected
+
+    # a harvest finished before the count: no key in the manifest, no count in the shards' metadata
+    for key in ("massive_tokens", "massive_factor"):
+        del on_disk[key]
+    (tmp_path / "sunk" / "manifest.json").write_text(json.dumps(on_disk))
+    first = shard_path(tmp_path / "sunk", 0)
+    from safetensors.torch import save_file
+
+    save_file(load_file(str(first)), str(first), metadata={"hookpoint": "model.layers.1"})
+    assert ShardActivationSource(tmp_path / "sunk").massive_tokens is None
+    again = harvest(tiny_lm, _spec(text, chat), tmp_path / "sunk", cfg, progress=False)  # nothing left to forward
+    assert again["massive_tokens"] == expected
+    assert ShardActivationSource(tmp_path / "sunk").massive_tokens == expected

@@ -23,12 +23,18 @@ from pathlib import Path
 
 import torch
 
-from steerlab.activations.harvest import HarvestError, _save_sequences, _write_json, shard_path
+from steerlab.activations.harvest import (
+    HarvestError,
+    _save_sequences,
+    _write_json,
+    count_harvest_massive,
+    shard_path,
+    write_shard,
+)
 from steerlab.generation.batch_generate import Generated
 from steerlab.models.chat_template import chat_input_ids
 from steerlab.models.hooks import resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
-from steerlab.tensor_files import save_safetensors
 
 
 class ChatCapture:
@@ -101,7 +107,7 @@ class ChatCapture:
             "seq_index": torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.int64),
             "position": torch.cat(poss) if poss else torch.zeros(0, dtype=torch.int32),
         }
-        save_safetensors(tensors, shard_path(self.out_dir, batch), metadata={"hookpoint": self.hookpoint})
+        write_shard(tensors, shard_path(self.out_dir, batch), self.hookpoint)
         return len(tensors["acts"])
 
     def finish(self) -> dict:
@@ -112,10 +118,13 @@ class ChatCapture:
         if not all(p.exists() for p in shards):
             return self.manifest
         sequences_file = self.out_dir / "sequences.safetensors"
+        changed = False
         if not sequences_file.exists() or not self.manifest.get("complete"):
             sequences, total = self._sequences(shards)
             _save_sequences(sequences, sequences_file)
             self.manifest.update(complete=True, num_tokens=total, num_sequences=len(sequences))
+            changed = True
+        if count_harvest_massive(self.out_dir, self.manifest) or changed:
             _write_json(self.out_dir / "manifest.json", self.manifest)
         return self.manifest
 

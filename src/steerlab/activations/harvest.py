@@ -9,6 +9,12 @@ Layout of a harvest folder::
 Shard i always holds sequences [i*S, (i+1)*S), so a killed harvest restarts at the first missing
 shard and produces exactly the files an uninterrupted run would. Position 0 of every sequence is
 skipped: its residual norm is orders of magnitude larger (attention sink) and it carries no context.
+
+Shards keep every other token, massive activations included (a second attention sink at position 1 where a
+window starts on a newline or a digit: ``activations/massive.py``), so harvests written before and after agree
+and stay usable; the trainer and ``sae eval`` leave those tokens out when they read them. Each shard's metadata
+counts them (``massive_tokens``, over ``STEERLAB_MASSIVE_FACTOR`` times the shard's median norm) and the finished
+manifest sums them.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
 from steerlab.activations.corpus import CorpusSpec, build_sequences
+from steerlab.activations.massive import count_massive, massive_factor
 from steerlab.errors import InvalidInputError
 from steerlab.models.hooks import forward_to_hookpoint, resolve_hookpoint
 from steerlab.models.loader import LoadedModel, parse_dtype
@@ -72,6 +80,37 @@ def load_sequences(path: Path) -> list[list[int]]:
 
 def shard_path(out_dir: Path, index: int) -> Path:
     return out_dir / f"shard_{index:05d}.safetensors"
+
+
+def write_shard(tensors: dict[str, torch.Tensor], path: Path, hookpoint: str) -> int:
+    """Write one shard atomically, its massive-token count in the file's metadata; returns that count."""
+    factor = massive_factor()
+    n = count_massive(tensors["acts"], factor)
+    meta = {"hookpoint": hookpoint, "massive_tokens": str(n), "massive_factor": str(factor)}
+    save_safetensors(tensors, path, metadata=meta)
+    return n
+
+
+def shard_massive_tokens(path: Path, factor: float | None = None) -> int:
+    """Massive tokens of a shard: from its metadata where it was counted with ``factor``, else counted now
+    (a shard written before the count existed)."""
+    factor = massive_factor(factor)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if "massive_tokens" in meta and float(meta.get("massive_factor", "nan")) == factor:
+            return int(meta["massive_tokens"])
+        return count_massive(f.get_tensor("acts"), factor)
+
+
+def count_harvest_massive(out_dir: Path, manifest: dict) -> bool:
+    """Put ``massive_tokens`` (summed over the shards) and ``massive_factor`` in a finished harvest's manifest
+    where they are missing or were counted with another factor; returns whether the manifest changed."""
+    factor = massive_factor()
+    if "massive_tokens" in manifest and manifest.get("massive_factor") == factor:
+        return False
+    shards = [shard_path(out_dir, i) for i in range(manifest["num_shards"])]
+    manifest.update(massive_tokens=sum(shard_massive_tokens(p, factor) for p in shards), massive_factor=factor)
+    return True
 
 
 def _prepare(lm: LoadedModel, spec: CorpusSpec, cfg: HarvestConfig, out_dir: Path, progress: bool):
@@ -181,11 +220,13 @@ def harvest(
             yield i, harvest_shard(lm, hookpoint, chunk, first, cfg)
 
     for i, tensors in (runner or here)(hookpoint, todo, cfg):
-        save_safetensors(tensors, shard_path(out_dir, i), metadata={"hookpoint": hookpoint})
+        write_shard(tensors, shard_path(out_dir, i), hookpoint)
         bar.update(len(tensors["acts"]))
     bar.close()
     complete = all(shard_path(out_dir, i).exists() for i in range(manifest["num_shards"]))
-    if complete and not manifest.get("complete"):
+    if complete:
+        changed = not manifest.get("complete")
         manifest.update(complete=True, num_tokens=total_tokens)
-        _write_json(out_dir / "manifest.json", manifest)
+        if count_harvest_massive(out_dir, manifest) or changed:  # reads every shard once if older than the count
+            _write_json(out_dir / "manifest.json", manifest)
     return manifest

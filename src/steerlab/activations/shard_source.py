@@ -31,6 +31,7 @@ class ShardActivationSource:
         dirs = [Path(d) for d in (harvest_dirs if isinstance(harvest_dirs, list) else [harvest_dirs])]
         manifests = [_manifest(d) for d in dirs]
         self.manifest = manifests[0]
+        self.manifests = manifests
         for d, m in zip(dirs[1:], manifests[1:]):
             for key in ("model", "hookpoint", "d_model"):
                 if m.get(key) != self.manifest.get(key):
@@ -60,6 +61,14 @@ class ShardActivationSource:
     @property
     def num_tokens(self) -> int:
         return self.epochs * sum(self.sizes.values())
+
+    @property
+    def massive_tokens(self) -> int | None:
+        """Massive activations (attention sinks past position 0) in one epoch of the harvests, as their manifests
+        count them; None if a harvest was finished before the count existed (rerun its harvest command to add
+        it). The shards keep these tokens; the trainer leaves them out (``activations/massive.py``)."""
+        counts = [m.get("massive_tokens") for m in self.manifests]
+        return None if any(c is None for c in counts) else sum(counts)
 
     @staticmethod
     def load_shard(path: Path) -> dict[str, torch.Tensor]:

@@ -140,5 +140,10 @@ def harvest_cmd(
         finally:
             disconnect()
     print(
-        json.dumps({k: manifest.get(k) for k in ("hookpoint", "num_sequences", "num_shards", "complete", "num_tokens")})
+        json.dumps(
+            {
+                k: manifest.get(k)
+                for k in ("hookpoint", "num_sequences", "num_shards", "complete", "num_tokens", "massive_tokens")
+            }
+        )
     )

@@ -44,6 +44,12 @@ def train(
     dtype: str | None = typer.Option(
         None, "--dtype", help="float32, or bfloat16: forward and backward in bf16 autocast (GPUs from Ampere on)."
     ),
+    massive_factor: float | None = typer.Option(
+        None,
+        "--massive-factor",
+        help="Leave out tokens whose norm is over this many times their batch's median (attention sinks); "
+        "0 keeps every token. Default: STEERLAB_MASSIVE_FACTOR (10).",
+    ),
 ) -> None:
     """Train an SAE on harvested activations (resumes from OUT's last checkpoint unless --no-resume)."""
     from steerlab.activations.shard_source import ShardActivationSource
@@ -52,7 +58,9 @@ def train(
     from steerlab.settings import get_settings
 
     settings = get_settings()
-    checked = TrainConfig(device=device or settings.device, compute_dtype=dtype or settings.dtype)  # before reading
+    checked = TrainConfig(  # before reading
+        device=device or settings.device, compute_dtype=dtype or settings.dtype, massive_factor=massive_factor
+    )
     probe = source = ShardActivationSource(list(acts))
     manifest = probe.manifest
     hookpoint = manifest["hookpoint"]
@@ -67,12 +75,18 @@ def train(
         layer=layer,
     )
     train_kwargs = {"total_tokens": tokens, "batch_size": batch_size, "seed": seed, "holdout_tokens": holdout_tokens}
-    train_kwargs |= {"device": checked.device, "compute_dtype": checked.compute_dtype}
+    train_kwargs |= {"device": checked.device, "compute_dtype": checked.compute_dtype, "massive_factor": massive_factor}
     if lr is not None:
         train_kwargs["lr"] = lr
     sae = train_sae(cfg, TrainConfig(**train_kwargs), source, out, resume=not no_resume)
     if save_dtype != "float32":
         sae.save(out / "sae", dtype=save_dtype)
+    extra = sae.cfg.extra
+    print(
+        f"left out {extra['massive_tokens_dropped']} massive tokens (norm over {extra['massive_factor']:g}x the "
+        f"batch median: attention sinks) of {extra['trained_tokens']} trained; the harvests count "
+        f"{source.massive_tokens if source.massive_tokens is not None else 'an unknown number'} per epoch"
+    )
     print(f"SAE saved to {out / 'sae'}")
 
 
@@ -88,6 +102,12 @@ def evaluate(
     context_length: int = typer.Option(256, "--context-length"),
     batch_size: int = typer.Option(8, "--batch-size"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    massive_factor: float | None = typer.Option(
+        None,
+        "--massive-factor",
+        help="Leave tokens over this many times their batch's median norm (attention sinks) out of FVU, L0 and "
+        "dead counts; 0 keeps every token. Default: STEERLAB_MASSIVE_FACTOR (10).",
+    ),
 ) -> None:
     """FVU, L0, dead fraction, CE-loss score and KL of an SAE spliced into its model, on held-out text."""
     from steerlab.models.loader import load_model
@@ -96,10 +116,12 @@ def evaluate(
 
     check_input_file(text_file, "--text-file")  # before the model's seconds of loading
     check_sae_folder(sae)
+    if massive_factor is not None and not massive_factor >= 0:
+        raise InvalidInputError(f"must be >= 0 (0 keeps every token), got {massive_factor}", field="--massive-factor")
     lm = load_model(model, dtype=dtype, device=device)
     sae_model = load_sae_for(lm, sae)
     sequences = sequences_from_text_file(text_file, lm.tokenizer, context_length, max_tokens)
-    result = evaluate_sae(lm, sae_model, sequences, batch_size=batch_size, progress=not as_json)
+    result = evaluate_sae(lm, sae_model, sequences, batch_size=batch_size, progress=not as_json, massive=massive_factor)
     if as_json:
         print(json.dumps(result))
         return

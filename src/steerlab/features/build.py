@@ -7,6 +7,10 @@ random windows for non-activating examples; co-firing partners. Work per batch i
 the active latents, memory to ``d_sae`` (never tokens, never ``d_sae^2``). The state is checkpointed
 every ``checkpoint_tokens`` and at the end of the scan, so a killed build resumes where it stopped.
 
+Massive activations (attention sinks past position 0, ``activations/massive.py``: a residual norm over
+``STEERLAB_MASSIVE_FACTOR`` times the batch median) fire no feature here: with ~100x the usual norm they would
+be the strongest example of every feature they touch. They stay in the windows as context, with activation 0.
+
 Writing happens in one transaction: a build that fails halfway leaves the database as it was.
 Labels already stored for the SAE survive a rebuild (same SAE, same UUIDs, same meaning).
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from steerlab.activations.massive import drop_massive, massive_mask
 from steerlab.errors import InvalidInputError
 from steerlab.features.batch_codes import BatchCodes, TokenBatch
 from steerlab.features.build_records import feature_records, needed_sequences
@@ -52,9 +57,14 @@ class BuildResult:
 
 @torch.no_grad()
 def encode_batch(sae, batch: TokenBatch) -> BatchCodes:
-    """Sparse codes of a batch (TopK/BatchTopK never build the dense ``[tokens, d_sae]`` codes)."""
+    """Sparse codes of a batch (TopK/BatchTopK never build the dense ``[tokens, d_sae]`` codes); massive tokens
+    get none (BatchCodes keeps values > 0)."""
     codes = sae.sparse_encode(batch.acts.to(sae.W_enc.device, sae.W_enc.dtype))
-    return BatchCodes(batch, codes.values.detach().float().cpu(), codes.rows.cpu(), codes.cols.cpu(), sae.cfg.d_sae)
+    values, rows = codes.values.detach().float().cpu(), codes.rows.cpu()
+    massive = massive_mask(batch.acts).cpu()
+    if bool(massive.any()):
+        values = values.masked_fill(massive[rows], 0.0)
+    return BatchCodes(batch, values, rows, codes.cols.cpu(), sae.cfg.d_sae)
 
 
 def check_compatible(sae, source) -> None:
@@ -107,7 +117,9 @@ def build_feature_db(
     acc = FeatureAccumulator(sae.cfg.d_sae, torch.ones(sae.cfg.d_sae), cfg)
     if not (resume and acc.load(work_dir, identity)):
         shutil.rmtree(work_dir, ignore_errors=True)
-        calibration = (b.acts for b in itertools.islice(source.batches(), _batches_for(cfg.calibrate_tokens, cfg)))
+        calibration = (
+            drop_massive(b.acts)[0] for b in itertools.islice(source.batches(), _batches_for(cfg.calibrate_tokens, cfg))
+        )
         acc = FeatureAccumulator(
             sae.cfg.d_sae, histogram_range(sae, (b.to(sae.W_enc.device) for b in calibration), cfg.calibrate), cfg
         )

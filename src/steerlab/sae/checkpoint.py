@@ -46,6 +46,7 @@ class TrainerState:
     input_scale: float = 1.0  # activations are multiplied by this before the SAE sees them
     elapsed_s: float = 0.0  # training wall time so far (for rates across restarts)
     rng_state: Tensor | None = None  # trainer Generator state (uint8)
+    massive_tokens: int = 0  # tokens of the stream left out as massive activations (activations/massive.py)
 
 
 def checkpoint_root(out_dir: Path) -> Path:
@@ -92,6 +93,7 @@ def save_checkpoint(
                 "tokens": state.tokens,
                 "input_scale": state.input_scale,
                 "elapsed_s": state.elapsed_s,
+                "massive_tokens": state.massive_tokens,
                 "train_config": train_config,
             },
         )
@@ -131,6 +133,7 @@ def load_checkpoint(path: Path, sae: SAE, optimizer: torch.optim.Optimizer) -> t
         tokens=int(meta["tokens"]),
         input_scale=float(meta["input_scale"]),
         elapsed_s=float(meta.get("elapsed_s", 0.0)),
+        massive_tokens=int(meta.get("massive_tokens", 0)),
         tokens_since_fired=tensors["tokens_since_fired"].to(sae.W_enc.device),
         rng_state=tensors.get("rng_state"),
     )

@@ -7,7 +7,9 @@ Reported: ``fvu``, ``l0``, ``dead_fraction`` (latents that never fire on the eva
 every run: the SAE is not trained on it (attention-sink position, see activations/harvest.py).
 
 ``fvu``, ``l0`` and ``dead_fraction`` also leave out *massive activations*: tokens whose residual norm is over
-``MASSIVE_FACTOR`` times the median norm of their batch (``massive_tokens`` counts them). A window that starts on
+``massive_factor`` (``STEERLAB_MASSIVE_FACTOR``, default 10) times the median norm of their batch
+(``massive_tokens`` counts them; the definition is shared with the trainer and the harvester:
+``steerlab.activations.massive``). A window that starts on
 a newline or a digit can put a second attention sink at position 1 with ~100x the usual norm; one such token
 among 10,000 holds most of the pooled variance, and a pooled FVU then measures that token alone (the bundled
 SAE's held-out text read 0.043 with one in it and 0.153 without). The CE-loss score still splices every token.
@@ -22,11 +24,9 @@ import torch
 from tqdm import tqdm
 
 from steerlab.activations.corpus import CorpusSource, iter_records, record_to_sequences
+from steerlab.activations.massive import massive_factor, massive_mask
 from steerlab.errors import InvalidInputError, MissingFileError
 from steerlab.models.hooks import capture_residual, edit_residual
-
-MASSIVE_FACTOR = 10.0
-"""Residual norms over this many times the batch median are attention sinks, not text (see the docstring)."""
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -68,8 +68,16 @@ def _next_token_ce(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 
 @torch.inference_mode()
 def evaluate_sae(
-    lm: LoadedModel, sae: SAE, sequences: list[list[int]], batch_size: int = 8, progress: bool = True
+    lm: LoadedModel,
+    sae: SAE,
+    sequences: list[list[int]],
+    batch_size: int = 8,
+    progress: bool = True,
+    massive: float | None = None,
 ) -> dict[str, Any]:
+    """Metrics of ``sae`` spliced into ``lm`` over ``sequences`` (see the module docstring). ``massive``: the
+    massive-token factor (None: ``STEERLAB_MASSIVE_FACTOR``; 0 keeps every token)."""
+    factor = massive_factor(massive)
     hookpoint = sae.cfg.hookpoint
     model, device = lm.model, lm.device
     pad = cast(int, lm.tokenizer.pad_token_id or 0)  # transformers types it as "ids or tokens"
@@ -92,8 +100,7 @@ def evaluate_sae(
             clean = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         h = cap[hookpoint]
         x = h[:, 1:][mask[:, 1:].bool()].float()  # real tokens after position 0: [n, d_in]
-        norms = x.norm(dim=1)
-        ordinary = norms <= MASSIVE_FACTOR * norms.median()
+        ordinary = ~massive_mask(x, factor)
         n_massive += int((~ordinary).sum())
         x = x[ordinary]
         f = sae.encode(x.to(sae.W_enc.dtype))
@@ -135,5 +142,6 @@ def evaluate_sae(
         "kl_div": sums["kl"] / n_pred,
         "num_tokens": n_tok,
         "massive_tokens": n_massive,
+        "massive_factor": factor,
         "hookpoint": hookpoint,
     }

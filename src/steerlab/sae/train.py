@@ -6,6 +6,13 @@ initialized to the geometric median of the first batch. Every ``checkpoint_every
 full training state is written atomically, so a killed run resumes onto exactly the
 trajectory it would have followed. When training ends, the SAE's ``feature_scale`` is
 measured on a held-back slice of the stream and the SAE is saved to ``out_dir/sae``.
+
+Massive activations (attention sinks past position 0: a residual norm over ``massive_factor`` times the
+batch median, ``steerlab.activations.massive``) are left out of every batch before it reaches the SAE: out of
+the loss, the input scale, b_dec's initialization, the dead-latent counters, the holdout FVU and
+feature_scale. One such token's squared error is ~10,000x an ordinary token's, so a handful of them would
+otherwise steer the loss and deflate the logged FVU. ``metrics.jsonl`` counts them per interval
+(``massive_tokens``) and the saved SAE's ``cfg.extra`` over the run (``massive_tokens_dropped``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from steerlab.activations.massive import drop_massive, massive_factor
 from steerlab.errors import ConflictError, InvalidInputError
 from steerlab.sae.base import SAE
 from steerlab.sae.checkpoint import (
@@ -56,7 +64,10 @@ TRAJECTORY_FIELDS = (
     "b_dec_init",
     "holdout_tokens",
     "seed",
+    "massive_factor",
 )
+# A checkpoint written before a field existed trained with this value of it.
+TRAJECTORY_DEFAULTS: dict[str, Any] = {"massive_factor": 0.0}
 
 
 @dataclass
@@ -97,6 +108,9 @@ class TrainConfig:
     """Torch device to train on."""
     compute_dtype: str = "float32"
     """Dtype of the forward and backward (bfloat16: autocast, the weights and the optimizer stay float32)."""
+    massive_factor: float | None = None
+    """Leave out tokens whose norm is over this many times their batch's median (attention sinks); 0 keeps every
+    token. None: ``STEERLAB_MASSIVE_FACTOR`` (10)."""
 
     def __post_init__(self) -> None:
         if self.decay not in ("linear", "cosine", "none"):
@@ -112,6 +126,10 @@ class TrainConfig:
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise InvalidInputError(f"unknown {self.compute_dtype!r}", field="dtype", allowed="float32, bfloat16")
         check_dtype_on(parse_dtype(self.compute_dtype), parse_device(self.device))
+        if self.massive_factor is not None and not self.massive_factor >= 0:
+            raise InvalidInputError(
+                f"must be >= 0 (0 keeps every token), got {self.massive_factor}", field="massive_factor"
+            )
         for name in ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"must be >= 1, got {getattr(self, name)}", field=name)
@@ -155,6 +173,7 @@ class SAETrainer:
             if t.dead_tokens_threshold is not None
             else min(10_000_000, steps * t.batch_size // 10),
             "holdout_tokens": holdout,
+            "massive_factor": massive_factor(t.massive_factor),
         }
 
     # ------------------------------------------------------------------ setup
@@ -180,7 +199,7 @@ class SAETrainer:
                 sae = create_sae(self.cfg, device=p["device"], generator=generator)
                 optimizer = adam(sae, p["lr"])
                 continue
-            diff = [k for k in TRAJECTORY_FIELDS if saved_plan.get(k) != p[k]]
+            diff = [k for k in TRAJECTORY_FIELDS if saved_plan.get(k, TRAJECTORY_DEFAULTS.get(k)) != p[k]]
             if diff:
                 raise ConflictError(
                     f"{path}: checkpoint was trained with different {', '.join(diff)}; "
@@ -240,10 +259,14 @@ class SAETrainer:
         compute = p.get("compute_dtype", "float32")
         autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=compute == "bfloat16")
         batches = self.source.iter_batches(batch_size, start_token=state.tokens, seed=p["seed"])
+        massive = p["massive_factor"]
+        interval_massive = 0
         for x in batches:
             if state.step >= total_steps:
                 break
-            x = x.to(device, torch.float32, non_blocking=True)
+            x, dropped = drop_massive(x.to(device, torch.float32, non_blocking=True), massive)
+            state.massive_tokens += dropped
+            interval_massive += dropped
             if state.step == 0:
                 self._init_from_first_batch(sae, x, state)
             if state.input_scale != 1.0:
@@ -260,7 +283,7 @@ class SAETrainer:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             sae.constrain_parameters()
-            state.tokens_since_fired += batch_size
+            state.tokens_since_fired += x.shape[0]
             state.tokens_since_fired[out.fired] = 0
             state.step += 1
             state.tokens += batch_size
@@ -285,6 +308,7 @@ class SAETrainer:
                     "tokens": state.tokens,
                     "lr": lr,
                     **{k: round(float(v) / interval_steps, 6) for k, v in sums.items()},
+                    "massive_tokens": interval_massive,
                     "tokens_per_s": round(interval_steps * batch_size / max(elapsed, 1e-9), 1),
                     "elapsed_s": round(state.elapsed_s, 2),
                 }
@@ -295,7 +319,7 @@ class SAETrainer:
                     dead=f"{record['dead_fraction']:.3f}",
                     refresh=False,
                 )
-                sums, interval_steps = {}, 0
+                sums, interval_steps, interval_massive = {}, 0, 0
             if checkpoint_now:
                 state.rng_state = generator.get_state()
                 save_checkpoint(self.out_dir, sae, optimizer, state, p, keep=p["keep_checkpoints"])
@@ -322,9 +346,15 @@ class SAETrainer:
         start = self.source.num_tokens - p["holdout_tokens"]
         eval_batch = min(p["batch_size"], p["holdout_tokens"])
 
+        holdout_massive = 0
+
         def holdout() -> Iterator[Tensor]:
+            nonlocal holdout_massive
+            holdout_massive = 0
             for x in self.source.iter_batches(eval_batch, start_token=start, seed=p["seed"]):
-                yield x.to(p["device"], torch.float32)
+                x, dropped = drop_massive(x.to(p["device"], torch.float32), p["massive_factor"])
+                holdout_massive += dropped
+                yield x
 
         if p["holdout_tokens"] >= eval_batch > 0:
             sae.calibrate(holdout())
@@ -340,7 +370,10 @@ class SAETrainer:
                     break
             self.cfg.extra["holdout_fvu"] = round(fvu.compute(), 6) if seen >= 2 else None
             self.cfg.extra["holdout_l0"] = round(l0_sum / max(seen, 1), 3)
+            self.cfg.extra["holdout_massive_tokens"] = holdout_massive
         self.cfg.extra["trained_tokens"] = state.tokens
+        self.cfg.extra["massive_factor"] = p["massive_factor"]
+        self.cfg.extra["massive_tokens_dropped"] = state.massive_tokens
         sae.save(self.out_dir / "sae")
         plot_training_curves(self.metrics_path, self.curves_path)
         return sae

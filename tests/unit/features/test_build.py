@@ -260,3 +260,29 @@ def test_sequence_cuts_never_split_a_sequence():
     assert sequence_cuts(seq, 4) == [(0, 5), (5, 10)]
     assert sequence_cuts(seq, 1) == [(0, 3), (3, 5), (5, 6), (6, 10)]
     assert sequence_cuts(torch.tensor([], dtype=torch.long), 4) == []
+
+
+def test_massive_tokens_are_no_feature_s_example(tiny_lm, small_build_config, tmp_path):
+    """A second attention sink (1,000x the residual norm at position 5 of every text): with the SAE firing k latents
+    on every token, it would be the strongest example of each latent it touches. It fires none; it stays in the
+    windows as context, with activation 0."""
+    sae = make_crafted_sae(tiny_lm)
+
+    def sink_at_5(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden[:, 5] *= 1000.0
+
+    handle = tiny_lm.model.model.layers[1].register_forward_hook(sink_at_5)
+    try:
+        result = run_build(tiny_lm, sae, tmp_path / "f.db", small_build_config)
+    finally:
+        handle.remove()
+    at_sink, examples = 0, 0
+    with FeatureStore(tmp_path / "f.db", readonly=True) as store:
+        for index in range(D_SAE):
+            for e in store.get_feature(result.sae_id, index).examples:
+                examples += 1
+                if e.start is not None and e.start <= 5 < e.start + len(e.acts):
+                    assert e.acts[5 - e.start] == 0.0, (index, e)
+                    at_sink += 1
+    assert examples > 100 and at_sink > 10  # sinks were in plenty of windows, never with an activation

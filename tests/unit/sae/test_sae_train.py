@@ -146,3 +146,68 @@ def test_geometric_median_ignores_outliers():
     points[:20] = 1000.0  # a few huge outlier tokens (like BOS)
     assert (geometric_median(points) - 3.0).abs().max() < 0.05
     assert (points.mean(0) - 3.0).abs().max() > 30
+
+
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_massive_tokens_do_not_steer_training(tmp_path, acts):
+    """One token in 512 with 100x the norm (an attention sink past position 0, as harvests keep them): its squared
+    error is ~10,000x an ordinary token's and it inflates the input scale. The trainer leaves such tokens out of
+    the loss, the input scale and the logged FVU, so the run follows the one on the same stream without them;
+    kept (massive_factor=0, the behaviour before), they move both."""
+    sunk = acts.clone()
+    sinks = torch.zeros(len(acts), dtype=torch.bool)
+    sinks[::512] = True
+    sunk[sinks] *= 100.0
+    kw = {"batch_size": 256, "lr": 4e-3, "checkpoint_every_steps": 40, "log_every_steps": 1, "seed": 1}
+    runs = {}
+    for name, data, factor in (("clean", acts, None), ("dropped", sunk, None), ("kept", sunk, 0.0)):
+        tcfg = TrainConfig(massive_factor=factor, **kw)
+        runs[name] = train_sae(small_cfg("topk"), tcfg, TensorActivationSource(data, epochs=2), tmp_path / name, False)
+    clean, dropped, kept = (_records(tmp_path / name) for name in ("clean", "dropped", "kept"))
+    assert len(clean) == len(dropped) == len(kept)
+
+    # what the trainer left out is exactly the injected tokens in the batches it trained on
+    stream = TensorActivationSource(sunk, epochs=2).iter_batches(256, seed=1)
+    big = acts.norm(dim=1).max() * 20
+    injected = sum(int((batch.norm(dim=1) > big).sum()) for batch in itertools.islice(stream, clean[-1]["step"]))
+    assert injected > 10
+    assert sum(r["massive_tokens"] for r in dropped) == injected == runs["dropped"].cfg.extra["massive_tokens_dropped"]
+    assert sum(r["massive_tokens"] for r in kept) == 0 == runs["kept"].cfg.extra["massive_tokens_dropped"]
+    assert runs["dropped"].cfg.extra["massive_factor"] == 10.0
+
+    def gap(a, b, key):
+        return max(abs(x[key] - y[key]) for x, y in zip(a, b))
+
+    # step by step (a record per step) the logged FVU and loss follow the clean run's (measured: 0.003 apart)...
+    assert gap(clean, dropped, "fvu") < 0.01 and gap(clean, dropped, "loss") < 0.01
+    assert gap(clean, kept, "fvu") > 0.15  # ...where kept sinks set them (measured: 0.22 apart)
+    holdout = {name: sae.cfg.extra["holdout_fvu"] for name, sae in runs.items()}
+    assert abs(holdout["dropped"] - holdout["clean"]) < 0.02, holdout
+    # the kept run's SAE reconstructs ordinary tokens worse: the sinks set its input scale and held its loss
+    x = acts[-1024:]
+    with torch.no_grad():
+        err = {
+            name: float((sae(x).sae_out - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()) for name, sae in runs.items()
+        }
+    assert abs(err["dropped"] - err["clean"]) < 0.005 and err["kept"] > err["clean"] + 0.02, err
+
+
+def test_checkpoints_from_before_the_massive_cut_resume_only_with_it_off(tmp_path, acts):
+    """A checkpoint written before the trainer dropped massive tokens kept them: it resumes with massive_factor=0
+    (the same trajectory) and is refused with the new default, which would change it."""
+    source = TensorActivationSource(acts[:2048])
+    tcfg = TrainConfig(batch_size=128, total_tokens=1024, checkpoint_every_steps=4, holdout_tokens=0)
+    train_sae(small_cfg("topk"), tcfg, source, tmp_path, progress=False)
+    for meta_path in (tmp_path / "checkpoints").glob("*/trainer.json"):
+        meta = json.loads(meta_path.read_text())
+        del meta["train_config"]["massive_factor"], meta["massive_tokens"]
+        meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="different massive_factor"):
+        train_sae(small_cfg("topk"), tcfg, source, tmp_path, progress=False)
+    old = TrainConfig(**{**tcfg.__dict__, "massive_factor": 0.0})
+    assert train_sae(small_cfg("topk"), old, source, tmp_path, progress=False).cfg.extra["massive_factor"] == 0.0
+    with pytest.raises(ValueError, match="massive_factor"):
+        TrainConfig(massive_factor=-1.0)
