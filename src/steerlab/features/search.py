@@ -127,6 +127,14 @@ WORD_PENALTY = 0.1
 ``digit tokens``) to the one that fires on the word naming it, and still gets the word's feature when nothing
 else is close. Chosen on the concept check's 56 tuning concepts (docs/search.md)."""
 _WORD_LABEL = re.compile(r'^(?:the word |the token )?"([^"]+)"(?: tokens?)?(?: in .+)?$')
+_WHERE_LABEL = re.compile(r'^(?:the word |the token )?"[^"]+"(?: tokens?)? in (.+)$')
+
+
+def label_where(text: str) -> str | None:
+    """Where a description says its token fires (``"cat" tokens in shell commands`` -> ``shell commands``): the
+    scorer confirmed that context on held-out windows, so a search for it may find the feature by it."""
+    match = _WHERE_LABEL.match(text.strip())
+    return match.group(1).strip() if match else None
 
 
 def label_word(text: str) -> str | None:
@@ -232,6 +240,14 @@ class FeatureSearch:
         strength = {i: _strength(lab) for i, lab in self.labels.items()}
         self._members = [sorted(rows, key=lambda i: (-strength[i][0], -strength[i][1], i)) for rows in groups.values()]
         self._lexical = LexicalIndex(list(groups))
+        where = [(group, label_where(text)) for group, text in enumerate(groups)]
+        where = [(group, text) for group, text in where if text]
+        self._where_groups = np.array([group for group, _ in where], dtype=np.int64)
+        self._where_vectors = (
+            np.ascontiguousarray(embed_labels([text for _, text in where]), dtype=np.float32)
+            if where
+            else np.zeros((0, EMBED_DIM), np.float32)
+        )
         self._word_groups: dict[str, list[int]] = {}  # form of a word -> groups whose label names that word
         from steerlab.features.explain.wordnet import word_forms
 
@@ -388,6 +404,8 @@ class FeatureSearch:
 
     def _semantic_ranking(self, vector: np.ndarray, top_k: int, query: str | None = None) -> list[tuple[int, float]]:
         scores = self._distinct @ vector  # [distinct labels]
+        if len(self._where_groups):  # '"g" tokens in shell commands' is found by "shell commands" as well
+            scores[self._where_groups] = np.maximum(scores[self._where_groups], self._where_vectors @ vector)
         words = self._word_labels(query)
         if words:  # a feature that fires on the query's word comes after those whose label claims the concept
             scores[words] -= WORD_PENALTY

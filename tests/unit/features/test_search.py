@@ -269,3 +269,20 @@ def test_a_feature_that_fires_on_the_query_word_comes_after_one_that_claims_the_
         )
         search.refresh()
         assert [h.index for h in search.lexical("numbers", top_k=2)] == [6, 5]
+
+
+def test_a_description_is_found_by_where_its_token_fires(tmp_path):
+    """'"g" tokens in shell commands' (#7405: its windows are shell commands, confirmed on held-out examples)
+    is found by "shell commands" ahead of a "command" label (cosine 0.76 vs 0.49 for the whole description)."""
+    from steerlab.features.search import label_where
+
+    assert label_where('"g" tokens in shell commands') == "shell commands"
+    assert label_where('the word "email"') is None and label_where("French text") is None
+    with new_store(tmp_path / "f.db") as store:
+        store.set_labels(
+            SAE_ID,
+            {5: Label(text="command", explainer="t"), 6: Label(text='"g" tokens in shell commands', explainer="t")},
+        )
+        search = FeatureSearch(store, SAE_ID)
+        assert [h.index for h in search.semantic("shell commands", top_k=2)] == [6, 5]
+        assert [h.index for h in search.semantic("commands", top_k=2)] == [5, 6]  # the whole label still counts
