@@ -127,6 +127,9 @@ WORD_PENALTY = 0.1
 ``digit tokens``) to the one that fires on the word naming it, and still gets the word's feature when nothing
 else is close. Chosen on the concept check's 56 tuning concepts (docs/search.md)."""
 _WORD_LABEL = re.compile(r'^(?:the word |the token )?"([^"]+)"(?: tokens?)?(?: in .+)?$')
+WHERE_MARGIN = 0.05
+"""Cosine a description found by where its token fires gives up to a label that is that concept outright: 35
+descriptions end in ``in Python code``; the label ``Python code`` comes first."""
 _WHERE_LABEL = re.compile(r'^(?:the word |the token )?"[^"]+"(?: tokens?)? in (.+)$')
 
 
@@ -405,7 +408,9 @@ class FeatureSearch:
     def _semantic_ranking(self, vector: np.ndarray, top_k: int, query: str | None = None) -> list[tuple[int, float]]:
         scores = self._distinct @ vector  # [distinct labels]
         if len(self._where_groups):  # '"g" tokens in shell commands' is found by "shell commands" as well
-            scores[self._where_groups] = np.maximum(scores[self._where_groups], self._where_vectors @ vector)
+            whole = scores[self._where_groups]  # ties among the parts ("in Python code" x 35) go by the whole label
+            where = self._where_vectors @ vector - WHERE_MARGIN + 1e-3 * whole
+            scores[self._where_groups] = np.maximum(whole, where)
         words = self._word_labels(query)
         if words:  # a feature that fires on the query's word comes after those whose label claims the concept
             scores[words] -= WORD_PENALTY

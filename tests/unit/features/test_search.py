@@ -286,3 +286,10 @@ def test_a_description_is_found_by_where_its_token_fires(tmp_path):
         search = FeatureSearch(store, SAE_ID)
         assert [h.index for h in search.semantic("shell commands", top_k=2)] == [6, 5]
         assert [h.index for h in search.semantic("commands", top_k=2)] == [5, 6]  # the whole label still counts
+        # a label that is the concept outright comes before a description that fires in it
+        store.set_labels(
+            SAE_ID,
+            {5: Label(text='"x" tokens in Python code', explainer="t"), 6: Label(text="Python code", explainer="t")},
+        )
+        search.refresh()
+        assert [h.index for h in search.semantic("Python code", top_k=2)] == [6, 5]
