@@ -237,7 +237,8 @@ class HeldOutScorer(Scorer):
         (near misses share the firing contexts' documents, so their topic too), every form of the label's words
         blanked out in both: what the windows say without the word."""
         positives, negatives, counts = held_out_contexts(feature)
-        negatives = negatives[: counts["n_random"]]
+        if counts["n_random"] >= 2:  # else (no held-out pool window: 13 of 1,943 concept labels) the near misses
+            negatives = negatives[: counts["n_random"]]
         positives, negatives = mask_words(positives, forms), mask_words(negatives, forms)
         values = self.auc_of([text, *self._null(feature, text)], positives, negatives)
         null = float(np.quantile(values[1:], self.masked_null_share)) if len(values) > 1 else 0.5

@@ -240,3 +240,17 @@ def test_word_forms_match_inflections_and_token_pieces():
     forms = word_forms("computer")
     assert spells("computers", forms) and spells("comput", forms) and not spells("com", forms)
     assert spells("https", word_forms("http")) and not spells("cat", word_forms("cats and dogs"))
+
+
+def test_the_word_rule_decides_without_held_out_random_windows(scorer):
+    """A feature none of whose pool windows is held out (13 of the shipped database's 1,943 concept labels) is
+    judged on its near misses, not left with an undefined masked AUC."""
+    import math
+
+    email = prose_feature(["email", "emails", "email", "Email"] * 3)
+    email = email.model_copy(
+        update={"examples": [e for e in email.examples if e.kind == "top" or (e.sequence_id or 0) % 2 == 0]}
+    )
+    assert held_out_contexts(email)[2]["n_random"] == 0
+    word, details = scorer.rests_on_word(email, "email")
+    assert not math.isnan(details["masked_auc"]) and word == 'the word "email"'
