@@ -963,7 +963,12 @@ def matcher_for_label(text: str) -> Matcher | None:
     lowered = text.lower()
     token = _TOKEN_LABEL.match(text)
     if token:
-        peak = peak_is(token.group(1))
+        word = token.group(1).strip()
+        peak = peak_is(word)
+        if text.startswith("the word ") and word.isalpha():  # a word, as written: singular or plural
+            peak = any_of(
+                peak, peak_is(word + "s"), peak_is(word + "es"), peak_is(word[:-1]) if word.endswith("s") else peak
+            )
         if token.group(2):
             rest = matcher_for_label(token.group(2))
             return all_of(peak, rest) if rest is not None else None

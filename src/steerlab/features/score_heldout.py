@@ -40,6 +40,9 @@ from steerlab.features.score import Scorer, scored
 
 UNCLEAR = "unclear"
 DECISIONS = ("concept", "fires-on", UNCLEAR)
+MASKED_NULL_SHARE = 0.9
+"""Quantile of the null a label must beat once its own word is blanked out (as ``null_share``; 1.0, every random
+phrase, turned more word features into ``the word`` labels and lost 2 of the concept check's 56 tuning concepts)."""
 _SPAN = 12
 """Tokens of context a non-firing center needs on each side (the long view reads 12 before it)."""
 
@@ -166,6 +169,7 @@ class HeldOutScorer(Scorer):
         null_size: int = 32,
         null_share: float = 0.9,
         decide: bool = True,
+        masked_null_share: float = MASKED_NULL_SHARE,
     ):
         self.encode = encode or EmbeddingCache()
         self.contexts = contexts
@@ -176,6 +180,7 @@ class HeldOutScorer(Scorer):
             null_phrases = read_phrases()
         self.null_phrases = list(null_phrases)
         self.null_size, self.null_share, self.decide = null_size, null_share, decide
+        self.masked_null_share = masked_null_share
 
     def choice_view(self, feature: Feature) -> Feature:
         return choice_view(feature)
@@ -208,6 +213,37 @@ class HeldOutScorer(Scorer):
         sim_neg = ContextVectors(negatives, self.encode, self.contexts).similarity(vecs)
         return auc(sim_pos, sim_neg)
 
+    def rests_on_word(self, feature: Feature, text: str) -> tuple[str | None, dict]:
+        """Whether a concept label rests only on the word naming it: ``(None, details)`` when the feature does
+        not fire on that word or its windows show the concept without it (masked AUC above the null); else
+        ``('the word "email"', details)`` when it peaks on the word, ``("", details)`` when beside it (``past`` in
+        ``past years``: what fires is described instead)."""
+        forms = label_word_forms(text)
+        word = lexical_word(feature, forms) if forms else None
+        if word is None:
+            return None, {}
+        masked, null = self.masked_auc(feature, text, forms)
+        details = {
+            "masked_auc": round(masked, 4),
+            "masked_null_p90": round(null, 4),
+            "lexical": masked <= max(null, 0.5),
+        }
+        if not details["lexical"]:
+            return None, details
+        return (f'the word "{word}"' if word else ""), details
+
+    def masked_auc(self, feature: Feature, text: str, forms: frozenset[str]) -> tuple[float, float]:
+        """(AUC of ``text``, its null's p90) on the held-out firing contexts against the random non-firing ones
+        (near misses share the firing contexts' documents, so their topic too), every form of the label's words
+        blanked out in both: what the windows say without the word."""
+        positives, negatives, counts = held_out_contexts(feature)
+        if counts["n_random"] >= 2:  # else (no held-out pool window: 13 of 1,943 concept labels) the near misses
+            negatives = negatives[: counts["n_random"]]
+        positives, negatives = mask_words(positives, forms), mask_words(negatives, forms)
+        values = self.auc_of([text, *self._null(feature, text)], positives, negatives)
+        null = float(np.quantile(values[1:], self.masked_null_share)) if len(values) > 1 else 0.5
+        return float(values[0]), null
+
     def _null(self, feature: Feature, exclude: str) -> list[str]:
         rng = random.Random(f"null/{feature.sae_id}/{feature.index}")
         pool = [p for p in self.null_phrases if p != exclude]
@@ -227,11 +263,24 @@ class HeldOutScorer(Scorer):
         if not self.decide:
             return scored(label, value, self.name, details)
         beats = value > max(threshold, 0.5, peak_value, desc_value if description else 0.0)
+        word = None
         if not is_description(label.text) and claimed_language(label.text) is None and beats:
-            return scored(label, value, self.name, {**details, "decision": "concept"})
+            word, extra = self.rests_on_word(feature, label.text)
+            details = {**details, **extra}
+            if word is None:
+                return scored(label, value, self.name, {**details, "decision": "concept"})
+            if word:  # it fires on the word that names the label: say so ('the word "email"')
+                new_value = float(self.auc_of([word], positives, negatives)[0])
+                replaced = {"concept_label": label.text, "concept_auc": round(value, 4), "auc": round(new_value, 4)}
+                out = label.model_copy(update={"text": word})
+                return scored(out, new_value, self.name, {**details, **replaced, "decision": "fires-on"})
         if held_out_language(feature, label.text):  # languages: the identifier decides (the encoder cannot tell)
             return scored(label, value, self.name, {**details, "decision": "fires-on"})
-        family = word_family(feature, label.text) if value > max(threshold, 0.5) and description is None else None
+        family = (
+            word_family(feature, label.text)
+            if value > max(threshold, 0.5) and description is None and word is None
+            else None
+        )
         language_only = token_language_fallback(feature, label.text)
         if family is not None:  # a concept that is its own peak words ("money": "money", "financial", "pay")
             text, new_value, decision = family, value, "fires-on"
@@ -246,6 +295,65 @@ class HeldOutScorer(Scorer):
         replaced = {"concept_label": label.text, "concept_auc": round(value, 4), "auc": round(new_value, 4)}
         out = label.model_copy(update={"text": text})
         return scored(out, new_value, self.name, {**details, **replaced, "decision": decision})
+
+
+LEXICAL_SHARE = 0.6
+"""A concept label rests on its own word when at least this share of the feature's strongest contexts peak on a
+form of one of the label's words, or right beside one (``past years``): 6 of 10, as the strict check reads."""
+
+
+def label_word_forms(text: str) -> frozenset[str]:
+    """Every form of the label's words (``numbers`` -> ``numbers``, ``number``, ...); empty for descriptions,
+    languages, ``unclear`` and labels that are not a few plain words (``C++ code``)."""
+    from steerlab.features.explain.wordnet import word_forms
+
+    if is_description(text) or claimed_language(text) is not None or not claims_concept(text):
+        return frozenset()
+    words = text.lower().split()
+    if not words or len(words) > 3 or not all(w.isalpha() for w in words):
+        return frozenset()
+    return frozenset(form for w in words for form in word_forms(w))
+
+
+def _is_form(token: str, forms: frozenset[str]) -> bool:
+    from steerlab.features.explain.wordnet import spells
+
+    return spells(token, forms)
+
+
+def lexical_word(feature: Feature, forms: frozenset[str], share: float = LEXICAL_SHARE) -> str | None:
+    """Whether the feature fires on the word naming its label: the commonest form it peaks on (``"email"``) when
+    at least ``share`` of its top examples (both halves: the strongest contexts a reader sees) peak on a form of
+    the label's words; ``""`` when they peak right beside one (the token before or after it); else None."""
+    tops = [e for e in feature.examples if e.kind == "top" and e.max_act > 0]
+    if not tops or not forms:
+        return None
+    on: Counter[str] = Counter()
+    beside = 0
+    for e in tops:
+        p = min(e.max_position, len(e.tokens) - 1)
+        token = _norm(e.tokens[p])
+        if _is_form(token, forms):
+            on[token] += 1
+        elif any(_is_form(_norm(e.tokens[q]), forms) for q in (p - 1, p + 1) if 0 <= q < len(e.tokens)):
+            beside += 1
+    if sum(on.values()) >= share * len(tops):
+        return on.most_common(1)[0][0]
+    return "" if sum(on.values()) + beside >= share * len(tops) else None
+
+
+def mask_words(examples: Sequence[Example], forms: frozenset[str]) -> list[Example]:
+    """The examples with every token that is a form of ``forms`` blanked (positions kept)."""
+    out = []
+    for e in examples:
+        hide = [i for i, t in enumerate(e.tokens) if _is_form(_norm(t), forms)]
+        if hide:
+            tokens = list(e.tokens)
+            for i in hide:
+                tokens[i] = ""
+            e = e.model_copy(update={"tokens": tokens})
+        out.append(e)
+    return out
 
 
 def _firing(feature: Feature, held_out: bool) -> list[Example]:

@@ -20,6 +20,7 @@ shows the feature's strongest window (``snippet``).
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -120,6 +121,41 @@ WEIGHTS = {"contexts": 0.5}
 56 tuning concepts (the issue's 20 held out) label+contexts gave top-1 25/56 at 0.5, 24/56 at 1.0."""
 
 
+WORD_PENALTY = 0.1
+"""Cosine taken off a label that says its feature fires on a word of the query (``the word "number"``,
+``"source" tokens``) in label search: a concept query prefers the features whose contexts show it (``numbers``:
+``digit tokens``) to the one that fires on the word naming it, and still gets the word's feature when nothing
+else is close. Chosen on the concept check's 56 tuning concepts (docs/search.md)."""
+_WORD_LABEL = re.compile(r'^(?:the word |the token )?"([^"]+)"(?: tokens?)?(?: in .+)?$')
+WHERE_MARGIN = 0.05
+"""Cosine a description found by where its token fires gives up to a label that is that concept outright: 35
+descriptions end in ``in Python code``; the label ``Python code`` comes first."""
+_WHERE_LABEL = re.compile(r'^(?:the word |the token )?"[^"]+"(?: tokens?)? in (.+)$')
+
+
+def label_where(text: str) -> str | None:
+    """Where a description says its token fires (``"cat" tokens in shell commands`` -> ``shell commands``): the
+    scorer confirmed that context on held-out windows, so a search for it may find the feature by it."""
+    match = _WHERE_LABEL.match(text.strip())
+    return match.group(1).strip() if match else None
+
+
+def label_word(text: str) -> str | None:
+    """The word a label says its feature fires on (``the word "email"``, ``"email" tokens in French text``), or
+    None for a label that claims a concept (or names punctuation)."""
+    match = _WORD_LABEL.match(text.strip())
+    word = match.group(1).strip().lower() if match else ""
+    return word if word.isalpha() else None
+
+
+@functools.lru_cache(maxsize=4096)
+def query_forms(query: str) -> frozenset[str]:
+    """Every form of the query's words (``numbers`` -> ``number``, ``numbers``...), memoized per query."""
+    from steerlab.features.explain.wordnet import word_forms
+
+    return frozenset(f for w in re.findall(r"[a-z]+", query.lower()) if len(w) >= 3 for f in word_forms(w))
+
+
 def fuse(rankings: dict[str, list[tuple[int, float]]], top_k: int) -> list[tuple[int, float, str]]:
     """Reciprocal-rank fusion of named rankings (best first) -> ``(index, score, reason)``, the reason naming
     the rankings that found the feature, the one that ranked it highest first."""
@@ -207,6 +243,21 @@ class FeatureSearch:
         strength = {i: _strength(lab) for i, lab in self.labels.items()}
         self._members = [sorted(rows, key=lambda i: (-strength[i][0], -strength[i][1], i)) for rows in groups.values()]
         self._lexical = LexicalIndex(list(groups))
+        where = [(group, label_where(text)) for group, text in enumerate(groups)]
+        where = [(group, text) for group, text in where if text]
+        self._where_groups = np.array([group for group, _ in where], dtype=np.int64)
+        self._where_vectors = (
+            np.ascontiguousarray(embed_labels([text for _, text in where]), dtype=np.float32)
+            if where
+            else np.zeros((0, EMBED_DIM), np.float32)
+        )
+        self._word_groups: dict[str, list[int]] = {}  # form of a word -> groups whose label names that word
+        from steerlab.features.explain.wordnet import word_forms
+
+        for group, text in enumerate(groups):
+            word = label_word(text)
+            for form in word_forms(word) if word else ():
+                self._word_groups.setdefault(form, []).append(group)
         first = [rows[0] for rows in self._members]
         self._distinct = np.ascontiguousarray(self.vectors[first]) if first else np.zeros((0, EMBED_DIM), np.float32)
 
@@ -243,7 +294,7 @@ class FeatureSearch:
 
     def semantic(self, query: str, top_k: int = 10) -> list[SearchHit]:
         query, top_k = check_query(query), check_top_k(top_k)
-        return self.semantic_by_vector(self.query_vector(query), top_k)
+        return self._hits_of(self._semantic_ranking(self.query_vector(query), top_k, query))
 
     # ------------------------------------------------------------------ context evidence
     def context_vectors(self, progress=None):
@@ -316,10 +367,10 @@ class FeatureSearch:
 
     def _label_ranking(self, query: str, depth: int, mode: str) -> list[tuple[int, float]]:
         if mode == "semantic":
-            return self._semantic_ranking(self.query_vector(query), depth)
+            return self._semantic_ranking(self.query_vector(query), depth, query)
         if mode == "lexical":
             return self._lexical_ranking(query, depth)
-        parts = {"s": self._semantic_ranking(self.query_vector(query), depth)} if embeddable(query) else {}
+        parts = {"s": self._semantic_ranking(self.query_vector(query), depth, query)} if embeddable(query) else {}
         parts["l"] = self._lexical_ranking(query, depth)  # after the semantic one: ties break as in hybrid()
         return [(index, score) for index, score, _ in fuse(parts, depth)]
 
@@ -341,18 +392,36 @@ class FeatureSearch:
         fused: dict[int, float] = {}
         rankings = [self._lexical_ranking(query, depth)]
         if embeddable(query):  # a script the embedding model does not know: words only
-            rankings.insert(0, self._semantic_ranking(self.query_vector(query), depth))
+            rankings.insert(0, self._semantic_ranking(self.query_vector(query), depth, query))
         for ranking in rankings:
             for rank, (index, _) in enumerate(ranking):
                 fused[index] = fused.get(index, 0.0) + 1.0 / (RRF_K + rank + 1)
         return self._hits_of(sorted(fused.items(), key=lambda kv: -kv[1])[:top_k])
 
-    def _semantic_ranking(self, vector: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+    def _word_labels(self, query: str | None) -> list[int]:
+        """Label groups that say their features fire on a word of the query (``the word "number"`` for
+        ``numbers``)."""
+        if not query or not self._word_groups:
+            return []
+        return list({g for form in query_forms(query) for g in self._word_groups.get(form, ())})
+
+    def _semantic_ranking(self, vector: np.ndarray, top_k: int, query: str | None = None) -> list[tuple[int, float]]:
         scores = self._distinct @ vector  # [distinct labels]
+        if len(self._where_groups):  # '"g" tokens in shell commands' is found by "shell commands" as well
+            whole = scores[self._where_groups]  # ties among the parts ("in Python code" x 35) go by the whole label
+            where = self._where_vectors @ vector - WHERE_MARGIN + 1e-3 * whole
+            scores[self._where_groups] = np.maximum(whole, where)
+        words = self._word_labels(query)
+        if words:  # a feature that fires on the query's word comes after those whose label claims the concept
+            scores[words] -= WORD_PENALTY
         return self._expand_groups(((group, float(scores[group])) for group in _top(scores, top_k)), top_k)
 
     def _lexical_ranking(self, query: str, top_k: int) -> list[tuple[int, float]]:
-        return self._expand_groups(self._lexical.search(query, top_k), top_k)
+        groups = self._lexical.search(query, top_k)
+        words = set(self._word_labels(query))
+        if words:  # the same preference among word matches: labels naming the query's word last
+            groups = [g for g in groups if g[0] not in words] + [g for g in groups if g[0] in words]
+        return self._expand_groups(groups, top_k)
 
     def _expand_groups(self, groups, top_k: int) -> list[tuple[int, float]]:
         """(label group, score) best first -> (feature, score), each label's features strongest first. Every

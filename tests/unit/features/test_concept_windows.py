@@ -149,3 +149,11 @@ def test_labels_get_matchers_where_a_check_exists():
     assert matcher_for_label("weather") is CONCEPTS["weather"]
     assert matcher_for_label('the word "to"')(example_window(example("I want to go", "to")))
     assert matcher_for_label("hope") is None  # no automatic check: reported apart, not guessed
+
+
+def test_a_word_label_holds_for_the_word_as_written_singular_or_plural():
+    check = matcher_for_label('the word "number"')
+    assert check(example_window(example("pick a number please", "number")))
+    assert check(example_window(example("pick two numbers please", "numbers")))
+    assert not check(example_window(example("pick two digits please", "digits")))
+    assert not matcher_for_label('"number" tokens')(example_window(example("pick two numbers please", "numbers")))

@@ -246,3 +246,50 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert out.exit_code == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_a_feature_that_fires_on_the_query_word_comes_after_one_that_claims_the_concept(tmp_path):
+    """Searching "numbers", a feature labeled 'the word "number"' (it fires on the word, #5555) is a weaker
+    answer than one labeled "numeral", though its label embeds a little closer to the query (0.77 vs 0.76)."""
+    from steerlab.features.search import WORD_PENALTY, label_word
+
+    assert WORD_PENALTY > 0.77 - 0.76
+    assert label_word('the word "number"') == "number" and label_word('"email" tokens in French text') == "email"
+    assert label_word("numeral") is None and label_word("commas") is None and label_word('"," tokens') is None
+    with new_store(tmp_path / "f.db") as store:
+        store.set_labels(
+            SAE_ID, {5: Label(text='the word "number"', explainer="t"), 6: Label(text="numeral", explainer="t")}
+        )
+        search = FeatureSearch(store, SAE_ID)
+        assert [h.index for h in search.semantic("numbers", top_k=2)] == [6, 5]
+        assert [h.index for h in search.semantic("numeral systems", top_k=2)] == [6, 5]
+        # lexical search: word matches in the label go after the others that match
+        store.set_labels(
+            SAE_ID, {5: Label(text='"number" tokens', explainer="t"), 6: Label(text="number theory", explainer="t")}
+        )
+        search.refresh()
+        assert [h.index for h in search.lexical("numbers", top_k=2)] == [6, 5]
+
+
+def test_a_description_is_found_by_where_its_token_fires(tmp_path):
+    """'"g" tokens in shell commands' (#7405: its windows are shell commands, confirmed on held-out examples)
+    is found by "shell commands" ahead of a "command" label (cosine 0.76 vs 0.49 for the whole description)."""
+    from steerlab.features.search import label_where
+
+    assert label_where('"g" tokens in shell commands') == "shell commands"
+    assert label_where('the word "email"') is None and label_where("French text") is None
+    with new_store(tmp_path / "f.db") as store:
+        store.set_labels(
+            SAE_ID,
+            {5: Label(text="command", explainer="t"), 6: Label(text='"g" tokens in shell commands', explainer="t")},
+        )
+        search = FeatureSearch(store, SAE_ID)
+        assert [h.index for h in search.semantic("shell commands", top_k=2)] == [6, 5]
+        assert [h.index for h in search.semantic("commands", top_k=2)] == [5, 6]  # the whole label still counts
+        # a label that is the concept outright comes before a description that fires in it
+        store.set_labels(
+            SAE_ID,
+            {5: Label(text='"x" tokens in Python code', explainer="t"), 6: Label(text="Python code", explainer="t")},
+        )
+        search.refresh()
+        assert [h.index for h in search.semantic("Python code", top_k=2)] == [6, 5]

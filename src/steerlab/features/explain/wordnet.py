@@ -75,6 +75,33 @@ def lemmatize(word: str) -> str | None:
     return None
 
 
+def word_forms(word: str) -> frozenset[str]:
+    """A word's inflections as tokens spell them: itself, its lemma, +/- a plural ``s``/``es`` (``numbers`` is its
+    own WordNet lemma, the Book of Numbers, yet a feature fires on ``number`` and ``numbers`` alike)."""
+    word = word.lower()
+    out = {word, word + "s", word + "es"}
+    if word.isalpha():
+        out.add(lemmatize(word) or word)
+    for suffix in ("es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            out.add(word[: -len(suffix)])
+    return frozenset(out)
+
+
+def spells(token: str, forms: frozenset[str]) -> bool:
+    """Whether a (normalized, lowercase) token spells one of ``forms``: the same word or lemma, or one a prefix of
+    the other covering most of it (``comput``/``computer``, ``number``/``numbering``, ``http``/``https``)."""
+    if not token or not token.isalpha():
+        return False
+    if token in forms or (lemmatize(token) or token) in forms:
+        return True
+    for form in forms:
+        short, long = sorted((token, form), key=len)
+        if len(short) >= 4 and long.startswith(short) and len(short) >= 0.6 * len(long):
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=1)
 def common_words() -> frozenset[str]:
     """Whole words of the sentence encoder's WordPiece vocabulary (a word common enough to get its own piece)."""
