@@ -109,6 +109,10 @@ def test_classifier_page_shows_features_and_a_pasted_texts_score_and_heatmap(ui,
     assert weights.count() >= 10
     assert weights.first.locator(".feature-link").count() == 1
     expect(ui.locator('#nav a[href="#/classifiers"]')).to_have_attribute("aria-current", "page")
+    # each kind's leave-one-source-out AUROC (what chose the kind), next to its test figures
+    assert ui.locator("#classifier-figures thead th").all_inner_texts()[-1] == "Source-out AUROC"
+    used = ui.locator("#classifier-figures tbody tr", has_text="(used)")
+    assert 0.5 < float(used.locator("td").last.inner_text()) <= 1.0
     ui.fill("#classifier-text", JAILBREAK)
     ui.click("#classifier-run")
     expect(ui.locator("#classifier-score")).to_be_visible(timeout=120_000)  # a forward on a busy CPU

@@ -50,6 +50,7 @@ def test_train_then_score_prints_one_json_object_per_line(files, tiny_model_dir,
     rows = [ln.split() for ln in lines[2:] if ln.strip().startswith(("+", "-"))]
     assert 1 <= len(rows) <= 3 and all(float(r[0]) != 0 and r[1].isdigit() for r in rows)
     assert any(ln.startswith(" *sae  test AUROC") for ln in lines) and any("raw" in ln for ln in lines)
+    assert "  kind chosen by: asked" in lines  # --kind sae; best says leave-one-source-out or validation
     again = invoke("classify", "train", "pirate", "--pos", files / "pos.txt", "--neg", files / "neg.txt", *where)
     assert again.exit_code == 2
     assert "exists" in again.output and "--overwrite" in again.output

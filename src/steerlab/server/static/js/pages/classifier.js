@@ -137,7 +137,7 @@ function figures(info) {
     "Figures (held-out test split)",
     h(
       "table.data.compact",
-      {},
+      { id: "classifier-figures" },
       h("thead", {}, h("tr", {}, ["Kind", "AUROC", "F1", "ECE", "Source-out AUROC"].map((t) => h("th", { scope: "col" }, t)))),
       h(
         "tbody",
