@@ -222,6 +222,7 @@ def train(
         if folds:
             by_source = {}
             for src, rest, held_rows in folds:
+                say(f"{k}: leaving out source {src}")
                 model = _fit(
                     k,
                     best["pool"],
