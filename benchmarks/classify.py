@@ -102,6 +102,7 @@ def main() -> None:
         if args.shipped:
             clf = lab.classifier("jailbreak")
             how = "report stored in the shipped classifier (scripts/build_default_classifier.py)"
+            also = {c["name"]: {"kind": c["kind"], "pool": c["pool"]} for c in lab.classifier_names() if c["shipped"]}
         else:
             from steerlab.classifiers.train import train
 
@@ -113,6 +114,7 @@ def main() -> None:
                 progress=lambda m: print(m, file=sys.stderr, flush=True),
             )
             how = "trained in this run"
+            also = {}
         held = task.heldout["cloze"]
         pos = [e.text for e in held if e.label == 1]
         neg = [e.text for e in held if e.label == 0]
@@ -141,6 +143,7 @@ def main() -> None:
         "figures_from": how,
         "shipped_kind": clf.kind,
         "shipped_pool": clf.pool,
+        "also_shipped": also,
         "training": {
             k: report[k]
             for k in (
@@ -152,6 +155,7 @@ def main() -> None:
                 "max_tokens",
                 "extract_seconds",
                 "chosen",
+                "rule_chose",
                 "selected_by",
                 "source_folds",
             )

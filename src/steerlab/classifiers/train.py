@@ -125,12 +125,15 @@ def train(
     batch_tokens: int | None = None,
     admit: Callable[[int], None] | None = None,
     features: Callable[..., Pooled] | None = None,
+    every_kind: dict[str, Classifier] | None = None,
 ) -> Classifier:
     """A classifier of ``kind`` (or the best on validation); its ``report`` holds every kind's figures.
 
     ``progress(message)`` says what it is doing; ``extracted(done, total)`` counts texts read through the
     model (training and held-out together); ``batch_tokens`` and ``admit``: see ``pooled_features``;
-    ``features``: a drop-in for ``pooled_features`` (same arguments), e.g. one that caches per text."""
+    ``features``: a drop-in for ``pooled_features`` (same arguments), e.g. one that caches per text;
+    ``every_kind``: filled with each kind's refitted classifier (the same ``report``), for a caller that
+    ships more than the one returned."""
     if kind not in (*KINDS, "best"):
         raise InvalidInputError(f"unknown kind {kind!r}", field="kind", allowed=", ".join([*KINDS, "best"]))
     if max_tokens < 1:
@@ -254,11 +257,6 @@ def train(
     if kind == "best":
         top_merit = max(merit(k) for k in KINDS)
         chosen = next(k for k in PREFERENCE if merit(k) >= top_merit - TIE)
-    pool, final, threshold = finals[chosen]
-    labels = {}
-    if chosen == "sae":
-        indices = _linear(final).indices
-        labels = {int(i): lab.labels.get(int(i), "") for i in (indices if indices is not None else [])}
     cfg = lab.sae.cfg
     report = {
         "counts": {"pos": int(y.sum()), "neg": int(len(y) - y.sum())},
@@ -274,18 +272,29 @@ def train(
         "selected_by": "asked" if kind != "best" else "leave-one-source-out" if folds else "validation",
         "source_folds": {src: {"held_out": int(len(h)), "trained_on": int(len(r))} for src, r, h in folds},
     }
-    return Classifier(
-        name=name,
-        kind=chosen,
-        pool=pool,
-        linear=_linear(final),
-        threshold=threshold,
-        max_tokens=max_tokens,
-        model=lab.model_name,
-        hookpoint=cfg.hookpoint,
-        layer=cfg.layer,
-        sae_id=lab.sae_id,
-        text_model=final if isinstance(final, TextModel) else None,
-        labels=labels,
-        report=report,
-    )
+
+    def classifier_of(k: str) -> Classifier:
+        pool, final, threshold = finals[k]
+        labels = {}
+        if k == "sae":
+            indices = _linear(final).indices
+            labels = {int(i): lab.labels.get(int(i), "") for i in (indices if indices is not None else [])}
+        return Classifier(
+            name=name,
+            kind=k,
+            pool=pool,
+            linear=_linear(final),
+            threshold=threshold,
+            max_tokens=max_tokens,
+            model=lab.model_name,
+            hookpoint=cfg.hookpoint,
+            layer=cfg.layer,
+            sae_id=lab.sae_id,
+            text_model=final if isinstance(final, TextModel) else None,
+            labels=labels,
+            report=report,
+        )
+
+    if every_kind is not None:
+        every_kind.update({k: classifier_of(k) for k in KINDS})
+    return classifier_of(chosen)
