@@ -171,7 +171,8 @@ def show_cmd(
         return
     print(
         f"{summary['name']}: {summary['kind']} on {summary['hookpoint']} ({summary['pool']} pooling), "
-        f"threshold {summary['threshold']:.3f}, {summary['n_features']} features"
+        f"threshold {summary['threshold']:.3f}, {summary['n_features']} "
+        + ("residual dimensions" if summary["kind"] == "raw" else "features")
     )
     what = {"sae": "feature", "raw": "feature (through the SAE's decoder)", "text": "n-gram"}[summary["kind"]]
     print(f"  {'weight':>8s}  {'index':>6s}  {what}")

@@ -76,6 +76,21 @@ def test_raw_probe_is_explained_with_sae_features(tiny_lab, texts):
     assert all(0 <= f["index"] < tiny_lab.d_sae for f in result["features"])
 
 
+def test_every_kind_gives_each_kinds_classifier_from_the_same_run(tiny_lab, texts):
+    """What the shipped build uses to write the raw default and the SAE classifier from one run."""
+    pos, neg = texts
+    every = {}
+    clf = train(tiny_lab, labelled(pos, neg), "pirate", kind="sae", every_kind=every)
+    assert {k: c.kind for k, c in every.items()} == {"sae": "sae", "raw": "raw", "text": "text"}
+    assert all(c.report is clf.report for c in every.values())
+    assert every["raw"].pool == clf.report["kinds"]["raw"]["pool"] and every["raw"].linear.indices is None
+    assert every["sae"].labels and not every["raw"].labels  # labels of the features an SAE probe reads
+    probe = [pos[0], neg[0]]
+    assert [r["score"] for r in every["sae"].score(tiny_lab, probe)] == [r["score"] for r in clf.score(tiny_lab, probe)]
+    raw = train(tiny_lab, labelled(pos, neg), "pirate", kind="raw")
+    assert np.allclose(raw.linear.weights, every["raw"].linear.weights)
+
+
 def test_lab_finds_a_saved_classifier_by_name(tiny_lab, trained, steerlab_home):
     storage.save(trained, storage.user_root(tiny_lab.sae_id) / "pirate")
     assert [c["name"] for c in storage.list_names(tiny_lab)] == ["pirate"]
