@@ -13,7 +13,8 @@ from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
 from steerlab.errors import InvalidInputError
 
 app = typer.Typer(
-    help="Interpretable classifiers on SAE features (and a shipped 'jailbreak' detector).", no_args_is_help=True
+    help="Interpretable classifiers on SAE features (shipped: 'jailbreak', a raw probe, and 'jailbreak-sae').",
+    no_args_is_help=True,
 )
 
 
