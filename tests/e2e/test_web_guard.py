@@ -54,6 +54,8 @@ def steered_chat(response) -> bool:
 def _add_guard(page, threshold: str, action: str = "abort", features: str = "", value: str = "1") -> None:
     expect = _expect()
     expect(page.locator("#guard-classifier option[value=jailbreak]")).to_have_count(1)  # the list has loaded
+    expect(page.locator("#guard-classifier option[value=jailbreak-sae]")).to_have_count(1)  # shipped beside it
+    assert page.input_value("#guard-classifier") == "jailbreak"  # the default guard is the shipped default
     page.select_option("#guard-classifier", "jailbreak")
     page.select_option("#guard-op", ">")
     page.fill("#guard-threshold", threshold)

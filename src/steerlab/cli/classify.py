@@ -13,7 +13,8 @@ from steerlab.cli.options import DEVICE, DTYPE, MODEL, SAE
 from steerlab.errors import InvalidInputError
 
 app = typer.Typer(
-    help="Interpretable classifiers on SAE features (and a shipped 'jailbreak' detector).", no_args_is_help=True
+    help="Interpretable classifiers on SAE features (shipped: 'jailbreak', a raw probe, and 'jailbreak-sae').",
+    no_args_is_help=True,
 )
 
 
@@ -32,7 +33,12 @@ def train_cmd(
     ),
     neg: Path | None = typer.Option(None, "--neg", help="Negative texts, same formats."),
     task: str | None = typer.Option(None, "--task", help="A built-in task instead of files: jailbreak or harmful."),
-    kind: str = typer.Option("best", "--kind", help="sae, raw, text, or best (highest validation AUROC)."),
+    kind: str = typer.Option(
+        "best",
+        "--kind",
+        help="sae, raw, text, or best (highest mean AUROC with each training source left out in turn; "
+        "validation AUROC when each class has one source).",
+    ),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Tokens read per text; longer texts are cut."),
     max_features: int = typer.Option(32, "--max-features", help="Most SAE features a sparse classifier keeps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a classifier of the same name."),
@@ -166,7 +172,8 @@ def show_cmd(
         return
     print(
         f"{summary['name']}: {summary['kind']} on {summary['hookpoint']} ({summary['pool']} pooling), "
-        f"threshold {summary['threshold']:.3f}, {summary['n_features']} features"
+        f"threshold {summary['threshold']:.3f}, {summary['n_features']} "
+        + ("residual dimensions" if summary["kind"] == "raw" else "features")
     )
     what = {"sae": "feature", "raw": "feature (through the SAE's decoder)", "text": "n-gram"}[summary["kind"]]
     print(f"  {'weight':>8s}  {'index':>6s}  {what}")
@@ -179,4 +186,8 @@ def show_cmd(
         mark = "*" if k == summary["kind"] else " "
         heldout = r.get("heldout", {}).items()
         held = ", ".join(f"held-out {s} AUROC {h['auroc']:.3f}" for s, h in heldout if h.get("auroc") is not None)
-        print(f" {mark}{k:4s} test AUROC {auroc if auroc is not None else float('nan'):.3f}  {held}".rstrip())
+        out = (r.get("source_out") or {}).get("mean_auroc")
+        out_s = f"  source-out AUROC {out:.3f}" if out is not None else ""
+        print(f" {mark}{k:4s} test AUROC {auroc if auroc is not None else float('nan'):.3f}{out_s}  {held}".rstrip())
+    if summary["report"].get("selected_by"):
+        print(f"  kind chosen by: {summary['report']['selected_by']}")

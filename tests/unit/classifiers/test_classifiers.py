@@ -76,6 +76,21 @@ def test_raw_probe_is_explained_with_sae_features(tiny_lab, texts):
     assert all(0 <= f["index"] < tiny_lab.d_sae for f in result["features"])
 
 
+def test_every_kind_gives_each_kinds_classifier_from_the_same_run(tiny_lab, texts):
+    """What the shipped build uses to write the raw default and the SAE classifier from one run."""
+    pos, neg = texts
+    every = {}
+    clf = train(tiny_lab, labelled(pos, neg), "pirate", kind="sae", every_kind=every)
+    assert {k: c.kind for k, c in every.items()} == {"sae": "sae", "raw": "raw", "text": "text"}
+    assert all(c.report is clf.report for c in every.values())
+    assert every["raw"].pool == clf.report["kinds"]["raw"]["pool"] and every["raw"].linear.indices is None
+    assert every["sae"].labels and not every["raw"].labels  # labels of the features an SAE probe reads
+    probe = [pos[0], neg[0]]
+    assert [r["score"] for r in every["sae"].score(tiny_lab, probe)] == [r["score"] for r in clf.score(tiny_lab, probe)]
+    raw = train(tiny_lab, labelled(pos, neg), "pirate", kind="raw")
+    assert np.allclose(raw.linear.weights, every["raw"].linear.weights)
+
+
 def test_lab_finds_a_saved_classifier_by_name(tiny_lab, trained, steerlab_home):
     storage.save(trained, storage.user_root(tiny_lab.sae_id) / "pirate")
     assert [c["name"] for c in storage.list_names(tiny_lab)] == ["pirate"]
@@ -264,3 +279,63 @@ def test_lab_trains_saves_and_refuses_an_existing_name(tiny_lab, texts, steerlab
     assert err.value.field == "name"
     again = tiny_lab.train_classifier("pirate", pos, neg, kind="text", overwrite=True)
     assert tiny_lab.classifier("pirate").kind == again.kind == "text" != clf.kind
+
+
+WORDS = "alpha beta gamma delta epsilon zeta theta kappa".split()
+
+
+def _shortcut_task(n: int = 40, seed: int = 0):
+    """Positives from one source, negatives from two (A and B). The SAE codes hold only a per-source
+    shortcut (feature 0 on for A, feature 1 on for B, nothing for positives); the residual holds the class
+    itself (dimension 0). Both separate a same-source split perfectly; only the residual carries over to a
+    source left out. The texts are noise, so TF-IDF learns nothing."""
+    import numpy as np
+
+    from steerlab.classifiers.data import Example
+    from steerlab.classifiers.pooling import POOLS, Pooled
+
+    rng = np.random.default_rng(seed)
+    examples = [Example(f"p{i} " + " ".join(rng.choice(WORDS, 4)), 1, "P") for i in range(2 * n)]
+    examples += [Example(f"a{i} " + " ".join(rng.choice(WORDS, 4)), 0, "A") for i in range(n)]
+    examples += [Example(f"b{i} " + " ".join(rng.choice(WORDS, 4)), 0, "B") for i in range(n)]
+    sae = rng.random((len(examples), 128)).astype(np.float32) * 0.1
+    raw = rng.normal(size=(len(examples), 64)).astype(np.float32)
+    for i, e in enumerate(examples):
+        sae[i, 0] += 3.0 * (e.source == "A")
+        sae[i, 1] += 3.0 * (e.source == "B")
+        raw[i, 0] += 8.0 * e.label
+    row = {e.text: i for i, e in enumerate(examples)}
+
+    def features(_lab, texts, _max_tokens, **_kw):
+        rows = [row[t] for t in texts]
+        return Pooled(
+            {p: sae[rows] for p in POOLS}, {p: raw[rows] for p in POOLS}, [8] * len(rows), [False] * len(rows)
+        )
+
+    return examples, features
+
+
+def test_best_chooses_the_kind_that_carries_over_to_a_source_left_out(tiny_lab):
+    """In-distribution validation ties (both perfect: the old rule kept the SAE kind, the more interpretable);
+    leaving each negative source out shows the SAE kind learnt a per-source shortcut, so ``best`` keeps raw."""
+    from steerlab.classifiers.train import TIE
+
+    examples, features = _shortcut_task()
+    clf = train(tiny_lab, examples, "x", kind="best", features=features)
+    kinds = clf.report["kinds"]
+    assert kinds["sae"]["val_auroc"] >= kinds["raw"]["val_auroc"] - TIE  # validation alone would keep sae
+    assert clf.report["selected_by"] == "leave-one-source-out"
+    assert set(clf.report["source_folds"]) == {"A", "B"}
+    assert kinds["raw"]["source_out"]["mean_auroc"] > 0.95
+    assert kinds["sae"]["source_out"]["mean_auroc"] < 0.8
+    assert clf.kind == "raw"
+
+
+def test_best_falls_back_to_validation_with_one_source_per_class(tiny_lab):
+    from dataclasses import replace
+
+    examples, features = _shortcut_task()
+    one_each = [replace(e, source="pos" if e.label else "neg") for e in examples]
+    clf = train(tiny_lab, one_each, "x", kind="best", features=features)
+    assert clf.report["selected_by"] == "validation" and clf.report["source_folds"] == {}
+    assert clf.kind == "sae"  # a tie on validation goes to the more interpretable kind

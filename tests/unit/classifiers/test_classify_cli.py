@@ -50,10 +50,32 @@ def test_train_then_score_prints_one_json_object_per_line(files, tiny_model_dir,
     rows = [ln.split() for ln in lines[2:] if ln.strip().startswith(("+", "-"))]
     assert 1 <= len(rows) <= 3 and all(float(r[0]) != 0 and r[1].isdigit() for r in rows)
     assert any(ln.startswith(" *sae  test AUROC") for ln in lines) and any("raw" in ln for ln in lines)
+    assert "  kind chosen by: asked" in lines  # --kind sae; best says leave-one-source-out or validation
     again = invoke("classify", "train", "pirate", "--pos", files / "pos.txt", "--neg", files / "neg.txt", *where)
     assert again.exit_code == 2
     assert "exists" in again.output and "--overwrite" in again.output
     assert len(again.output.strip().splitlines()) == 1
+
+
+def test_show_and_score_of_a_raw_probe_name_sae_features(files, tiny_model_dir, tiny_sae, tiny_sae_dir, steerlab_home):
+    """The shipped default is a raw probe: ``show`` says it reads residual dimensions and lists SAE features
+    (through the decoder), and ``score --json`` explains each score with SAE feature indices."""
+    where = ["--model", tiny_model_dir, "--sae", tiny_sae_dir]
+    result = invoke(
+        "classify", "train", "probe", "--pos", files / "pos.txt", "--neg", files / "neg.txt", "--kind", "raw", *where
+    )
+    assert result.exit_code == 0, result.output
+    shown = invoke("classify", "show", "probe", "--top", "3", *where)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith("probe: raw on model.layers.1") and lines[0].endswith("residual dimensions")
+    assert "feature (through the SAE's decoder)" in lines[1]
+    rows = [ln.split() for ln in lines[2:] if ln.strip().startswith(("+", "-"))]
+    assert len(rows) == 3 and all(r[1].isdigit() for r in rows)
+    scored = invoke("classify", "score", "probe", "--text-file", files / "score.txt", "--json", *where)
+    assert scored.exit_code == 0, scored.output
+    for row in json.loads(scored.stdout):
+        assert row["features"] and all(0 <= f["index"] < tiny_sae.cfg.d_sae and "label" in f for f in row["features"])
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,20 @@ def test_literary_negatives_train_and_the_literary_heldout_source_share_no_file_
         assert not any(head in t for t in train_texts), head
 
 
+def test_markup_negatives_carry_template_markup_and_nothing_of_the_cloze_source(task):
+    import re
+
+    from steerlab.classifiers.tasks import FORTUNES_HELDOUT, fortunes
+
+    markup = [e for e in task.train if e.source == "markup"]
+    assert len(markup) >= 150 and all(e.label == 0 for e in markup)
+    assert all(re.search(r"\[[A-Z]+|<[a-z]+>|\{[a-z_]+\}|____", e.text) for e in markup)
+    cloze_passages = [e.text.split("Input: ")[-1].split("\n")[0] for e in task.heldout["cloze"] if e.label == 0]
+    assert not any(p.strip('" ') and p.strip('" ') in e.text for p in cloze_passages for e in markup)
+    held_texts = {t for _, t in fortunes(FORTUNES_HELDOUT)}  # the literary held-out files stay unread
+    assert not any(t in e.text for t in held_texts for e in markup)
+
+
 def _build_script():
     spec = importlib.util.spec_from_file_location(
         "build_default_classifier", ROOT / "scripts" / "build_default_classifier.py"

@@ -97,7 +97,11 @@ class TrainBody(BaseModel):
     name: Text = Field(description="Name to save it under: letters, digits, '_', '.', '-'.")
     pos: list[TextOrConversation] = Field(description="Positive texts (or conversations).")
     neg: list[TextOrConversation] = Field(description="Negative texts (or conversations).")
-    kind: str = Field("best", description="sae, raw, text, or best (highest validation AUROC).")
+    kind: str = Field(
+        "best",
+        description="sae, raw, text, or best (highest mean AUROC with each training source left out in turn; "
+        "validation AUROC when each class has one source).",
+    )
     max_tokens: int = Field(256, ge=1, le=4096, description="Tokens read per text; longer texts are cut.")
     max_features: int = Field(32, ge=1, le=1024, description="Most SAE features a sparse classifier keeps.")
     overwrite: bool = Field(False, description="Replace a classifier of the same name.")
