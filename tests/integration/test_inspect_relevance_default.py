@@ -3,6 +3,8 @@ the chat template (issue 18's four texts and pirate-speak contrast)."""
 
 import pytest
 
+from tests.pirate_conversations import PIRATE, PLAIN
+
 ISSUE_TEXTS = [
     "What's the weather going to be like this weekend? I heard it might rain.",
     "How long should I roast a chicken in the oven, and at what temperature?",
@@ -57,18 +59,7 @@ def test_the_template_and_the_default_system_prompt_are_not_scored(inspections):
 
 
 def test_pirate_contrast_with_two_conversations_a_side(lab):
-    def convo(user, reply):
-        return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-
-    plain = [
-        convo("How was your trip?", "It went well. The flight was on time and the hotel was comfortable."),
-        convo("What are you doing today?", "I am going to the market and then I will read a book at home."),
-    ]
-    pirate = [
-        convo("How was your trip?", "Arr, matey! The voyage be smooth, and the grog be plenty aboard me ship!"),
-        convo("What are you doing today?", "Ahoy! I be hoistin' the sails and searchin' for buried treasure, arr!"),
-    ]
-    result = lab.contrast(pirate, plain, top_k=3, rank_by="specificity")
+    result = lab.contrast(PIRATE, PLAIN, top_k=3, rank_by="specificity")
     assert result.ranked_by == "specificity" and "too little data" in result.note
     assert len(result.dataset_1_features) == 3
     for f in result.dataset_1_features:

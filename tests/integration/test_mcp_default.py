@@ -10,6 +10,8 @@ from pathlib import Path
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
+from tests.pirate_conversations import PIRATE, PLAIN
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -35,20 +37,6 @@ def test_search_and_read_a_feature_of_the_shipped_database(tmp_path):
     assert feature["stats"]["density"] > 0 and feature["stats"]["tokens_scanned"] > 0
     assert len(feature["examples"]) == 2 and all("[[" in e["text"] for e in feature["examples"])
     assert feature["promotes"] and feature["neighbours"]
-
-
-def _convo(user: str, reply: str) -> list[dict]:
-    return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-
-
-PLAIN = [
-    _convo("How was your trip?", "It went well. The flight was on time and the hotel was comfortable."),
-    _convo("What are you doing today?", "I am going to the market and then I will read a book at home."),
-]
-PIRATE = [
-    _convo("How was your trip?", "Arr, matey! The voyage be smooth, and the grog be plenty aboard me ship!"),
-    _convo("What are you doing today?", "Ahoy! I be hoistin' the sails and searchin' for buried treasure, arr!"),
-]
 
 
 async def contrast_calls(home: Path) -> list[dict]:
