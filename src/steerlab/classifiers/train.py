@@ -1,7 +1,8 @@
 """Train the three kinds in one run on one split, compare them, keep the one asked for (or the best).
 
-Split (stratified, seeded): 20% test, then 20% of the rest for validation. Every choice (pooling,
-penalty, threshold, which kind is "best") is made on validation; the chosen configuration is refitted
+Split (stratified, seeded): 20% test, then 20% of the rest for validation. Pooling and penalty are
+chosen on validation; the decision threshold and which kind is "best" out of source where the data has
+sources to leave out (below), else on validation; the chosen configuration is refitted
 on train + validation and reported on test, and on any held-out sources given (texts from other
 files or families, never seen in training; they are reported, never chosen on).
 
@@ -12,7 +13,9 @@ every kind is refitted with its validation-chosen setting on the rest and scored
 within 0.005 of it the more interpretable kind (sae, then raw, then text). In-distribution validation
 saturates on separable tasks and cannot tell kinds apart; a new source of ordinary text is what a
 deployed detector meets. When no class has two sources (one ``--pos`` and one ``--neg`` file) the
-validation AUROC decides, as before; the report's ``selected_by`` says which.
+validation AUROC decides, as before; the report's ``selected_by`` says which. The same folds' pooled
+predictions set each kind's threshold (best F1; ``threshold_from``): a saturated validation split puts
+it anywhere in a wide gap, and a new source's texts land inside that gap.
 """
 
 from __future__ import annotations
@@ -169,7 +172,7 @@ def train(
     extract_s = time.perf_counter() - t0
     train_i, val_i, test_i = _split(y, seed)
     fit_i = np.concatenate([train_i, val_i])
-    folds = _source_folds([e.source for e in examples], y, np.sort(fit_i), seed) if kind == "best" else []
+    folds = _source_folds([e.source for e in examples], y, np.sort(fit_i), seed)
     parts = {
         n: (_subset(pooled, i), [texts[j] for j in i], y[i])
         for n, i in (("train", train_i), ("val", val_i), ("test", test_i), ("fit", fit_i))
@@ -196,34 +199,10 @@ def train(
                 }
             )
         best = max(tried, key=lambda r: ((r["val_auroc"] or 0.0), -r["n_features"], -r["C"]))
+        source_out = None
         threshold = metrics.best_f1_threshold(y_va, best["_val_p"])
-        p_fit, t_fit, y_fit = parts["fit"]
-        final = _fit(k, best["pool"], best["C"], p_fit, t_fit, y_fit, max_features, seed)
-        p_te, t_te, y_te = parts["test"]
-        test_p = sigmoid(_logits(k, best["pool"], final, p_te, t_te))
-        report = {
-            "pool": best["pool"],
-            "C": best["C"],
-            "n_features": best["n_features"],
-            "val_auroc": best["val_auroc"],
-            "threshold": threshold,
-            "by_pool": {
-                pool: max((r["val_auroc"] or 0.0) for r in tried if r["pool"] == pool)
-                for pool in {r["pool"] for r in tried}
-            },
-            "test": metrics.report(y_te, test_p, threshold),
-        }
-        held = {}
-        for src, exs in heldout.items():
-            hy = np.array([e.label for e in exs])
-            hp = sigmoid(_logits(k, best["pool"], final, held_pooled[src], [e.text for e in exs]))
-            held[src] = metrics.report(hy, hp, threshold)
-            # what a guard's fixed thresholds would do on the pooled text (the issue's 0.5 and 0.9)
-            held[src]["at"] = {str(t): metrics.f1_at(hy, hp, t) for t in (0.5, 0.9)}
-        if held:
-            report["heldout"] = held
         if folds:
-            by_source = {}
+            by_source, fold_y, fold_ps = {}, [], []
             for src, rest, held_rows in folds:
                 say(f"{k}: leaving out source {src}")
                 model = _fit(
@@ -240,12 +219,45 @@ def train(
                     _logits(k, best["pool"], model, _subset(pooled, held_rows), [texts[j] for j in held_rows])
                 )
                 by_source[src] = metrics.auroc(y[held_rows], fold_p)
+                fold_y.append(y[held_rows])
+                fold_ps.append(fold_p)
             values = [v for v in by_source.values() if v is not None]
-            report["source_out"] = {
+            source_out = {
                 "mean_auroc": float(np.mean(values)) if values else None,
                 "min_auroc": float(min(values)) if values else None,
                 "by_source": by_source,
             }
+            # the decision threshold where a new source's texts would sit, not where a saturated
+            # in-distribution validation split happens to put it
+            threshold = metrics.best_f1_threshold(np.concatenate(fold_y), np.concatenate(fold_ps))
+        p_fit, t_fit, y_fit = parts["fit"]
+        final = _fit(k, best["pool"], best["C"], p_fit, t_fit, y_fit, max_features, seed)
+        p_te, t_te, y_te = parts["test"]
+        test_p = sigmoid(_logits(k, best["pool"], final, p_te, t_te))
+        report = {
+            "pool": best["pool"],
+            "C": best["C"],
+            "n_features": best["n_features"],
+            "val_auroc": best["val_auroc"],
+            "threshold": threshold,
+            "threshold_from": "leave-one-source-out" if folds else "validation",
+            "by_pool": {
+                pool: max((r["val_auroc"] or 0.0) for r in tried if r["pool"] == pool)
+                for pool in {r["pool"] for r in tried}
+            },
+            "test": metrics.report(y_te, test_p, threshold),
+        }
+        held = {}
+        for src, exs in heldout.items():
+            hy = np.array([e.label for e in exs])
+            hp = sigmoid(_logits(k, best["pool"], final, held_pooled[src], [e.text for e in exs]))
+            held[src] = metrics.report(hy, hp, threshold)
+            # what a guard's fixed thresholds would do on the pooled text (the issue's 0.5 and 0.9)
+            held[src]["at"] = {str(t): metrics.f1_at(hy, hp, t) for t in (0.5, 0.9)}
+        if held:
+            report["heldout"] = held
+        if source_out is not None:
+            report["source_out"] = source_out
         kinds_report[k] = report
         finals[k] = (best["pool"], final, threshold)
 

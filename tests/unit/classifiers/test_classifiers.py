@@ -339,3 +339,73 @@ def test_best_falls_back_to_validation_with_one_source_per_class(tiny_lab):
     clf = train(tiny_lab, one_each, "x", kind="best", features=features)
     assert clf.report["selected_by"] == "validation" and clf.report["source_folds"] == {}
     assert clf.kind == "sae"  # a tie on validation goes to the more interpretable kind
+
+
+def _near_miss_task(seed: int = 0):
+    """Positives (P) far from one negative source (A) and close to another (B: near misses). The residual's
+    dimension 0 carries it: P at +6, A at -6, B at +3, with noise. On a same-source validation split every
+    class is well apart; a model that never saw B puts B's texts high."""
+    import numpy as np
+
+    from steerlab.classifiers.data import Example
+    from steerlab.classifiers.pooling import POOLS, Pooled
+
+    rng = np.random.default_rng(seed)
+    n = 60
+
+    def text(prefix: str, i: int) -> str:
+        return f"{prefix}{i} " + " ".join(rng.choice(WORDS, 4))
+
+    examples = [Example(text("p", i), 1, "P") for i in range(2 * n)]
+    examples += [Example(text("a", i), 0, "A") for i in range(n)] + [Example(text("b", i), 0, "B") for i in range(n)]
+    raw = rng.normal(size=(len(examples), 16)).astype(np.float32)
+    centre = {"P": 6.0, "A": -6.0, "B": 3.0}
+    for i, e in enumerate(examples):
+        raw[i, 0] = centre[e.source] + rng.normal()
+    sae = np.abs(rng.normal(size=(len(examples), 32))).astype(np.float32)
+    row = {e.text: i for i, e in enumerate(examples)}
+
+    def features(_lab, texts, _max_tokens, **_kw):
+        rows = [row[t] for t in texts]
+        return Pooled(
+            {p: sae[rows] for p in POOLS}, {p: raw[rows] for p in POOLS}, [8] * len(rows), [False] * len(rows)
+        )
+
+    return examples, features
+
+
+def test_the_threshold_is_chosen_where_a_left_out_source_lands(tiny_lab):
+    """With sources to leave out, the decision threshold is the best F1 on the folds' pooled out-of-source
+    predictions (near misses from a source the fold never saw score high), not on the same-source
+    validation split; with one source per class, validation as before. Asked kinds get it too."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from steerlab.classifiers import metrics
+    from steerlab.classifiers.train import _source_folds, _split
+
+    examples, features = _near_miss_task()
+    clf = train(tiny_lab, examples, "x", kind="raw", features=features)
+    raw = clf.report["kinds"]["raw"]
+    assert raw["threshold_from"] == "leave-one-source-out" and clf.threshold == raw["threshold"]
+    assert set(raw["source_out"]["by_source"]) == {"A", "B"}
+    # the same threshold from the same folds, recomputed here
+    y = np.array([e.label for e in examples])
+    train_i, val_i, _ = _split(y, 0)
+    folds = _source_folds([e.source for e in examples], y, np.sort(np.concatenate([train_i, val_i])), 0)
+    from steerlab.classifiers.fit import sigmoid
+    from steerlab.classifiers.train import _fit, _logits, _subset
+
+    pooled = features(None, [e.text for e in examples], 8)
+    ys, ps = [], []
+    for _src, rest, held in folds:
+        model = _fit("raw", raw["pool"], raw["C"], _subset(pooled, rest), [], y[rest], 32, 0)
+        ps.append(sigmoid(_logits("raw", raw["pool"], model, _subset(pooled, held), [])))
+        ys.append(y[held])
+    assert clf.threshold == metrics.best_f1_threshold(np.concatenate(ys), np.concatenate(ps))
+
+    one_each = [replace(e, source="pos" if e.label else "neg") for e in examples]
+    plain = train(tiny_lab, one_each, "x", kind="raw", features=features)
+    assert plain.report["kinds"]["raw"]["threshold_from"] == "validation"
+    assert "source_out" not in plain.report["kinds"]["raw"]
