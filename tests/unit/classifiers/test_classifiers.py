@@ -284,6 +284,22 @@ def test_lab_trains_saves_and_refuses_an_existing_name(tiny_lab, texts, steerlab
 WORDS = "alpha beta gamma delta epsilon zeta theta kappa".split()
 
 
+def _precomputed(examples, sae, raw):
+    """A drop-in for ``pooled_features`` that returns fixed rows per text (``train(features=...)``): the same
+    matrix for every pooling."""
+    from steerlab.classifiers.pooling import POOLS, Pooled
+
+    row = {e.text: i for i, e in enumerate(examples)}
+
+    def features(_lab, texts, _max_tokens, **_kw):
+        rows = [row[t] for t in texts]
+        return Pooled(
+            {p: sae[rows] for p in POOLS}, {p: raw[rows] for p in POOLS}, [8] * len(rows), [False] * len(rows)
+        )
+
+    return features
+
+
 def _shortcut_task(n: int = 40, seed: int = 0):
     """Positives from one source, negatives from two (A and B). The SAE codes hold only a per-source
     shortcut (feature 0 on for A, feature 1 on for B, nothing for positives); the residual holds the class
@@ -292,7 +308,6 @@ def _shortcut_task(n: int = 40, seed: int = 0):
     import numpy as np
 
     from steerlab.classifiers.data import Example
-    from steerlab.classifiers.pooling import POOLS, Pooled
 
     rng = np.random.default_rng(seed)
     examples = [Example(f"p{i} " + " ".join(rng.choice(WORDS, 4)), 1, "P") for i in range(2 * n)]
@@ -304,15 +319,7 @@ def _shortcut_task(n: int = 40, seed: int = 0):
         sae[i, 0] += 3.0 * (e.source == "A")
         sae[i, 1] += 3.0 * (e.source == "B")
         raw[i, 0] += 8.0 * e.label
-    row = {e.text: i for i, e in enumerate(examples)}
-
-    def features(_lab, texts, _max_tokens, **_kw):
-        rows = [row[t] for t in texts]
-        return Pooled(
-            {p: sae[rows] for p in POOLS}, {p: raw[rows] for p in POOLS}, [8] * len(rows), [False] * len(rows)
-        )
-
-    return examples, features
+    return examples, _precomputed(examples, sae, raw)
 
 
 def test_best_chooses_the_kind_that_carries_over_to_a_source_left_out(tiny_lab):
@@ -348,7 +355,6 @@ def _near_miss_task(seed: int = 0):
     import numpy as np
 
     from steerlab.classifiers.data import Example
-    from steerlab.classifiers.pooling import POOLS, Pooled
 
     rng = np.random.default_rng(seed)
     n = 60
@@ -363,15 +369,7 @@ def _near_miss_task(seed: int = 0):
     for i, e in enumerate(examples):
         raw[i, 0] = centre[e.source] + rng.normal()
     sae = np.abs(rng.normal(size=(len(examples), 32))).astype(np.float32)
-    row = {e.text: i for i, e in enumerate(examples)}
-
-    def features(_lab, texts, _max_tokens, **_kw):
-        rows = [row[t] for t in texts]
-        return Pooled(
-            {p: sae[rows] for p in POOLS}, {p: raw[rows] for p in POOLS}, [8] * len(rows), [False] * len(rows)
-        )
-
-    return examples, features
+    return examples, _precomputed(examples, sae, raw)
 
 
 def test_the_threshold_is_chosen_where_a_left_out_source_lands(tiny_lab):
@@ -383,7 +381,8 @@ def test_the_threshold_is_chosen_where_a_left_out_source_lands(tiny_lab):
     import numpy as np
 
     from steerlab.classifiers import metrics
-    from steerlab.classifiers.train import _source_folds, _split
+    from steerlab.classifiers.fit import sigmoid
+    from steerlab.classifiers.train import _fit, _logits, _source_folds, _split, _subset
 
     examples, features = _near_miss_task()
     clf = train(tiny_lab, examples, "x", kind="raw", features=features)
@@ -394,9 +393,6 @@ def test_the_threshold_is_chosen_where_a_left_out_source_lands(tiny_lab):
     y = np.array([e.label for e in examples])
     train_i, val_i, _ = _split(y, 0)
     folds = _source_folds([e.source for e in examples], y, np.sort(np.concatenate([train_i, val_i])), 0)
-    from steerlab.classifiers.fit import sigmoid
-    from steerlab.classifiers.train import _fit, _logits, _subset
-
     pooled = features(None, [e.text for e in examples], 8)
     ys, ps = [], []
     for _src, rest, held in folds:

@@ -379,9 +379,9 @@ def test_a_chat_guard_decides_on_the_complete_turn_not_on_a_prefix_of_it(lab):
     aborts before the first reply token."""
     params = sampling_params(max_completion_tokens=6, temperature=0)
     ids = prompt_ids(lab.lm.tokenizer, LONG_TURN)
+    reply = [e.token_id for e in lab.generate(LONG_TURN, params) if e.token_id is not None]  # no probe changes it
     for seed in range(40):
         clf = make_classifier(lab, f"probe{seed}", "sae", "max", seed=seed)
-        reply = [e.token_id for e in lab.generate(LONG_TURN, params) if e.token_id is not None]
         chat = turn_scores(lab, clf, LONG_TURN, reply)
         prefix = reference_scores(lab, clf, ids)[: len(ids) - 1]  # the previous guard, inside the prompt
         if np.nanmax(prefix) > np.nanmax(chat) + 0.02:
@@ -471,9 +471,9 @@ def test_a_prompt_only_guard_scores_once_at_the_prompts_end_and_never_reads_the_
 
     params = sampling_params(max_completion_tokens=12, temperature=0)
     ids = prompt_ids(lab.lm.tokenizer, MESSAGES)
+    reply = [e.token_id for e in lab.generate(MESSAGES, params) if e.token_id is not None]  # no probe changes it
     for seed in range(40):
         clf = make_classifier(lab, f"rises{seed}", "sae", "mean", seed=seed)
-        reply = [e.token_id for e in lab.generate(MESSAGES, params) if e.token_id is not None]
         chat = turn_scores(lab, clf, MESSAGES, reply)
         if np.nanmax(chat) > chat[len(ids) - 1] + 0.02:
             break
