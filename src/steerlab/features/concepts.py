@@ -32,6 +32,7 @@ from steerlab.features.concept_windows import (
     peak_is,
 )
 from steerlab.features.explain.language import CODES
+from steerlab.features.label_format import token_label
 
 MONTHS = "January February March April May June July August September October November December".split()
 
@@ -83,7 +84,6 @@ CONCEPTS: dict[str, Matcher] = _concepts()
 
 # --- labels ----------------------------------------------------------------------------------------
 
-_TOKEN_LABEL = re.compile(r'^(?:the word |the token )?"(.+)"(?: tokens?)?(?: in (.+))?$')
 _LANGUAGE_LABEL = re.compile(r"^(\w+) text$")
 
 
@@ -101,16 +101,16 @@ def matcher_for_label(text: str) -> Matcher | None:
     """
     text = text.strip()
     lowered = text.lower()
-    token = _TOKEN_LABEL.match(text)
+    token = token_label(text)
     if token:
-        word = token.group(1).strip()
+        word = token[0].strip()
         peak = peak_is(word)
         if text.startswith("the word ") and word.isalpha():  # a word, as written: singular or plural
             peak = any_of(
                 peak, peak_is(word + "s"), peak_is(word + "es"), peak_is(word[:-1]) if word.endswith("s") else peak
             )
-        if token.group(2):
-            rest = matcher_for_label(token.group(2))
+        if token[1]:
+            rest = matcher_for_label(token[1])
             return all_of(peak, rest) if rest is not None else None
         return peak
     lang = _LANGUAGE_LABEL.match(text)
@@ -130,4 +130,4 @@ def is_description(text: str) -> bool:
     """Whether a label names tokens rather than a concept (``"cat" tokens in shell commands``, ``commas``,
     ``the word "to"``): such labels are checked against the peak tokens, not scored as concepts."""
     text = text.strip()
-    return bool(_TOKEN_LABEL.match(text)) or text.lower() in _punctuation_names() or text == "whitespace"
+    return token_label(text) is not None or text.lower() in _punctuation_names() or text == "whitespace"

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from steerlab.errors import InvalidInputError
 from steerlab.features.embeddings import EMBED_DIM, embed_one, embed_unique
+from steerlab.features.label_format import token_label
 from steerlab.features.label_vector_cache import embed_labels
 from steerlab.features.lexical_index import LexicalIndex
 from steerlab.features.schema import Feature, Label, feature_uuid
@@ -126,25 +127,23 @@ WORD_PENALTY = 0.1
 ``"source" tokens``) in label search: a concept query prefers the features whose contexts show it (``numbers``:
 ``digit tokens``) to the one that fires on the word naming it, and still gets the word's feature when nothing
 else is close. Chosen on the concept check's 56 tuning concepts (docs/search.md)."""
-_WORD_LABEL = re.compile(r'^(?:the word |the token )?"([^"]+)"(?: tokens?)?(?: in .+)?$')
 WHERE_MARGIN = 0.05
 """Cosine a description found by where its token fires gives up to a label that is that concept outright: 35
 descriptions end in ``in Python code``; the label ``Python code`` comes first."""
-_WHERE_LABEL = re.compile(r'^(?:the word |the token )?"[^"]+"(?: tokens?)? in (.+)$')
 
 
 def label_where(text: str) -> str | None:
     """Where a description says its token fires (``"cat" tokens in shell commands`` -> ``shell commands``): the
     scorer confirmed that context on held-out windows, so a search for it may find the feature by it."""
-    match = _WHERE_LABEL.match(text.strip())
-    return match.group(1).strip() if match else None
+    parsed = token_label(text)
+    return parsed[1].strip() if parsed and parsed[1] and '"' not in parsed[0] else None
 
 
 def label_word(text: str) -> str | None:
     """The word a label says its feature fires on (``the word "email"``, ``"email" tokens in French text``), or
     None for a label that claims a concept (or names punctuation)."""
-    match = _WORD_LABEL.match(text.strip())
-    word = match.group(1).strip().lower() if match else ""
+    parsed = token_label(text)
+    word = parsed[0].strip().lower() if parsed and '"' not in parsed[0] else ""
     return word if word.isalpha() else None
 
 
