@@ -35,6 +35,7 @@ from steerlab.features.concepts import CODE_CONCEPTS, is_description
 from steerlab.features.embeddings import EmbeddingCache
 from steerlab.features.explain.language import CODES, NAMES, claimed_language, detect_language
 from steerlab.features.explain.views import ContextVectors, Encoder, auc, view_texts
+from steerlab.features.explain.wordnet import lemmatize, spells, word_forms
 from steerlab.features.schema import Example, Feature, Label
 from steerlab.features.score import Scorer, scored
 
@@ -305,20 +306,12 @@ form of one of the label's words, or right beside one (``past years``): 6 of 10,
 def label_word_forms(text: str) -> frozenset[str]:
     """Every form of the label's words (``numbers`` -> ``numbers``, ``number``, ...); empty for descriptions,
     languages, ``unclear`` and labels that are not a few plain words (``C++ code``)."""
-    from steerlab.features.explain.wordnet import word_forms
-
     if is_description(text) or claimed_language(text) is not None or not claims_concept(text):
         return frozenset()
     words = text.lower().split()
     if not words or len(words) > 3 or not all(w.isalpha() for w in words):
         return frozenset()
     return frozenset(form for w in words for form in word_forms(w))
-
-
-def _is_form(token: str, forms: frozenset[str]) -> bool:
-    from steerlab.features.explain.wordnet import spells
-
-    return spells(token, forms)
 
 
 def lexical_word(feature: Feature, forms: frozenset[str], share: float = LEXICAL_SHARE) -> str | None:
@@ -333,9 +326,9 @@ def lexical_word(feature: Feature, forms: frozenset[str], share: float = LEXICAL
     for e in tops:
         p = min(e.max_position, len(e.tokens) - 1)
         token = _norm(e.tokens[p])
-        if _is_form(token, forms):
+        if spells(token, forms):
             on[token] += 1
-        elif any(_is_form(_norm(e.tokens[q]), forms) for q in (p - 1, p + 1) if 0 <= q < len(e.tokens)):
+        elif any(spells(_norm(e.tokens[q]), forms) for q in (p - 1, p + 1) if 0 <= q < len(e.tokens)):
             beside += 1
     if sum(on.values()) >= share * len(tops):
         return on.most_common(1)[0][0]
@@ -346,7 +339,7 @@ def mask_words(examples: Sequence[Example], forms: frozenset[str]) -> list[Examp
     """The examples with every token that is a form of ``forms`` blanked (positions kept)."""
     out = []
     for e in examples:
-        hide = [i for i, t in enumerate(e.tokens) if _is_form(_norm(t), forms)]
+        hide = [i for i, t in enumerate(e.tokens) if spells(_norm(t), forms)]
         if hide:
             tokens = list(e.tokens)
             for i in hide:
@@ -411,8 +404,6 @@ def word_family(feature: Feature, text: str, need: int = 2) -> str | None:
     at least ``need`` held-out firing examples (lemmatized: ``cats`` is ``cat``); else None. Such a label beat
     its null but not its own peak token, and no description of what fires held: the feature is about the word and
     its neighbours, and says so. Never for code-like windows."""
-    from steerlab.features.explain.wordnet import lemmatize
-
     word = text.strip().lower()
     if not word.isalpha() or is_description(text) or claimed_language(text) is not None:
         return None
