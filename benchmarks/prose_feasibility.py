@@ -4,6 +4,10 @@
   chat      held-out chat transcripts (every 50th prompt of the recipe, the model writes the replies) and a
             small training slice of chat, harvested while it is written (layer 18)
   harvest   the residual stream after block 18 over a prose slice and a reference-text slice of the recipe
+  writing   the recipe's everyday writing (``activations/everyday_writing.py``: news reports, blog posts, emails,
+            reviews, stories ... the model writes about WordNet's common nouns), harvested as plain text: the
+            modern prose no offline package ships (docs/corpus.md); ``--prose-from writing`` fine-tunes on it
+            instead of the recipe's prose
   finetune  copies of the shipped SAE fine-tuned on the harvested mix, one per prose share
   eval      ``evaluate_sae`` (what ``steerlab sae eval`` runs) for the shipped SAE and each copy on the
             held-out sets: everyday prose (Lee news, never in training), in-recipe prose, text, chat
@@ -27,7 +31,13 @@ import torch
 from steerlab.activations.chat_capture import ChatCapture
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
 from steerlab.activations.corpus import CorpusSource, CorpusSpec, iter_records, record_to_sequences
-from steerlab.activations.default_recipe import HELDOUT_EVERY, build_text_documents, is_training_id
+from steerlab.activations.default_recipe import (
+    HELDOUT_EVERY,
+    build_everyday_writing,
+    build_text_documents,
+    default_corpus_spec,
+    is_training_id,
+)
 from steerlab.activations.harvest import HarvestConfig, harvest
 from steerlab.activations.massive import drop_massive, massive_factor
 from steerlab.activations.offline_sources import default_chat_prompts
@@ -149,15 +159,32 @@ def stage_harvest(out: Path, lm, scale: float) -> None:
         log(f"harvest {name}: {time.perf_counter() - t0:.0f} s")
 
 
-def _mix(out: Path, prose_shards: int | None) -> list[Path]:
+def stage_writing(out: Path, lm, n: int) -> None:
+    """The recipe's everyday-writing part (``build_everyday_writing``: the first ``n`` prompts, resumable per
+    batch) written under ``--out``, then its training documents harvested as plain text."""
+    t0 = time.perf_counter()
+    build_everyday_writing(lm, out / "corpus", limit=n)
+    log(f"writing: {n} prompts answered in {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    harvest(
+        lm,
+        default_corpus_spec("writing", out / "corpus"),
+        out / "harvests" / "writing",
+        HarvestConfig(layer=LAYER, batch_size=16, sequences_per_shard=256),
+        progress=False,
+    )
+    log(f"harvest writing: {time.perf_counter() - t0:.0f} s")
+
+
+def _mix(out: Path, prose_shards: int | None, prose_from: str = "prose") -> list[Path]:
     """Harvest folders of the mix; a share of prose = a prefix of its shards, copied to its own folder."""
-    prose = out / "harvests" / "prose"
+    prose = out / "harvests" / prose_from
     dirs = [out / "harvests" / "text", out / "harvests" / "chat"]
     if prose_shards == 0:  # prose alone: how low can prose FVU go at this width and k?
         return [prose]
     if prose_shards is None:
         return [prose, *dirs]
-    sub = out / "harvests" / f"prose-{prose_shards}"
+    sub = out / "harvests" / f"{prose_from}-{prose_shards}"
     if not sub.exists():
         manifest = json.loads((prose / "manifest.json").read_text())
         tmp = sub.with_name(sub.name + ".tmp")
@@ -262,6 +289,13 @@ def main() -> None:
     ap.add_argument("--no-shipped", action="store_true", help="do not evaluate the shipped SAE")
     ap.add_argument("--tag", default="", help="suffix of the fine-tuned copies' names (another lr or epochs)")
     ap.add_argument("--sets", default="everyday_prose,prose_in_recipe,text,chat")
+    ap.add_argument("--writing", type=int, default=1920, help="everyday writings the model writes (writing stage)")
+    ap.add_argument(
+        "--prose-from",
+        default="prose",
+        choices=["prose", "writing"],
+        help="prose harvest the fine-tune mixes in: prose (the recipe's public-domain books) or writing",
+    )
     args = ap.parse_args()
     out, stages = args.out, set(args.stages.split(","))
     out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +311,7 @@ def main() -> None:
         results_path.write_text(json.dumps(results, indent=1))
         log(f"source tokens: {results['source_tokens']}")
     lm = None
-    if stages & {"chat", "harvest", "eval"}:
+    if stages & {"chat", "harvest", "writing", "eval"}:
         from steerlab.models.loader import load_model
 
         lm = load_model("default")
@@ -285,13 +319,15 @@ def main() -> None:
         stage_chat(out, lm, args.heldout_chat, args.train_chat)
     if "harvest" in stages:
         stage_harvest(out, lm, args.slice_scale)
+    if "writing" in stages:
+        stage_writing(out, lm, args.writing)
     saes = {} if args.no_shipped else {"shipped": SHIPPED}
     if ("finetune" in stages or "eval" in stages) and args.prose_shards != "none":
         for share in args.prose_shards.split(","):
             n = None if share == "all" else 0 if share == "only" else int(share)
-            dirs = _mix(out, n)
+            dirs = _mix(out, n, args.prose_from)
             tokens = {d.name: ShardActivationSource([d]).num_tokens for d in dirs}
-            name = f"ft-prose{share}" + args.tag
+            name = ("ft-prose" if args.prose_from == "prose" else f"ft-{args.prose_from}") + share + args.tag
             results.setdefault("mixes", {})[name] = tokens
             if "finetune" in stages:
                 factor = massive_factor(args.massive_factor)
@@ -304,6 +340,7 @@ def main() -> None:
             "prose_in_recipe": out / "corpus" / "heldout" / "prose.jsonl",
             "text": out / "corpus" / "heldout" / "text.jsonl",
             "chat": out / "corpus" / "heldout" / "chat.jsonl",
+            "writing": out / "corpus" / "heldout" / "writing.jsonl",  # the writing stage's held-out documents
         }
         sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
         for sae_name, path in saes.items():

@@ -10,15 +10,20 @@ H="${STEERLAB_HOME:-$HOME/.cache/steerlab}"
 LAYER=18   # chosen by benchmarks/layer_choice.py (docs/layer_choice_run.json)
 
 # 1. plain text incl. prose (minutes), then harvest the residual stream after block 18 over it
-steerlab corpus build-default --no-chat
+steerlab corpus build-default --no-chat --no-writing
 steerlab harvest --default-corpus text --layer "$LAYER" --out "$H/harvests/smollm2-L$LAYER-text"
 # 2. chat transcripts written by the model itself (hours), harvested while they are generated
 #    (the same as 'steerlab harvest --default-corpus chat' afterwards, without a second pass)
-steerlab corpus build-default --no-text --capture-layer "$LAYER" --capture-out "$H/harvests/smollm2-L$LAYER-chat"
+steerlab corpus build-default --no-text --no-writing --capture-layer "$LAYER" --capture-out "$H/harvests/smollm2-L$LAYER-chat"
+# 2b. everyday writing by the model itself (news reports, emails, reviews ...; ~1.5 h on two cores), harvested as
+#     plain text (docs/corpus.md: the modern prose no offline package ships)
+steerlab corpus build-default --no-text --no-chat
+steerlab harvest --default-corpus writing --layer "$LAYER" --out "$H/harvests/smollm2-L$LAYER-writing"
 # 3. train TopK, 16x width (9216 latents), k=64, one epoch over everything harvested; massive activations
 #    (attention sinks past position 0, over STEERLAB_MASSIVE_FACTOR=10x the batch median norm) are left out
 #    (counted in metrics.jsonl and the SAE's cfg.json: massive_tokens_dropped); checkpoints every 500 steps
 steerlab sae train --acts "$H/harvests/smollm2-L$LAYER-text" --acts "$H/harvests/smollm2-L$LAYER-chat" \
+  --acts "$H/harvests/smollm2-L$LAYER-writing" \
   --out "$H/runs/smollm2-L$LAYER-topk-16x" --expansion 16 --k 64 --save-dtype bfloat16
 # 4. evaluate on held-out text, chat and everyday prose that were never harvested (the shipped SAE on the
 #    same files first: the baseline in the same run); ship only if everyday prose FVU <= 0.15 and text and
@@ -26,7 +31,7 @@ steerlab sae train --acts "$H/harvests/smollm2-L$LAYER-text" --acts "$H/harvests
 #    SHIP=1) skips finished evaluations; delete evals/ to measure again.
 EVALS="$H/runs/smollm2-L$LAYER-topk-16x/evals"
 mkdir -p "$EVALS"
-for SET in text chat everyday_prose prose; do
+for SET in text chat everyday_prose prose writing; do
   for NAME in shipped new; do
     SAE=src/steerlab/assets/saes/smollm2-135m-instruct
     [ "$NAME" = new ] && SAE="$H/runs/smollm2-L$LAYER-topk-16x/sae"

