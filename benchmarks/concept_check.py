@@ -46,6 +46,12 @@ def main() -> None:
         help="Also judge every feature for every concept: how many concepts any feature passes (the best any "
         "search could do on this database).",
     )
+    ap.add_argument(
+        "--ceiling-only",
+        action="store_true",
+        help="Only the ceiling: no search, so it also reads a database without labels (which concepts an SAE's "
+        "features can pass on a corpus, before labeling).",
+    )
     ap.add_argument("--baseline-features", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="Also write the JSON here.")
@@ -63,7 +69,7 @@ def main() -> None:
         d_sae = store.get_sae(sae_id).d_sae
         search = FeatureSearch(store, sae_id)
         runs = {}
-        for by in args.by.split(","):
+        for by in [] if args.ceiling_only else args.by.split(","):
             rows = []
             for concept, matcher in CONCEPTS.items():
                 hits = search.search(concept, top_k=3, mode=args.mode, by=by)
@@ -85,7 +91,7 @@ def main() -> None:
                 )
             runs[by] = rows
         passing = None
-        if args.ceiling:
+        if args.ceiling or args.ceiling_only:
             every = [strongest_windows(f) for f in store.iter_features(sae_id, with_examples=True, batch_size=512)]
             passing = {c: sum(judge(w, m)[0] for w in every) for c, m in CONCEPTS.items()}
         sample = random.Random(args.seed).sample(range(d_sae), min(args.baseline_features, d_sae))
@@ -116,17 +122,23 @@ def main() -> None:
         }
         for by, rows in runs.items()
     }
-    first = next(iter(runs))
+    first = next(iter(runs), None)
     report = {
         "db": args.db,
         "sae": sae_id,
         "mode": args.mode,
         "rule": f"top hit's {TOP} strongest contexts, window {BEFORE} tokens before / {AFTER} after the strongest "
         f"token; a hit when >= {NEED} of {TOP} windows show the concept",
-        "by": first,
-        "all": by_summary[first]["all"],
-        "held_out_20": by_summary[first]["held_out_20"],
-        "by_evidence": by_summary,
+        **(
+            {
+                "by": first,
+                "all": by_summary[first]["all"],
+                "held_out_20": by_summary[first]["held_out_20"],
+                "by_evidence": by_summary,
+            }
+            if first
+            else {}
+        ),
         **(
             {
                 "ceiling": {
@@ -145,8 +157,7 @@ def main() -> None:
             "seed": args.seed,
         },
         "seconds": round(time.perf_counter() - t0, 1),
-        "results": runs[first],
-        "results_by_evidence": runs,
+        **({"results": runs[first], "results_by_evidence": runs} if first else {}),
     }
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if args.out:

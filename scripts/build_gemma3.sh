@@ -39,7 +39,7 @@ EOF
   HARVEST=(--context-length 128 --batch-size 8 --sequences-per-shard 64)
   LABEL=(--limit 64)
 else
-  steerlab corpus build-default --no-chat          # plain text, a minute (the chat part is SmolLM2's own)
+  steerlab corpus build-default --no-chat --no-writing  # plain text, a minute (chat and writing are SmolLM2's own)
   HELDOUT="$H/corpora/default/heldout/text.jsonl"  # every 50th document of each source, never harvested
   # 2.3M tokens (2M training + the held-out tail of the stream), split evenly over the text sources this
   # machine has (text/<source>.jsonl: manpages, python-stdlib, and the Debian docs where installed)

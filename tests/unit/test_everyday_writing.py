@@ -93,3 +93,24 @@ def test_build_writes_transcripts_then_plain_train_and_heldout_documents_and_gro
 def test_unknown_part_names_the_parts():
     with pytest.raises(InvalidInputError, match="writing"):
         default_corpus_spec("poems")
+
+
+def test_cli_writes_the_part_alone_and_harvests_it(tiny_model_dir, tmp_path, steerlab_home, monkeypatch):
+    from typer.testing import CliRunner
+
+    from steerlab.cli import app
+
+    monkeypatch.setattr("steerlab.activations.everyday_writing.MIN_CHARS", 1)
+    out = tmp_path / "corpus"
+    args = ["corpus", "build-default", "--no-text", "--no-chat", "--limit", "60", "--batch-size", "30"]
+    res = CliRunner().invoke(app, [*args, "--out", str(out), "--model", str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    assert len(_rows(out / "writing.jsonl")) == 60 and not (out / "chat.jsonl").exists() and not (out / "text").exists()
+    assert _rows(out / "writing_train.jsonl")
+    # the part's harvest reads the recipe's folder under STEERLAB_HOME: point it at this one
+    (steerlab_home / "corpora").mkdir(parents=True, exist_ok=True)
+    (steerlab_home / "corpora" / "default").symlink_to(out)
+    harvest = ["harvest", "--default-corpus", "writing", "--layer", "2", "--context-length", "32"]
+    res = CliRunner().invoke(app, [*harvest, "--out", str(tmp_path / "acts"), "--model", str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["complete"] is True
