@@ -90,6 +90,26 @@ def test_build_writes_transcripts_then_plain_train_and_heldout_documents_and_gro
     assert seqs and not any(set(s) & template for s in seqs)  # harvested as plain text
 
 
+@pytest.mark.parametrize("limit", [0, -5, 2.5, True])
+def test_a_limit_that_is_not_a_positive_count_is_refused_before_any_model_work(limit, tmp_path):
+    from steerlab.activations.default_recipe import build_chat_transcripts
+
+    for build in (build_everyday_writing, build_chat_transcripts):
+        with pytest.raises(InvalidInputError, match="limit"):
+            build(None, tmp_path, limit=limit)  # no model needed to refuse
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_limit_zero_in_one_line(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from steerlab.cli import app
+
+    args = ["corpus", "build-default", "--no-text", "--no-chat", "--limit", "0", "--out", str(tmp_path / "c")]
+    res = CliRunner().invoke(app, [*args, "--model", str(tiny_model_dir)])
+    assert res.exit_code == 2 and "--limit" in res.output and not (tmp_path / "c").exists()
+
+
 def test_unknown_part_names_the_parts():
     with pytest.raises(InvalidInputError, match="writing"):
         default_corpus_spec("poems")

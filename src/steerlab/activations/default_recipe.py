@@ -53,6 +53,7 @@ def build_chat_transcripts(
     ``steerlab harvest --default-corpus chat``.
     """
     out_dir = out_dir or default_corpus_dir()
+    limit = _check_limit(limit)
     prompts = default_chat_prompts(seed=cfg.seed)[:limit]
     lengths = {p["id"]: len(lm.tokenizer(p["prompt"], add_special_tokens=False)["input_ids"]) for p in prompts}
     prompts.sort(key=lambda p: (min(lengths[p["id"]], cfg.max_prompt_tokens), p["id"]))
@@ -92,12 +93,19 @@ def build_everyday_writing(
     only adds batches."""
     out_dir = out_dir or default_corpus_dir()
     path = out_dir / "writing.jsonl"
-    generate_replies(lm, everyday_writing_prompts(limit or WRITING_PROMPTS, seed=cfg.seed), path, cfg)
+    n = WRITING_PROMPTS if limit is None else _check_limit(limit)
+    generate_replies(lm, everyday_writing_prompts(n, seed=cfg.seed), path, cfg)
     docs = writing_documents(read_transcripts(path))
     (out_dir / "heldout").mkdir(parents=True, exist_ok=True)
     _write_jsonl(out_dir / "writing_train.jsonl", [d for d in docs if is_training_id(d["id"])])
     _write_jsonl(out_dir / "heldout" / "writing.jsonl", [d for d in docs if not is_training_id(d["id"])])
     return path
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInputError(f"must be a whole number >= 1 (or None: every prompt), got {limit!r}", field="limit")
+    return limit
 
 
 def is_training_id(doc_id: int) -> bool:

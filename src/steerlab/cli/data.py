@@ -32,9 +32,9 @@ def build_default(
         help="Have the model write everyday prose (news reports, emails, reviews ...; slow, resumable).",
     ),
     limit: int | None = typer.Option(
-        None, "--limit", help="Only the first N prompts of the chat and writing parts (for a quick try)."
+        None, "--limit", min=1, help="Only the first N prompts of the chat and writing parts (for a quick try)."
     ),
-    batch_size: int = typer.Option(96, "--batch-size", help="Prompts decoded together."),
+    batch_size: int = typer.Option(96, "--batch-size", min=1, help="Prompts decoded together."),
     capture_out: Path | None = typer.Option(
         None,
         "--capture-out",
