@@ -327,7 +327,7 @@ def main() -> None:
             n = None if share == "all" else 0 if share == "only" else int(share)
             dirs = _mix(out, n, args.prose_from)
             tokens = {d.name: ShardActivationSource([d]).num_tokens for d in dirs}
-            name = ("ft-prose" if args.prose_from == "prose" else f"ft-{args.prose_from}") + share + args.tag
+            name = f"ft-{args.prose_from}{share}{args.tag}"
             results.setdefault("mixes", {})[name] = tokens
             if "finetune" in stages:
                 factor = massive_factor(args.massive_factor)

@@ -37,11 +37,18 @@ class ChatGenerationConfig:
     seed: int = 0
 
 
+def read_transcripts(path: Path) -> list[dict]:
+    """Every transcript of a finished ``generate_replies`` file."""
+    # split("\n"), not splitlines(): replies hold U+2028, U+0085 ... raw (ensure_ascii=False), which
+    # splitlines() also breaks on, tearing a JSON line in two
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
 def done_ids(path: Path) -> set[int]:
     """Ids already written; a torn last line (killed mid-write) is ignored and later overwritten."""
     ids: set[int] = set()
     if path.exists():
-        for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): see split_chat_heldout
+        for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): see read_transcripts
             try:
                 ids.add(json.loads(line)["id"])
             except (json.JSONDecodeError, KeyError):

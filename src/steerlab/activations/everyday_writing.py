@@ -9,7 +9,6 @@ would be read. The topics are WordNet's own, never the concept check's catalogue
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -83,8 +82,3 @@ def writing_documents(transcripts: Iterable[dict]) -> list[dict]:
         if row["messages"][-1]["role"] == "assistant" and len(reply) >= MIN_CHARS:
             out.append({"id": row["id"], "source": "everyday-writing", "text": reply})
     return out
-
-
-def read_transcripts(path: Path) -> list[dict]:
-    # split("\n"), not splitlines(): replies may hold U+2028 and friends raw (see default_recipe.split_chat_heldout)
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -56,6 +57,7 @@ def build_default(
     """
     from steerlab.activations.chat_generation import ChatGenerationConfig
     from steerlab.activations.default_recipe import (
+        WRITING_GENERATION,
         build_chat_transcripts,
         build_everyday_writing,
         build_text_documents,
@@ -83,10 +85,6 @@ def build_default(
         )
         split_chat_heldout(out)
     if writing:
-        from dataclasses import replace
-
-        from steerlab.activations.default_recipe import WRITING_GENERATION
-
         build_everyday_writing(lm, out, limit=limit, cfg=replace(WRITING_GENERATION, batch_size=batch_size))
     print(f"corpus in {out}")
 
