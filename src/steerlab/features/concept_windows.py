@@ -36,6 +36,9 @@ NEED = 6
 """A feature shows a concept when at least NEED of its TOP strongest windows do."""
 
 
+_LETTERS = re.compile(r"\s?[A-Za-z]+")
+
+
 @dataclass(frozen=True)
 class Window:
     """The tokens around one example's strongest activation; ``peak`` indexes ``tokens``."""
@@ -50,6 +53,21 @@ class Window:
     @property
     def peak_token(self) -> str:
         return self.tokens[self.peak] if self.tokens else ""
+
+    @property
+    def peak_word(self) -> str:
+        """The whole word the strongest token is a piece of, lowercase (``"bian"`` in `` Debian`` -> ``debian``): the
+        letters-only tokens joined up to the word's leading space; "" when the peak token is not letters."""
+        tokens = self.tokens
+        if not tokens or not _LETTERS.fullmatch(tokens[self.peak]):
+            return ""
+        start = self.peak
+        while start > 0 and not tokens[start][:1].isspace() and _LETTERS.fullmatch(tokens[start - 1]):
+            start -= 1
+        end = self.peak + 1
+        while end < len(tokens) and _LETTERS.fullmatch(tokens[end]) and not tokens[end][:1].isspace():
+            end += 1
+        return "".join(tokens[start:end]).strip().lower()
 
     def around_peak(self, before: int = 2, after: int = 1) -> str:
         """Text of the few tokens at the peak (token-level concepts are judged there)."""

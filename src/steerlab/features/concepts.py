@@ -32,7 +32,7 @@ from steerlab.features.concept_windows import (
     peak_is,
 )
 from steerlab.features.explain.language import CODES
-from steerlab.features.label_format import token_label
+from steerlab.features.label_format import PUNCTUATION_NAMES, class_label, token_label
 
 MONTHS = "January February March April May June July August September October November December".split()
 
@@ -88,31 +88,41 @@ _LANGUAGE_LABEL = re.compile(r"^(\w+) text$")
 
 
 def _punctuation_names() -> dict[str, str]:
-    from steerlab.features.explain.offline import PUNCTUATION_NAMES
-
     return {name: token for token, name in PUNCTUATION_NAMES.items()}
+
+
+def peak_in_class(name: str) -> Matcher:
+    """The strongest token is a word of the WordNet class ``name`` (``weekday``: ``monday``, ``fridays``)."""
+    from steerlab.features.explain.wordnet import in_class
+
+    return lambda w: in_class(w.peak_token.strip().lower(), name)
 
 
 def matcher_for_label(text: str) -> Matcher | None:
     """The matcher that can hold a label to its claim, or None when no automatic check exists.
 
     Handles language labels (``French text``), token labels (``"import" tokens``, ``the word "to"``,
-    ``"aqu" in Catalan text``), punctuation names (``commas``), code labels and the topics above.
+    ``"aqu" in Catalan text``, ``commas in C code``), punctuation names (``commas``), classes of words (``weekday
+    words ("monday", "friday")``: the strongest token is one), code labels and the topics above.
     """
     text = text.strip()
     lowered = text.lower()
     token = token_label(text)
     if token:
         word = token[0].strip()
-        peak = peak_is(word)
-        if text.startswith("the word ") and word.isalpha():  # a word, as written: singular or plural
-            peak = any_of(
-                peak, peak_is(word + "s"), peak_is(word + "es"), peak_is(word[:-1]) if word.endswith("s") else peak
+        peak = peak_is(token[0])
+        if text.startswith("the word ") and word.isalpha():  # a word, as written: singular or plural, or a piece of it
+            forms = {word.lower(), word.lower() + "s", word.lower() + "es"} | (
+                {word[:-1].lower()} if word.endswith("s") else set()
             )
+            peak = any_of(*(peak_is(f) for f in sorted(forms)), lambda w: w.peak_word in forms)
         if token[1]:
             rest = matcher_for_label(token[1])
             return all_of(peak, rest) if rest is not None else None
         return peak
+    kind = class_label(text)
+    if kind is not None:
+        return peak_in_class(kind)
     lang = _LANGUAGE_LABEL.match(text)
     if lang and lang.group(1).capitalize() in CODES:
         return language(CODES[lang.group(1).capitalize()])
@@ -130,4 +140,9 @@ def is_description(text: str) -> bool:
     """Whether a label names tokens rather than a concept (``"cat" tokens in shell commands``, ``commas``,
     ``the word "to"``): such labels are checked against the peak tokens, not scored as concepts."""
     text = text.strip()
-    return token_label(text) is not None or text.lower() in _punctuation_names() or text == "whitespace"
+    return (
+        token_label(text) is not None
+        or class_label(text) is not None
+        or text.lower() in _punctuation_names()
+        or text == "whitespace"
+    )

@@ -30,12 +30,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from steerlab.features.concept_windows import example_window, judge, language, looks_like_code
+from steerlab.features.concept_windows import Window, example_window, judge, language, looks_like_code
 from steerlab.features.concepts import CODE_CONCEPTS, is_description
 from steerlab.features.embeddings import EmbeddingCache
 from steerlab.features.explain.language import CODES, NAMES, claimed_language, detect_language
 from steerlab.features.explain.views import ContextVectors, Encoder, auc, view_texts
-from steerlab.features.explain.wordnet import lemmatize, spells, word_forms
+from steerlab.features.explain.wordnet import in_class, lemmatize, shared_class, spells, word_forms
 from steerlab.features.schema import Example, Feature, Label
 from steerlab.features.score import Scorer, scored
 
@@ -131,31 +131,59 @@ def held_out_contexts(
 
 
 def describe_firing(examples: Sequence[Example]) -> tuple[str, str | None]:
-    """(description, the token it names or None) of what the examples fire on: the peak token, and the
-    language or format most of their windows are in."""
+    """(description, the token it names or None) of what the examples fire on: the peak token, a class of words
+    (``Gregorian calendar month words ("august", "april")``), and the language or format most of the strongest
+    windows are in (what a reader sees: the top examples when there are 4 or more, as ``held_out_language``)."""
     windows = [example_window(e) for e in examples if e.max_act > 0]
     if not windows:
         return f"{UNCLEAR}: no firing contexts", None
+    strongest = [example_window(e) for e in examples if e.max_act > 0 and e.kind == "top"]
+    seen = strongest if len(strongest) >= 4 else windows
     peaks = Counter(_norm(w.peak_token) for w in windows)
     token, count = peaks.most_common(1)[0]
     where = None
     for name, matcher in CODE_CONCEPTS.items():
-        if name != "source code" and judge(windows, matcher, need=max(1, round(0.6 * len(windows))))[0]:
+        if name != "source code" and judge(seen, matcher, need=max(1, round(0.6 * len(seen))))[0]:
             where = name
             break
     if where is None:
-        langs = Counter(detect_language(w.text) for w in windows)
+        langs = Counter(detect_language(w.text) for w in seen)
         code, n = langs.most_common(1)[0]
-        if code is not None and code != "en" and n >= 0.6 * len(windows):
+        if code is not None and code != "en" and n >= 0.6 * len(seen):
             where = f"{NAMES.get(code, code)} text"
     if count >= 0.5 * len(windows):
-        named = token_description(token)
-        return named + (f" in {where}" if where and named.startswith('"') else ""), token
+        named = whole_word_description(seen, token) or token_description(token)
+        return named + (f" in {where}" if where and named != "whitespace" else ""), token
     digits = sum(n for t, n in peaks.items() if t.isdigit())
     if digits >= 0.6 * len(windows):  # many different digits: a class of tokens, named as such
         return "digit tokens" + (f" in {where}" if where else ""), "<digits>"
+    words = shared_class([_norm(w.peak_token) for w in seen])
+    if words is not None:  # different words of one kind: the kind, and the words
+        name, members = words
+        return class_description(name, members), f"{CLASS_TOKEN}{name}"
     tops = ", ".join(f'"{t[:16]}"' for t, _ in peaks.most_common(3) if t.strip())
     return (where if where else f"{UNCLEAR}: fires on {tops or 'whitespace'}"), None
+
+
+def whole_word_description(windows: Sequence[Window], token: str, share: float = 0.6) -> str | None:
+    """``the word "debian"`` when the token is a piece of one longer word in at least ``share`` of the windows
+    (``"bian"`` of ``Debian``, ``"iku"`` of ``haiku``): a reader knows the word, not the piece; else None."""
+    words = Counter(w.peak_word for w in windows if _norm(w.peak_token) == token)
+    if not words:
+        return None
+    word, n = words.most_common(1)[0]
+    if not word or word == token or len(word) <= len(token) or n < share * len(windows):
+        return None
+    return f'the word "{word}"'
+
+
+CLASS_TOKEN = "<class>"
+"""Prefix of ``describe_firing``'s token for a class of words (``<class>weekday``)."""
+
+
+def class_description(name: str, members: Sequence[str]) -> str:
+    shown = ", ".join(f'"{m}"' for m in members[:3])
+    return f"{name} words ({shown})"
 
 
 class HeldOutScorer(Scorer):
@@ -264,6 +292,10 @@ class HeldOutScorer(Scorer):
         if not self.decide:
             return scored(label, value, self.name, details)
         beats = value > max(threshold, 0.5, peak_value, desc_value if description else 0.0)
+        code = held_out_code(feature, label.text)
+        if code is not None:  # code and markup: the patterns decide (the encoder tells C from shell no better)
+            details["code_holds"] = code
+            beats = beats and code
         word = None
         if not is_description(label.text) and claimed_language(label.text) is None and beats:
             word, extra = self.rests_on_word(feature, label.text)
@@ -359,6 +391,8 @@ def confirmed_description(feature: Feature) -> str | None:
     """What fires, described from the choice half and confirmed on the held-out half; None if they disagree."""
     chosen, chosen_token = describe_firing(_firing(feature, False))
     held, held_token = describe_firing(_firing(feature, True))
+    if chosen_token is not None and chosen_token.startswith(CLASS_TOKEN):
+        return chosen if class_holds(_firing(feature, True), chosen_token.removeprefix(CLASS_TOKEN)) else None
     if chosen_token is not None and chosen_token == held_token:
         if chosen_token == "<digits>":
             return chosen if chosen == held else "digit tokens"
@@ -366,6 +400,16 @@ def confirmed_description(feature: Feature) -> str | None:
     if chosen_token is None and held_token is None and chosen == held and not chosen.startswith(UNCLEAR):
         return chosen
     return None
+
+
+def class_holds(examples: Sequence[Example], name: str, share: float = 0.5) -> bool:
+    """Whether at least ``share`` of the strongest windows (the top examples when there are 4 or more) peak on a
+    word of the class ``name``: the held-out half confirming a class the choice half found."""
+    firing = [e for e in examples if e.max_act > 0]
+    tops = [e for e in firing if e.kind == "top"]
+    seen = tops if len(tops) >= 4 else firing
+    hits = sum(in_class(_norm(example_window(e).peak_token), name) for e in seen)
+    return bool(seen) and hits >= share * len(seen)
 
 
 def token_description(token: str) -> str:
@@ -387,15 +431,33 @@ def unclear_text(feature: Feature) -> str:
     return f"{UNCLEAR}: fires on {tops or 'whitespace'}"
 
 
+def _held_out_tops(feature: Feature) -> list[Window]:
+    """Windows of the held-out strongest contexts, as a reader (and the strict check) sees them: the top examples,
+    or all held-out firing examples when fewer than 4 are top examples."""
+    held = _firing(feature, True)
+    tops = [e for e in held if e.kind == "top"]
+    return [example_window(e) for e in (tops if len(tops) >= 4 else held)]
+
+
+def held_out_code(feature: Feature, text: str, share: float = 0.6) -> bool | None:
+    """Whether the code or markup a label names (``C code``, ``shell commands``, ``HTML tags``) shows in at least
+    ``share`` of the held-out strongest windows, by the same patterns the descriptions' ``in C code`` is read with;
+    None when the label names no such format. #3724, which fires on the Unix ``cat`` command, was shown as
+    ``C code`` on embedding AUC alone."""
+    matcher = next((m for name, m in CODE_CONCEPTS.items() if name.lower() == text.strip().lower()), None)
+    if matcher is None:
+        return None
+    windows = _held_out_tops(feature)
+    return bool(windows) and judge(windows, matcher, need=max(1, round(share * len(windows))))[0]
+
+
 def held_out_language(feature: Feature, text: str, share: float = 0.6) -> bool:
     """Whether ``text`` names a language (``French text``) that the identifier finds in at least ``share``
     of the held-out top windows (all held-out firing windows when fewer than 4 are top examples)."""
     name = claimed_language(text)
     if name is None:
         return False
-    held = _firing(feature, True)
-    tops = [e for e in held if e.kind == "top"]  # the strongest contexts, as a reader (and the strict check) sees them
-    windows = [example_window(e) for e in (tops if len(tops) >= 4 else held)]
+    windows = _held_out_tops(feature)
     return bool(windows) and judge(windows, language(CODES[name]), need=max(1, round(share * len(windows))))[0]
 
 

@@ -157,3 +157,37 @@ def test_a_word_label_holds_for_the_word_as_written_singular_or_plural():
     assert check(example_window(example("pick two numbers please", "numbers")))
     assert not check(example_window(example("pick two digits please", "digits")))
     assert not matcher_for_label('"number" tokens')(example_window(example("pick two numbers please", "numbers")))
+
+
+def test_punctuation_in_a_context_and_classes_of_words_are_descriptions_with_checks():
+    from steerlab.features.concepts import is_description
+    from steerlab.features.label_format import class_label, token_label
+
+    assert token_label("dashes in shell commands") == ("--", "shell commands")
+    assert token_label("line breaks in Python code") == ("\n", "Python code")
+    assert token_label("dashes") is None and token_label("weather in Paris") is None
+    assert class_label('weekday words ("monday", "friday")') == "weekday"
+    assert class_label("weekday words") is None and class_label("weekday") is None
+    assert is_description("less-than signs in C code") and is_description('emotion words ("fear", "love")')
+    assert not is_description("emotion") and not is_description("Python code")
+
+    c_include = example_window(example("#include < stdio.h >", "<"))
+    assert matcher_for_label("less-than signs in C code")(c_include)
+    assert not matcher_for_label("less-than signs in Python code")(c_include)  # the context must hold too
+    weekdays = matcher_for_label('weekday words ("monday", "friday")')
+    assert weekdays(example_window(example("See you on Friday at noon", "Friday")))
+    assert weekdays(example_window(example("Closed on Mondays", "Mondays")))
+    assert not weekdays(example_window(example("See you in April at noon", "April")))
+
+
+def test_the_word_at_the_peak_is_the_whole_word_its_token_is_a_piece_of():
+    from steerlab.features.concept_windows import Window
+
+    assert Window(("apt", " install", " De", "bian", "-", "keyring"), 3).peak_word == "debian"
+    assert Window((" Write", " a", " ha", "iku", " about", " rain"), 3).peak_word == "haiku"
+    assert Window((" access", "Token", "File", " ="), 1).peak_word == "accesstokenfile"
+    assert Window(("$", " cat", " /"), 1).peak_word == "cat" and Window(("one", " ,"), 1).peak_word == ""
+    check = matcher_for_label('the word "debian"')
+    assert check(Window(("apt", " install", " De", "bian", "-", "keyring"), 3))
+    assert check(Window(("all", " Debian", " packages"), 1))
+    assert not check(Window(("a", " bian", "ca"), 1))  # the piece in another word

@@ -254,3 +254,85 @@ def test_the_word_rule_decides_without_held_out_random_windows(scorer):
     assert held_out_contexts(email)[2]["n_random"] == 0
     word, details = scorer.rests_on_word(email, "email")
     assert not math.isnan(details["masked_auc"]) and word == 'the word "email"'
+
+
+def test_different_words_of_one_kind_are_described_by_their_class():
+    """#4270 of the shipped database fires on "august", "april", "may", "january": no single token holds, the
+    words share a WordNet class, and the held-out half confirms it."""
+    from steerlab.features.score_heldout import confirmed_description
+
+    months = ["august", "april", "may", "january", "june", "march"] * 2
+    described = confirmed_description(prose_feature(months))
+    assert described is not None and described.startswith('Gregorian calendar month words ("')
+    assert confirmed_description(prose_feature(["fear", "love", "anger"] * 4)).startswith("emotion words")
+    # the choice half's class must hold on the held-out half (odd ranks): months, then ordinary words
+    mixed = [w if r % 2 == 0 else ("manual", "chapter", "result")[r % 3] for r, w in enumerate(months)]
+    assert confirmed_description(prose_feature(mixed)) is None
+    # abstract words share only abstract hypernyms: no class
+    abstract = ["data", "traffic", "packet", "idea", "topic", "way"] * 2
+    assert "words (" not in (confirmed_description(prose_feature(abstract)) or "")
+
+
+def test_where_a_token_fires_is_read_from_the_strongest_windows():
+    """#6016: its top examples are `#include` lines of C, its weaker quantile examples are anything; a reader
+    (and the strict check) sees the top windows, so the description says C code."""
+    from steerlab.features.score_heldout import confirmed_description
+
+    c_lines = ["#", "include", "<stdio.h>", "int", "main(void)", "{", 'printf("%d\\n",', "x);", "return", "0;", "}"]
+    examples = []
+    for r in range(12):
+        words = FILLER[r % 5 : r % 5 + 12] + c_lines + ["#", "include", f"<lib{r}.h>"]
+        examples.append(ex("top", r, words, [len(words) - 2, 13 + r % 5]))
+    for r in range(10):
+        words = FILLER[r : r + 20] + ["include"] + FILLER[:6]
+        examples.append(ex("quantile", r, words, [20]))
+    for r in range(4):
+        examples.append(ex("nonactivating", r, FILLER[r : r + 30], [], seq=300 + r))
+    f = Feature(uuid="u", sae_id="s", index=6016, examples=examples)
+    assert confirmed_description(f) == '"include" tokens in C code'
+    prose_only = f.model_copy(update={"examples": [e for e in examples if e.kind != "top"]})
+    assert confirmed_description(prose_only) == '"include" tokens'
+
+
+def test_a_code_label_is_shown_only_when_its_patterns_hold_on_the_held_out_windows(scorer):
+    """#3724 (the Unix `cat` command) was shown as "C code" on embedding AUC alone: code and markup labels are
+    judged by the same patterns as the descriptions' "in C code", as languages are by the identifier."""
+    from steerlab.features.score_heldout import held_out_code
+
+    f = cat_feature()
+    assert held_out_code(f, "C code") is False
+    assert held_out_code(f, "shell commands") is True
+    assert held_out_code(f, "cats") is None  # not a format: the embedding scorer alone decides
+    (out,) = scorer.score([f], [Label(text="C code", explainer="offline")])
+    assert out.score_details["code_holds"] is False
+    assert out.score_details["decision"] != "concept" and out.text != "C code"
+
+
+def test_a_piece_of_one_word_is_described_as_the_word():
+    """#21 of the shipped database fires on "bian" of "Debian" in all its strongest contexts: a reader knows the
+    word, not the piece. A piece shared by different words stays a token label."""
+    from steerlab.features.score_heldout import confirmed_description
+
+    def split_word_feature(words: list[str]) -> Feature:
+        examples = []
+        for r, word in enumerate(words):
+            head, piece = word[:-4], word[-4:]
+            tokens = [(" " + w) for w in FILLER[r % 5 : r % 5 + 20]] + [" " + head, piece, " packages", " are", "."]
+            acts = [0.0] * len(tokens)
+            acts[21] = 5.0
+            examples.append(
+                Example(
+                    kind="top",
+                    rank=r,
+                    tokens=tokens,
+                    token_ids=list(range(len(tokens))),
+                    acts=acts,
+                    max_act=5.0,
+                    max_position=21,
+                    sequence_id=100 + r,
+                )  # fmt: skip
+            )
+        return Feature(uuid="u", sae_id="s", index=21, examples=examples)
+
+    assert confirmed_description(split_word_feature(["Debian"] * 12)) == 'the word "debian"'
+    assert confirmed_description(split_word_feature(["Debian", "Fabian", "Serbian"] * 4)) == '"bian" tokens'

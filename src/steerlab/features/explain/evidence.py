@@ -11,7 +11,8 @@ half only, ``score_heldout.choice_view``):
   reader sees), lemmatized (``cats`` -> ``cat``), that recur across windows and are rare in the
   background (df x idf);
 - **hypernyms**: WordNet hypernyms and lexicographer files shared by several keywords
-  (``flour``, ``sugar``, ``butter`` -> ``food``/``foodstuff``);
+  (``flour``, ``sugar``, ``butter`` -> ``food``/``foodstuff``), and the class most peak words share
+  (``august``, ``april``, ``may`` -> ``Gregorian calendar month``);
 - **tokens**: the peak token as a word (``"weather"``) and as a token label (``"cat" tokens``);
 - **logit effects**: the words among the tokens the feature promotes through the unembedding;
 - **language**: the fastText identifier decides outright (``French text``), as in ``offline.py``.
@@ -45,7 +46,13 @@ from steerlab.features.explain.offline import (
     token_label,
 )
 from steerlab.features.explain.views import ContextVectors, Encoder, auc
-from steerlab.features.explain.wordnet import lemmas, lemmatize, vocabulary_phrases, vocabulary_vectors
+from steerlab.features.explain.wordnet import (
+    lemmas,
+    lemmatize,
+    shared_class,
+    vocabulary_phrases,
+    vocabulary_vectors,
+)
 from steerlab.features.schema import Example, Feature, Label
 
 _WORD = re.compile(r"[A-Za-z][a-z]{2,}")
@@ -120,7 +127,11 @@ class EvidenceExplainer(OfflineExplainer):
             entry = table[lem]
             shared.update({*entry.hypernyms, entry.lexfile} - {"", "tops"})
         out += [h for h, n in shared.most_common(HYPERNYM_CANDIDATES) if n >= 2]
-        peaks = Counter(normalize_token(e.tokens[min(e.max_position, len(e.tokens) - 1)]) for e in acts)
+        peak_words = [normalize_token(e.tokens[min(e.max_position, len(e.tokens) - 1)]) for e in acts]
+        kind = shared_class(peak_words)
+        if kind is not None:  # different peak words of one kind: the kind (``april``, ``may`` -> a month)
+            out.append(kind[0])
+        peaks = Counter(peak_words)
         for token, _ in peaks.most_common(2):
             lem = lemmatize(token) if token.isalpha() and len(token) >= 3 else None
             if lem is not None:

@@ -30,51 +30,8 @@ from steerlab.features.explain.base import Explainer, activating_examples, negat
 from steerlab.features.explain.concepts import ConceptVocabulary
 from steerlab.features.explain.language import claimed_language, dominant_language, language_shares
 from steerlab.features.explain.views import ContextVectors, Encoder, view_texts
+from steerlab.features.label_format import PUNCTUATION_NAMES
 from steerlab.features.schema import Example, Feature, Label
-
-PUNCTUATION_NAMES = {
-    ".": "periods",
-    ",": "commas",
-    ":": "colons",
-    ";": "semicolons",
-    "?": "question marks",
-    "!": "exclamation marks",
-    "(": "opening parentheses",
-    ")": "closing parentheses",
-    "[": "opening brackets",
-    "]": "closing brackets",
-    "{": "opening braces",
-    "}": "closing braces",
-    '"': "quotation marks",
-    "'": "apostrophes",
-    "-": "hyphens",
-    "--": "dashes",
-    "/": "slashes",
-    "\\": "backslashes",
-    "_": "underscores",
-    "*": "asterisks",
-    "#": "hash signs",
-    "=": "equals signs",
-    "<": "less-than signs",
-    ">": "greater-than signs",
-    "$": "dollar signs",
-    "%": "percent signs",
-    "&": "ampersands",
-    "@": "at signs",
-    "|": "pipes",
-    "`": "backticks",
-    "...": "ellipses",
-    "«": "opening quotation marks (guillemets)",
-    "»": "closing quotation marks (guillemets)",
-    "“": "opening quotation marks",
-    "”": "closing quotation marks",
-    "‘": "opening single quotation marks",
-    "’": "closing single quotation marks",
-    "„": "low opening quotation marks",
-    "\n": "line breaks",
-    "\n\n": "paragraph breaks",
-    "": "whitespace",
-}
 
 
 @dataclass

@@ -13,6 +13,7 @@ lemma of the vocabulary.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,3 +142,55 @@ def vocabulary_vectors(phrases: list[str], cache_dir: Path | None = None) -> np.
     from steerlab.features.embeddings import embed_phrases_cached
 
     return embed_phrases_cached(phrases, cache_dir, "wordnet-vocab", batch_size=256)
+
+
+CLASS_LEXFILES = frozenset(
+    {"animal", "body", "feeling", "food", "location", "object", "phenomenon", "plant", "quantity", "substance",
+     "time"}
+)  # fmt: skip
+"""Lexicographer files whose nouns form classes a reader recognises (months, emotions, digits, seas); not acts,
+artifacts, attributes or cognition, whose shared hypernyms are too abstract to say anything (``property``), nor
+people (``jesus`` and ``christ`` share ``Son``)."""
+CLASS_LEVELS = 2
+"""How far up a word's hypernyms a class may be (``april`` -> ``Gregorian calendar month``, ``calendar month``)."""
+
+
+def word_class_members(word: str) -> tuple[str, ...]:
+    """The classes a (lowercase) word belongs to: the nearest hypernyms of its commonest sense, when that sense is
+    in ``CLASS_LEXFILES`` and the hypernym is not one of WordNet's top categories; () otherwise."""
+    lem = lemmatize(word) if word.isalpha() and len(word) >= 3 else None
+    if lem is None:
+        return ()
+    table = lemmas()
+    entry = table[lem]
+    if entry.lexfile not in CLASS_LEXFILES:
+        return ()
+    return tuple(h for h in entry.hypernyms[:CLASS_LEVELS] if _not_top(h, table))
+
+
+def _not_top(name: str, table: dict[str, Lemma]) -> bool:
+    entry = table.get(name) or table.get(name.lower())
+    return entry is None or entry.lexfile != "tops"
+
+
+def shared_class(words: list[str], share: float = 0.6) -> tuple[str, list[str]] | None:
+    """``(class, its words, commonest first)`` when at least ``share`` of ``words`` (peak tokens, one a context)
+    belong to one WordNet class through two or more different lemmas (``august``, ``april``, ``may`` ->
+    ``Gregorian calendar month``), the nearest class first; else None."""
+    if not words:
+        return None
+    for level in range(CLASS_LEVELS):
+        members: dict[str, Counter[str]] = {}
+        for word in words:
+            classes = word_class_members(word)
+            if len(classes) > level:
+                members.setdefault(classes[level], Counter())[lemmatize(word) or word] += 1
+        for name, counts in sorted(members.items(), key=lambda kv: -kv[1].total()):
+            if counts.total() >= share * len(words) and len(counts) >= 2:
+                return name, [w for w, _ in counts.most_common()]
+    return None
+
+
+def in_class(word: str, name: str) -> bool:
+    """Whether a word belongs to a class as ``shared_class`` reads it."""
+    return name in word_class_members(word)
