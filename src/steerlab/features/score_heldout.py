@@ -137,8 +137,7 @@ def describe_firing(examples: Sequence[Example]) -> tuple[str, str | None]:
     windows = [example_window(e) for e in examples if e.max_act > 0]
     if not windows:
         return f"{UNCLEAR}: no firing contexts", None
-    strongest = [example_window(e) for e in examples if e.max_act > 0 and e.kind == "top"]
-    seen = strongest if len(strongest) >= 4 else windows
+    seen = [example_window(e) for e in strongest(examples)]
     peaks = Counter(_norm(w.peak_token) for w in windows)
     token, count = peaks.most_common(1)[0]
     where = None
@@ -405,9 +404,7 @@ def confirmed_description(feature: Feature) -> str | None:
 def class_holds(examples: Sequence[Example], name: str, share: float = 0.5) -> bool:
     """Whether at least ``share`` of the strongest windows (the top examples when there are 4 or more) peak on a
     word of the class ``name``: the held-out half confirming a class the choice half found."""
-    firing = [e for e in examples if e.max_act > 0]
-    tops = [e for e in firing if e.kind == "top"]
-    seen = tops if len(tops) >= 4 else firing
+    seen = strongest(examples)
     hits = sum(in_class(_norm(example_window(e).peak_token), name) for e in seen)
     return bool(seen) and hits >= share * len(seen)
 
@@ -431,12 +428,17 @@ def unclear_text(feature: Feature) -> str:
     return f"{UNCLEAR}: fires on {tops or 'whitespace'}"
 
 
+def strongest(examples: Sequence[Example]) -> list[Example]:
+    """The firing examples a reader (and the strict check) sees: the top examples, or every firing example when
+    fewer than 4 are top examples (the weaker quantile examples come from anywhere)."""
+    firing = [e for e in examples if e.max_act > 0]
+    tops = [e for e in firing if e.kind == "top"]
+    return tops if len(tops) >= 4 else firing
+
+
 def _held_out_tops(feature: Feature) -> list[Window]:
-    """Windows of the held-out strongest contexts, as a reader (and the strict check) sees them: the top examples,
-    or all held-out firing examples when fewer than 4 are top examples."""
-    held = _firing(feature, True)
-    tops = [e for e in held if e.kind == "top"]
-    return [example_window(e) for e in (tops if len(tops) >= 4 else held)]
+    """Windows of the held-out half's strongest contexts."""
+    return [example_window(e) for e in strongest(_firing(feature, True))]
 
 
 def held_out_code(feature: Feature, text: str, share: float = 0.6) -> bool | None:
