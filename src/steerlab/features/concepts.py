@@ -24,7 +24,6 @@ from steerlab.features.concept_windows import (
     SQL,
     Matcher,
     all_of,
-    any_of,
     at_peak,
     language,
     near_peak,
@@ -91,6 +90,11 @@ def _punctuation_names() -> dict[str, str]:
     return {name: token for token, name in PUNCTUATION_NAMES.items()}
 
 
+def word_at_peak(forms: set[str]) -> Matcher:
+    """The strongest token is one of ``forms``, or a piece of one (``"bian"`` of ``Debian``)."""
+    return lambda w: w.peak_token.strip().lower() in forms or w.peak_word in forms
+
+
 def peak_in_class(name: str) -> Matcher:
     """The strongest token is a word of the WordNet class ``name`` (``weekday``: ``monday``, ``fridays``)."""
     from steerlab.features.explain.wordnet import in_class
@@ -110,12 +114,11 @@ def matcher_for_label(text: str) -> Matcher | None:
     token = token_label(text)
     if token:
         word = token[0].strip()
-        peak = peak_is(token[0])
         if text.startswith("the word ") and word.isalpha():  # a word, as written: singular or plural, or a piece of it
-            forms = {word.lower(), word.lower() + "s", word.lower() + "es"} | (
-                {word[:-1].lower()} if word.endswith("s") else set()
-            )
-            peak = any_of(*(peak_is(f) for f in sorted(forms)), lambda w: w.peak_word in forms)
+            lower = word.lower()
+            peak = word_at_peak({lower, lower + "s", lower + "es"} | ({lower[:-1]} if lower.endswith("s") else set()))
+        else:
+            peak = peak_is(token[0])
         if token[1]:
             rest = matcher_for_label(token[1])
             return all_of(peak, rest) if rest is not None else None

@@ -127,11 +127,11 @@ class EvidenceExplainer(OfflineExplainer):
             entry = table[lem]
             shared.update({*entry.hypernyms, entry.lexfile} - {"", "tops"})
         out += [h for h, n in shared.most_common(HYPERNYM_CANDIDATES) if n >= 2]
-        peak_words = [normalize_token(e.tokens[min(e.max_position, len(e.tokens) - 1)]) for e in acts]
-        kind = shared_class(peak_words)
+        peak_tokens = [normalize_token(e.tokens[min(e.max_position, len(e.tokens) - 1)]) for e in acts]
+        kind = shared_class(peak_tokens)
         if kind is not None:  # different peak words of one kind: the kind (``april``, ``may`` -> a month)
             out.append(kind[0])
-        peaks = Counter(peak_words)
+        peaks = Counter(peak_tokens)
         for token, _ in peaks.most_common(2):
             lem = lemmatize(token) if token.isalpha() and len(token) >= 3 else None
             if lem is not None:
