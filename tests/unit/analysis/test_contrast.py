@@ -205,3 +205,37 @@ def test_relevance_needs_topic_vectors(tiny_lm, tiny_sae):
     stats = _hand_stats(tiny_sae.cfg.d_sae)
     with pytest.raises(DatasetError, match="rank_by"):
         contrast(tiny_lm, tiny_sae, convos(PIRATE), convos(PLAIN), corpus_stats=stats, rank_by="relevance")
+
+
+def test_a_loosely_related_feature_that_separates_better_does_not_outrank_the_one_about_the_side():
+    """Feature 0 separates the sides about three times as well as feature 1 (four notable tokens a
+    conversation against one) but is only loosely about dataset_1's text (relevance 0.5, as a token feature
+    shared by Spanish and Portuguese is about Portuguese replies); feature 1 is about it (relevance 1).
+    Weighed by relevance to the first power feature 0 would win; the cube (``RELEVANCE_POWER``) puts feature 1
+    first."""
+    import numpy as np
+
+    from steerlab.analysis.contrast import RELEVANCE_POWER, pool, rank_profiles
+    from steerlab.features.topic import TopicVectors, embed_texts
+
+    d, scale, stats = 2, torch.ones(2), _hand_stats(2)
+    convos_1 = [torch.zeros(10, d) for _ in range(4)]
+    for c in convos_1:
+        c[2:6, 0] = 1.5
+        c[3, 1] = 1.5
+    side_1 = pool(convos_1, scale, stats)
+    side_2 = pool([torch.zeros(10, d) for _ in range(4)], scale, stats)
+    side_1.texts = ["Arr matey, hoist the sails!", "Ahoy, the ship be full of treasure.", "Arr!", "Yo ho, me hearty."]
+    side_2.texts = ["The meeting moved to three.", "Here is the file.", "Thanks.", "The office closes at six."]
+    about = embed_texts(side_1.texts)
+    other = np.zeros(384, dtype=np.float32)
+    other[int(np.argmin(np.abs(about)))] = 1.0
+    other -= (other @ about) * about
+    other /= np.linalg.norm(other)
+    contexts = np.stack([0.5 * about + np.sqrt(0.75) * other, about]).astype(np.float32)
+    ranked = rank_profiles(side_1, side_2, "relevance", 2, 2, topic=TopicVectors(contexts, None))
+    first, second = ranked.dataset_1_features
+    assert (first.index, second.index) == (1, 0)
+    assert first.relevance == pytest.approx(1.0, abs=0.02) and second.relevance == pytest.approx(0.5, abs=0.02)
+    assert second.effect_low * second.relevance > first.effect_low * first.relevance  # the first power's order
+    assert second.effect_low * second.relevance**RELEVANCE_POWER < first.effect_low * first.relevance**RELEVANCE_POWER
