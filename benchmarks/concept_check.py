@@ -1,6 +1,6 @@
 """Strict concept check: search a plain-English concept, is the top hit about it?
 
-    python benchmarks/concept_check.py --db features.db [--sae ID] [--mode hybrid] [--by label,contexts,hybrid]
+    python benchmarks/concept_check.py --db features.db [--sae ID] [--mode hybrid] [--by default,label,contexts,hybrid]
         [--out FILE.json]
 
 For each concept (``steerlab.features.concepts.CONCEPTS``: languages, code, token-level
@@ -13,8 +13,9 @@ held-out 20 everyday concepts, next to a random-feature baseline from the same r
 matchers on seeded random features: how often a feature passes by chance).
 
 ``--by`` names what each search rests on (``features/search.py``): ``label``, ``contexts`` (the features'
-strongest windows, contrasted against the corpus) and ``hybrid`` (both fused); several, comma-separated, are
-reported side by side from one run. ``tuning`` is every concept but the issue's held-out 20: weights may be
+strongest windows, contrasted against the corpus), ``hybrid`` (the label ranking re-scored with the contexts) and
+``default`` (what a search without ``by`` does on this database: ``FeatureSearch.default_by``, recorded in the JSON
+as ``default_by``); several, comma-separated, are reported side by side from one run. ``tuning`` is every concept but the issue's held-out 20: weights may be
 chosen on it, never on ``held_out_20``.
 """
 
@@ -39,7 +40,11 @@ def main() -> None:
     ap.add_argument("--db", required=True)
     ap.add_argument("--sae", default=None, help="SAE id inside the database (default: its only SAE).")
     ap.add_argument("--mode", default="hybrid", choices=["semantic", "lexical", "hybrid"])
-    ap.add_argument("--by", default="label", help="Comma-separated: label, contexts, hybrid (default: label).")
+    ap.add_argument(
+        "--by",
+        default="default",
+        help="Comma-separated: default (what a search without by does here), label, contexts, hybrid.",
+    )
     ap.add_argument(
         "--ceiling",
         action="store_true",
@@ -68,11 +73,12 @@ def main() -> None:
         sae_id = pick_sae_id(store, args.sae)
         d_sae = store.get_sae(sae_id).d_sae
         search = FeatureSearch(store, sae_id)
+        default_by = search.default_by()
         runs = {}
         for by in [] if args.ceiling_only else args.by.split(","):
             rows = []
             for concept, matcher in CONCEPTS.items():
-                hits = search.search(concept, top_k=3, mode=args.mode, by=by)
+                hits = search.search(concept, top_k=3, mode=args.mode, by=None if by == "default" else by)
                 features = store.get_features(sae_id, [h.index for h in hits], with_examples=True)
                 checked = []
                 for hit, feature in zip(hits, features):
@@ -127,6 +133,7 @@ def main() -> None:
         "db": args.db,
         "sae": sae_id,
         "mode": args.mode,
+        "default_by": default_by,
         "rule": f"top hit's {TOP} strongest contexts, window {BEFORE} tokens before / {AFTER} after the strongest "
         f"token; a hit when >= {NEED} of {TOP} windows show the concept",
         **(

@@ -58,14 +58,15 @@ class FeaturesAPI:
     def __init__(self, backend):
         self._backend = backend
 
-    def search(self, query: str, model="default", top_k: int = 10, by: str = "label") -> FeatureGroup:
-        """Features matching ``query``: by their labels (semantic + lexical), by what their strongest contexts
-        are about (``by="contexts"``), or both fused (``by="hybrid"``). Each member says why it was returned
+    def search(self, query: str, model="default", top_k: int = 10, by: str | None = None) -> FeatureGroup:
+        """Features matching ``query``: by their labels (``by="label"``: semantic + lexical), by what their strongest
+        contexts are about (``by="contexts"``), or labels proposing and contexts deciding (``by="hybrid"``, the
+        default when the database's context vectors are at hand; else label). Each member says why it was returned
         (``.reason``, ``.snippet``)."""
         return FeatureGroup(self._backend.search(query, top_k, model, by=by))
 
     def search_by_example(
-        self, text: str, model="default", top_k: int = 10, query: str | None = None, by: str = "label"
+        self, text: str, model="default", top_k: int = 10, query: str | None = None, by: str | None = None
     ) -> FeatureGroup:
         """Features ``text`` wakes more than they usually are (runs the model on it), fused with a ``query``'s
         search when one is given; each member says why it was returned (``.reason``, ``.snippet``)."""

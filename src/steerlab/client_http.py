@@ -79,15 +79,15 @@ class HTTPBackend:
         return [Feature.from_wire(r) for r in rows]
 
     # ------------------------------------------------------------------ features
-    def search(self, query: str, top_k: int, model="default", by: str = "label") -> list[Feature]:
+    def search(self, query: str, top_k: int, model="default", by: str | None = None) -> list[Feature]:
         params = {"query": query, "page": 1, "perPage": top_k, "model": _name(model)}
-        if by != "label":  # an extension: plain Ember servers never see it
+        if by is not None:  # an extension: plain Ember servers never see it
             params["by"] = by
         rows = self._call("GET", "features/search", params=params).json()["features"]
         return [FoundFeature.from_wire(r) for r in rows]
 
     def search_by_example(
-        self, text: str, top_k: int, model="default", query: str | None = None, by: str = "label"
+        self, text: str, top_k: int, model="default", query: str | None = None, by: str | None = None
     ) -> list[Feature]:
         payload = {"example_text": text, "query": query, "by": by, "top_k": top_k, "model": _name(model)}
         return [FoundFeature.from_wire(r) for r in self._post("features/search", payload)["features"]]

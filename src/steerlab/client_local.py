@@ -140,12 +140,12 @@ class LocalBackend:
         return None if isinstance(model, str) else model
 
     # ------------------------------------------------------------------ features
-    def search(self, query: str, top_k: int, model="default", by: str = "label") -> list[Feature]:
+    def search(self, query: str, top_k: int, model="default", by: str | None = None) -> list[Feature]:
         self.check_model(model)
         return [FoundFeature.of_hit(h, self.sae_id) for h in self.search_index.search(query, top_k=top_k, by=by)]
 
     def search_by_example(
-        self, text: str, top_k: int, model="default", query: str | None = None, by: str = "label"
+        self, text: str, top_k: int, model="default", query: str | None = None, by: str | None = None
     ) -> list[Feature]:
         """Runs the model (``Lab.find_features``): loads it on first use."""
         self.check_model(model)

@@ -118,6 +118,8 @@ def test_search_feature_page_add_to_variant_and_steer(ui, live_server, screensho
     rows = ui.locator(".search-results tbody tr")
     expect(rows.first).to_be_visible()
     expect(ui).to_have_url(re.compile(r"#/search\?q=French"))
+    # the default evidence: the shipped database has context vectors, so labels propose and contexts decide
+    expect(rows.first).to_contain_text("label+contexts")
     screenshot(ui, "search")
 
     index = int(rows.first.get_attribute("data-index"))

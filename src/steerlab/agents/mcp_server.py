@@ -92,7 +92,8 @@ def build_server(tools: LabTools | ToolsFor, name: str = "steerlab") -> MCPServe
         query: Annotated[str, Field(description="What the feature should be about, in words.")],
         top_k: TopK = 10,
     ) -> dict[str, Any]:
-        """Search features by their labels (meaning and words), best match first. Needs a feature database."""
+        """Search features by their labels (meaning and words), the candidates re-scored by what their strongest
+        contexts are about when the database has context vectors; best match first. Needs a feature database."""
         return call(lambda: pick(ctx).search_features(query, top_k))
 
     @server.tool()

@@ -228,7 +228,8 @@ class LabTools:
 
     # ------------------------------------------------------------------ features
     def search_features(self, query: str, top_k: int = 10) -> dict:
-        """Features whose labels match ``query`` (hybrid: meaning and words), best first."""
+        """Features whose labels match ``query`` (meaning and words; re-scored by their contexts when the database has
+        context vectors: ``FeatureSearch.default_by``), best first."""
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
         search = self.lab.search
         if search is None:

@@ -214,11 +214,12 @@ def search(
         "--mode",
         help="How labels match: semantic (label embeddings), lexical (full-text) or hybrid (both fused).",
     ),
-    by: str = typer.Option(
-        "label",
+    by: str | None = typer.Option(
+        None,
         "--by",
         help="What the search rests on: label, contexts (what each feature's strongest windows are about; "
-        "computed once a machine, minutes on a CPU) or hybrid (both fused).",
+        "computed once a machine, minutes on a CPU) or hybrid (labels propose, contexts decide among them). "
+        "Default: hybrid when the database's context vectors are at hand (stored or cached), else label.",
     ),
     example_text: str | None = typer.Option(
         None,
@@ -245,7 +246,7 @@ def search(
     check_top_k(top_k)
     if mode not in ("semantic", "lexical", "hybrid"):
         raise InvalidInputError(f"unknown {mode!r}", field="--mode", allowed="semantic, lexical, hybrid")
-    if by not in BY:
+    if by is not None and by not in BY:
         raise InvalidInputError(f"unknown {by!r}", field="--by", allowed=", ".join(BY))
     if example_file is not None:
         example_text = _read_example(example_file)
@@ -257,6 +258,7 @@ def search(
         store, sae_id = open_store(db, sae, sae_id, readonly=True)
         with store:
             finder = FeatureSearch(store, sae_id)
+            by = finder.resolve_by(by)
             if by != "label" and not finder.contexts_ready(start=False):
                 print("computing each feature's context vectors (once for this database)...", file=sys.stderr)
                 finder.context_vectors(progress=_progress)
@@ -301,7 +303,12 @@ def _search_by_example(query, text, db, sae, model, by, mode, top_k):
 
     lab = Lab.load(model, sae, db, max_batch=1)
     try:
-        if query is not None and by != "label" and lab.search is not None and not lab.search.contexts_ready(False):
+        if (
+            query is not None
+            and by not in (None, "label")
+            and lab.search is not None
+            and not lab.search.contexts_ready(False)
+        ):
             print("computing each feature's context vectors (once for this database)...", file=sys.stderr)
             lab.search.context_vectors(progress=_progress)
         return lab.find_features(query, text, by=by, mode=mode, top_k=top_k)

@@ -424,12 +424,13 @@ class Lab:
         query: str | None = None,
         example_text: str | None = None,
         *,
-        by: str = "label",
+        by: str | None = None,
         mode: str = "hybrid",
         top_k: int = 10,
     ) -> list[SearchHit]:
-        """Search on every kind of evidence given: the query's label and/or context rankings (``by``) and the
-        example text's unusual features, fused by reciprocal rank; each hit says which found it (``reason``)."""
+        """Search on every kind of evidence given: the query's ranking (``by``; None: ``FeatureSearch.default_by``)
+        and the example text's unusual features, fused by reciprocal rank; each hit says which found it
+        (``reason``)."""
         from steerlab.features.search import MAX_TOP_K, SearchInputError, check_top_k
 
         top_k = check_top_k(top_k)

@@ -11,9 +11,11 @@ of the two backends live on different scales (cosine vs bm25), ranks do not.
 
 Labels are one kind of evidence; ``by`` picks which a search rests on: ``label`` (the label text, above),
 ``contexts`` (what the feature's strongest windows are about, contrasted against the corpus:
-``context_vectors.py``; computed once a machine, minutes on a CPU) or ``hybrid`` (the two rankings fused by
-RRF). Search by example (a pasted text run through the model) lives in ``analysis/by_example.py`` and fuses
-with these through :func:`fuse`. Every hit says why it was returned (``reason``) and, for context evidence,
+``context_vectors.py``; computed once a machine, minutes on a CPU) or ``hybrid`` (the label ranking's first
+features re-scored by label cosine plus ``CONTEXT_WEIGHT`` x context cosine: labels propose, contexts decide among
+them). Unsaid, it is ``hybrid`` when the context vectors are at hand and ``label`` otherwise (``default_by``).
+Search by example (a pasted text run through the model) lives in ``analysis/by_example.py`` and fuses with these
+by reciprocal rank (:func:`fuse`). Every hit says why it was returned (``reason``) and, for context evidence,
 shows the feature's strongest window (``snippet``).
 """
 
@@ -55,12 +57,13 @@ class SearchHit(BaseModel):
     uuid: str
     label: str
     score: float
-    """Higher is better: cosine (semantic, neighbors, rerank), bm25-derived (lexical) or RRF (hybrid)."""
+    """Higher is better: cosine (semantic, neighbors, rerank), bm25-derived (lexical), RRF (hybrid label matching,
+    example evidence) or label cosine + ``CONTEXT_WEIGHT`` x context cosine (``label+contexts``)."""
     label_score: float | None = None
     """The label's quality score from its scorer, so callers can prefer trustworthy labels."""
     reason: str | None = None
-    """Why it was returned: ``label``, ``contexts`` or ``example``, joined by ``+`` when several rankings
-    found it (the stronger evidence first)."""
+    """Why it was returned: ``label``, ``contexts``, ``label+contexts`` (hybrid: its label matched and its contexts
+    weighed in) or ``example``, joined by ``+`` when several rankings found it (the stronger evidence first)."""
     snippet: str | None = None
     """Evidence to read: the feature's strongest window (contexts), or the token it peaked on and how unusual
     that is (example)."""
@@ -127,6 +130,14 @@ WORD_PENALTY = 0.1
 ``"source" tokens``) in label search: a concept query prefers the features whose contexts show it (``numbers``:
 ``digit tokens``) to the one that fires on the word naming it, and still gets the word's feature when nothing
 else is close. Chosen on the concept check's 56 tuning concepts (docs/search.md)."""
+CONTEXT_WEIGHT = 0.75
+"""Hybrid search scores each of the label ranking's first ``HYBRID_CANDIDATES`` features by its label's cosine to
+the query (with the rules below) plus this times its context vector's cosine: among features whose labels match,
+the one whose strongest windows are about the query comes first. Chosen on the concept check's 56 tuning concepts
+(top-1 30 -> 37 at 0.75; 0.5 and 1.0: 36; docs/search.md), the issue's held-out 20 unchanged (6)."""
+HYBRID_CANDIDATES = 20
+"""How many of the label ranking's first features hybrid search re-scores (the rest follow in label order, so the
+first hits do not change with ``top_k``); 10 and 30 gave the same tuning top-1 within one, 50 two fewer."""
 WHERE_MARGIN = 0.05
 """Cosine a description found by where its token fires gives up to a label that is that concept outright: 159 of the
 shipped database's descriptions end in ``in Python code``; the label ``Python code`` comes first."""
@@ -210,6 +221,7 @@ class FeatureSearch:
         self._contexts_lock = threading.Lock()
         self._contexts_thread: threading.Thread | None = None
         self._contexts_progress = (0, 0)
+        self._contexts_at_hand: bool | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -250,6 +262,9 @@ class FeatureSearch:
             if where
             else np.zeros((0, EMBED_DIM), np.float32)
         )
+        self._group_of = np.full(self.d_sae, -1, dtype=np.int64)  # feature -> its label's group
+        for group, rows in enumerate(self._members):
+            self._group_of[rows] = group
         self._word_groups: dict[str, list[int]] = {}  # form of a word -> groups whose label names that word
         from steerlab.features.explain.wordnet import word_forms
 
@@ -336,6 +351,23 @@ class FeatureSearch:
         """(windows embedded, windows in all) of a computation under way."""
         return self._contexts_progress
 
+    def default_by(self) -> str:
+        """What a search rests on when the caller does not say: ``hybrid`` when the features' context vectors are at
+        hand (loaded, stored with the database or cached on this machine: a default search never starts their
+        computation, minutes on a CPU), else ``label``."""
+        if self._contexts is None:
+            if self._contexts_at_hand is None:
+                from steerlab.features.context_vectors import available
+
+                self._contexts_at_hand = available(self.store, self.sae_id) is not None
+            if not self._contexts_at_hand:
+                return "label"
+        return "hybrid"
+
+    def resolve_by(self, by: str | None) -> str:
+        """``by`` checked, or :meth:`default_by` for None."""
+        return self.default_by() if by is None else check_by(by)
+
     def contexts(self, query: str, top_k: int = 10) -> list[SearchHit]:
         """Features whose strongest windows are about the query (cosine to their contrasted context vector)."""
         query, top_k = check_query(query), check_top_k(top_k)
@@ -346,16 +378,34 @@ class FeatureSearch:
         scores = np.where(present, vectors @ vector, -np.inf)
         return [(int(i), float(scores[i])) for i in _top(scores, top_k) if np.isfinite(scores[i])]
 
-    def rankings(self, query: str, by: str, depth: int, mode: str = "hybrid") -> dict[str, list[tuple[int, float]]]:
-        """The named rankings a search of ``query`` fuses (``label`` in ``mode``, ``contexts``), each ``depth``
-        deep: the building blocks of :meth:`search` and of a search that adds example evidence."""
-        query, by = check_query(query), check_by(by)
-        out = {}
-        if by in ("label", "hybrid"):
-            out["label"] = self._label_ranking(query, depth, mode)
-        if by == "contexts" or (by == "hybrid" and embeddable(query)):  # unknown script: label words only
-            out["contexts"] = self._context_ranking(self.query_vector(query), depth)
-        return out
+    def rankings(
+        self, query: str, by: str | None, depth: int, mode: str = "hybrid"
+    ) -> dict[str, list[tuple[int, float]]]:
+        """The named ranking a search of ``query`` rests on (``label`` in ``mode``, ``contexts``, or
+        ``label+contexts``), ``depth`` deep: the building block of :meth:`search` and of a search that adds example
+        evidence. ``by`` None: :meth:`default_by`."""
+        query, by = check_query(query), self.resolve_by(by)
+        if by == "hybrid" and embeddable(query):  # unknown script: label words only
+            return {"label+contexts": self._hybrid_ranking(query, depth, mode)}
+        if by == "contexts":
+            return {"contexts": self._context_ranking(self.query_vector(query), depth)}
+        return {"label": self._label_ranking(query, depth, mode)}
+
+    def _hybrid_ranking(self, query: str, depth: int, mode: str) -> list[tuple[int, float]]:
+        """The label ranking (``mode``), its first ``HYBRID_CANDIDATES`` features re-scored by label cosine plus
+        ``CONTEXT_WEIGHT`` x context cosine (a feature without a context vector: label alone); the rest after them,
+        in label order."""
+        ranking = self._label_ranking(query, max(HYBRID_CANDIDATES, depth), mode)
+        head, tail = ranking[:HYBRID_CANDIDATES], ranking[HYBRID_CANDIDATES:]
+        if not head:
+            return []
+        vector = self.query_vector(query)
+        contexts, present, _ = self.context_vectors()
+        rows = np.array([index for index, _ in head], dtype=np.int64)
+        label = self._group_scores(vector, query)[self._group_of[rows]]
+        score = label + CONTEXT_WEIGHT * np.where(present[rows], contexts[rows] @ vector, 0.0)
+        order = np.argsort(-score, kind="stable")
+        return ([(int(rows[j]), float(score[j])) for j in order] + tail)[:depth]
 
     def fused_hits(self, rankings: dict[str, list[tuple[int, float]]], top_k: int) -> list[SearchHit]:
         """Hits of :func:`fuse`d rankings; each says which rankings found it (``reason``)."""
@@ -405,7 +455,12 @@ class FeatureSearch:
         return list({g for form in query_forms(query) for g in self._word_groups.get(form, ())})
 
     def _semantic_ranking(self, vector: np.ndarray, top_k: int, query: str | None = None) -> list[tuple[int, float]]:
-        scores = self._distinct @ vector  # [distinct labels]
+        scores = self._group_scores(vector, query)
+        return self._expand_groups(((group, float(scores[group])) for group in _top(scores, top_k)), top_k)
+
+    def _group_scores(self, vector: np.ndarray, query: str | None = None) -> np.ndarray:
+        """``[distinct labels]`` cosine of each label to the query, with the two rules of docs/search.md."""
+        scores = self._distinct @ vector
         if len(self._where_groups):  # '"g" tokens in shell commands' is found by "shell commands" as well
             whole = scores[self._where_groups]  # ties among the parts ("in Python code" x 35) go by the whole label
             where = self._where_vectors @ vector - WHERE_MARGIN + 1e-3 * whole
@@ -413,7 +468,7 @@ class FeatureSearch:
         words = self._word_labels(query)
         if words:  # a feature that fires on the query's word comes after those whose label claims the concept
             scores[words] -= WORD_PENALTY
-        return self._expand_groups(((group, float(scores[group])) for group in _top(scores, top_k)), top_k)
+        return scores
 
     def _lexical_ranking(self, query: str, top_k: int) -> list[tuple[int, float]]:
         groups = self._lexical.search(query, top_k)
@@ -435,17 +490,18 @@ class FeatureSearch:
     def _hits_of(self, ranking: list[tuple[int, float]], reason: str = "label") -> list[SearchHit]:
         return [self._hit(index, score, reason) for index, score in ranking]
 
-    def search(self, query: str, top_k: int = 10, mode: str = "hybrid", by: str = "label") -> list[SearchHit]:
+    def search(self, query: str, top_k: int = 10, mode: str = "hybrid", by: str | None = None) -> list[SearchHit]:
         """``mode`` (semantic, lexical, hybrid) is how labels are matched; ``by`` what the search rests on
-        (label, contexts, hybrid: both rankings fused)."""
+        (label, contexts, hybrid: the label ranking re-scored with the contexts; None: :meth:`default_by`)."""
         if mode not in ("semantic", "lexical", "hybrid"):
             raise SearchInputError(f"must be semantic, lexical or hybrid, got {mode!r}", field="mode")
-        if check_by(by) == "label":
+        by = self.resolve_by(by)
+        if by == "label":
             return getattr(self, mode)(query, top_k)
         if by == "contexts":
             return self.contexts(query, top_k)
         top_k = check_top_k(top_k)
-        return self.fused_hits(self.rankings(query, by, min(MAX_TOP_K, max(50, 4 * top_k)), mode), top_k)
+        return self.fused_hits(self.rankings(query, by, top_k, mode), top_k)
 
     def rerank(self, indices: Sequence[int], query: str) -> list[SearchHit]:
         """The given features ordered by label similarity to the query (unlabeled ones last, score 0)."""

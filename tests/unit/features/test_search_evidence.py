@@ -225,3 +225,63 @@ def test_cli_refuses_a_binary_example_file_before_loading_anything(unlabeled_db,
     assert result.exit_code != 0 and "binary" in result.output and "text" in result.output
     result = CliRunner().invoke(steerlab_app, ["features", "search", "--db", str(unlabeled_db)])
     assert result.exit_code != 0 and "query" in result.output
+
+
+@pytest.fixture()
+def same_label_db(tmp_path, steerlab_home):
+    """The French and Python features both labeled "source code", the French one with the stronger evidence (so
+    label search puts it first among the two)."""
+    from steerlab.features.schema import Label
+
+    path = tmp_path / "features.db"
+    with new_store(path) as store:
+        store.set_labels(
+            SAE_ID,
+            {
+                FRENCH: Label(text="source code", explainer="test", score_details={"evidence": 0.9}),
+                PYTHON: Label(text="source code", explainer="test", score_details={"evidence": 0.1}),
+            },
+        )
+    return path
+
+
+def test_hybrid_lets_the_contexts_decide_between_labels_that_match_alike(same_label_db):
+    """Labels propose, contexts decide: the feature whose strongest windows are Python comes first for "Python
+    source code" by hybrid, though label search (a tie on the label, broken by evidence) puts the French one first."""
+    with FeatureStore(same_label_db, readonly=True) as store:
+        search = FeatureSearch(store, SAE_ID)
+        by_label = search.search("Python source code", top_k=2, by="label")
+        hybrid = search.search("Python source code", top_k=2, by="hybrid")
+    assert [h.index for h in by_label] == [FRENCH, PYTHON]
+    assert [h.index for h in hybrid] == [PYTHON, FRENCH]
+    assert hybrid[0].reason == "label+contexts" and hybrid[0].snippet and hybrid[0].score > hybrid[1].score
+
+
+def test_the_default_rests_on_contexts_only_when_they_are_at_hand(same_label_db, monkeypatch):
+    """Unsaid, ``by`` is hybrid when the context vectors are stored or cached and label otherwise; a default search
+    never starts their computation (minutes on a CPU)."""
+    with FeatureStore(same_label_db, readonly=True) as store:
+        compute = context_vectors.compute
+        monkeypatch.setattr(context_vectors, "compute", lambda *a, **k: pytest.fail("computed for a default search"))
+        search = FeatureSearch(store, SAE_ID)
+        assert search.default_by() == "label"
+        assert [h.reason for h in search.search("Python source code", top_k=2)] == ["label", "label"]
+        monkeypatch.setattr(context_vectors, "compute", compute)
+        context_vectors.load(store, SAE_ID)  # computed and cached on this machine, as `--by hybrid` would
+        fresh = FeatureSearch(store, SAE_ID)
+        assert fresh.default_by() == "hybrid"
+        hits = fresh.search("Python source code", top_k=2)
+        assert [h.index for h in hits] == [PYTHON, FRENCH] and hits[0].reason == "label+contexts"
+    result = CliRunner().invoke(
+        steerlab_app, ["features", "search", "Python source code", "--db", str(same_label_db), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [h["index"] for h in json.loads(result.stdout)][:2] == [PYTHON, FRENCH]
+
+
+def test_hybrid_first_hits_do_not_change_with_top_k(labeled_db_with_home):
+    with FeatureStore(labeled_db_with_home, readonly=True) as store:
+        search = FeatureSearch(store, SAE_ID)
+        few = search.search("code", top_k=2, by="hybrid")
+        many = search.search("code", top_k=D_SAE, by="hybrid")
+    assert [h.index for h in many[:2]] == [h.index for h in few]

@@ -46,7 +46,7 @@ def ember_search(
     page: int = Query(1, ge=1, le=100),
     perPage: int = Query(10, ge=1, le=100),
     model: Text | None = None,  # noqa: N803 (wire name)
-    by: str = Query("label", pattern=BY_PATTERN),
+    by: str | None = Query(None, pattern=BY_PATTERN),
     _caller: Caller = Depends(require_caller),
 ) -> dict:
     """Ember's search; ``by`` (an extension) picks the evidence: label, contexts or hybrid. Each feature carries
@@ -58,10 +58,11 @@ def ember_search(
     return {"features": [{**lab.wire_feature(h.index), "relevance": h.score, **_why(h)} for h in hits]}
 
 
-def _contexts_ready(search, by: str) -> None:
-    """Context evidence needs each feature's context vectors: computed once a machine (minutes on a CPU), in
-    the background, while such requests get a 503 to retry."""
-    if by != "label" and not search.contexts_ready():
+def _contexts_ready(search, by: str | None) -> None:
+    """Context evidence asked for by name needs each feature's context vectors: computed once a machine (minutes on
+    a CPU), in the background, while such requests get a 503 to retry. Unsaid (None), a search rests on the contexts
+    only when they are at hand (``FeatureSearch.default_by``)."""
+    if by not in (None, "label") and not search.contexts_ready():
         done, total = search.contexts_progress
         progress = f" ({done} of {total} windows embedded)" if total else ""
         raise BusyError(
@@ -165,7 +166,7 @@ def native_search(
     q: str = Query(..., max_length=512),
     mode: str = Query("hybrid", pattern="^(hybrid|semantic|lexical)$"),
     top_k: int = Query(20, ge=1, le=200),
-    by: str = Query("label", pattern=BY_PATTERN),
+    by: str | None = Query(None, pattern=BY_PATTERN),
     _caller: Caller = Depends(require_caller),
 ) -> dict:
     lab = get_lab(request)
@@ -181,7 +182,7 @@ class SearchBody(BaseModel):
     example_text: Text | None = Field(None, max_length=MAX_EXAMPLE_CHARS)
     """Search by example: features this text wakes more than usual (runs the model on it)."""
     mode: str = Field("hybrid", pattern="^(hybrid|semantic|lexical)$")
-    by: str = Field("label", pattern=BY_PATTERN)
+    by: str | None = Field(None, pattern=BY_PATTERN)
     top_k: int = Field(20, ge=1, le=200)
     model: Text | None = None
 

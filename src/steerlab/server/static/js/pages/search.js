@@ -12,7 +12,9 @@ const MODES = [
   ["lexical", "Lexical (words)"],
 ];
 
+// "" leaves it to the server: labels + contexts when the database has context vectors, else labels.
 const EVIDENCE = [
+  ["", "Default (labels + contexts when at hand)"],
   ["label", "Labels"],
   ["hybrid", "Labels + contexts"],
   ["contexts", "Contexts (what it fires on)"],
@@ -85,7 +87,7 @@ export const searchPage = {
     if (!view) return;
     view.q.value = params.get("q") || "";
     view.mode.value = params.get("mode") || "hybrid";
-    view.by.value = params.get("by") || "label";
+    view.by.value = params.get("by") || "";
     view.topK.value = params.get("top_k") || "20";
     if (view.q.value) run({ q: view.q.value, mode: view.mode.value, by: view.by.value, top_k: view.topK.value });
     else replace(view.results);
