@@ -259,11 +259,13 @@ def search(
         with store:
             finder = FeatureSearch(store, sae_id)
             by = finder.resolve_by(by)
-            if by != "label" and not finder.contexts_ready(start=False):
+            if by != "label" and not finder.contexts_at_hand():
                 print("computing each feature's context vectors (once for this database)...", file=sys.stderr)
                 finder.context_vectors(progress=_progress)
             hits = finder.search(query, top_k=top_k, mode=mode, by=by)
-        title = f"{mode} search by {by} for {query!r} in {sae_id}"
+        title = (
+            f"search for {query!r} by {'label+contexts' if by == 'hybrid' else by} ({mode} label matching) in {sae_id}"
+        )
     if as_json:
         print(json.dumps([hit.model_dump() for hit in hits]))
         return
@@ -307,7 +309,7 @@ def _search_by_example(query, text, db, sae, model, by, mode, top_k):
             query is not None
             and by not in (None, "label")
             and lab.search is not None
-            and not lab.search.contexts_ready(False)
+            and not lab.search.contexts_at_hand()
         ):
             print("computing each feature's context vectors (once for this database)...", file=sys.stderr)
             lab.search.context_vectors(progress=_progress)

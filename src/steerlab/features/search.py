@@ -355,14 +355,16 @@ class FeatureSearch:
         """What a search rests on when the caller does not say: ``hybrid`` when the features' context vectors are at
         hand (loaded, stored with the database or cached on this machine: a default search never starts their
         computation, minutes on a CPU), else ``label``."""
-        if self._contexts is None:
-            if self._contexts_at_hand is None:
-                from steerlab.features.context_vectors import available
+        return "hybrid" if self.contexts_at_hand() else "label"
 
-                self._contexts_at_hand = available(self.store, self.sae_id) is not None
-            if not self._contexts_at_hand:
-                return "label"
-        return "hybrid"
+    def contexts_at_hand(self) -> bool:
+        """Whether the context vectors are loaded, stored with the database or cached on this machine (loading them
+        takes a fraction of a second; computing them, minutes)."""
+        if self._contexts is None and self._contexts_at_hand is None:
+            from steerlab.features.context_vectors import available
+
+            self._contexts_at_hand = available(self.store, self.sae_id) is not None
+        return self._contexts is not None or bool(self._contexts_at_hand)
 
     def resolve_by(self, by: str | None) -> str:
         """``by`` checked, or :meth:`default_by` for None."""

@@ -59,10 +59,11 @@ def ember_search(
 
 
 def _contexts_ready(search, by: str | None) -> None:
-    """Context evidence asked for by name needs each feature's context vectors: computed once a machine (minutes on
-    a CPU), in the background, while such requests get a 503 to retry. Unsaid (None), a search rests on the contexts
-    only when they are at hand (``FeatureSearch.default_by``)."""
-    if by not in (None, "label") and not search.contexts_ready():
+    """Context evidence asked for by name needs each feature's context vectors: loaded on the spot when they are at
+    hand (stored or cached), else computed once a machine (minutes on a CPU) in the background while such requests
+    get a 503 to retry. Unsaid (None), a search rests on the contexts only when they are at hand
+    (``FeatureSearch.default_by``)."""
+    if by not in (None, "label") and not search.contexts_at_hand() and not search.contexts_ready():
         done, total = search.contexts_progress
         progress = f" ({done} of {total} windows embedded)" if total else ""
         raise BusyError(
