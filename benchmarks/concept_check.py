@@ -15,8 +15,8 @@ matchers on seeded random features: how often a feature passes by chance).
 ``--by`` names what each search rests on (``features/search.py``): ``label``, ``contexts`` (the features'
 strongest windows, contrasted against the corpus), ``hybrid`` (the label ranking re-scored with the contexts) and
 ``default`` (what a search without ``by`` does on this database: ``FeatureSearch.default_by``, recorded in the JSON
-as ``default_by``); several, comma-separated, are reported side by side from one run. ``tuning`` is every concept but the issue's held-out 20: weights may be
-chosen on it, never on ``held_out_20``.
+as ``default_by``); several, comma-separated, are reported side by side from one run. ``tuning`` is every concept
+but the issue's held-out 20: weights may be chosen on it, never on ``held_out_20``.
 """
 
 from __future__ import annotations
