@@ -33,6 +33,7 @@ def test_search_and_read_a_feature_of_the_shipped_database(tmp_path):
     assert len(hits["features"]) == 5
     assert any("french" in h["label"].lower() for h in hits["features"]), hits
     top = hits["features"][0]
+    assert top["reason"] == "label+contexts"  # the shipped database has context vectors: the default uses them
     assert feature["index"] == top["index"] and feature["label"] == top["label"]
     assert feature["stats"]["density"] > 0 and feature["stats"]["tokens_scanned"] > 0
     assert len(feature["examples"]) == 2 and all("[[" in e["text"] for e in feature["examples"])

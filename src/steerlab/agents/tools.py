@@ -229,7 +229,7 @@ class LabTools:
     # ------------------------------------------------------------------ features
     def search_features(self, query: str, top_k: int = 10) -> dict:
         """Features whose labels match ``query`` (meaning and words; re-scored by their contexts when the database has
-        context vectors: ``FeatureSearch.default_by``), best first."""
+        context vectors: ``FeatureSearch.default_by``), best first; each says why it was returned (``reason``)."""
         top_k = check_int(top_k, "top_k", 1, MAX_TOP_K)
         search = self.lab.search
         if search is None:
@@ -242,7 +242,7 @@ class LabTools:
         return {
             "query": query,
             "features": [
-                {"index": h.index, "label": h.label, "score": _r(h.score)}
+                {"index": h.index, "label": h.label, "score": _r(h.score), "reason": h.reason}
                 | ({"label_score": _r(h.label_score)} if h.label_score is not None else {})
                 for h in hits
             ],
