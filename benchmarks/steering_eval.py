@@ -2,8 +2,9 @@
 
     OMP_NUM_THREADS=1 python benchmarks/steering_eval.py --concepts 10 --prompts 4 --tokens 32
 
-For each concept, AutoSteer picks features and strengths from the goal text alone (on its own
-scoring prompts); then ``steering_eval.evaluate_steering`` scores steered, prompted (a system prompt
+For each concept, AutoSteer picks features and strengths from the goal text (on its own scoring
+prompts; by default with the shipped database's label search as one candidate source, as the server runs it:
+``--search``); then ``steering_eval.evaluate_steering`` scores steered, prompted (a system prompt
 asking for the concept) and unsteered replies to *held-out* prompts (``EVAL_PROMPTS``): concept
 presence (sentence-embedding gain over the unsteered replies, or a word list, whichever is larger),
 instruction relevance, fluency (perplexity under the unsteered model, repetition-penalised), and
@@ -151,9 +152,9 @@ def main() -> None:
     ap.add_argument(
         "--search",
         choices=("none", "label", "hybrid"),
-        default="none",
-        help="AutoSteer's search source over the shipped feature database: none, label search, or label + "
-        "contexts (hybrid), as a server with a database runs it.",
+        default="label",
+        help="AutoSteer's search source over the shipped feature database: label search (default: as the server, "
+        "the SDK and the MCP tool run AutoSteer with a database), none, or label + contexts (hybrid).",
     )
     ap.add_argument("--set", action="append", default=[], help="AutoSteerConfig override, e.g. --set n_prompts=4.")
     ap.add_argument("--model", default="default")
@@ -242,7 +243,8 @@ class BySearch:
     def __init__(self, search, by: str):
         self.inner, self.by = search, by
 
-    def search(self, query: str, top_k: int = 10):
+    def search(self, query: str, top_k: int = 10, by: str | None = None):
+        """``by``: what AutoSteer asks for, overridden by this source's own (the variant under test)."""
         return self.inner.search(query, top_k=top_k, by=self.by)
 
 

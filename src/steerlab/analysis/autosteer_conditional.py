@@ -130,7 +130,9 @@ def auto_conditional(
 
 
 def find_trigger(lm, sae, topic: str, *, search=None, candidates: int = 4) -> tuple[int, float]:
-    """The feature that best tells conversations about ``topic`` from neutral ones, and its threshold."""
+    """The feature that best tells conversations about ``topic`` from neutral ones, and its threshold. Candidates:
+    the contrast of topic and neutral conversations, and the database's default search (a detector is wanted, so
+    features whose contexts are about the topic are welcome); the measured margin picks among them."""
     on, off = topic_conversations(topic), neutral_conversations()
     pool = [f.index for f in contrast(lm, sae, on, off, k_to_add=candidates, k_to_remove=0).dataset_1_features]
     if search is not None:

@@ -262,3 +262,32 @@ def test_auto_conditional_builds_a_working_scope(tiny_lm, crafted_sae):
     other = Variant("tiny-llama", sae_id="tiny")
     other.set_when(result, {3: 0.5})
     assert other.scopes[0].condition.json() == cond.json()
+
+
+def test_search_candidates_come_from_label_search_not_the_default(tmp_path, steerlab_home, tiny_sae):
+    """AutoSteer asks the database for label search even when the default would re-score by contexts (hybrid):
+    features about the goal are detectors, label matches steer better (docs/steering.md). The French and Python
+    features share the label "source code"; label search puts the French one (stronger evidence) first, hybrid
+    the Python one (its contexts are Python)."""
+    from steerlab.analysis.autosteer_candidates import search_candidates
+    from steerlab.features import context_vectors
+    from steerlab.features.schema import Label
+    from steerlab.features.search import FeatureSearch
+    from tests.unit.features.labeling_fixtures import SAE_ID
+    from tests.unit.features.test_search import FRENCH, PYTHON, new_store
+
+    path = tmp_path / "features.db"
+    with new_store(path) as store:
+        store.set_labels(
+            SAE_ID,
+            {
+                FRENCH: Label(text="source code", explainer="test", score_details={"evidence": 0.9}),
+                PYTHON: Label(text="source code", explainer="test", score_details={"evidence": 0.1}),
+            },
+        )
+        context_vectors.load(store, SAE_ID)  # computed and cached: the default search is hybrid now
+        search = FeatureSearch(store, SAE_ID)
+        assert search.default_by() == "hybrid"
+        assert [h.index for h in search.search("Python source code", top_k=2)] == [PYTHON, FRENCH]
+        got = search_candidates(search, tiny_sae, "Python source code", 2)
+    assert [index for index, _ in got] == [FRENCH, PYTHON]
