@@ -121,8 +121,10 @@ def check_by(by: str) -> str:
 
 
 WEIGHTS = {"contexts": 0.5}
-"""RRF weight of each kind of evidence (1 unless named). Context evidence counts half: on the concept check's
-56 tuning concepts (the issue's 20 held out) label+contexts gave top-1 25/56 at 0.5, 24/56 at 1.0."""
+"""RRF weight of each kind of evidence (1 unless named) where rankings are fused by rank: a query's ranking with an
+example's (``Lab.find_features``). Context evidence counts half: chosen when ``hybrid`` was the RRF of label and
+context rankings (concept check, 56 tuning concepts: top-1 25/56 at 0.5, 24/56 at 1.0); hybrid re-scores by cosine
+now (``CONTEXT_WEIGHT``), so it applies to ``by="contexts"`` with an example."""
 
 
 WORD_PENALTY = 0.1

@@ -271,20 +271,12 @@ def test_search_candidates_come_from_label_search_not_the_default(tmp_path, stee
     the Python one (its contexts are Python)."""
     from steerlab.analysis.autosteer_candidates import search_candidates
     from steerlab.features import context_vectors
-    from steerlab.features.schema import Label
     from steerlab.features.search import FeatureSearch
     from tests.unit.features.labeling_fixtures import SAE_ID
-    from tests.unit.features.test_search import FRENCH, PYTHON, new_store
+    from tests.unit.features.test_search import FRENCH, PYTHON
+    from tests.unit.features.test_search_evidence import same_label_store
 
-    path = tmp_path / "features.db"
-    with new_store(path) as store:
-        store.set_labels(
-            SAE_ID,
-            {
-                FRENCH: Label(text="source code", explainer="test", score_details={"evidence": 0.9}),
-                PYTHON: Label(text="source code", explainer="test", score_details={"evidence": 0.1}),
-            },
-        )
+    with same_label_store(tmp_path / "features.db") as store:
         context_vectors.load(store, SAE_ID)  # computed and cached: the default search is hybrid now
         search = FeatureSearch(store, SAE_ID)
         assert search.default_by() == "hybrid"

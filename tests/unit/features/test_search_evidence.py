@@ -227,21 +227,26 @@ def test_cli_refuses_a_binary_example_file_before_loading_anything(unlabeled_db,
     assert result.exit_code != 0 and "query" in result.output
 
 
-@pytest.fixture()
-def same_label_db(tmp_path, steerlab_home):
-    """The French and Python features both labeled "source code", the French one with the stronger evidence (so
-    label search puts it first among the two)."""
+def same_label_store(path) -> FeatureStore:
+    """The crafted store with the French and Python features both labeled "source code", the French one with the
+    stronger evidence (so label search puts it first among the two; their contexts tell them apart)."""
     from steerlab.features.schema import Label
 
+    store = new_store(path)
+    store.set_labels(
+        SAE_ID,
+        {
+            FRENCH: Label(text="source code", explainer="test", score_details={"evidence": 0.9}),
+            PYTHON: Label(text="source code", explainer="test", score_details={"evidence": 0.1}),
+        },
+    )
+    return store
+
+
+@pytest.fixture()
+def same_label_db(tmp_path, steerlab_home):
     path = tmp_path / "features.db"
-    with new_store(path) as store:
-        store.set_labels(
-            SAE_ID,
-            {
-                FRENCH: Label(text="source code", explainer="test", score_details={"evidence": 0.9}),
-                PYTHON: Label(text="source code", explainer="test", score_details={"evidence": 0.1}),
-            },
-        )
+    same_label_store(path).close()
     return path
 
 
