@@ -86,8 +86,8 @@ CONCEPTS: dict[str, Matcher] = _concepts()
 _LANGUAGE_LABEL = re.compile(r"^(\w+) text$")
 
 
-def _punctuation_names() -> dict[str, str]:
-    return {name: token for token, name in PUNCTUATION_NAMES.items()}
+_PUNCTUATION_TOKENS = {name: token for token, name in PUNCTUATION_NAMES.items()}
+"""Punctuation name -> its token (``commas`` -> ``,``)."""
 
 
 def word_at_peak(forms: set[str]) -> Matcher:
@@ -129,9 +129,8 @@ def matcher_for_label(text: str) -> Matcher | None:
     lang = _LANGUAGE_LABEL.match(text)
     if lang and lang.group(1).capitalize() in CODES:
         return language(CODES[lang.group(1).capitalize()])
-    names = _punctuation_names()
-    if lowered in names:
-        return peak_is(names[lowered])
+    if lowered in _PUNCTUATION_TOKENS:
+        return peak_is(_PUNCTUATION_TOKENS[lowered])
     for table in (CODE_CONCEPTS, TOKEN_CONCEPTS, TOPICS):
         for name, matcher in table.items():
             if lowered == name.lower():
@@ -146,6 +145,6 @@ def is_description(text: str) -> bool:
     return (
         token_label(text) is not None
         or class_label(text) is not None
-        or text.lower() in _punctuation_names()
+        or text.lower() in _PUNCTUATION_TOKENS
         or text == "whitespace"
     )

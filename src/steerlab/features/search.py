@@ -399,14 +399,15 @@ class FeatureSearch:
         """The label ranking (``mode``), its first ``HYBRID_CANDIDATES`` features re-scored by label cosine plus
         ``CONTEXT_WEIGHT`` x context cosine (a feature without a context vector: label alone); the rest after them,
         in label order."""
-        ranking = self._label_ranking(query, max(HYBRID_CANDIDATES, depth), mode)
+        vector = self.query_vector(query)
+        groups = self._group_scores(vector, query)  # once: the label ranking and the re-scoring both read them
+        ranking = self._label_ranking(query, max(HYBRID_CANDIDATES, depth), mode, groups)
         head, tail = ranking[:HYBRID_CANDIDATES], ranking[HYBRID_CANDIDATES:]
         if not head:
             return []
-        vector = self.query_vector(query)
         contexts, present, _ = self.context_vectors()
         rows = np.array([index for index, _ in head], dtype=np.int64)
-        label = self._group_scores(vector, query)[self._group_of[rows]]
+        label = groups[self._group_of[rows]]
         score = label + CONTEXT_WEIGHT * np.where(present[rows], contexts[rows] @ vector, 0.0)
         order = np.argsort(-score, kind="stable")
         return ([(int(rows[j]), float(score[j])) for j in order] + tail)[:depth]
@@ -418,12 +419,16 @@ class FeatureSearch:
             return self._hits_of(ranking[:top_k], reason=name)
         return [self._hit(index, score, reason) for index, score, reason in fuse(rankings, top_k)]
 
-    def _label_ranking(self, query: str, depth: int, mode: str) -> list[tuple[int, float]]:
+    def _label_ranking(
+        self, query: str, depth: int, mode: str, scores: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """``scores``: the query's ``_group_scores`` when the caller already has them."""
         if mode == "semantic":
-            return self._semantic_ranking(self.query_vector(query), depth, query)
+            return self._semantic_ranking(self.query_vector(query), depth, query, scores)
         if mode == "lexical":
             return self._lexical_ranking(query, depth)
-        parts = {"s": self._semantic_ranking(self.query_vector(query), depth, query)} if embeddable(query) else {}
+        semantic = self._semantic_ranking(self.query_vector(query), depth, query, scores) if embeddable(query) else None
+        parts = {"s": semantic} if semantic is not None else {}
         parts["l"] = self._lexical_ranking(query, depth)  # after the semantic one: ties break as in hybrid()
         return [(index, score) for index, score, _ in fuse(parts, depth)]
 
@@ -458,8 +463,11 @@ class FeatureSearch:
             return []
         return list({g for form in query_forms(query) for g in self._word_groups.get(form, ())})
 
-    def _semantic_ranking(self, vector: np.ndarray, top_k: int, query: str | None = None) -> list[tuple[int, float]]:
-        scores = self._group_scores(vector, query)
+    def _semantic_ranking(
+        self, vector: np.ndarray, top_k: int, query: str | None = None, scores: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        if scores is None:
+            scores = self._group_scores(vector, query)
         return self._expand_groups(((group, float(scores[group])) for group in _top(scores, top_k)), top_k)
 
     def _group_scores(self, vector: np.ndarray, query: str | None = None) -> np.ndarray:
