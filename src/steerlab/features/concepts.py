@@ -31,7 +31,7 @@ from steerlab.features.concept_windows import (
     peak_is,
 )
 from steerlab.features.explain.language import CODES
-from steerlab.features.label_format import PUNCTUATION_NAMES, class_label, token_label
+from steerlab.features.label_format import PUNCTUATION_NAMES, class_label, parse_token_label
 
 MONTHS = "January February March April May June July August September October November December".split()
 
@@ -111,7 +111,7 @@ def matcher_for_label(text: str) -> Matcher | None:
     """
     text = text.strip()
     lowered = text.lower()
-    token = token_label(text)
+    token = parse_token_label(text)
     if token:
         word = token[0].strip()
         if text.startswith("the word ") and word.isalpha():  # a word, as written: singular or plural, or a piece of it
@@ -143,7 +143,7 @@ def is_description(text: str) -> bool:
     ``the word "to"``): such labels are checked against the peak tokens, not scored as concepts."""
     text = text.strip()
     return (
-        token_label(text) is not None
+        parse_token_label(text) is not None
         or class_label(text) is not None
         or text.lower() in _PUNCTUATION_TOKENS
         or text == "whitespace"

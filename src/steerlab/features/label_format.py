@@ -55,7 +55,7 @@ _TOKEN_LABEL = re.compile(r'^(?:the word |the token )?"(.+)"(?: tokens?)?(?: in 
 _CLASS_LABEL = re.compile(r'^(.+) words \((?:"[^"]+"(?:, )?)+\)$')
 
 
-def token_label(text: str) -> tuple[str, str | None] | None:
+def parse_token_label(text: str) -> tuple[str, str | None] | None:
     """``(token, where)`` of a token label (``where``: the context after "in", or None), None for any other
     label (a concept, punctuation by name alone, "unclear: ...")."""
     text = text.strip()

@@ -411,9 +411,9 @@ def class_holds(examples: Sequence[Example], name: str, share: float = 0.5) -> b
 
 def token_description(token: str) -> str:
     """The offline explainer's name for a token: ``commas``, ``line breaks``, or ``"cat" tokens``."""
-    from steerlab.features.explain.offline import token_label
+    from steerlab.features.explain.offline import token_phrase
 
-    return token_label(token)
+    return token_phrase(token)
 
 
 def top_peak(feature: Feature) -> str:

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from steerlab.errors import InvalidInputError
 from steerlab.features.embeddings import EMBED_DIM, embed_one, embed_unique
-from steerlab.features.label_format import token_label
+from steerlab.features.label_format import parse_token_label
 from steerlab.features.label_vector_cache import embed_labels
 from steerlab.features.lexical_index import LexicalIndex
 from steerlab.features.schema import Feature, Label, feature_uuid
@@ -148,14 +148,14 @@ shipped database's descriptions end in ``in Python code``; the label ``Python co
 def label_where(text: str) -> str | None:
     """Where a description says its token fires (``"cat" tokens in shell commands`` -> ``shell commands``): the
     scorer confirmed that context on held-out windows, so a search for it may find the feature by it."""
-    parsed = token_label(text)
+    parsed = parse_token_label(text)
     return parsed[1].strip() if parsed and parsed[1] and '"' not in parsed[0] else None
 
 
 def label_word(text: str) -> str | None:
     """The word a label says its feature fires on (``the word "email"``, ``"email" tokens in French text``), or
     None for a label that claims a concept (or names punctuation)."""
-    parsed = token_label(text)
+    parsed = parse_token_label(text)
     word = parsed[0].strip().lower() if parsed and '"' not in parsed[0] else ""
     return word if word.isalpha() else None
 

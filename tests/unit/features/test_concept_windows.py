@@ -161,11 +161,11 @@ def test_a_word_label_holds_for_the_word_as_written_singular_or_plural():
 
 def test_punctuation_in_a_context_and_classes_of_words_are_descriptions_with_checks():
     from steerlab.features.concepts import is_description
-    from steerlab.features.label_format import class_label, token_label
+    from steerlab.features.label_format import class_label, parse_token_label
 
-    assert token_label("dashes in shell commands") == ("--", "shell commands")
-    assert token_label("line breaks in Python code") == ("\n", "Python code")
-    assert token_label("dashes") is None and token_label("weather in Paris") is None
+    assert parse_token_label("dashes in shell commands") == ("--", "shell commands")
+    assert parse_token_label("line breaks in Python code") == ("\n", "Python code")
+    assert parse_token_label("dashes") is None and parse_token_label("weather in Paris") is None
     assert class_label('weekday words ("monday", "friday")') == "weekday"
     assert class_label("weekday words") is None and class_label("weekday") is None
     assert is_description("less-than signs in C code") and is_description('emotion words ("fear", "love")')

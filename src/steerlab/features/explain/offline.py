@@ -59,7 +59,7 @@ def normalize_token(token: str) -> str:
     return stripped.lower() if stripped else ("\n" if "\n" in token else "")
 
 
-def token_label(token: str) -> str:
+def token_phrase(token: str) -> str:
     """Searchable phrase for a token: named punctuation, or ``"word" tokens``."""
     if token in PUNCTUATION_NAMES:
         return PUNCTUATION_NAMES[token]
@@ -163,7 +163,7 @@ class OfflineExplainer(Explainer):
             concept_scores = concept_scores + cfg.promoted_weight * (vocab.vectors @ self.encode([promoted])[0])
         token, share = max(token_evidence(acts, self._token_background), key=lambda ts: ts[1], default=("", 0.0))
         if share >= cfg.single_token_share:
-            return self._label(token_label(token), share)
+            return self._label(token_phrase(token), share)
         language = dominant_language(
             [example_text(e) for e in acts], self._language_background, share=cfg.language_share
         )
@@ -172,9 +172,9 @@ class OfflineExplainer(Explainer):
         if language is not None:
             name, language_share = language
             text = f"{name} text"
-            return self._label(f"{token_label(token)} in {text}" if share >= cfg.token_share else text, language_share)
+            return self._label(f"{token_phrase(token)} in {text}" if share >= cfg.token_share else text, language_share)
         if share >= cfg.token_share:
-            candidate = token_label(token)
+            candidate = token_phrase(token)
             vecs = np.stack([vocab.vectors[best], self.encode([candidate])[0]])
             margin = pos.similarity(vecs).mean(1) - (bg.similarity(vecs).mean(1) if len(bg) else 0.0)
             if margin[1] >= margin[0]:
