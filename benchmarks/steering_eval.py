@@ -8,8 +8,11 @@ prompts; by default with the shipped database's label search as one candidate so
 asking for the concept) and unsteered replies to *held-out* prompts (``EVAL_PROMPTS``): concept
 presence (sentence-embedding gain over the unsteered replies, or a word list, whichever is larger),
 instruction relevance, fluency (perplexity under the unsteered model, repetition-penalised), and
-their harmonic mean (0 if any part is 0). Prints a readable table, then JSON with per-concept
-figures, the mean combined score of both methods and their ratio (steered / prompted), every value
+their harmonic mean (0 if any part is 0). AutoSteer runs once per concept; its edits and the prompting
+baseline are scored with each sampling seed of ``--seeds`` (default 0,1,2) and the figure pools them:
+4 prompts drawn with one seed swing the ratio 0.93-1.98x. Prints a readable table (the first seed), then
+JSON with per-concept figures, the mean combined score of both methods over the seeds and their ratio
+(steered / prompted), each seed's own means and ratio (``per_seed``), every value
 AutoSteer chose, and **controls** the evaluation must reject, scored by each concept's own scorer:
 the unsteered replies, the replies prompted for the *next* concept (fluent and on the question, off
 concept) and on-concept word salad (the concept's words, no sentences).
@@ -141,6 +144,13 @@ def main() -> None:
     ap.add_argument("--concepts", type=int, default=10, help=f"How many concepts (up to {len(CONCEPTS)}).")
     ap.add_argument("--prompts", type=int, default=4, help="Held-out evaluation prompts per concept.")
     ap.add_argument("--tokens", type=int, default=32, help="Reply length for the evaluation.")
+    ap.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="Sampling seeds the evaluation replies are drawn with (comma-separated). AutoSteer runs once per "
+        "concept; its edits and the prompting baseline are scored with every seed and the figure pools them "
+        "(one seed of 4 prompts swings the ratio 0.93-1.98x). Each seed's own ratio is reported beside it.",
+    )
     ap.add_argument("--only", default=None, help="Comma-separated concept names to run (default: the first N).")
     ap.add_argument(
         "--split",
@@ -175,16 +185,28 @@ def main() -> None:
     config = AutoSteerConfig(**dict(parse_override(o) for o in args.set))
     pool = CONCEPTS if args.split == "test" else DEV_CONCEPTS
     prompts = EVAL_PROMPTS[: args.prompts] if args.split == "test" else EVAL_PROMPTS[-args.prompts :]
+    seeds = parse_seeds(args.seeds)
     rows, evaluations, started = [], [], time.perf_counter()
+    by_seed: dict[int, list[tuple[float, float]]] = {seed: [] for seed in seeds}
     chosen = [c for c in pool if c[0] in args.only.split(",")] if args.only else pool[: args.concepts]
     for name, description, instruction, words in chosen:
         concept = Concept(name, description, instruction, words)
         t0 = time.perf_counter()
         steer = auto_steer(lm, sae, concept.goal, config=config, search=search, labels=lab.labels, sae_id=lab.sae_id)
         t1 = time.perf_counter()
-        result = evaluate_steering(lm, sae, concept, steer, prompts, max_new_tokens=args.tokens)
+        results = {
+            seed: evaluate_steering(lm, sae, concept, steer, prompts, max_new_tokens=args.tokens, seed=seed)
+            for seed in seeds
+        }
+        for seed, each in results.items():
+            by_seed[seed].append((each.methods["steered"].combined, each.methods["prompted"].combined))
+        result = results[seeds[0]]
         evaluations.append((concept, result))
         row = result.to_dict()
+        row["per_seed"] = {
+            seed: {m: round(each.methods[m].combined, 4) for m in ("steered", "prompted")}
+            for seed, each in results.items()
+        }
         best = {i for i, _ in steer.best.edits}
         row.update(
             autosteer_s=round(t1 - t0, 1),
@@ -202,28 +224,44 @@ def main() -> None:
             ],
         )
         rows.append(row)
+        pooled = [sum(row["per_seed"][seed][m] for seed in seeds) / len(seeds) for m in ("steered", "prompted")]
         print(
-            f"{name}: steered {row['methods']['steered']['combined']:.3f} prompted "
-            f"{row['methods']['prompted']['combined']:.3f} ({row['autosteer_s']}s + {row['eval_s']}s)",
+            f"{name}: steered {pooled[0]:.3f} prompted {pooled[1]:.3f} over seeds {args.seeds} "
+            f"({row['autosteer_s']}s + {row['eval_s']}s)",
             file=sys.stderr,
             flush=True,
         )
     controls = run_controls(evaluations, rows)
 
-    steered = sum(r["methods"]["steered"]["combined"] for r in rows) / len(rows)
-    prompted = sum(r["methods"]["prompted"]["combined"] for r in rows) / len(rows)
+    per_seed = {}
+    for seed, pairs in by_seed.items():
+        s_mean, p_mean = (sum(x) / len(pairs) for x in zip(*pairs))
+        per_seed[seed] = {"steered": round(s_mean, 4), "prompted": round(p_mean, 4), "ratio": ratio(s_mean, p_mean)}
+    steered = sum(v["steered"] for v in per_seed.values()) / len(seeds)
+    prompted = sum(v["prompted"] for v in per_seed.values()) / len(seeds)
     print_table(rows)
+    print(
+        f"seed {seeds[0]} in the table; pooled over seeds {args.seeds}: steered {steered:.3f} prompted "
+        f"{prompted:.3f} ratio {ratio(steered, prompted)} (concepts resampled, 90%: "
+        f"{concept_bootstrap(rows, seeds)})\n"
+    )
     report = {
         "model": lm.name,
         "split": args.split,
         "concepts": len(rows),
         "prompts": len(prompts),
         "tokens": args.tokens,
+        "seeds": seeds,
         "search": args.search,
         "autosteer_config": vars(config),
         "mean_combined": {"steered": round(steered, 4), "prompted": round(prompted, 4)},
-        "ratio_steered_over_prompted": round(steered / prompted, 3) if prompted else None,
-        "steered_wins": sum(r["winner"] == "steered" for r in rows),
+        "ratio_steered_over_prompted": ratio(steered, prompted),
+        "per_seed": per_seed,
+        "ratio_interval_90": concept_bootstrap(rows, seeds),
+        "steered_wins": sum(
+            sum(v["steered"] for v in r["per_seed"].values()) > sum(v["prompted"] for v in r["per_seed"].values())
+            for r in rows
+        ),
         "chosen_values": sorted(v for r in rows for _, v in r["edits"]),
         "controls": controls,
         "wall_s": round(time.perf_counter() - started, 1),
@@ -234,6 +272,40 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w") as f:
             f.write(text)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        sys.exit(f"--seeds: comma-separated integers, e.g. 0,1,2 (got {text!r})")
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"--seeds: each seed once (got {text!r})")
+    return seeds
+
+
+def ratio(steered: float, prompted: float) -> float | None:
+    return round(steered / prompted, 3) if prompted else None
+
+
+def concept_bootstrap(rows: list[dict], seeds: list[int], n_boot: int = 10000) -> list[float] | None:
+    """90% percentile interval of the pooled ratio with the concepts resampled (fixed seed): how much the figure
+    rests on which 10 concepts were picked. Each concept's score is its mean over the sampling seeds."""
+    import random
+
+    pairs = [
+        [sum(r["per_seed"][seed][m] for seed in seeds) / len(seeds) for m in ("steered", "prompted")] for r in rows
+    ]
+    rng, ratios = random.Random(0), []
+    for _ in range(n_boot):
+        pick = [rng.choice(pairs) for _ in pairs]
+        prompted = sum(p for _, p in pick)
+        if prompted:
+            ratios.append(sum(s for s, _ in pick) / prompted)
+    if not ratios:
+        return None
+    ratios.sort()
+    return [round(ratios[int(0.05 * len(ratios))], 3), round(ratios[int(0.95 * len(ratios)) - 1], 3)]
 
 
 class BySearch:
