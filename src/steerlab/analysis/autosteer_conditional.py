@@ -3,8 +3,8 @@
 1. **Parse** the specification into a trigger topic X and an optional effect Y (the part after the
    first comma, semicolon or "then"): "when the user asks about cooking, talk like a pirate".
 2. **Trigger**: label search on X (when a feature database is given) and a templated contrast:
-   user messages about X against the same templates about everyday neutral topics, so the only
-   difference is the topic words. Of those candidates, the one whose activation best separates the
+   user messages about X against the same templates about everyday neutral topics (the ones least like X),
+   so the only difference is the topic words. Of those candidates, the one whose activation best separates the
    two sides is kept (a trigger only reads, so it need not be steerable). Its threshold (per-feature
    units, compared per token) is put between the neutral conversations' largest activation and the
    typical peak on the topic conversations, so the scope turns on for X and not for small talk.
@@ -130,17 +130,19 @@ def auto_conditional(
 
 
 def find_trigger(lm, sae, topic: str, *, search=None, candidates: int = 4) -> tuple[int, float]:
-    """The feature that best tells conversations about ``topic`` from neutral ones, and its threshold. Candidates:
-    the contrast of topic and neutral conversations, and the database's default search (a detector is wanted, so
-    features whose contexts are about the topic are welcome); the measured margin picks among them."""
-    on, off = topic_conversations(topic), neutral_conversations()
+    """The feature that best tells conversations about ``topic`` from neutral ones (about topics least like it:
+    "weather" is not contrasted with "the weather"), and its threshold. Candidates: the contrast of topic and
+    neutral conversations, and the database's label search; the measured margin picks among them. Label search, not
+    the default (labels re-scored by contexts): on the development texts of benchmarks/autoconditional_trigger.py
+    20 of 42 triggers work with label search, 19 with the default or with none (docs/steering.md)."""
+    on, off = topic_conversations(topic), neutral_conversations(avoid=topic)
     pool = [f.index for f in contrast(lm, sae, on, off, k_to_add=candidates, k_to_remove=0).dataset_1_features]
     if search is not None:
-        pool = [int(h.index) for h in search.search(topic, top_k=candidates)] + pool
+        pool = [int(h.index) for h in search.search(topic, top_k=candidates, by="label")] + pool
     if not pool:
         raise InvalidInputError(f"found no feature that responds to {topic!r}", field="specification")
-    peaks_on = _peaks(lm, sae, on, pool)
-    peaks_off = _peaks(lm, sae, off, pool)
+    peaks_on = peak_activations(lm, sae, on, pool)
+    peaks_off = peak_activations(lm, sae, off, pool)
     typical_on = peaks_on.median(0).values
     margin = typical_on - peaks_off.max(0).values  # > 0: separates every neutral from a typical topic chat
     best = int(margin.argmax())
@@ -149,7 +151,7 @@ def find_trigger(lm, sae, topic: str, *, search=None, candidates: int = 4) -> tu
     return pool[best], round(max(threshold, 0.05), 3)
 
 
-def _peaks(lm, sae, conversations, features: list[int]) -> torch.Tensor:
+def peak_activations(lm, sae, conversations, features: list[int]) -> torch.Tensor:
     """``[conversations, features]``: each feature's largest activation (per-feature units)."""
     scale = sae.feature_scale.float().clamp_min(1e-12)
     rows = []

@@ -122,6 +122,10 @@ TOPIC_TEMPLATES = (
     "Why do people care about {}?",
 )
 NEUTRAL_TOPICS = ("the weather", "my weekend", "a good book", "the bus timetable", "my new chair", "lunch")
+SPARE_NEUTRAL_TOPICS = ("the traffic", "my phone", "the garden", "a film I saw", "my neighbour", "the news")
+"""With ``NEUTRAL_TOPICS``, the pool a topic's neutral side is drawn from when it must not talk about the topic
+itself (``neutral_conversations(avoid=...)``): a trigger for "weather" contrasted with "Tell me about the weather"
+learns nothing about weather."""
 
 
 def topic_conversations(topic: str) -> list[list[dict]]:
@@ -130,8 +134,20 @@ def topic_conversations(topic: str) -> list[list[dict]]:
     return [[{"role": "user", "content": t.format(topic)}] for t in TOPIC_TEMPLATES]
 
 
-def neutral_conversations() -> list[list[dict]]:
-    return [[{"role": "user", "content": t.format(n)}] for t, n in zip(TOPIC_TEMPLATES, NEUTRAL_TOPICS)]
+def neutral_conversations(avoid: str | None = None) -> list[list[dict]]:
+    """The templates about everyday neutral topics; with ``avoid``, the ``len(TOPIC_TEMPLATES)`` topics of the
+    pool least like it (sentence-embedding cosine), in pool order."""
+    topics = NEUTRAL_TOPICS if avoid is None else least_like(avoid, NEUTRAL_TOPICS + SPARE_NEUTRAL_TOPICS)
+    return [[{"role": "user", "content": t.format(n)}] for t, n in zip(TOPIC_TEMPLATES, topics)]
+
+
+def least_like(topic: str, pool: tuple[str, ...], n: int = len(TOPIC_TEMPLATES)) -> tuple[str, ...]:
+    from steerlab.features.embeddings import embed
+
+    vectors = embed([topic, *pool])
+    similarity = vectors[1:] @ vectors[0]
+    keep = set(sorted(range(len(pool)), key=lambda i: float(similarity[i]))[:n])
+    return tuple(p for i, p in enumerate(pool) if i in keep)
 
 
 @dataclass

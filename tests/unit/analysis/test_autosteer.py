@@ -283,3 +283,46 @@ def test_search_candidates_come_from_label_search_not_the_default(tmp_path, stee
         assert [h.index for h in search.search("Python source code", top_k=2)] == [PYTHON, FRENCH]
         got = search_candidates(search, tiny_sae, "Python source code", 2)
     assert [index for index, _ in got] == [FRENCH, PYTHON]
+
+
+def test_a_topic_is_not_contrasted_with_itself():
+    """The neutral side of "weather" used to hold "Tell me about the weather." (and "food" "lunch"): a trigger for
+    the topic then learnt nothing about it. With ``avoid`` the neutral topics are the pool's least like it."""
+    from steerlab.analysis.stimulus import NEUTRAL_TOPICS, TOPIC_TEMPLATES, neutral_conversations
+
+    def said(conversations):
+        return " ".join(c[0]["content"] for c in conversations)
+
+    assert said(neutral_conversations()) == " ".join(t.format(n) for t, n in zip(TOPIC_TEMPLATES, NEUTRAL_TOPICS))
+    weather, food = neutral_conversations(avoid="weather"), neutral_conversations(avoid="food")
+    assert len(weather) == len(food) == len(TOPIC_TEMPLATES)
+    assert "weather" not in said(weather) and "lunch" not in said(food)
+    assert "weather" in said(food)  # only what is like the topic is left out
+
+
+def test_trigger_candidates_come_from_label_search(tmp_path, steerlab_home, tiny_lm, tiny_sae):
+    """AutoConditional asks the database for label search, whatever its default (docs/steering.md: on the trigger
+    benchmark's development texts label search gave the most working triggers)."""
+    from steerlab.analysis.autosteer_conditional import find_trigger
+    from steerlab.features import context_vectors
+    from steerlab.features.search import FeatureSearch
+    from tests.unit.features.labeling_fixtures import SAE_ID
+    from tests.unit.features.test_search_evidence import same_label_store
+
+    class Asked:
+        """The real search, noting what each call asked for."""
+
+        def __init__(self, inner):
+            self.inner, self.by = inner, []
+
+        def search(self, query, top_k=10, by=None):
+            self.by.append(by)
+            return self.inner.search(query, top_k=top_k, by=by)
+
+    with same_label_store(tmp_path / "features.db") as store:
+        context_vectors.load(store, SAE_ID)
+        asked = Asked(FeatureSearch(store, SAE_ID))
+        assert asked.inner.default_by() == "hybrid"
+        index, threshold = find_trigger(tiny_lm, tiny_sae, "Python source code", search=asked)
+    assert asked.by == ["label"]
+    assert 0 <= index < tiny_sae.cfg.d_sae and threshold > 0
