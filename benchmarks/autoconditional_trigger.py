@@ -39,6 +39,7 @@ def main() -> None:
         sys.exit(f"--search: unknown {unknown}; allowed: label, hybrid, none")
 
     import torch
+    from steering_eval import BySearch
 
     from steerlab.analysis.autosteer_conditional import find_trigger, peak_activations
     from steerlab.engine.lab import Lab
@@ -107,16 +108,6 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w") as f:
             f.write(text)
-
-
-class BySearch:
-    """The database's search resting on ``by`` (the variant under test), whatever the caller asks for."""
-
-    def __init__(self, search, by: str):
-        self.inner, self.by = search, by
-
-    def search(self, query: str, top_k: int = 10, by: str | None = None):
-        return self.inner.search(query, top_k=top_k, by=self.by)
 
 
 if __name__ == "__main__":
