@@ -133,7 +133,7 @@ def run_server(settings: Settings, model: str, sae: Path | None, db: Path | None
         planted = Organism.load(lab, organism)
     single_threaded_blas()  # numpy products on request paths are tiny; the engine owns the cores
     if lab.search is not None:
-        lab.search.warm()  # label vectors and the query encoder load before the first request, not in it
+        lab.search.warm()  # the query encoder and context vectors load before the first request, not in it
         _ = lab.corpus_stats  # what inspect and contrast rank by (features.specificity), also before the first
         _ = lab.topic_vectors  # and what they weigh it by (features.topic: label and context vectors)
     # ~0.5M objects outlive startup (model, tokenizer, labels): a full garbage collection walking them stalls

@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +48,9 @@ BATCH = 128
 class ContextVectors:
     raw: np.ndarray
     """``[d_sae, 384]`` float32 mean window embedding (zero rows: the feature has no stored top example)."""
-    snippets: list[str]
-    """The strongest window of each feature, as text (what a ``contexts`` hit shows as its evidence)."""
+    snippets: Sequence[str]
+    """The strongest window of each feature, as text (what a ``contexts`` hit shows as its evidence): a list when
+    computed or cached with the vectors, else ``WindowSnippets`` read from the database as hits ask for them."""
 
     @property
     def present(self) -> np.ndarray:
@@ -182,8 +183,7 @@ def load(store, sae_id: str, progress: Callable[[int, int], None] | None = None)
     cached = _read(path, d_sae)
     if stored is not None and tuple(stored.shape) == (d_sae, EMBED_DIM):
         raw = np.asarray(stored, dtype=np.float32)
-        snippets = cached.snippets if cached is not None else _snippets(store, sae_id)
-        return ContextVectors(raw, snippets)
+        return ContextVectors(raw, cached.snippets if cached is not None else WindowSnippets(store, sae_id, d_sae))
     if cached is not None:
         return cached
     vectors = compute(store, sae_id, progress)
@@ -212,13 +212,54 @@ def save_context_vectors(store, sae_id: str, vectors: ContextVectors) -> None:
     store.save_vectors(sae_id, CONTEXT_VECTORS, torch.from_numpy(vectors.raw).half())
 
 
-def _snippets(store, sae_id: str) -> list[str]:
-    snippets = [""] * store.get_sae(sae_id).d_sae
-    for feature in store.iter_features(sae_id, with_examples=True, batch_size=512):
-        found = window_tokens(feature)
-        if found:
-            snippets[feature.index] = _snippet("".join(found[0]))
-    return snippets
+class WindowSnippets(Sequence[str]):
+    """Each feature's strongest window as text, read from the database the first time a hit needs it and kept.
+    Reading all of them when stored vectors load took ~9 s of a 2-core machine (decoding ~240k examples), inside
+    the first default search of a fresh server: past the goodfire SDK's 10 s timeout. A hit's costs ~1 ms."""
+
+    def __init__(self, store, sae_id: str, d_sae: int):
+        self.store, self.sae_id, self.d_sae = store, sae_id, d_sae
+        self._known: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return self.d_sae
+
+    def __getitem__(self, index):  # type: ignore[override]  # indices only: a hit asks for its own feature
+        index = int(index)
+        if not 0 <= index < self.d_sae:
+            raise IndexError(index)
+        self.prefetch([index])
+        return self._known[index]
+
+    def prefetch(self, indices: Sequence[int]) -> None:
+        """Read the windows of the features not seen yet: their first ``SNIPPET_EXAMPLES`` top examples in one
+        query; a feature whose first ones all give empty windows is read whole (what ``window_tokens`` sees)."""
+        missing = sorted({int(i) for i in indices} - self._known.keys())
+        if not missing:
+            return
+        tops = self.store.top_examples(self.sae_id, missing, SNIPPET_EXAMPLES)
+        unresolved = []
+        for index in missing:
+            text = next((t for t in map(_window_text, tops.get(index, [])) if t.strip()), None)
+            if text is None:
+                unresolved.append(index)
+            else:
+                self._known[index] = _snippet(text)
+        if unresolved:
+            for feature in self.store.get_features(self.sae_id, unresolved, with_examples=True):
+                found = window_tokens(feature)
+                self._known[feature.index] = _snippet("".join(found[0])) if found else ""
+
+
+SNIPPET_EXAMPLES = 3
+"""Top examples read for a hit's snippet before falling back to the whole feature (module doc of WindowSnippets)."""
+
+
+def _window_text(example) -> str:
+    """The text of ``example``'s window as ``strongest_windows`` cuts it ("" for an example that does not fire)."""
+    from steerlab.features.concept_windows import example_window
+
+    return "".join(example_window(example).tokens) if example.max_act > 0 else ""
 
 
 def _snippet(text: str) -> str:

@@ -279,12 +279,15 @@ class FeatureSearch:
 
     # ------------------------------------------------------------------ queries
     def warm(self) -> None:
-        """Load the query encoder now (seconds; the ONNX graph is exported on a machine's first run)
-        rather than inside the first request."""
+        """Load the query encoder now (seconds; the ONNX graph is exported on a machine's first run), and the
+        context vectors the default search rests on when they are at hand (never computed here), rather than inside
+        the first request."""
         from steerlab.features.query_encoder import query_encoder
 
         if query_encoder() is None:
             embed_one(" ")
+        if self.contexts_at_hand():
+            self.context_vectors()
 
     def query_vector(self, query: str) -> np.ndarray:
         """Embedding of a (checked) query, memoized: people repeat queries, and encoding one costs a few ms
@@ -417,7 +420,9 @@ class FeatureSearch:
         if len(rankings) == 1:
             ((name, ranking),) = rankings.items()
             return self._hits_of(ranking[:top_k], reason=name)
-        return [self._hit(index, score, reason) for index, score, reason in fuse(rankings, top_k)]
+        fused = fuse(rankings, top_k)
+        self._prefetch_snippets([index for index, _, reason in fused if "contexts" in reason], "contexts")
+        return [self._hit(index, score, reason) for index, score, reason in fused]
 
     def _label_ranking(
         self, query: str, depth: int, mode: str, scores: np.ndarray | None = None
@@ -500,7 +505,15 @@ class FeatureSearch:
         return ranking
 
     def _hits_of(self, ranking: list[tuple[int, float]], reason: str = "label") -> list[SearchHit]:
+        self._prefetch_snippets([index for index, _ in ranking], reason)
         return [self._hit(index, score, reason) for index, score in ranking]
+
+    def _prefetch_snippets(self, indices: list[int], reason: str | None) -> None:
+        """Read the hits' strongest windows in one query where they are read from the database on demand."""
+        if reason is not None and "contexts" in reason and self._contexts is not None:
+            prefetch = getattr(self._contexts[2], "prefetch", None)
+            if prefetch is not None:
+                prefetch(indices)
 
     def search(self, query: str, top_k: int = 10, mode: str = "hybrid", by: str | None = None) -> list[SearchHit]:
         """``mode`` (semantic, lexical, hybrid) is how labels are matched; ``by`` what the search rests on

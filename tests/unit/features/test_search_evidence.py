@@ -71,6 +71,22 @@ def test_context_vectors_are_cached_once_and_recomputed_after_a_rebuild(unlabele
     assert not contrasted[D_SAE - 1].any()  # a feature with no contexts stays a zero row
 
 
+def test_stored_vectors_load_without_reading_every_feature(unlabeled_db, steerlab_home, monkeypatch):
+    """The shipped database stores its vectors; their snippets were read from all 9,216 features' examples at load
+    (~9 s, inside a fresh server's first default search: the SDK timed out). Now each hit's is read when shown."""
+    with FeatureStore(unlabeled_db) as store:
+        computed = context_vectors.compute(store, SAE_ID)
+        context_vectors.save_context_vectors(store, SAE_ID, computed)
+    assert not list((steerlab_home / "cache").glob("context-vectors-*.npz"))  # stored only: nothing cached here
+    with FeatureStore(unlabeled_db, readonly=True) as store:
+        monkeypatch.setattr(store, "iter_features", lambda *a, **k: pytest.fail("read every feature"))
+        search = FeatureSearch(store, SAE_ID)
+        search.warm()  # loads the stored vectors
+        hits = search.search("French sentences", top_k=3, by="contexts")
+        assert hits[0].index == FRENCH and hits[0].snippet == computed.snippets[FRENCH]
+        assert [h.snippet for h in hits] == [computed.snippets[h.index] or None for h in hits]
+
+
 def test_hybrid_fuses_label_and_context_evidence_and_says_why(labeled_db_with_home):
     with FeatureStore(labeled_db_with_home, readonly=True) as store:
         search = FeatureSearch(store, SAE_ID)
