@@ -142,6 +142,7 @@ def neutral_conversations(avoid: str | None = None) -> list[list[dict]]:
 
 
 def least_like(topic: str, pool: tuple[str, ...], n: int = len(TOPIC_TEMPLATES)) -> tuple[str, ...]:
+    """The ``n`` entries of ``pool`` whose sentence embeddings are least like ``topic``'s, in pool order."""
     from steerlab.features.embeddings import embed
 
     vectors = embed([topic, *pool])
